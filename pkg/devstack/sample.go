@@ -1,0 +1,59 @@
+package devstack
+
+import (
+	"fmt"
+
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// Sample parameters that pass validation; the emulator accepts any that do.
+const (
+	SampleSubscriptionID  = "11111111-2222-3333-4444-555555555555"
+	SampleBillingAccount  = "12345678"
+	SampleMCAAccount      = "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31"
+	SampleCMAccount       = "aabb-ccdd:eeff-0011_2024-01-31"
+	SampleBillingProfile  = "ABCD-EFGH-XYZ-PGB"
+	SampleDownloadToken   = "DRS_12345"
+	SampleDocumentName    = "12345678"
+	invoiceNameAlphabet   = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	invoiceNameBodyDigits = 9
+)
+
+// InvoiceName returns the n-th of a family of invoice names that pass every
+// kind's pattern (G followed by nine letters or digits), so that tests and
+// benchmarks can script the emulator per request.
+func InvoiceName(family string, n int) string {
+	b := []byte("G000000000")
+	for i := len(b) - 1; i > 0 && n > 0; i-- {
+		b[i] = invoiceNameAlphabet[n%len(invoiceNameAlphabet)]
+		n /= len(invoiceNameAlphabet)
+	}
+	// The family goes into the leading digits, leaving room for n.
+	for i, c := range []byte(family) {
+		if i >= 3 {
+			break
+		}
+		b[1+i] = invoiceNameAlphabet[int(c)%len(invoiceNameAlphabet)]
+	}
+	return string(b)
+}
+
+// Sample returns a valid request of kind k for invoiceName.
+func Sample(k messages.Kind, id, invoiceName string) messages.Request {
+	r := messages.Request{Version: messages.Version, ID: id, Kind: k}
+	switch k {
+	case messages.KindSubscriptionInvoice:
+		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, InvoiceName: invoiceName, DownloadToken: SampleDownloadToken}
+	case messages.KindInvoiceSummary, messages.KindInvoice:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, InvoiceName: invoiceName}
+	case messages.KindSubscriptionDocuments:
+		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, Documents: []messages.DocumentRef{
+			{DocumentName: SampleDocumentName, InvoiceName: invoiceName},
+		}}
+	case messages.KindInvoicePriceSheet:
+		r.Params = messages.Params{BillingAccountName: SampleCMAccount, BillingProfileName: SampleBillingProfile, InvoiceName: invoiceName}
+	default:
+		panic(fmt.Sprintf("devstack: no sample for kind %q", k))
+	}
+	return r
+}

@@ -1,0 +1,219 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+// The identity the stack's workers use against the emulator.
+const (
+	DevTenant   = "dev-tenant"
+	DevClientID = "dev-client"
+	DevAudience = "https://management.azure.com"
+)
+
+// Options configure a Stack.
+type Options struct {
+	// Dir holds JetStream's files and the dev client secret; required.
+	Dir string
+	// NATSPort for the embedded server (0: a free port).
+	NATSPort int
+	// MonitorPort for NATS monitoring (0: none).
+	MonitorPort int
+	// Emulator options (its Clients are filled in by the stack).
+	Emulator emulator.Options
+	// Configure adjusts the workers' configuration.
+	Configure func(*worker.Config)
+	// Logger for the workers (default: discard).
+	Logger *slog.Logger
+	// Workers to start (default 1; 0 with NoWorkers).
+	Workers   int
+	NoWorkers bool
+	// WorkerOptions are passed to every worker.
+	WorkerOptions []worker.Option
+	// AzureDeps adds to what the stack passes (its transport trusts the
+	// emulator).
+	AzureDeps worker.AzureDeps
+}
+
+// Stack is an embedded NATS server, the emulator, and workers wired to
+// both over real connections.
+type Stack struct {
+	NATS     *server.Server
+	Emulator *emulator.Server
+	Conn     *nats.Conn
+	Client   *client.Client
+	Config   worker.Config
+
+	opts    Options
+	mu      sync.Mutex
+	workers []*running
+}
+
+type running struct {
+	w      *worker.Worker
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start brings the stack up; Close takes it down.
+func Start(o Options) (*Stack, error) {
+	if o.Dir == "" {
+		return nil, errors.New("devstack: Dir is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	ns, err := StartNATS(NATSOptions{StoreDir: filepath.Join(o.Dir, "jetstream"), Port: o.NATSPort, MonitorPort: o.MonitorPort})
+	if err != nil {
+		return nil, err
+	}
+	secretFile := filepath.Join(o.Dir, "client-secret")
+	secret := "dev-secret-" + filepath.Base(o.Dir)
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		ns.Shutdown()
+		return nil, err
+	}
+	eo := o.Emulator
+	if eo.Clients == nil {
+		eo.Clients = map[string]emulator.Client{}
+	}
+	eo.Clients[DevClientID] = emulator.Client{Tenant: DevTenant, Secret: secret}
+	if eo.Audience == "" {
+		eo.Audience = DevAudience
+	}
+	emu := emulator.Start(eo)
+
+	cfg := worker.DefaultConfig()
+	cfg.NATSURL = ns.ClientURL()
+	cfg.HealthAddr = ""
+	cfg.AzureCloud = "custom"
+	cfg.ARMEndpoint = emu.URL()
+	cfg.ARMAudience = eo.Audience
+	cfg.AuthorityHost = emu.URL() + "/"
+	cfg.AzureCredential = "client-secret"
+	cfg.AzureTenantID = DevTenant
+	cfg.AzureClientID = DevClientID
+	cfg.AzureClientSecretFile = secretFile
+	cfg.DisableInstanceDiscovery = true
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	if o.AzureDeps.Transport == nil {
+		o.AzureDeps.Transport = emu.Client()
+	}
+	s := &Stack{NATS: ns, Emulator: emu, Config: cfg, opts: o}
+	s.Conn, err = nats.Connect(ns.ClientURL(), nats.Name("devstack"))
+	if err == nil {
+		s.Client, err = client.New(s.Conn, cfg.Prefix)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	n := o.Workers
+	if n == 0 && !o.NoWorkers {
+		n = 1
+	}
+	for range n {
+		if _, err := s.StartWorker(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// StartWorker starts one more worker and waits until it is ready; it
+// returns the worker's index.
+func (s *Stack) StartWorker() (int, error) {
+	nc, err := nats.Connect(s.Config.NATSURL, nats.Name("devstack-worker"), nats.MaxReconnects(-1))
+	if err != nil {
+		return 0, err
+	}
+	profiles, err := s.Config.AzureProfiles(s.opts.AzureDeps)
+	if err != nil {
+		nc.Close()
+		return 0, err
+	}
+	w, err := worker.New(s.Config, nc, profiles, s.opts.Logger, s.opts.WorkerOptions...)
+	if err != nil {
+		nc.Close()
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{w: w, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for !w.Ready() {
+		select {
+		case err := <-r.done:
+			cancel()
+			nc.Close()
+			return 0, fmt.Errorf("devstack: worker stopped during start: %w", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			nc.Close()
+			return 0, errors.New("devstack: worker not ready within 15s")
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.workers = append(s.workers, r)
+	return len(s.workers) - 1, nil
+}
+
+// Worker returns the i-th worker started.
+func (s *Stack) Worker(i int) *worker.Worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.workers[i].w
+}
+
+// StopWorker stops the i-th worker gracefully and returns what Run
+// returned.
+func (s *Stack) StopWorker(i int) error {
+	s.mu.Lock()
+	r := s.workers[i]
+	s.mu.Unlock()
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	err := <-r.done
+	r.nc.Close()
+	r.cancel = nil
+	return err
+}
+
+// Close stops the workers, the NATS server and the emulator.
+func (s *Stack) Close() {
+	s.mu.Lock()
+	n := len(s.workers)
+	s.mu.Unlock()
+	for i := range n {
+		_ = s.StopWorker(i)
+	}
+	if s.Conn != nil {
+		s.Conn.Close()
+	}
+	s.NATS.Shutdown()
+	s.NATS.WaitForShutdown()
+	s.Emulator.Close()
+}

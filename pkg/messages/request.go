@@ -1,0 +1,181 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Version is the schema version of every document this package defines.
+const Version = 1
+
+// MaxRequestBytes is the default limit on the size of an encoded request.
+const MaxRequestBytes = 64 << 10
+
+// Request asks the worker to run one Azure operation.
+type Request struct {
+	// Version is the schema version; must be 1.
+	Version int `json:"version"`
+	// ID identifies the request; events and the stored state are keyed by
+	// it, and publishing it as the Nats-Msg-Id header makes a resubmission
+	// within the stream's duplicate window a no-op.
+	ID string `json:"id"`
+	// Kind selects the operation.
+	Kind Kind `json:"kind"`
+	// Params are the operation's parameters; which ones depends on Kind.
+	Params Params `json:"params"`
+	// Labels are the caller's own key/value pairs, echoed in the events.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Deadline bounds the whole operation; when it passes the request ends
+	// in a failure event with code timeout. Zero means the worker's default.
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Profile names the credential profile to call Azure with; empty means
+	// the worker's default profile.
+	Profile string `json:"profile,omitempty"`
+}
+
+// Params holds the parameters of every kind; each kind uses a subset and
+// refuses the others.
+type Params struct {
+	SubscriptionID     string        `json:"subscriptionId,omitempty"`
+	BillingAccountName string        `json:"billingAccountName,omitempty"`
+	BillingProfileName string        `json:"billingProfileName,omitempty"`
+	InvoiceName        string        `json:"invoiceName,omitempty"`
+	DownloadToken      string        `json:"downloadToken,omitempty"`
+	Documents          []DocumentRef `json:"documents,omitempty"`
+}
+
+// DocumentRef names one document for KindSubscriptionDocuments.
+type DocumentRef struct {
+	DocumentName string `json:"documentName"`
+	InvoiceName  string `json:"invoiceName"`
+}
+
+// FieldError says which field of a request breaks which rule.
+type FieldError struct {
+	// Field is the JSON path of the field, such as "params.invoiceName";
+	// empty for a problem with the document as a whole.
+	Field string `json:"field,omitempty"`
+	// Rule is the rule broken: one of syntax, max_size, unknown_field, type,
+	// required, version, enum, pattern, max_length, max_items, not_allowed,
+	// format.
+	Rule string `json:"rule"`
+	// Message explains the problem for a human.
+	Message string `json:"message"`
+}
+
+func (e FieldError) String() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+// ErrInvalid is matched (errors.Is) by every *ValidationError.
+var ErrInvalid = errors.New("invalid request")
+
+// ValidationError lists every problem found in a request.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.String()
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// DecodeRequest parses and validates an encoded request. It refuses a
+// document over maxBytes (MaxRequestBytes when maxBytes <= 0), with unknown
+// fields, or breaking any rule of Validate. On error, the returned request
+// holds whatever could be read (its ID and Kind, if any), so that the failure
+// event can name them; the error is a *ValidationError.
+func DecodeRequest(data []byte, maxBytes int) (Request, error) {
+	var r Request
+	if maxBytes <= 0 {
+		maxBytes = MaxRequestBytes
+	}
+	if len(data) > maxBytes {
+		r.salvage(data[:min(len(data), 4096)])
+		return r, &ValidationError{Fields: []FieldError{{
+			Rule:    "max_size",
+			Message: fmt.Sprintf("request is %d bytes, more than the limit of %d", len(data), maxBytes),
+		}}}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		r = Request{}
+		r.salvage(data)
+		return r, &ValidationError{Fields: []FieldError{decodeProblem(err)}}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return r, &ValidationError{Fields: []FieldError{{Rule: "syntax", Message: "unexpected data after the JSON object"}}}
+	}
+	return r, r.Validate()
+}
+
+// salvage picks the id and kind out of a request that does not decode, so
+// that its failure event can still be routed to the caller.
+func (r *Request) salvage(data []byte) {
+	var loose struct {
+		ID   any `json:"id"`
+		Kind any `json:"kind"`
+	}
+	if json.Unmarshal(data, &loose) != nil {
+		return
+	}
+	if s, ok := loose.ID.(string); ok && idPattern.MatchString(s) {
+		r.ID = s
+	}
+	if s, ok := loose.Kind.(string); ok && Kind(s).Valid() {
+		r.Kind = Kind(s)
+	}
+}
+
+// decodeProblem turns an encoding/json error into a FieldError.
+func decodeProblem(err error) FieldError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return FieldError{Rule: "syntax", Message: fmt.Sprintf("not valid JSON at byte %d: %v", syn.Offset, syn)}
+	case errors.As(err, &typ):
+		return FieldError{Field: typ.Field, Rule: "type", Message: fmt.Sprintf("must be a JSON %s, not %s", jsonType(typ.Type.Kind().String()), typ.Value)}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return FieldError{Rule: "syntax", Message: "empty or truncated JSON document"}
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return FieldError{Field: strings.Trim(name, `"`), Rule: "unknown_field", Message: "is not a field of a version 1 request"}
+	}
+	if _, ok := err.(*time.ParseError); ok || strings.Contains(msg, "parsing time") {
+		return FieldError{Field: "deadline", Rule: "format", Message: "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z"}
+	}
+	return FieldError{Rule: "syntax", Message: strings.TrimPrefix(msg, "json: ")}
+}
+
+func jsonType(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "int", "int64", "float64", "uint64":
+		return "number"
+	case "slice":
+		return "array"
+	case "map", "struct":
+		return "object"
+	case "bool":
+		return "boolean"
+	}
+	return goKind
+}

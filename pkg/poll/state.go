@@ -1,0 +1,147 @@
+package poll
+
+import (
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// Phase is where an operation stands.
+type Phase string
+
+// The phases. Starting and Polling are claims: one worker is making an
+// Azure call for the operation until ClaimedUntil.
+const (
+	PhaseStarting  Phase = "starting"  // the first call (POST, or GET of an invoice) is in flight
+	PhaseWaiting   Phase = "waiting"   // the next call is due at NextAt
+	PhasePolling   Phase = "polling"   // a GET of the Location is in flight
+	PhaseCompleted Phase = "completed" // Completed holds the event
+	PhaseFailed    Phase = "failed"    // Failed holds the event
+)
+
+// Terminal reports whether the operation has ended.
+func (p Phase) Terminal() bool { return p == PhaseCompleted || p == PhaseFailed }
+
+// Claimed reports whether a worker holds the operation.
+func (p Phase) Claimed() bool { return p == PhaseStarting || p == PhasePolling }
+
+// Classes of the last failure (State.LastErrorClass).
+const (
+	ClassAuth      = "auth"      // no token could be had
+	ClassAzure     = "azure"     // Azure answered with an error status
+	ClassMalformed = "malformed" // a success answer that could not be used
+	ClassLocation  = "location"  // a polling URL that was refused
+	ClassTransport = "transport" // no answer: connection error or timeout
+)
+
+// StateVersion is the schema version of State.
+const StateVersion = 1
+
+// State is the persisted state of one operation, stored in the worker's
+// key-value bucket under the request id. Writers compare-and-set on the
+// entry's revision, so two workers never act on one operation at once.
+type State struct {
+	Version int              `json:"version"`
+	Request messages.Request `json:"request"`
+	Phase   Phase            `json:"phase"`
+	// AcceptedAt is when a worker first took the request.
+	AcceptedAt time.Time `json:"acceptedAt"`
+	// Deadline is when the operation gives up.
+	Deadline time.Time `json:"deadline"`
+	// Location is the polling URL; empty until Azure accepted the operation
+	// (so the next call is the first one again, after a throttled start).
+	Location string `json:"location,omitempty"`
+	// Started is true once Azure accepted the operation (a 200 or 202 to
+	// the first call).
+	Started bool `json:"started,omitempty"`
+	// AzureCalls counts every HTTP call sent to Azure; Polls the GETs of
+	// the Location among them.
+	AzureCalls int `json:"azureCalls"`
+	Polls      int `json:"polls"`
+	// Failures counts consecutive failed calls (throttled, transient,
+	// malformed); a good answer resets it. BadAnswers counts malformed
+	// success answers in a row.
+	Failures   int `json:"failures,omitempty"`
+	BadAnswers int `json:"badAnswers,omitempty"`
+	// LastStatus is the HTTP status of the last answer (0: none, or no
+	// answer); LastError describes the last failure, redacted.
+	LastStatus     int    `json:"lastStatus,omitempty"`
+	LastError      string `json:"lastError,omitempty"`
+	LastErrorClass string `json:"lastErrorClass,omitempty"`
+	// LastWait is the wait chosen after the last answer and what set it.
+	LastWait       time.Duration `json:"lastWait,omitempty"`
+	LastWaitSource string        `json:"lastWaitSource,omitempty"`
+	// NextAt is when the next call is due (phase waiting).
+	NextAt time.Time `json:"nextAt,omitzero"`
+	// Wake numbers the pending wake-up; a wake-up message carrying another
+	// number is stale.
+	Wake uint64 `json:"wake"`
+	// ClaimedBy and ClaimedUntil identify the claim of phases starting and
+	// polling; past ClaimedUntil the claim is void (its worker died).
+	ClaimedBy    string    `json:"claimedBy,omitempty"`
+	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+	// TraceParent and TraceState carry the request's trace across polls,
+	// replicas and restarts.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
+	// Completed or Failed is the final event, kept so that a duplicate
+	// request or a restart publishes the same event again.
+	Completed *messages.Completed `json:"completed,omitempty"`
+	Failed    *messages.Failed    `json:"failed,omitempty"`
+	UpdatedAt time.Time           `json:"updatedAt"`
+}
+
+// NewState returns the state of a request accepted at now; the deadline is
+// the request's own, or now+defaultDeadline, capped at now+maxDeadline.
+func NewState(req messages.Request, now time.Time, defaultDeadline, maxDeadline time.Duration) State {
+	deadline := now.Add(defaultDeadline)
+	if req.Deadline != nil {
+		deadline = *req.Deadline
+	}
+	if maxDeadline > 0 && deadline.After(now.Add(maxDeadline)) {
+		deadline = now.Add(maxDeadline)
+	}
+	return State{
+		Version:    StateVersion,
+		Request:    req,
+		AcceptedAt: now,
+		Deadline:   deadline.UTC(),
+		UpdatedAt:  now,
+	}
+}
+
+// Claim marks the state as held by worker until until, for the next call.
+func (s *State) Claim(worker string, now, until time.Time) {
+	if s.Location == "" {
+		s.Phase = PhaseStarting
+	} else {
+		s.Phase = PhasePolling
+	}
+	s.ClaimedBy, s.ClaimedUntil, s.UpdatedAt = worker, until, now
+}
+
+// ClaimExpired reports whether a claim is void at now.
+func (s *State) ClaimExpired(now time.Time) bool {
+	return s.Phase.Claimed() && !now.Before(s.ClaimedUntil)
+}
+
+// Wait records a decision to call again at d.At.
+func (s *State) Wait(d Decision, now time.Time) {
+	s.Phase = PhaseWaiting
+	s.NextAt = d.At
+	s.LastWait, s.LastWaitSource = d.Wait, d.Source
+	s.Wake++
+	s.ClaimedBy, s.ClaimedUntil, s.UpdatedAt = "", time.Time{}, now
+}
+
+// Complete ends the operation with ev.
+func (s *State) Complete(ev messages.Completed, now time.Time) {
+	s.Phase, s.Completed = PhaseCompleted, &ev
+	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
+}
+
+// Fail ends the operation with ev.
+func (s *State) Fail(ev messages.Failed, now time.Time) {
+	s.Phase, s.Failed = PhaseFailed, &ev
+	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
+}

@@ -1,0 +1,250 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// Config configures a Worker. Every field is a setting with a flag and an
+// environment variable (Settings lists them); the comment gives the default.
+type Config struct {
+	// NATS connection.
+	NATSURL       string // nats://127.0.0.1:4222
+	NATSCredsFile string // none: a .creds file (JWT + NKey seed)
+	NATSCAFile    string // none: CA bundle to verify the NATS server
+	NATSCertFile  string // none: client certificate for mutual TLS
+	NATSKeyFile   string // none: its key
+	NATSName      string // billing-worker: connection name shown by the server
+
+	// JetStream layout.
+	Prefix          string        // billing: first token of every subject, and of stream/bucket names
+	Replicas        int           // 1: replicas of every stream and the bucket (3 in a cluster)
+	AckWait         time.Duration // 60s: redelivery delay of an unacknowledged message
+	MaxAckPending   int           // 1000: per consumer, messages handed out but not acknowledged
+	MaxDeliver      int           // 10: deliveries before a message that keeps failing is dead-lettered
+	DuplicateWindow time.Duration // 2m: Nats-Msg-Id de-duplication window of the work stream
+	EventsMaxAge    time.Duration // 168h: how long events are kept
+	StateTTL        time.Duration // 168h: how long an operation's state is kept after its last change
+
+	// Requests and operations.
+	Concurrency     int           // 64: messages handled at once by one worker
+	MaxRequestBytes int           // 65536: larger requests are rejected
+	DefaultDeadline time.Duration // 1h: operation deadline when the request sets none
+	MaxDeadline     time.Duration // 24h: a request's deadline is capped at acceptance + this
+	HTTPTimeout     time.Duration // 30s: bound of one Azure call, token included
+	MaxBadAnswers   int           // 3: malformed success answers in a row before bad_response
+	DrainTimeout    time.Duration // 45s: on shutdown, how long in-flight work may take
+
+	// Polling policy (package poll).
+	PollMinWait     time.Duration // 1s: floor of every wait, Retry-After: 0 included
+	PollMaxWait     time.Duration // 15m: ceiling of a Retry-After
+	PollDefaultWait time.Duration // 15s: wait after a 202 without Retry-After
+	BackoffInitial  time.Duration // 1s: first backoff after a throttle or error without hint
+	BackoffMax      time.Duration // 2m: backoff cap
+
+	// Azure.
+	AzureCloud               string // public: public, china, usgov or custom
+	ARMEndpoint              string // the cloud's: ARM endpoint override (Azure Stack, private link, emulator)
+	ARMAudience              string // the cloud's: token audience override
+	AuthorityHost            string // the cloud's: Entra ID authority override
+	AzureCredential          string // default: credential type of the default profile
+	AzureTenantID            string // none (azidentity reads AZURE_TENANT_ID)
+	AzureClientID            string // none (azidentity reads AZURE_CLIENT_ID)
+	AzureClientSecretFile    string // none: file holding the client secret
+	AzureCertificateFile     string // none: PEM or PKCS#12 client certificate
+	AzureFederatedTokenFile  string // none (azidentity reads AZURE_FEDERATED_TOKEN_FILE)
+	AzureProfilesFile        string // none: JSON file of named credential profiles; replaces the single profile above
+	AllowHTTP                bool   // false: allow a plain-http ARM endpoint (a local emulator only)
+	DisableInstanceDiscovery bool   // false: skip Entra ID instance discovery (Azure Stack, private clouds, emulator)
+
+	// Process.
+	HealthAddr string // :8080: liveness/readiness/metrics listener; empty disables it
+	LogLevel   string // info: debug, info, warn or error
+}
+
+// Setting describes one configuration setting.
+type Setting struct {
+	Flag, Env, Default, Usage string
+	value                     func(*Config) flag.Value
+}
+
+// Settings lists every setting of Config, in documentation order.
+var Settings = []Setting{
+	str("nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated", func(c *Config) *string { return &c.NATSURL }),
+	str("nats-creds", "", "NATS credentials file (JWT and NKey seed)", func(c *Config) *string { return &c.NATSCredsFile }),
+	str("nats-ca", "", "CA bundle that verifies the NATS server's TLS certificate", func(c *Config) *string { return &c.NATSCAFile }),
+	str("nats-cert", "", "client certificate for NATS mutual TLS", func(c *Config) *string { return &c.NATSCertFile }),
+	str("nats-key", "", "key of the NATS client certificate", func(c *Config) *string { return &c.NATSKeyFile }),
+	str("nats-name", "billing-worker", "connection name the NATS server shows", func(c *Config) *string { return &c.NATSName }),
+	str("prefix", messages.DefaultPrefix, "first token of every subject and of stream and bucket names", func(c *Config) *string { return &c.Prefix }),
+	integer("replicas", 1, "replicas of the streams and the state bucket (3 on a NATS cluster)", func(c *Config) *int { return &c.Replicas }),
+	dur("ack-wait", 60*time.Second, "redelivery delay of an unacknowledged message; must exceed http-timeout", func(c *Config) *time.Duration { return &c.AckWait }),
+	integer("max-ack-pending", 1000, "per consumer, messages handed out and not yet acknowledged", func(c *Config) *int { return &c.MaxAckPending }),
+	integer("max-deliver", 10, "deliveries of a message that keeps failing before it is dead-lettered", func(c *Config) *int { return &c.MaxDeliver }),
+	dur("duplicate-window", 2*time.Minute, "Nats-Msg-Id de-duplication window of the work stream", func(c *Config) *time.Duration { return &c.DuplicateWindow }),
+	dur("events-max-age", 7*24*time.Hour, "how long events are kept in the events stream", func(c *Config) *time.Duration { return &c.EventsMaxAge }),
+	dur("state-ttl", 7*24*time.Hour, "how long an operation's state is kept after its last change", func(c *Config) *time.Duration { return &c.StateTTL }),
+	integer("concurrency", 64, "messages one worker handles at once", func(c *Config) *int { return &c.Concurrency }),
+	integer("max-request-bytes", messages.MaxRequestBytes, "larger requests are rejected", func(c *Config) *int { return &c.MaxRequestBytes }),
+	dur("default-deadline", time.Hour, "deadline of an operation whose request sets none", func(c *Config) *time.Duration { return &c.DefaultDeadline }),
+	dur("max-deadline", 24*time.Hour, "a request's deadline is capped at acceptance plus this", func(c *Config) *time.Duration { return &c.MaxDeadline }),
+	dur("http-timeout", 30*time.Second, "bound of one Azure call, getting the token included", func(c *Config) *time.Duration { return &c.HTTPTimeout }),
+	integer("max-bad-answers", 3, "malformed success answers in a row before failing with bad_response", func(c *Config) *int { return &c.MaxBadAnswers }),
+	dur("drain-timeout", 45*time.Second, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
+	dur("poll-min-wait", time.Second, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
+	dur("poll-max-wait", 15*time.Minute, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
+	dur("poll-default-wait", 15*time.Second, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
+	dur("backoff-initial", time.Second, "first backoff after a throttle or an error without a hint", func(c *Config) *time.Duration { return &c.BackoffInitial }),
+	dur("backoff-max", 2*time.Minute, "cap of the backoff", func(c *Config) *time.Duration { return &c.BackoffMax }),
+	str("azure-cloud", "public", "Azure cloud: public, china, usgov or custom", func(c *Config) *string { return &c.AzureCloud }),
+	str("arm-endpoint", "", "ARM endpoint, overriding the cloud's", func(c *Config) *string { return &c.ARMEndpoint }),
+	str("arm-audience", "", "token audience, overriding the cloud's", func(c *Config) *string { return &c.ARMAudience }),
+	str("authority-host", "", "Entra ID authority host, overriding the cloud's", func(c *Config) *string { return &c.AuthorityHost }),
+	str("azure-credential", "default", "credential type: default, workload-identity, managed-identity, client-secret, client-certificate, azure-cli", func(c *Config) *string { return &c.AzureCredential }),
+	str("azure-tenant-id", "", "tenant id (else azidentity reads AZURE_TENANT_ID)", func(c *Config) *string { return &c.AzureTenantID }),
+	str("azure-client-id", "", "client id (else azidentity reads AZURE_CLIENT_ID)", func(c *Config) *string { return &c.AzureClientID }),
+	str("azure-client-secret-file", "", "file holding the client secret (client-secret)", func(c *Config) *string { return &c.AzureClientSecretFile }),
+	str("azure-certificate-file", "", "PEM or PKCS#12 client certificate with its key (client-certificate)", func(c *Config) *string { return &c.AzureCertificateFile }),
+	str("azure-federated-token-file", "", "federated token file (else AZURE_FEDERATED_TOKEN_FILE)", func(c *Config) *string { return &c.AzureFederatedTokenFile }),
+	str("azure-profiles-file", "", "JSON file of named credential profiles (replaces the single profile above)", func(c *Config) *string { return &c.AzureProfilesFile }),
+	boolean("allow-http", false, "allow a plain-http ARM endpoint: a local emulator only", func(c *Config) *bool { return &c.AllowHTTP }),
+	boolean("disable-instance-discovery", false, "skip Entra ID instance discovery (Azure Stack, private clouds, emulator)", func(c *Config) *bool { return &c.DisableInstanceDiscovery }),
+	str("health-addr", ":8080", "listen address of /livez, /readyz and /metrics; empty disables", func(c *Config) *string { return &c.HealthAddr }),
+	str("log-level", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+}
+
+// EnvPrefix starts the environment variable of every setting.
+const EnvPrefix = "BILLING_"
+
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// DefaultConfig returns the configuration with every default.
+func DefaultConfig() Config {
+	var c Config
+	for _, s := range Settings {
+		if err := s.value(&c).Set(s.Default); err != nil {
+			panic(fmt.Sprintf("default of %s: %v", s.Flag, err))
+		}
+	}
+	return c
+}
+
+// Bind registers every setting on fs, with the environment's value (read
+// through getenv) as the flag's default. It returns every environment value
+// that does not parse.
+func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	for _, s := range Settings {
+		v := s.value(c)
+		if err := v.Set(s.Default); err != nil {
+			errs = append(errs, fmt.Errorf("default of -%s: %w", s.Flag, err))
+		}
+		if e := getenv(s.Env); e != "" {
+			if err := v.Set(e); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, e, err))
+			}
+		}
+		fs.Var(v, s.Flag, fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
+	}
+	return errors.Join(errs...)
+}
+
+// Policy returns the polling policy the configuration describes.
+func (c *Config) Policy() poll.Policy {
+	p := poll.DefaultPolicy()
+	p.MinWait, p.MaxWait, p.DefaultPollWait = c.PollMinWait, c.PollMaxWait, c.PollDefaultWait
+	p.InitialBackoff, p.MaxBackoff = c.BackoffInitial, c.BackoffMax
+	return p
+}
+
+// Validate returns every problem of the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.NATSURL != "", "nats-url is required")
+	check(c.Prefix != "" && !strings.ContainsAny(c.Prefix, ".*> \t"), "prefix %q must be one subject token", c.Prefix)
+	check(c.Replicas >= 1 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)
+	check(c.Concurrency >= 1, "concurrency must be at least 1")
+	check(c.MaxAckPending >= c.Concurrency, "max-ack-pending (%d) must be at least concurrency (%d)", c.MaxAckPending, c.Concurrency)
+	check(c.MaxDeliver >= 2, "max-deliver must be at least 2")
+	check(c.MaxRequestBytes >= 1024, "max-request-bytes must be at least 1024")
+	check(c.HTTPTimeout > 0, "http-timeout must be positive")
+	check(c.AckWait > c.HTTPTimeout+claimMargin, "ack-wait (%s) must exceed http-timeout (%s) by more than %s", c.AckWait, c.HTTPTimeout, claimMargin)
+	check(c.DefaultDeadline > 0 && c.MaxDeadline >= c.DefaultDeadline, "default-deadline must be positive and at most max-deadline")
+	check(c.StateTTL > c.MaxDeadline, "state-ttl (%s) must exceed max-deadline (%s)", c.StateTTL, c.MaxDeadline)
+	check(c.DuplicateWindow > 0 && c.EventsMaxAge >= c.DuplicateWindow, "duplicate-window must be positive and at most events-max-age")
+	check(c.MaxBadAnswers >= 1, "max-bad-answers must be at least 1")
+	check(c.DrainTimeout > 0, "drain-timeout must be positive")
+	if err := c.Policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// claimMargin is added to http-timeout to form a claim's lifetime.
+const claimMargin = 10 * time.Second
+
+// value adapts a typed field to flag.Value.
+type value[T any] struct {
+	p      *T
+	parse  func(string) (T, error)
+	format func(T) string
+}
+
+func (v value[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v value[T]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.format(*v.p)
+}
+
+func str(name, def, usage string, field func(*Config) *string) Setting {
+	return Setting{Flag: name, Env: envName(name), Default: def, Usage: usage, value: func(c *Config) flag.Value {
+		return value[string]{p: field(c), parse: func(s string) (string, error) { return s, nil }, format: func(s string) string { return s }}
+	}}
+}
+
+func integer(name string, def int, usage string, field func(*Config) *int) Setting {
+	return Setting{Flag: name, Env: envName(name), Default: strconv.Itoa(def), Usage: usage, value: func(c *Config) flag.Value {
+		return value[int]{p: field(c), parse: strconv.Atoi, format: strconv.Itoa}
+	}}
+}
+
+func boolean(name string, def bool, usage string, field func(*Config) *bool) Setting {
+	return Setting{Flag: name, Env: envName(name), Default: strconv.FormatBool(def), Usage: usage, value: func(c *Config) flag.Value {
+		return boolValue{value[bool]{p: field(c), parse: strconv.ParseBool, format: strconv.FormatBool}}
+	}}
+}
+
+// boolValue lets "-allow-http" stand for "-allow-http=true".
+type boolValue struct{ value[bool] }
+
+func (boolValue) IsBoolFlag() bool { return true }
+
+func dur(name string, def time.Duration, usage string, field func(*Config) *time.Duration) Setting {
+	return Setting{Flag: name, Env: envName(name), Default: def.String(), Usage: usage, value: func(c *Config) flag.Value {
+		return value[time.Duration]{p: field(c), parse: time.ParseDuration, format: time.Duration.String}
+	}}
+}

@@ -1,0 +1,146 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// W3C trace context headers, written in lower case as the W3C spells them.
+const (
+	headerTraceParent = "traceparent"
+	headerTraceState  = "tracestate"
+)
+
+// traceHeaders reads the trace context of a message, in either case.
+func traceHeaders(h nats.Header) (parent, state string) {
+	get := func(name string) string {
+		if v := h[name]; len(v) > 0 {
+			return v[0]
+		}
+		return h.Get(name) // canonical form, as Go's http.Header writes it
+	}
+	return get(headerTraceParent), get(headerTraceState)
+}
+
+func setTrace(h nats.Header, parent, state string) {
+	if parent != "" {
+		h[headerTraceParent] = []string{parent}
+	}
+	if state != "" {
+		h[headerTraceState] = []string{state}
+	}
+}
+
+// schedule publishes the operation's pending wake-up for st.NextAt: a
+// scheduled message on the operation's own schedule subject (replacing any
+// earlier one) that the server moves to the polls subject when it falls
+// due. Until then it holds no consumer slot.
+func (w *Worker) schedule(ctx context.Context, st *poll.State) error {
+	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake})
+	m := nats.NewMsg(w.subj.Schedule(st.Request.ID))
+	m.Data = body
+	setTrace(m.Header, st.TraceParent, st.TraceState)
+	// Not jetstream.WithScheduleAt: it formats whole seconds, which would
+	// fire up to a second before the time Azure asked for. The server reads
+	// RFC 3339 with fractional seconds.
+	m.Header.Set("Nats-Schedule", "@at "+st.NextAt.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", w.subj.Polls())
+	if _, err := w.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("schedule wake-up: %w", err)
+	}
+	return nil
+}
+
+// publishOutcome publishes the completion or failure event stored in st.
+// Its message id is derived from the request id, so publishing it again
+// (after a crash, for a duplicate request) gives consumers one copy.
+func (w *Worker) publishOutcome(ctx context.Context, st *poll.State) error {
+	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
+	if st.Failed != nil {
+		outcome, ev = messages.OutcomeFailed, st.Failed
+	}
+	return w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, "outcome."+st.Request.ID, ev, st.TraceParent, st.TraceState)
+}
+
+func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages.Kind, id, msgID string, ev any, traceParent, traceState string) error {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	m := nats.NewMsg(w.subj.Event(outcome, kind, id))
+	m.Data = body
+	m.Header.Set(messages.HeaderRequestID, id)
+	m.Header.Set(messages.HeaderKind, string(kind))
+	m.Header.Set(messages.HeaderOutcome, outcome)
+	setTrace(m.Header, traceParent, traceState)
+	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("publish %s event: %w", outcome, err)
+	}
+	return nil
+}
+
+// maxHeaderText bounds the error text copied into a dead letter's header.
+const maxHeaderText = 512
+
+// deadLetter keeps a rejected message, with its original payload and
+// headers, in the dead-letter stream, publishes the failure event, and
+// terminates the message so it is never redelivered. If either publish
+// fails, the message is redelivered later instead: nothing is dropped.
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) {
+	seq := uint64(0)
+	if meta, err := msg.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
+	log := w.log.With("request_id", req.ID, "kind", string(req.Kind), "sequence", seq)
+
+	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind))
+	dl.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		dl.Header[k] = v
+	}
+	if id := msg.Headers().Get(messages.HeaderMsgID); id != "" {
+		dl.Header.Set(messages.HeaderOrigMsgID, id)
+	}
+	reason := failed.Message
+	if len(reason) > maxHeaderText {
+		reason = reason[:maxHeaderText] + "..."
+	}
+	dl.Header.Set(messages.HeaderErrorCode, string(failed.Code))
+	dl.Header.Set(messages.HeaderError, strings.ToValidUTF8(strings.NewReplacer("\r", " ", "\n", " ").Replace(reason), "?"))
+	dl.Header.Set(messages.HeaderOrigSubject, msg.Subject())
+	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
+	dedup := fmt.Sprintf("deadletter.%s.%d", w.subj.WorkStream(), seq)
+	if _, err := w.js.PublishMsg(ctx, dl, jetstream.WithMsgID(dedup)); err != nil {
+		log.Warn("dead-letter", "error", err)
+		w.nakLater(msg)
+		return
+	}
+
+	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
+	failed.FailedAt = w.now()
+	parent, state := traceHeaders(msg.Headers())
+	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed, parent, state); err != nil {
+		log.Warn("publish rejection", "error", err)
+		w.nakLater(msg)
+		return
+	}
+	log.Warn("request rejected", "code", string(failed.Code), "error", failed.Message)
+	_ = msg.TermWithReason(string(failed.Code))
+}
+
+// nakLater redelivers msg after a pause, without counting towards the
+// dead-letter limit's purpose (the dead-letter path itself failed).
+func (w *Worker) nakLater(msg jetstream.Msg) { _ = msg.NakWithDelay(5 * time.Second) }

@@ -1,0 +1,252 @@
+// Package worker is the billing download worker: it takes download requests
+// from a JetStream work queue, drives the Azure operation through package
+// billing, keeps each operation's state in a JetStream key-value bucket,
+// schedules every next poll as a JetStream scheduled message (so a waiting
+// operation holds no consumer slot and no goroutine), and publishes one
+// completion or failure event per request.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/pkg/billing"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// Azure is what the worker needs of an Azure client; *billing.Client is
+// one.
+type Azure interface {
+	Start(ctx context.Context, kind messages.Kind, p messages.Params) (*billing.Response, error)
+	Poll(ctx context.Context, kind messages.Kind, location string) (*billing.Response, error)
+}
+
+var _ Azure = (*billing.Client)(nil)
+
+// Profiles maps credential profile names to Azure clients; the request's
+// profile (or Default when it names none) selects one.
+type Profiles struct {
+	Default string
+	Clients map[string]Azure
+}
+
+// Worker consumes requests and polls. Create it with New and run it with
+// Run.
+type Worker struct {
+	cfg      Config
+	subj     messages.Layout
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	profiles Profiles
+	policy   poll.Policy
+	log      *slog.Logger
+	now      func() time.Time
+	id       string
+
+	ready    atomic.Bool
+	draining atomic.Bool
+}
+
+// Option adjusts a Worker; for tests.
+type Option func(*Worker)
+
+// WithClock replaces time.Now.
+func WithClock(now func() time.Time) Option { return func(w *Worker) { w.now = now } }
+
+// New returns a worker on the NATS connection nc.
+func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...Option) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, ok := profiles.Clients[profiles.Default]; !ok {
+		return nil, fmt.Errorf("worker: the default credential profile %q has no client", profiles.Default)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		cfg: cfg, subj: messages.NewLayout(cfg.Prefix), nc: nc, js: js, profiles: profiles,
+		policy: cfg.Policy(), log: log, now: time.Now, id: instanceID(),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w, nil
+}
+
+func instanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Ready reports whether the worker is connected, its streams exist, and it
+// is not draining.
+func (w *Worker) Ready() bool {
+	return w.ready.Load() && !w.draining.Load() && w.nc.IsConnected()
+}
+
+// Run sets up the streams, then handles requests and polls until ctx is
+// done. It then stops taking messages, lets in-flight work finish for up to
+// DrainTimeout, cancels what is left (its messages are redelivered to other
+// workers and resumed from the stored state) and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+	if err != nil {
+		return fmt.Errorf("worker: set up JetStream: %w", err)
+	}
+	w.kv = kv
+
+	// Handlers outlive ctx by up to DrainTimeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var (
+		inflight sync.WaitGroup
+		sem      = make(chan struct{}, w.cfg.Concurrency)
+	)
+	dispatch := func(handle func(context.Context, jetstream.Msg)) jetstream.MessageHandler {
+		return func(msg jetstream.Msg) {
+			if w.draining.Load() {
+				_ = msg.Nak() // hand it to another worker at once
+				return
+			}
+			sem <- struct{}{}
+			inflight.Add(1)
+			go func() {
+				defer func() { <-sem; inflight.Done() }()
+				w.safely(work, msg, handle)
+			}()
+		}
+	}
+	var contexts []jetstream.ConsumeContext
+	for _, c := range []struct {
+		name   string
+		handle func(context.Context, jetstream.Msg)
+	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}} {
+		cons, err := w.js.Consumer(ctx, w.subj.WorkStream(), c.name)
+		if err != nil {
+			return fmt.Errorf("worker: consumer %s: %w", c.name, err)
+		}
+		cc, err := cons.Consume(dispatch(c.handle),
+			jetstream.PullMaxMessages(w.cfg.Concurrency),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				w.log.Warn("consume", "consumer", c.name, "error", err)
+			}))
+		if err != nil {
+			return fmt.Errorf("worker: consume %s: %w", c.name, err)
+		}
+		contexts = append(contexts, cc)
+	}
+	w.ready.Store(true)
+	w.log.Info("worker started", "instance", w.id, "work_stream", w.subj.WorkStream(), "concurrency", w.cfg.Concurrency)
+
+	<-ctx.Done()
+	w.draining.Store(true)
+	w.log.Info("draining", "timeout", w.cfg.DrainTimeout.String())
+	for _, cc := range contexts {
+		cc.Drain()
+	}
+	for _, cc := range contexts {
+		<-cc.Closed()
+	}
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.DrainTimeout):
+		w.log.Warn("drain timeout: cancelling in-flight work; it will be resumed elsewhere")
+		cancelWork()
+		<-done
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// safely runs handle, turning a panic into a delayed redelivery (and, after
+// MaxDeliver deliveries, a dead letter) instead of a crash.
+func (w *Worker) safely(ctx context.Context, msg jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("handler panic", "subject", msg.Subject(), "panic", fmt.Sprint(r))
+			w.retryLater(ctx, msg, fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	handle(ctx, msg)
+}
+
+// retryLater redelivers msg after a backoff after an internal failure
+// (NATS unavailable, a panic), or dead-letters it once it has been
+// delivered MaxDeliver times.
+func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
+	delivered := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		delivered = meta.NumDelivered
+	}
+	if delivered >= uint64(w.cfg.MaxDeliver) {
+		reason := fmt.Sprintf("handling failed %d times; last: %v", delivered, cause)
+		if msg.Subject() == w.subj.Polls() {
+			w.abandon(ctx, msg, reason)
+			return
+		}
+		req, _ := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
+		w.deadLetter(ctx, msg, req, messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true})
+		return
+	}
+	delay := min(time.Duration(1<<min(delivered, 6))*time.Second, time.Minute)
+	if err := msg.NakWithDelay(delay); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Warn("nak", "error", err)
+	}
+}
+
+// abandon ends the operation of a wake-up that keeps failing with an
+// internal_error event, so that it does not stay waiting forever.
+func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
+	var wk wake
+	_ = json.Unmarshal(msg.Data(), &wk)
+	log := w.log.With("request_id", wk.ID)
+	entry, err := w.kv.Get(ctx, wk.ID)
+	if err != nil {
+		log.Error("abandon: load state", "error", err)
+		w.nakLater(msg)
+		return
+	}
+	var st poll.State
+	if err := json.Unmarshal(entry.Value(), &st); err != nil {
+		log.Error("abandon: state does not decode; dropping the wake-up", "error", err)
+		_ = msg.Term()
+		return
+	}
+	if !st.Phase.Terminal() {
+		w.fail(&st, messages.CodeInternal, reason, nil, true, w.now())
+		if _, err := w.kv.Update(ctx, wk.ID, encodeState(&st), entry.Revision()); err != nil {
+			log.Error("abandon: store state", "error", err)
+			w.nakLater(msg)
+			return
+		}
+	}
+	if err := w.publishOutcome(ctx, &st); err != nil {
+		w.nakLater(msg)
+		return
+	}
+	log.Error("operation abandoned", "error", reason)
+	_ = msg.Term()
+}
