@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,13 +25,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, jsonType, marshal(v))
 }
 
-// marshal encodes the package's own answer types, which always encode.
+// marshal encodes the package's own answer types, which always encode. Like Azure, it leaves
+// '&', '<' and '>' alone (a SAS URL's query reads as such, not as \u0026).
 func marshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic("emulator: encoding an answer: " + err.Error())
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // randomString returns n random bytes in enc.

@@ -105,7 +105,7 @@ func DecodeRequest(data []byte, maxBytes int) (Request, error) {
 		maxBytes = MaxRequestBytes
 	}
 	if len(data) > maxBytes {
-		r.salvage(data[:min(len(data), 4096)])
+		r.salvage(data)
 		return r, &ValidationError{Fields: []FieldError{{
 			Rule:    "max_size",
 			Message: fmt.Sprintf("request is %d bytes, more than the limit of %d", len(data), maxBytes),

@@ -146,3 +146,7 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func sampleSummary(id, invoice string) messages.Request {
+	return devstack.Sample(messages.KindInvoiceSummary, id, invoice)
+}
