@@ -1,0 +1,116 @@
+// Command worker runs the billing download worker: it takes download
+// requests from NATS JetStream, drives the Azure Billing operations and
+// publishes completion and failure events. Every setting is a flag and a
+// BILLING_* environment variable; -h lists them.
+//
+// With -dev it runs on an embedded NATS server and the Azure Billing
+// emulator instead, sends a sample request of every kind, and prints the
+// events.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg worker.Config
+	envErr := cfg.Bind(fs, getenv)
+	dev := fs.Bool("dev", false, "development mode: embedded NATS, the Azure Billing emulator, sample requests")
+	devExit := fs.Bool("dev-exit", false, "with -dev: exit once the sample requests have ended")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if envErr != nil {
+		return envErr
+	}
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	if *dev {
+		return devstack.Dev(ctx, devstack.DevOptions{
+			Configure: func(c *worker.Config) { c.LogLevel = cfg.LogLevel },
+			Logger:    log, Out: stdout, Exit: *devExit,
+		})
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	profiles, err := cfg.AzureProfiles(worker.AzureDeps{})
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.Connect(log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := worker.New(cfg, nc, profiles, log)
+	if err != nil {
+		return err
+	}
+	if cfg.HealthAddr != "" {
+		stopHealth, err := serve(cfg.HealthAddr, w.Health(), log)
+		if err != nil {
+			return err
+		}
+		defer stopHealth()
+	}
+	if err := w.Run(ctx); err != nil {
+		return err
+	}
+	// Flush what the connection still buffers (acks) before closing it.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flush", "error", err)
+	}
+	return nil
+}
+
+// serve runs h on addr until the returned function is called.
+func serve(addr string, h http.Handler, log *slog.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("health listener: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health server", "error", err)
+		}
+	}()
+	log.Info("health endpoints", "addr", l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// Human renders an event on a line or a few, for a terminal.
+func (o Outcome) Human() string {
+	var b strings.Builder
+	switch {
+	case o.Completed != nil:
+		c := o.Completed
+		fmt.Fprintf(&b, "COMPLETED %s %s in %s, %d Azure call(s)", c.ID, c.Kind,
+			c.CompletedAt.Sub(c.AcceptedAt).Round(time.Millisecond), c.AzureCalls)
+		if c.URL != "" {
+			fmt.Fprintf(&b, "\n  url:        %s", c.URL)
+		}
+		if c.ExpiryTime != nil {
+			fmt.Fprintf(&b, "\n  expires:    %s", c.ExpiryTime.Format(time.RFC3339))
+		}
+		if c.ValidTill != nil {
+			fmt.Fprintf(&b, "\n  valid till: %s", c.ValidTill.Format(time.RFC3339))
+		}
+		if inv := c.Invoice; inv != nil {
+			fmt.Fprintf(&b, "\n  invoice:    %s status %s", inv.Name, inv.Status)
+			if a, ok := inv.Amounts["totalAmount"]; ok {
+				fmt.Fprintf(&b, ", total %.2f %s", a.Value, a.Currency)
+			}
+			for _, d := range inv.Documents {
+				fmt.Fprintf(&b, "\n  document:   %s (%s)", d.Name, d.Kind)
+			}
+		}
+	case o.Failed != nil:
+		f := o.Failed
+		id := f.ID
+		if id == "" {
+			id = "(no id)"
+		}
+		fmt.Fprintf(&b, "FAILED    %s %s: %s (retryable: %v)\n  %s", id, f.Kind, f.Code, f.Retryable, f.Message)
+		if f.Azure != nil {
+			fmt.Fprintf(&b, "\n  azure:     %d %s: %s", f.Azure.Status, f.Azure.Code, f.Azure.Message)
+		}
+	}
+	if tp := o.Header.Get("traceparent"); tp != "" {
+		if parts := strings.Split(tp, "-"); len(parts) == 4 {
+			fmt.Fprintf(&b, "\n  trace id:   %s", parts[1])
+		}
+	}
+	return b.String()
+}
+
+// HumanState renders a stored operation state.
+func HumanState(st poll.State) string {
+	var b strings.Builder
+	row := func(k, format string, args ...any) { fmt.Fprintf(&b, "%-13s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	row("request", "%s (%s)", st.Request.ID, st.Request.Kind)
+	row("phase", "%s", st.Phase)
+	row("accepted", "%s", st.AcceptedAt.Format(time.RFC3339))
+	row("deadline", "%s", st.Deadline.Format(time.RFC3339))
+	row("azure calls", "%d (%d polls)", st.AzureCalls, st.Polls)
+	if st.LastStatus != 0 {
+		row("last status", "%d", st.LastStatus)
+	}
+	if st.LastError != "" {
+		row("last error", "%s", st.LastError)
+	}
+	if !st.NextAt.IsZero() {
+		row("next poll", "%s (in %s, %s)", st.NextAt.Format(time.RFC3339Nano), time.Until(st.NextAt).Round(time.Millisecond), st.LastWaitSource)
+	}
+	if st.Phase.Claimed() {
+		row("claimed by", "%s until %s", st.ClaimedBy, st.ClaimedUntil.Format(time.RFC3339))
+	}
+	if c := st.Completed; c != nil {
+		row("url", "%s", c.URL)
+		if c.ExpiryTime != nil {
+			row("expires", "%s", c.ExpiryTime.Format(time.RFC3339))
+		}
+	}
+	if f := st.Failed; f != nil {
+		row("error", "%s: %s", f.Code, f.Message)
+	}
+	if len(st.Request.Labels) > 0 {
+		keys := make([]string, 0, len(st.Request.Labels))
+		for k := range st.Request.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			row("label", "%s=%s", k, st.Request.Labels[k])
+		}
+	}
+	return b.String()
+}

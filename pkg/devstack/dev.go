@@ -1,0 +1,95 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+// DevNATSPort is where dev mode's NATS listens when the port is free, so
+// that cmd/enqueue's default URL reaches it.
+const DevNATSPort = 4222
+
+// DevOptions configure Dev.
+type DevOptions struct {
+	// Configure adjusts the worker's configuration.
+	Configure func(*worker.Config)
+	// Logger for the worker.
+	Logger *slog.Logger
+	// Out receives the events, readable.
+	Out io.Writer
+	// Exit after the sample requests have ended, instead of running until
+	// ctx is done.
+	Exit bool
+}
+
+// Dev runs the development mode: an embedded NATS server, the emulator and
+// one worker; it sends a sample request of every kind, prints each event as
+// it arrives, and keeps printing events (of requests sent with cmd/enqueue,
+// say) until ctx is done.
+func Dev(ctx context.Context, o DevOptions) error {
+	dir, err := os.MkdirTemp("", "billing-dev-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	port := DevNATSPort
+	if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+		port = -1
+	} else {
+		l.Close()
+	}
+	stack, err := Start(Options{
+		Dir: dir, NATSPort: port, Logger: o.Logger, Configure: o.Configure,
+		// Each download answers 202 with Retry-After: 1 once, then 200.
+		Emulator: emulator.Options{Default: []emulator.Reply{emulator.Accepted("1"), emulator.OK()}},
+	})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	fmt.Fprintf(o.Out, "dev mode: NATS %s, Azure Billing emulator %s, one worker\n", stack.NATS.ClientURL(), stack.Emulator.URL())
+	fmt.Fprintf(o.Out, "try, from another terminal:\n  go run ./cmd/enqueue -nats-url %s invoice-summary -billing-account %s -invoice-name G123456789 -wait\n\n",
+		stack.NATS.ClientURL(), SampleBillingAccount)
+
+	w, err := stack.Client.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	pending := map[string]bool{}
+	stamp := strconv.FormatInt(time.Now().Unix(), 36)
+	for i, kind := range messages.Kinds {
+		req := Sample(kind, fmt.Sprintf("dev-%s-%d", stamp, i+1), InvoiceName("DEV", i+1))
+		req.Labels = map[string]string{"source": "dev-mode"}
+		if _, err := stack.Client.Submit(ctx, req, nil); err != nil {
+			return err
+		}
+		pending[req.ID] = true
+		fmt.Fprintf(o.Out, "sent      %s %s\n", req.ID, req.Kind)
+	}
+	for {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		fmt.Fprintln(o.Out, ev.Human())
+		delete(pending, ev.ID)
+		if o.Exit && len(pending) == 0 {
+			return nil
+		}
+	}
+}
+
