@@ -217,9 +217,9 @@ func newID() string {
 
 // pending is a request ready to publish.
 type pending struct {
-	id      string
-	kind    messages.Kind
-	data    []byte
+	id   string
+	kind messages.Kind
+	data []byte
 }
 
 func (a *app) submitFile(ctx context.Context, args []string) error {

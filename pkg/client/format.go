@@ -57,7 +57,9 @@ func (o Outcome) Human() string {
 // HumanState renders a stored operation state.
 func HumanState(st poll.State) string {
 	var b strings.Builder
-	row := func(k, format string, args ...any) { fmt.Fprintf(&b, "%-13s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "%-13s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	row("request", "%s (%s)", st.Request.ID, st.Request.Kind)
 	row("phase", "%s", st.Phase)
 	row("accepted", "%s", st.AcceptedAt.Format(time.RFC3339))

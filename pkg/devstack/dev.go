@@ -92,4 +92,3 @@ func Dev(ctx context.Context, o DevOptions) error {
 		}
 	}
 }
-
