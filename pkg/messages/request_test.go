@@ -1,0 +1,126 @@
+package messages_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+const guid = "11111111-2222-3333-4444-555555555555"
+
+func validRequests() map[string]messages.Request {
+	deadline := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	return map[string]messages.Request{
+		"subscription-invoice": {Version: 1, ID: "r1", Kind: messages.KindSubscriptionInvoice,
+			Params: messages.Params{SubscriptionID: guid, InvoiceName: "E123456789", DownloadToken: "DRS_12345"}},
+		"invoice-summary": {Version: 1, ID: "r2", Kind: messages.KindInvoiceSummary,
+			Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"}, Labels: map[string]string{"team.name": "finops"}},
+		"invoice-summary mca account": {Version: 1, ID: "r2b", Kind: messages.KindInvoiceSummary,
+			Params: messages.Params{BillingAccountName: guid + ":" + guid + "_2019-05-31", InvoiceName: "H1-ABC"}},
+		"subscription-documents": {Version: 1, ID: "r3", Kind: messages.KindSubscriptionDocuments,
+			Params: messages.Params{SubscriptionID: guid, Documents: []messages.DocumentRef{{DocumentName: "12345678", InvoiceName: "E123456789"}, {DocumentName: "doc 2", InvoiceName: "E987654321"}}}},
+		"invoice-pricesheet": {Version: 1, ID: "r4", Kind: messages.KindInvoicePriceSheet, Deadline: &deadline,
+			Params: messages.Params{BillingAccountName: "aabb-ccdd:eeff-0011_2024-01-31", BillingProfileName: "ABCD-EFGH", InvoiceName: "G123"}},
+		"invoice": {Version: 1, ID: "r_5-x", Kind: messages.KindInvoice, Profile: "tenant-b",
+			Params: messages.Params{BillingAccountName: "pcn.abc123", InvoiceName: "EA12345678"}},
+	}
+}
+
+func invalidRequests() map[string]string {
+	return map[string]string{
+		"bad json":            `{"version":1,`,
+		"not an object":       `[1,2]`,
+		"missing version":     `{"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"version 2":           `{"version":2,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"bad id":              `{"version":1,"id":"a.b","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"unknown kind":        `{"version":1,"id":"a","kind":"bill","params":{}}`,
+		"unknown field":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"x":1}`,
+		"unknown param":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","x":"y"}}`,
+		"param of other kind": `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","downloadToken":"x"}}`,
+		"missing param":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1"}}`,
+		"bad invoice name":    `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"g123456789"}}`,
+		"bad account":         `{"version":1,"id":"a","kind":"invoice-summary","params":{"billingAccountName":"abc","invoiceName":"G123456789"}}`,
+		"bad guid":            `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"nope","invoiceName":"E1","downloadToken":"DRS_1"}}`,
+		"dot segment":         `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"..","downloadToken":"DRS_1"}}`,
+		"token with slash":    `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"E1","downloadToken":"a/b"}}`,
+		"no documents":        `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[]}}`,
+		"empty document":      `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"","invoiceName":"x"}]}}`,
+		"control char":        `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"a\u0007","invoiceName":"x"}]}}`,
+		"unanchored cm":       `{"version":1,"id":"a","kind":"invoice-pricesheet","params":{"billingAccountName":"x/aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"AB-CD","invoiceName":"G1"}}`,
+		"bad deadline":        `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"deadline":"soon"}`,
+		"bad label key":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a b":"c"}}`,
+		"label not string":    `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a":1}}`,
+		"bad profile":         `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"profile":"Tenant_B"}`,
+		"id not string":       `{"version":1,"id":7,"kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+	}
+}
+
+func TestValidRequests(t *testing.T) {
+	t.Parallel()
+	for name, r := range validRequests() {
+		if err := r.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestDecodeRequestNamesFieldAndRule(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		doc, field, rule string
+		wantID           string
+	}{
+		{`{"version":1,`, "", "syntax", ""},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"colour":1}`, "colour", "unknown_field", "abc"},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1"}}`, "params.invoiceName", "required", "abc"},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"x","invoiceName":"G123456789"}}`, "params.billingAccountName", "pattern", "abc"},
+		{`{"version":1,"id":"abc","kind":"nope","params":{}}`, "kind", "enum", "abc"},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","downloadToken":"x"}}`, "params.downloadToken", "not_allowed", "abc"},
+		{`{"version":1,"id":7,"kind":"invoice","params":{}}`, "id", "type", ""},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"deadline":"x"}`, "deadline", "format", "abc"},
+		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"k":"` + strings.Repeat("v", 300) + `"}}`, "labels.k", "max_length", "abc"},
+	}
+	for _, c := range cases {
+		r, err := messages.DecodeRequest([]byte(c.doc), 0)
+		var ve *messages.ValidationError
+		if !errors.As(err, &ve) || !errors.Is(err, messages.ErrInvalid) {
+			t.Errorf("%s: error %v is not a *ValidationError", c.doc, err)
+			continue
+		}
+		found := false
+		for _, f := range ve.Fields {
+			if f.Field == c.field && f.Rule == c.rule && f.Message != "" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: fields %+v lack %q/%s", c.doc, ve.Fields, c.field, c.rule)
+		}
+		if r.ID != c.wantID {
+			t.Errorf("%s: salvaged id %q, want %q", c.doc, r.ID, c.wantID)
+		}
+	}
+}
+
+func TestDecodeRequestSizeLimit(t *testing.T) {
+	t.Parallel()
+	doc := `{"version":1,"id":"big","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"pad":"` + strings.Repeat("x", 2000) + `"}}`
+	r, err := messages.DecodeRequest([]byte(doc), 1024)
+	var ve *messages.ValidationError
+	if !errors.As(err, &ve) || ve.Fields[0].Rule != "max_size" || r.ID != "big" || r.Kind != messages.KindInvoice {
+		t.Fatalf("got %+v, %v", r, err)
+	}
+}
+
+func TestErrorQuotesAreClipped(t *testing.T) {
+	t.Parallel()
+	r := validRequests()["invoice"]
+	r.Params.InvoiceName = strings.Repeat("é", 200)
+	err := r.Validate()
+	if err == nil || len(err.Error()) > 1000 {
+		t.Fatalf("error %d bytes: %v", len(err.Error()), err)
+	}
+}
