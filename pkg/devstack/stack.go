@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,7 @@ type Stack struct {
 	Config   worker.Config
 
 	opts    Options
+	natsOpt NATSOptions
 	mu      sync.Mutex
 	workers []*running
 }
@@ -78,10 +80,12 @@ func Start(o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	ns, err := StartNATS(NATSOptions{StoreDir: filepath.Join(o.Dir, "jetstream"), Port: o.NATSPort, MonitorPort: o.MonitorPort})
+	natsOpt := NATSOptions{StoreDir: filepath.Join(o.Dir, "jetstream"), Port: o.NATSPort, MonitorPort: o.MonitorPort}
+	ns, err := StartNATS(natsOpt)
 	if err != nil {
 		return nil, err
 	}
+	natsOpt.Port = ns.Addr().(*net.TCPAddr).Port
 	secretFile := filepath.Join(o.Dir, "client-secret")
 	secret := "dev-secret-" + filepath.Base(o.Dir)
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
@@ -116,8 +120,8 @@ func Start(o Options) (*Stack, error) {
 	if o.AzureDeps.Transport == nil {
 		o.AzureDeps.Transport = emu.Client()
 	}
-	s := &Stack{NATS: ns, Emulator: emu, Config: cfg, opts: o}
-	s.Conn, err = nats.Connect(ns.ClientURL(), nats.Name("devstack"))
+	s := &Stack{NATS: ns, Emulator: emu, Config: cfg, opts: o, natsOpt: natsOpt}
+	s.Conn, err = nats.Connect(ns.ClientURL(), nats.Name("devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err == nil {
 		s.Client, err = client.New(s.Conn, cfg.Prefix)
 	}
@@ -141,7 +145,7 @@ func Start(o Options) (*Stack, error) {
 // StartWorker starts one more worker and waits until it is ready; it
 // returns the worker's index.
 func (s *Stack) StartWorker() (int, error) {
-	nc, err := nats.Connect(s.Config.NATSURL, nats.Name("devstack-worker"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(s.Config.NATSURL, nats.Name("devstack-worker"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		return 0, err
 	}
@@ -200,6 +204,23 @@ func (s *Stack) StopWorker(i int) error {
 	r.nc.Close()
 	r.cancel = nil
 	return err
+}
+
+// StopNATS shuts the NATS server down; its storage stays for RestartNATS.
+func (s *Stack) StopNATS() {
+	s.NATS.Shutdown()
+	s.NATS.WaitForShutdown()
+}
+
+// RestartNATS starts the NATS server again on the same port and storage;
+// clients reconnect by themselves.
+func (s *Stack) RestartNATS() error {
+	ns, err := StartNATS(s.natsOpt)
+	if err != nil {
+		return err
+	}
+	s.NATS = ns
+	return nil
 }
 
 // Close stops the workers, the NATS server and the emulator.

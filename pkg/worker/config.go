@@ -182,7 +182,7 @@ func (c *Config) Validate() error {
 	check(c.MaxDeliver >= 2, "max-deliver must be at least 2")
 	check(c.MaxRequestBytes >= 1024, "max-request-bytes must be at least 1024")
 	check(c.HTTPTimeout > 0, "http-timeout must be positive")
-	check(c.AckWait > c.HTTPTimeout+claimMargin, "ack-wait (%s) must exceed http-timeout (%s) by more than %s", c.AckWait, c.HTTPTimeout, claimMargin)
+	check(c.AckWait > c.ClaimDuration(), "ack-wait (%s) must exceed a claim's duration (%s: http-timeout plus up to 10s)", c.AckWait, c.ClaimDuration())
 	check(c.DefaultDeadline > 0 && c.MaxDeadline >= c.DefaultDeadline, "default-deadline must be positive and at most max-deadline")
 	check(c.StateTTL > c.MaxDeadline, "state-ttl (%s) must exceed max-deadline (%s)", c.StateTTL, c.MaxDeadline)
 	check(c.DuplicateWindow > 0 && c.EventsMaxAge >= c.DuplicateWindow, "duplicate-window must be positive and at most events-max-age")
@@ -194,8 +194,13 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// claimMargin is added to http-timeout to form a claim's lifetime.
-const claimMargin = 10 * time.Second
+// ClaimDuration is how long a worker holds an operation for one Azure call:
+// http-timeout plus a margin of as much again, at most 10s. It must be
+// shorter than ack-wait, so that a message redelivered because its worker
+// died always finds that worker's claim expired.
+func (c *Config) ClaimDuration() time.Duration {
+	return c.HTTPTimeout + min(c.HTTPTimeout, 10*time.Second)
+}
 
 // value adapts a typed field to flag.Value.
 type value[T any] struct {

@@ -70,7 +70,7 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 	if expired {
 		w.fail(&st, messages.CodeTimeout, "the request's deadline had passed when it was accepted", nil, true, now)
 	} else {
-		st.Claim(w.id, now, now.Add(w.claimFor()))
+		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 	}
 	rev, err := w.kv.Create(ctx, req.ID, encodeState(&st))
 	switch {
@@ -137,7 +137,7 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		w.finish(ctx, msg, &st, log)
 
 	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt):
-		st.Claim(w.id, now, now.Add(w.claimFor()))
+		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			log.Debug("another worker took this poll")
@@ -185,7 +185,7 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		// The claim's worker died while polling (or reading an invoice):
 		// those calls are safe to repeat.
 		log.Info("taking over an expired claim", "claimed_by", st.ClaimedBy)
-		st.Claim(w.id, now, now.Add(w.claimFor()))
+		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			_ = msg.Ack()
@@ -218,7 +218,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 		// Shutting down: leave the claim; once it expires the operation is
 		// taken over (or, for a first POST, ends as interrupted).
 		log.Warn("azure call cancelled by shutdown")
-		_ = msg.NakWithDelay(w.claimFor())
+		_ = msg.NakWithDelay(w.cfg.ClaimDuration())
 		return
 	}
 	now := w.now()
@@ -395,10 +395,6 @@ func (w *Worker) client(req messages.Request) (Azure, bool) {
 	return c, ok
 }
 
-// claimFor is how long a claim lasts: one Azure call and some margin. It is
-// shorter than AckWait (Validate checks), so a redelivered message always
-// finds the claim of a dead worker expired.
-func (w *Worker) claimFor() time.Duration { return w.cfg.HTTPTimeout + claimMargin }
 
 func encodeState(st *poll.State) []byte {
 	b, err := json.Marshal(st)

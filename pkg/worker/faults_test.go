@@ -1,0 +1,130 @@
+package worker_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+// faultConfig keeps every wait short, so that retries finish quickly.
+func faultConfig(c *worker.Config) {
+	c.HTTPTimeout = time.Second
+	c.AckWait = 3 * time.Second
+	c.PollDefaultWait = time.Second
+	c.PollMaxWait = 2 * time.Second
+	c.BackoffInitial = 200 * time.Millisecond
+	c.BackoffMax = time.Second
+}
+
+func body(s string) emulator.Reply {
+	r := emulator.OK()
+	r.Body = &s
+	return r
+}
+
+// Each fault is survived: retried until the operation completes, or ended
+// with a clear code.
+func TestAzureFaults(t *testing.T) {
+	t.Parallel()
+	b := setup(t, faultConfig)
+	accepted := emulator.Accepted("1")
+	noLocation := emulator.Accepted("1")
+	noLocation.NoLocation = true
+	cases := []struct {
+		name    string
+		script  []emulator.Reply
+		want    messages.Code // "" for a completion
+		minCall int
+	}{
+		{"connection reset on POST", []emulator.Reply{emulator.ResetConn(), emulator.OK()}, "", 2},
+		{"connection reset on poll", []emulator.Reply{accepted, emulator.ResetConn(), emulator.OK()}, "", 3},
+		{"timeout", []emulator.Reply{emulator.OK().After(3 * time.Second), emulator.OK()}, "", 2},
+		{"500", []emulator.Reply{emulator.Fail(500, "InternalServerError", "boom"), emulator.OK()}, "", 2},
+		{"502", []emulator.Reply{emulator.Fail(502, "BadGateway", "boom"), emulator.OK()}, "", 2},
+		{"504 on poll", []emulator.Reply{accepted, emulator.Fail(504, "GatewayTimeout", "slow"), emulator.OK()}, "", 3},
+		{"202 without Location on POST", []emulator.Reply{noLocation}, messages.CodeBadResponse, 1},
+		{"202 without Location on poll keeps polling", []emulator.Reply{accepted, noLocation, emulator.OK()}, "", 3},
+		{"200 malformed then good", []emulator.Reply{body("{not json"), emulator.OK()}, "", 2},
+		{"200 empty then good", []emulator.Reply{body(""), emulator.OK()}, "", 2},
+		{"200 without url", []emulator.Reply{body(`{"expiryTime":"2026-01-01T00:00:00Z"}`), emulator.OK()}, "", 2},
+		{"200 malformed forever", []emulator.Reply{body("<html>")}, messages.CodeBadResponse, 3},
+		{"retry-after 0", []emulator.Reply{emulator.Accepted("0"), emulator.OK()}, "", 2},
+		{"retry-after negative", []emulator.Reply{emulator.Accepted("-5"), emulator.OK()}, "", 2},
+		{"retry-after garbage", []emulator.Reply{emulator.Accepted("soon"), emulator.OK()}, "", 2},
+		{"retry-after huge", []emulator.Reply{emulator.Accepted("99999999999"), emulator.OK()}, "", 2},
+		{"429 without hint", []emulator.Reply{{Status: http.StatusTooManyRequests}, emulator.OK()}, "", 2},
+		{"location on another host", []emulator.Reply{withLocation("https://elsewhere.example:443/op/1")}, messages.CodeLocationRejected, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			inv := b.invoice()
+			b.emu.Script(inv, c.script...)
+			req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+			b.submit(req)
+			o := b.wait(req.ID, eventTimeout)
+			switch {
+			case c.want == "" && o.Completed == nil:
+				t.Fatalf("want completion, got %+v", o.Failed)
+			case c.want != "" && (o.Failed == nil || o.Failed.Code != c.want):
+				t.Fatalf("want failure %s, got %+v %+v", c.want, o.Completed, o.Failed)
+			}
+			if n := len(b.emu.CallsFor(inv)); n < c.minCall {
+				t.Errorf("%d calls, want at least %d", n, c.minCall)
+			}
+		})
+	}
+}
+
+func withLocation(loc string) emulator.Reply {
+	r := emulator.Accepted("1")
+	r.Location = loc
+	return r
+}
+
+// A NATS restart while operations wait and while completions are being
+// published loses nothing: every request gets exactly one event.
+func TestNATSRestartMidRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, faultConfig)
+	const n = 40
+	var ids []string
+	for i := range n {
+		inv := b.invoice()
+		// The last answer is slow, so that many completions are in flight
+		// when the server goes away.
+		b.emu.Script(inv, emulator.Accepted("1"), emulator.OK().After(time.Duration(i%4)*300*time.Millisecond))
+		req := devstack.Sample(messages.Kinds[i%4], b.id(), inv)
+		b.submit(req)
+		ids = append(ids, req.ID)
+	}
+	// Stop the server once the polls have begun: some completions are then
+	// being answered (slowly) while it is down.
+	eventually(t, 20*time.Second, func() bool { return len(b.emu.Calls()) >= n+n/4 })
+	b.stack.StopNATS()
+	time.Sleep(2 * time.Second) // the outage itself
+	if err := b.stack.RestartNATS(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b.wait(id, time.Minute)
+	}
+	assertOneEventEach(t, b, ids)
+}
+
+// assertOneEventEach counts the events kept in the events stream per
+// request: exactly one each.
+func assertOneEventEach(t *testing.T, b *testBundle, ids []string) {
+	t.Helper()
+	counts := countEvents(t, b.stack.Conn, b.stack.Client.Layout().EventsStream())
+	for _, id := range ids {
+		if counts[id] != 1 {
+			t.Errorf("request %s has %d events in the stream, want 1", id, counts[id])
+		}
+	}
+}
