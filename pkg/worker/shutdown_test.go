@@ -1,0 +1,80 @@
+package worker_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+func probe(t *testing.T, h http.Handler, path string) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code
+}
+
+// Readiness is false until the worker has set up its streams, true while it
+// runs, and false again while it drains; in-flight work finishes first.
+func TestReadinessAndDrain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	nc, err := nats.Connect(b.stack.Config.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	profiles, err := b.stack.Config.AzureProfiles(worker.AzureDeps{Transport: b.emu.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stack's own worker is stopped, so this one takes the request.
+	if err := b.stack.StopWorker(0); err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(b.stack.Config, nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := w.Health()
+	if code := probe(t, h, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("ready before Run: %d", code)
+	}
+	if code := probe(t, h, "/livez"); code != http.StatusOK {
+		t.Fatalf("livez: %d", code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	eventually(t, 10*time.Second, func() bool { return probe(t, h, "/readyz") == http.StatusOK })
+
+	// A slow Azure answer keeps a request in flight while we shut down.
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.OK().After(1500*time.Millisecond))
+	req := devstack.Sample(messages.KindInvoice, b.id(), inv)
+	b.submit(req)
+	eventually(t, 10*time.Second, func() bool { return len(b.emu.CallsFor(inv)) > 0 || len(b.emu.Calls()) > 0 })
+	cancel()
+	eventually(t, 5*time.Second, func() bool { return probe(t, h, "/readyz") == http.StatusServiceUnavailable })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(b.stack.Config.DrainTimeout + 5*time.Second):
+		t.Fatal("Run did not return within the drain timeout")
+	}
+	o := b.wait(req.ID, eventTimeout)
+	if o.Completed == nil {
+		t.Fatalf("the in-flight request did not complete during the drain: %+v", o.Failed)
+	}
+}
