@@ -60,6 +60,7 @@ func TestChaos(t *testing.T) {
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // the chaos cadence
+		checkAlive(t, workers...)
 		w := workers[rng.IntN(len(workers))]
 		w.signal(t, syscall.SIGKILL, 5*time.Second)
 		kills++

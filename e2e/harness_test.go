@@ -128,6 +128,31 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal, timeout time.Duration) e
 	return p.err
 }
 
+// crashed reports a process that ended without being signalled.
+func (p *proc) crashed() (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false, nil
+	}
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// checkAlive fails the test if any process ended on its own.
+func checkAlive(t *testing.T, procs ...*proc) {
+	t.Helper()
+	for _, p := range procs {
+		if dead, err := p.crashed(); dead {
+			t.Fatalf("%s exited on its own (%v):\n%s", p.name, err, p.tail())
+		}
+	}
+}
+
 func (p *proc) tail() string {
 	b, _ := os.ReadFile(p.log)
 	if len(b) > 4000 {
@@ -217,7 +242,7 @@ func newEnv(t *testing.T) *env {
 		"BILLING_POLL_DEFAULT_WAIT=1s",
 		"BILLING_BACKOFF_MAX=2s",
 		"BILLING_LOG_LEVEL=warn",
-		"BILLING_HEALTH_ADDR=",
+		"BILLING_HEALTH_ADDR=127.0.0.1:0",
 	}
 	return e
 }
@@ -308,33 +333,54 @@ func waitStream(t *testing.T, js jetstream.JetStream, name string, timeout time.
 	}
 }
 
-// eventCounts reads every event kept and counts them per request id.
+// eventCounts reads every event kept and counts them per request id. It
+// retries each read, as right after a node restart the stream may still be
+// electing a leader.
 func eventCounts(t *testing.T, js jetstream.JetStream) (map[string]int, map[string]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, messages.NewLayout("").EventsStream(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts, outcomes := map[string]int{}, map[string]string{}
-	for range info.NumPending {
-		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
-		if err != nil {
-			t.Fatal(err)
+	var (
+		stream jetstream.Stream
+		info   *jetstream.StreamInfo
+	)
+	retry(t, func(ctx context.Context) (err error) {
+		if stream, err = js.Stream(ctx, messages.NewLayout("").EventsStream()); err == nil {
+			info, err = stream.Info(ctx)
 		}
-		id := m.Headers().Get(messages.HeaderRequestID)
+		return err
+	})
+	counts, outcomes := map[string]int{}, map[string]string{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		var m *jetstream.RawStreamMsg
+		retry(t, func(ctx context.Context) (err error) {
+			m, err = stream.GetMsg(ctx, seq)
+			return err
+		})
+		id := m.Header.Get(messages.HeaderRequestID)
 		counts[id]++
-		outcomes[id] = m.Headers().Get(messages.HeaderOutcome)
+		outcomes[id] = m.Header.Get(messages.HeaderOutcome)
 		if outcomes[id] == messages.OutcomeFailed {
-			outcomes[id] += ":" + failureCode(m.Data())
+			outcomes[id] += ":" + failureCode(m.Data)
 		}
 	}
 	return counts, outcomes
+}
+
+// retry runs f until it succeeds, for up to a minute.
+func retry(t *testing.T, f func(context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func failureCode(data []byte) string {

@@ -154,8 +154,8 @@ func paramName(seg string) (string, bool) {
 	return "", false
 }
 
-// operation is one accepted long-running operation (or #5 answer): what its Location and
-// result are made of. It does not change once created.
+// operation is one started operation: what its Location and result are made of. take gives
+// it its id when the start call is accepted; it does not change after that.
 type operation struct {
 	id                                             string
 	op                                             string // one of the Op constants
@@ -182,7 +182,8 @@ func (o *operation) pollTarget() (p, query string) {
 }
 
 // location is the absolute Location URL of the operation on scheme://host, the address the
-// client used. Cost Management's always names the port, as Azure's ("https://management.azure.com:443/...") does.
+// client used. Cost Management's always names the port, as Azure's does
+// ("https://management.azure.com:443/...").
 func (o *operation) location(scheme, host string) string {
 	if o.op == OpPricesheetDownload {
 		if _, _, err := net.SplitHostPort(host); err != nil {
@@ -262,9 +263,10 @@ func (s *Server) authenticate(x *exchange) bool {
 			info.expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
 	}
 	if !sameAudience(info.audience, s.opts.Audience) {
+		allowed := strings.TrimSuffix(s.opts.Audience, "/")
 		return s.deny(x, "InvalidAuthenticationToken", fmt.Sprintf(
 			"The access token has been obtained for wrong audience or resource '%s'. It should exactly match with one of the allowed audiences '%s','%s/'.",
-			info.audience, strings.TrimSuffix(s.opts.Audience, "/"), strings.TrimSuffix(s.opts.Audience, "/")))
+			info.audience, allowed, allowed))
 	}
 	return true
 }
@@ -422,9 +424,7 @@ func (s *Server) take(x *exchange, op *operation, start bool) Reply {
 	case rep.Status == http.StatusAccepted && op.op == OpInvoiceGet:
 		rep.Status = http.StatusOK // #5 is not long-running
 	}
-	if rep.Reset {
-		x.call.Status = 0
-	} else {
+	if !rep.Reset { // a reset is logged with status 0
 		x.call.Status = rep.Status
 		x.call.RetryAfter = rep.retryAfter()
 	}

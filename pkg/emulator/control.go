@@ -5,36 +5,39 @@ import (
 	"net/http"
 )
 
+// controlPrefix is where the control API lives.
+const controlPrefix = "/_emulator/"
+
 // controlRoutes registers the control API (see the package documentation): the Go API over
 // HTTP, without auth, for other processes.
 func (s *Server) controlRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("PUT /_emulator/scripts/{invoiceName}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT "+controlPrefix+"scripts/{invoiceName}", func(w http.ResponseWriter, r *http.Request) {
 		if replies, ok := decodeReplies(w, r); ok {
 			s.Script(r.PathValue("invoiceName"), replies...)
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
-	mux.HandleFunc("PUT /_emulator/default", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT "+controlPrefix+"default", func(w http.ResponseWriter, r *http.Request) {
 		if replies, ok := decodeReplies(w, r); ok {
 			s.SetDefault(replies...)
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
-	mux.HandleFunc("GET /_emulator/calls", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+controlPrefix+"calls", func(w http.ResponseWriter, r *http.Request) {
 		if q := r.URL.Query(); q.Has("invoiceName") {
 			writeJSON(w, http.StatusOK, s.CallsFor(q.Get("invoiceName")))
 			return
 		}
 		writeJSON(w, http.StatusOK, s.Calls())
 	})
-	mux.HandleFunc("GET /_emulator/token-requests", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+controlPrefix+"token-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.TokenRequests())
 	})
-	mux.HandleFunc("POST /_emulator/reset", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+controlPrefix+"reset", func(w http.ResponseWriter, r *http.Request) {
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("PUT /_emulator/token-failure", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT "+controlPrefix+"token-failure", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Mode TokenFailure `json:"mode"`
 		}
@@ -43,7 +46,7 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
-	mux.HandleFunc("GET /_emulator/token", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+controlPrefix+"token", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		tenant, audience := q.Get("tenant"), q.Get("audience")
 		if tenant == "" {

@@ -94,15 +94,20 @@ func TestControlAPI(t *testing.T) {
 	}
 
 	// Bad requests.
-	for _, bad := range []struct{ method, path, body string }{
-		{http.MethodPut, "scripts/" + testInv, `{"status": 200}`},
-		{http.MethodPut, "scripts/" + testInv, `[{"status": 200, "delay": "soon"}]`},
-		{http.MethodPut, "scripts/" + testInv, `[{"status": 42}]`},
-		{http.MethodPut, "scripts/" + testInv, `[{"statsu": 200}]`},
-		{http.MethodPut, "token-failure", `{"mode": "flaky"}`},
+	for _, bad := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{http.MethodPut, "scripts/" + testInv, `{"status": 200}`, http.StatusBadRequest},
+		{http.MethodPut, "scripts/" + testInv, `[{"status": 200, "delay": "soon"}]`, http.StatusBadRequest},
+		{http.MethodPut, "scripts/" + testInv, `[{"status": 42}]`, http.StatusBadRequest},
+		{http.MethodPut, "scripts/" + testInv, `[{"statsu": 200}]`, http.StatusBadRequest},
+		{http.MethodPut, "token-failure", `{"mode": "flaky"}`, http.StatusBadRequest},
+		{http.MethodPut, "script/" + testInv, `[]`, http.StatusNotFound},
+		{http.MethodGet, "reset", ``, http.StatusNotFound},
 	} {
-		if got := control(bad.method, bad.path, bad.body); got != http.StatusBadRequest {
-			t.Errorf("%s %s %s: %d, want 400", bad.method, bad.path, bad.body, got)
+		if got := control(bad.method, bad.path, bad.body); got != bad.want {
+			t.Errorf("%s %s %s: %d, want %d", bad.method, bad.path, bad.body, got, bad.want)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,8 @@ type Options struct {
 	// Retry-After "1", then 200.
 	Default []Reply
 	// PlainHTTP serves http instead of https. Default: TLS with a self-signed certificate
-	// (httptest's for Start, one generated for the listen address for Listen).
+	// (httptest's for Start, one generated for the listen address for Listen). azidentity
+	// refuses an authority on plain HTTP: get tokens from IssueToken or /_emulator/token then.
 	PlainHTTP bool
 	// Logf, when set, receives one line per ARM call and token request, and the HTTP server's
 	// own errors. Default: silent.
@@ -342,7 +344,13 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.serveToken)
 	mux.HandleFunc("GET "+blobPrefix+"{id}/{file}", s.serveBlob)
 	s.controlRoutes(mux)
-	mux.HandleFunc("/", s.serveARM)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, controlPrefix) {
+			http.Error(w, "emulator: no such control endpoint (or wrong method)", http.StatusNotFound)
+			return
+		}
+		s.serveARM(w, r)
+	})
 	return mux
 }
 

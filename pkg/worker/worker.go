@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -110,8 +111,18 @@ func (w *Worker) Ready() bool {
 // DrainTimeout, cancels what is left (its messages are redelivered to other
 // workers and resumed from the stored state) and returns nil.
 func (w *Worker) Run(ctx context.Context) error {
-	kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+	// JetStream may not be ready yet (a cluster electing its leader, NATS
+	// still starting): keep trying until it is, or until we are stopped.
+	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
+		return ensure(ctx, w.js, w.subj, &w.cfg)
+	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
+		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before we ever started
+		}
 		return fmt.Errorf("worker: set up JetStream: %w", err)
 	}
 	w.kv = kv
