@@ -19,6 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/azbilling/worker/pkg/telemetry"
 )
 
 // Exit statuses.
@@ -49,7 +52,18 @@ func main() {
 }
 
 func (a *app) main(ctx context.Context, args []string) int {
-	err := a.run(ctx, args)
+	tel, err := telemetry.Setup(ctx, "billing-enqueue", a.getenv)
+	if err != nil {
+		fmt.Fprintln(a.stderr, "enqueue: telemetry:", err)
+		return exitUsage
+	}
+	a.tel = tel
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(flush)
+	}()
+	err = a.run(ctx, args)
 	var ue usageError
 	var ee exitError
 	switch {
@@ -80,4 +94,5 @@ type app struct {
 	tty            bool // stdout is a terminal: human output; else JSON lines
 
 	natsURL, prefix, creds string
+	tel                    *telemetry.Telemetry
 }

@@ -15,9 +15,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/telemetry"
 )
 
 const usage = `usage: enqueue [global flags] <command> [flags]
@@ -295,12 +299,21 @@ func (a *app) submit(ctx context.Context, reqs []pending, wf waitFlags) error {
 		defer w.Stop()
 	}
 	var dups []string
+	tracer := a.tel.TracerProvider.Tracer("github.com/azbilling/worker/cmd/enqueue")
 	for _, r := range reqs {
 		subject := c.Layout().Request(r.kind)
 		if !r.kind.Valid() {
 			subject = c.Layout().Request("_")
 		}
-		dup, err := c.SubmitRaw(ctx, subject, r.id, r.data, nil)
+		// Each request starts its trace here; the worker continues it.
+		sctx, span := tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(subject),
+			semconv.MessagingOperationTypeSend, semconv.MessagingMessageID(r.id),
+			attribute.String("billing.request.id", r.id), attribute.String("billing.kind", string(r.kind))))
+		hdr := nats.Header{}
+		telemetry.Inject(sctx, hdr)
+		dup, err := c.SubmitRaw(sctx, subject, r.id, r.data, hdr)
+		span.End()
 		if err != nil {
 			return err
 		}

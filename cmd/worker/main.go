@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
 )
 
@@ -56,16 +57,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, "billing-worker", getenv)
+	if err != nil {
+		return err
+	}
+	// Flush telemetry last, with a fresh timeout: ctx is done by then.
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(flush); err != nil {
+			log.Warn("flush telemetry", "error", err)
+		}
+	}()
 	if *dev {
 		return devstack.Dev(ctx, devstack.DevOptions{
 			Configure: func(c *worker.Config) { c.LogLevel = cfg.LogLevel },
-			Logger:    log, Out: stdout, Exit: *devExit,
+			Logger:    log, Out: stdout, Exit: *devExit, Telemetry: tel,
 		})
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	profiles, err := cfg.AzureProfiles(worker.AzureDeps{})
+	deps := worker.AzureDeps{}
+	if tel.Enabled() {
+		deps.Tracing = tel.TracerProvider
+	}
+	profiles, err := cfg.AzureProfiles(deps)
 	if err != nil {
 		return err
 	}
@@ -74,12 +91,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
-	w, err := worker.New(cfg, nc, profiles, log)
+	w, err := worker.New(cfg, nc, profiles, log, worker.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}
 	if cfg.HealthAddr != "" {
-		stopHealth, err := serve(cfg.HealthAddr, w.Health(), log)
+		mux := http.NewServeMux()
+		mux.Handle("/", w.Health())
+		if tel.Metrics != nil {
+			mux.Handle("GET /metrics", tel.Metrics)
+		}
+		stopHealth, err := serve(cfg.HealthAddr, mux, log)
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -25,6 +25,7 @@ const (
 	DefaultTimeout  = 30 * time.Second
 	moduleName      = "billing-worker"
 	moduleVersion   = "v1"
+	tracerName      = "github.com/azbilling/worker/pkg/billing"
 )
 
 // Options configure a Client.
@@ -43,8 +44,8 @@ type Options struct {
 	Timeout time.Duration
 	// Transport sends the requests (default: azcore's HTTP client).
 	Transport policy.Transporter
-	// TracingProvider receives a client span per HTTP call (default none).
-	TracingProvider tracing.Provider
+	// TracerProvider receives a client span per HTTP call (default none).
+	TracerProvider trace.TracerProvider
 	// PerCallPolicies run once per call before the bearer-token policy.
 	PerCallPolicies []policy.Policy
 }
@@ -88,12 +89,15 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	bearer := runtime.NewBearerTokenPolicy(&tagged{cred}, []string{scope}, &policy.BearerTokenOptions{
 		InsecureAllowCredentialWithHTTP: opts.AllowHTTP,
 	})
+	perCall := opts.PerCallPolicies
+	if opts.TracerProvider != nil {
+		perCall = append(perCall, tracePolicy{tracer: opts.TracerProvider.Tracer(tracerName)})
+	}
 	clientOpts := &policy.ClientOptions{
-		Transport:       opts.Transport,
-		TracingProvider: opts.TracingProvider,
+		Transport: opts.Transport,
 		// Waiting belongs to the queue: one try per call, never a sleep.
 		Retry:            policy.RetryOptions{MaxRetries: -1},
-		PerCallPolicies:  opts.PerCallPolicies,
+		PerCallPolicies:  perCall,
 		PerRetryPolicies: []policy.Policy{bearer},
 		Logging: policy.LogOptions{
 			AllowedHeaders:     []string{"Retry-After", "Location", "x-ms-ratelimit-microsoft.consumption-retry-after", "retry-after-ms", "x-ms-retry-after-ms"},

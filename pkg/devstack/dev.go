@@ -10,8 +10,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/azbilling/worker/pkg/emulator"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
 )
 
@@ -30,6 +35,8 @@ type DevOptions struct {
 	// Exit after the sample requests have ended, instead of running until
 	// ctx is done.
 	Exit bool
+	// Telemetry the worker and the samples use (default: none).
+	Telemetry *telemetry.Telemetry
 }
 
 // Dev runs the development mode: an embedded NATS server, the emulator and
@@ -48,8 +55,23 @@ func Dev(ctx context.Context, o DevOptions) error {
 	} else {
 		l.Close()
 	}
+	tel := o.Telemetry
+	if tel == nil {
+		tel = telemetry.Noop()
+	}
+	// The samples start their traces here, so that every event printed
+	// shows its trace id, exported or not.
+	tracer := tel.TracerProvider.Tracer("github.com/azbilling/worker/pkg/devstack")
+	if !tel.Enabled() {
+		tracer = sdktrace.NewTracerProvider().Tracer("github.com/azbilling/worker/pkg/devstack")
+	}
+	var deps worker.AzureDeps
+	if tel.Enabled() {
+		deps.Tracing = tel.TracerProvider
+	}
 	stack, err := Start(Options{
 		Dir: dir, NATSPort: port, Logger: o.Logger, Configure: o.Configure,
+		WorkerOptions: []worker.Option{worker.WithTelemetry(tel)}, AzureDeps: deps,
 		// Each download answers 202 with Retry-After: 1 once, then 200.
 		Emulator: emulator.Options{Default: []emulator.Reply{emulator.Accepted("1"), emulator.OK()}},
 	})
@@ -71,7 +93,12 @@ func Dev(ctx context.Context, o DevOptions) error {
 	for i, kind := range messages.Kinds {
 		req := Sample(kind, fmt.Sprintf("dev-%s-%d", stamp, i+1), InvoiceName("DEV", i+1))
 		req.Labels = map[string]string{"source": "dev-mode"}
-		if _, err := stack.Client.Submit(ctx, req, nil); err != nil {
+		sctx, span := tracer.Start(ctx, "send "+stack.Client.Layout().Request(req.Kind), trace.WithSpanKind(trace.SpanKindProducer))
+		hdr := nats.Header{}
+		telemetry.Inject(sctx, hdr)
+		_, err := stack.Client.Submit(sctx, req, hdr)
+		span.End()
+		if err != nil {
 			return err
 		}
 		pending[req.ID] = true

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
@@ -29,7 +30,11 @@ type wake struct {
 // an invalid one), then starts its operation, or resumes the stored one
 // when the request was seen before.
 func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
+	ctx, span := w.startProcess(ctx, msg, RequestsConsumer)
+	defer span.End()
 	req, err := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
+	w.m.received.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind)))
+	span.SetAttributes(attrRequestID.String(req.ID), kindAttr(req.Kind))
 	if err != nil {
 		failed := messages.Failed{Code: messages.CodeInvalidRequest, Message: err.Error()}
 		var ve *messages.ValidationError
@@ -52,10 +57,10 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		w.start(ctx, msg, req, log)
 	case err != nil:
-		log.Warn("load state", "error", err)
+		log.WarnContext(ctx, "load state", "error", err)
 		w.retryLater(ctx, msg, err)
 	default:
-		log.Info("request seen before: resuming its operation", "phase", "resume")
+		log.InfoContext(ctx, "request seen before: resuming its operation", "phase", "resume")
 		w.resume(ctx, msg, entry, nil, log)
 	}
 }
@@ -65,7 +70,7 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Request, log *slog.Logger) {
 	now := w.now()
 	st := poll.NewState(req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
-	st.TraceParent, st.TraceState = traceHeaders(msg.Headers())
+	st.TraceParent, st.TraceState = traceContext(ctx)
 	expired := !st.Deadline.After(now)
 	if expired {
 		w.fail(&st, messages.CodeTimeout, "the request's deadline had passed when it was accepted", nil, true, now)
@@ -84,12 +89,13 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 		w.resume(ctx, msg, entry, nil, log)
 		return
 	case err != nil:
-		log.Warn("store new state", "error", err)
+		log.WarnContext(ctx, "store new state", "error", err)
 		w.retryLater(ctx, msg, err)
 		return
 	}
-	log.Info("request accepted", "deadline", st.Deadline)
+	log.InfoContext(ctx, "request accepted", "deadline", st.Deadline)
 	if expired {
+		w.m.ended(ctx, &st)
 		w.finish(ctx, msg, &st, log)
 		return
 	}
@@ -100,18 +106,21 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
 	var wk wake
 	if err := json.Unmarshal(msg.Data(), &wk); err != nil || wk.ID == "" {
-		w.log.Error("dropping an unreadable wake-up", "subject", msg.Subject(), "error", err)
+		w.log.ErrorContext(ctx, "dropping an unreadable wake-up", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
 	}
+	ctx, span := w.startProcess(ctx, msg, PollsConsumer)
+	defer span.End()
+	span.SetAttributes(attrRequestID.String(wk.ID))
 	log := w.log.With("request_id", wk.ID)
 	entry, err := w.kv.Get(ctx, wk.ID)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		log.Warn("wake-up for an operation with no state (expired?)")
+		log.WarnContext(ctx, "wake-up for an operation with no state (expired?)")
 		_ = msg.Ack()
 	case err != nil:
-		log.Warn("load state", "error", err)
+		log.WarnContext(ctx, "load state", "error", err)
 		w.retryLater(ctx, msg, err)
 	default:
 		w.resume(ctx, msg, entry, &wk, log)
@@ -123,7 +132,7 @@ func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
 func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.KeyValueEntry, wk *wake, log *slog.Logger) {
 	var st poll.State
 	if err := json.Unmarshal(entry.Value(), &st); err != nil {
-		log.Error("stored state does not decode", "error", err)
+		log.ErrorContext(ctx, "stored state does not decode", "error", err)
 		w.retryLater(ctx, msg, err)
 		return
 	}
@@ -140,7 +149,7 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			log.Debug("another worker took this poll")
+			log.DebugContext(ctx, "another worker took this poll")
 			_ = msg.Ack()
 			return
 		} else if err != nil {
@@ -170,7 +179,7 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		// The worker that sent the first POST died before storing the answer.
 		// Azure may have started the operation; a second POST could start
 		// another, so the request ends here.
-		log.Warn("claim expired during the first call", "claimed_by", st.ClaimedBy)
+		log.WarnContext(ctx, "claim expired during the first call", "claimed_by", st.ClaimedBy)
 		w.fail(&st, messages.CodeInterrupted, "a worker stopped while the first call to Azure was in flight; whether Azure started the operation is unknown, so it is not started again", nil, true, now)
 		if _, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			w.retryLater(ctx, msg, err)
@@ -179,12 +188,13 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 			_ = msg.Ack()
 			return
 		}
+		w.m.ended(ctx, &st)
 		w.finish(ctx, msg, &st, log)
 
 	default:
 		// The claim's worker died while polling (or reading an invoice):
 		// those calls are safe to repeat.
-		log.Info("taking over an expired claim", "claimed_by", st.ClaimedBy)
+		log.InfoContext(ctx, "taking over an expired claim", "claimed_by", st.ClaimedBy)
 		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -207,6 +217,8 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 		resp *billing.Response
 		err  error
 	)
+	// Later calls continue the trace from this attempt.
+	st.TraceParent, st.TraceState = traceContext(ctx)
 	polling := st.Location != ""
 	if polling {
 		st.Polls++
@@ -217,7 +229,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	if ctx.Err() != nil {
 		// Shutting down: leave the claim; once it expires the operation is
 		// taken over (or, for a first POST, ends as interrupted).
-		log.Warn("azure call cancelled by shutdown")
+		log.WarnContext(ctx, "azure call cancelled by shutdown")
 		_ = msg.NakWithDelay(w.cfg.ClaimDuration())
 		return
 	}
@@ -229,7 +241,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	case err == nil && resp.Done():
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
 		st.Complete(w.completed(st, resp.Result, now), now)
-		log.Info("operation completed", "azure_calls", st.AzureCalls)
+		log.InfoContext(ctx, "operation completed", "azure_calls", st.AzureCalls)
 	case err == nil:
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, resp.Status, "", ""
 		st.Failures, st.BadAnswers = 0, 0
@@ -240,8 +252,10 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	default:
 		w.classify(st, err, now)
 	}
+	w.m.call(ctx, req.Kind, st.LastStatus, err)
+	annotate(ctx, st)
 	if st.Phase == poll.PhaseWaiting {
-		log.Info("waiting", "status", st.LastStatus, "next_at", st.NextAt, "wait", st.LastWait.String(),
+		log.InfoContext(ctx, "waiting", "status", st.LastStatus, "next_at", st.NextAt, "wait", st.LastWait.String(),
 			"wait_source", st.LastWaitSource, "azure_calls", st.AzureCalls, "error", st.LastError)
 	}
 
@@ -257,17 +271,20 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(100*time.Millisecond)), 4), store))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		log.Warn("lost the claim while calling Azure; another worker owns the operation now")
+		log.WarnContext(ctx, "lost the claim while calling Azure; another worker owns the operation now")
 		_ = msg.Ack()
 		return
 	} else if err != nil {
-		log.Error("store state", "error", err)
+		log.ErrorContext(ctx, "store state", "error", err)
 		w.retryLater(ctx, msg, err)
 		return
 	}
+	if st.Phase.Terminal() {
+		w.m.ended(ctx, st)
+	}
 	if st.Phase == poll.PhaseWaiting {
 		if err := w.schedule(store, st); err != nil {
-			log.Warn("schedule", "error", err)
+			log.WarnContext(ctx, "schedule", "error", err)
 			w.retryLater(ctx, msg, err) // redelivery finds it waiting and schedules again
 			return
 		}
@@ -376,12 +393,12 @@ func (w *Worker) completed(st *poll.State, r *billing.Result, now time.Time) mes
 // acknowledges msg.
 func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *poll.State, log *slog.Logger) {
 	if err := w.publishOutcome(ctx, st); err != nil {
-		log.Warn("publish outcome", "error", err)
+		log.WarnContext(ctx, "publish outcome", "error", err)
 		w.retryLater(ctx, msg, err) // redelivery publishes it again
 		return
 	}
 	if st.Failed != nil {
-		log.Info("operation failed", "code", string(st.Failed.Code), "azure_calls", st.AzureCalls, "error", st.Failed.Message)
+		log.InfoContext(ctx, "operation failed", "code", string(st.Failed.Code), "azure_calls", st.AzureCalls, "error", st.Failed.Message)
 	}
 	_ = msg.Ack()
 }
@@ -394,7 +411,6 @@ func (w *Worker) client(req messages.Request) (Azure, bool) {
 	c, ok := w.profiles.Clients[name]
 	return c, ok
 }
-
 
 func encodeState(st *poll.State) []byte {
 	b, err := json.Marshal(st)

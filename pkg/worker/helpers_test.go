@@ -49,6 +49,12 @@ func setup(t *testing.T, configure ...func(*worker.Config)) *testBundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
+	return watch(t, stack)
+}
+
+// watch collects every event of the stack for the test.
+func watch(t *testing.T, stack *devstack.Stack) *testBundle {
+	t.Helper()
 	b := &testBundle{t: t, stack: stack, emu: stack.Emulator, outcomes: map[string][]client.Outcome{}, signal: make(chan struct{}, 1)}
 	w, err := stack.Client.Watch(context.Background())
 	if err != nil {

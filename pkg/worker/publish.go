@@ -10,36 +10,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/telemetry"
 )
-
-// W3C trace context headers, written in lower case as the W3C spells them.
-const (
-	headerTraceParent = "traceparent"
-	headerTraceState  = "tracestate"
-)
-
-// traceHeaders reads the trace context of a message, in either case.
-func traceHeaders(h nats.Header) (parent, state string) {
-	get := func(name string) string {
-		if v := h[name]; len(v) > 0 {
-			return v[0]
-		}
-		return h.Get(name) // canonical form, as Go's http.Header writes it
-	}
-	return get(headerTraceParent), get(headerTraceState)
-}
-
-func setTrace(h nats.Header, parent, state string) {
-	if parent != "" {
-		h[headerTraceParent] = []string{parent}
-	}
-	if state != "" {
-		h[headerTraceState] = []string{state}
-	}
-}
 
 // schedule publishes the operation's pending wake-up for st.NextAt: a
 // scheduled message on the operation's own schedule subject (replacing any
@@ -49,7 +26,10 @@ func (w *Worker) schedule(ctx context.Context, st *poll.State) error {
 	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake})
 	m := nats.NewMsg(w.subj.Schedule(st.Request.ID))
 	m.Data = body
-	setTrace(m.Header, st.TraceParent, st.TraceState)
+	ctx, span := w.startSend(withStoredTrace(ctx, st), w.subj.Prefix+".internal.schedules", m.Subject)
+	defer span.End()
+	span.SetAttributes(attrRequestID.String(st.Request.ID), attrNextAt.String(st.NextAt.UTC().Format(time.RFC3339Nano)))
+	telemetry.Inject(ctx, m.Header) // the poll continues the trace from here
 	// Not jetstream.WithScheduleAt: it formats whole seconds, which would
 	// fire up to a second before the time Azure asked for. The server reads
 	// RFC 3339 with fractional seconds.
@@ -69,10 +49,12 @@ func (w *Worker) publishOutcome(ctx context.Context, st *poll.State) error {
 	if st.Failed != nil {
 		outcome, ev = messages.OutcomeFailed, st.Failed
 	}
-	return w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, "outcome."+st.Request.ID, ev, st.TraceParent, st.TraceState)
+	return w.publishEvent(withStoredTrace(ctx, st), outcome, st.Request.Kind, st.Request.ID, "outcome."+st.Request.ID, ev)
 }
 
-func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages.Kind, id, msgID string, ev any, traceParent, traceState string) error {
+// publishEvent publishes an event in its own producer span, whose trace
+// context the event carries on to its consumers.
+func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages.Kind, id, msgID string, ev any) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
@@ -82,8 +64,12 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 	m.Header.Set(messages.HeaderRequestID, id)
 	m.Header.Set(messages.HeaderKind, string(kind))
 	m.Header.Set(messages.HeaderOutcome, outcome)
-	setTrace(m.Header, traceParent, traceState)
+	ctx, span := w.startSend(ctx, w.subj.Prefix+".events."+outcome, m.Subject)
+	defer span.End()
+	span.SetAttributes(attrRequestID.String(id), kindAttr(kind), semconv.MessagingMessageID(msgID))
+	telemetry.Inject(ctx, m.Header)
 	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
+		span.SetStatus(codes.Error, "publish failed")
 		return fmt.Errorf("publish %s event: %w", outcome, err)
 	}
 	return nil
@@ -124,20 +110,21 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
 	dedup := fmt.Sprintf("deadletter.%s.%d", w.subj.WorkStream(), seq)
 	if _, err := w.js.PublishMsg(ctx, dl, jetstream.WithMsgID(dedup)); err != nil {
-		log.Warn("dead-letter", "error", err)
+		log.WarnContext(ctx, "dead-letter", "error", err)
 		w.nakLater(msg)
 		return
 	}
 
 	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
 	failed.FailedAt = w.now()
-	parent, state := traceHeaders(msg.Headers())
-	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed, parent, state); err != nil {
-		log.Warn("publish rejection", "error", err)
+	failSpan(ctx, failed.Code)
+	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed); err != nil {
+		log.WarnContext(ctx, "publish rejection", "error", err)
 		w.nakLater(msg)
 		return
 	}
-	log.Warn("request rejected", "code", string(failed.Code), "error", failed.Message)
+	w.m.rejected(ctx, req.Kind, failed.Code)
+	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
 	_ = msg.TermWithReason(string(failed.Code))
 }
 

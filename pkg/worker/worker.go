@@ -22,11 +22,16 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/telemetry"
 )
+
+// instrumentationName names the worker's tracer and meter.
+const instrumentationName = "github.com/azbilling/worker/pkg/worker"
 
 // Azure is what the worker needs of an Azure client; *billing.Client is
 // one.
@@ -57,6 +62,9 @@ type Worker struct {
 	log      *slog.Logger
 	now      func() time.Time
 	id       string
+	tel      *telemetry.Telemetry
+	tracer   trace.Tracer
+	m        *instruments
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -67,6 +75,10 @@ type Option func(*Worker)
 
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(w *Worker) { w.now = now } }
+
+// WithTelemetry makes the worker trace and measure through t (default:
+// telemetry.Noop, which still passes trace context on).
+func WithTelemetry(t *telemetry.Telemetry) Option { return func(w *Worker) { w.tel = t } }
 
 // New returns a worker on the NATS connection nc.
 func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...Option) (*Worker, error) {
@@ -85,10 +97,15 @@ func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ..
 	}
 	w := &Worker{
 		cfg: cfg, subj: messages.NewLayout(cfg.Prefix), nc: nc, js: js, profiles: profiles,
-		policy: cfg.Policy(), log: log, now: time.Now, id: instanceID(),
+		policy: cfg.Policy(), log: slog.New(telemetry.LogHandler(log.Handler())), now: time.Now, id: instanceID(),
+		tel: telemetry.Noop(),
 	}
 	for _, o := range opts {
 		o(w)
+	}
+	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
+	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	return w, nil
 }
@@ -126,6 +143,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: set up JetStream: %w", err)
 	}
 	w.kv = kv
+	if err := w.m.observeWaiting(w.js, w.subj); err != nil {
+		return fmt.Errorf("worker: metrics: %w", err)
+	}
 
 	// Handlers outlive ctx by up to DrainTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -197,7 +217,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) safely(ctx context.Context, msg jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
 	defer func() {
 		if r := recover(); r != nil {
-			w.log.Error("handler panic", "subject", msg.Subject(), "panic", fmt.Sprint(r))
+			w.log.ErrorContext(ctx, "handler panic", "subject", msg.Subject(), "panic", fmt.Sprint(r))
 			w.retryLater(ctx, msg, fmt.Errorf("handler panic: %v", r))
 		}
 	}()
@@ -236,28 +256,29 @@ func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) 
 	log := w.log.With("request_id", wk.ID)
 	entry, err := w.kv.Get(ctx, wk.ID)
 	if err != nil {
-		log.Error("abandon: load state", "error", err)
+		log.ErrorContext(ctx, "abandon: load state", "error", err)
 		w.nakLater(msg)
 		return
 	}
 	var st poll.State
 	if err := json.Unmarshal(entry.Value(), &st); err != nil {
-		log.Error("abandon: state does not decode; dropping the wake-up", "error", err)
+		log.ErrorContext(ctx, "abandon: state does not decode; dropping the wake-up", "error", err)
 		_ = msg.Term()
 		return
 	}
 	if !st.Phase.Terminal() {
 		w.fail(&st, messages.CodeInternal, reason, nil, true, w.now())
 		if _, err := w.kv.Update(ctx, wk.ID, encodeState(&st), entry.Revision()); err != nil {
-			log.Error("abandon: store state", "error", err)
+			log.ErrorContext(ctx, "abandon: store state", "error", err)
 			w.nakLater(msg)
 			return
 		}
+		w.m.ended(ctx, &st)
 	}
 	if err := w.publishOutcome(ctx, &st); err != nil {
 		w.nakLater(msg)
 		return
 	}
-	log.Error("operation abandoned", "error", reason)
+	log.ErrorContext(ctx, "operation abandoned", "error", reason)
 	_ = msg.Term()
 }
