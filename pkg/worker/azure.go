@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/azauth"
 	"github.com/azbilling/worker/pkg/billing"
@@ -14,7 +14,7 @@ import (
 // configuration: a transport (nil: azcore's default) and a tracing provider.
 type AzureDeps struct {
 	Transport policy.Transporter
-	Tracing   tracing.Provider
+	Tracing   trace.TracerProvider
 }
 
 // ProfileSet returns the credential profiles the configuration describes:
@@ -55,7 +55,7 @@ func (c *Config) AzureProfiles(deps AzureDeps) (Profiles, error) {
 		}
 		client, err := billing.NewClient(cred, billing.Options{
 			Endpoint: cl.ARMEndpoint, Audience: cl.Audience, AllowHTTP: c.AllowHTTP,
-			Timeout: c.HTTPTimeout, Transport: deps.Transport, TracingProvider: deps.Tracing,
+			Timeout: c.HTTPTimeout, Transport: deps.Transport, TracerProvider: deps.Tracing,
 		})
 		if err != nil {
 			return Profiles{}, fmt.Errorf("profile %s: %w", name, err)
