@@ -28,7 +28,7 @@ import (
 
 // Binaries built once for the package.
 var bin struct {
-	natsServer, worker string
+	natsServer, worker, enqueue string
 }
 
 func TestMain(m *testing.M) {
@@ -39,9 +39,11 @@ func TestMain(m *testing.M) {
 	}
 	bin.natsServer = filepath.Join(dir, "nats-server")
 	bin.worker = filepath.Join(dir, "worker")
+	bin.enqueue = filepath.Join(dir, "enqueue")
 	for _, b := range []struct{ out, pkg string }{
 		{bin.natsServer, "github.com/nats-io/nats-server/v2"},
 		{bin.worker, "github.com/azbilling/worker/cmd/worker"},
+		{bin.enqueue, "github.com/azbilling/worker/cmd/enqueue"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
