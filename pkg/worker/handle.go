@@ -52,21 +52,13 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 		})
 		return
 	}
-	entry, err := w.kv.Get(ctx, req.ID)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		w.start(ctx, msg, req, log)
-	case err != nil:
-		log.WarnContext(ctx, "load state", "error", err)
-		w.retryLater(ctx, msg, err)
-	default:
-		log.InfoContext(ctx, "request seen before: resuming its operation", "phase", "resume")
-		w.resume(ctx, msg, entry, nil, log)
-	}
+	w.start(ctx, msg, req, log)
 }
 
 // start stores a new operation, claimed by this worker, and makes its first
-// call.
+// call; or, when the request id already has an operation (a redelivery, a
+// duplicate), resumes that one. Create fails on an existing key, so this
+// costs no lookup on the common path.
 func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Request, log *slog.Logger) {
 	now := w.now()
 	st := poll.NewState(req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
@@ -80,12 +72,13 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 	rev, err := w.kv.Create(ctx, req.ID, encodeState(&st))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
-		// Another worker took the same request id a moment ago.
 		entry, gerr := w.kv.Get(ctx, req.ID)
 		if gerr != nil {
+			log.WarnContext(ctx, "load state", "error", gerr)
 			w.retryLater(ctx, msg, gerr)
 			return
 		}
+		log.InfoContext(ctx, "request seen before: resuming its operation")
 		w.resume(ctx, msg, entry, nil, log)
 		return
 	case err != nil:
