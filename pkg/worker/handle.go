@@ -140,16 +140,9 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 
 	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt):
 		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
-		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			log.DebugContext(ctx, "another worker took this poll")
-			_ = msg.Ack()
-			return
-		} else if err != nil {
-			w.retryLater(ctx, msg, err)
-			return
+		if rev, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
+			w.act(ctx, msg, &st, rev, log)
 		}
-		w.act(ctx, msg, &st, rev, log)
 
 	case st.Phase == poll.PhaseWaiting:
 		// A request seen again, a stale or early wake-up: make sure the
@@ -174,31 +167,38 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		// another, so the request ends here.
 		log.WarnContext(ctx, "claim expired during the first call", "claimed_by", st.ClaimedBy)
 		w.fail(&st, messages.CodeInterrupted, "a worker stopped while the first call to Azure was in flight; whether Azure started the operation is unknown, so it is not started again", nil, true, now)
-		if _, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			w.retryLater(ctx, msg, err)
-			return
-		} else if err != nil {
-			_ = msg.Ack()
-			return
+		if _, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
+			w.m.ended(ctx, &st)
+			w.finish(ctx, msg, &st, log)
 		}
-		w.m.ended(ctx, &st)
-		w.finish(ctx, msg, &st, log)
 
 	default:
 		// The claim's worker died while polling (or reading an invoice):
 		// those calls are safe to repeat.
 		log.InfoContext(ctx, "taking over an expired claim", "claimed_by", st.ClaimedBy)
 		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
-		rev, err := w.kv.Update(ctx, st.Request.ID, encodeState(&st), entry.Revision())
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			_ = msg.Ack()
-			return
-		} else if err != nil {
-			w.retryLater(ctx, msg, err)
-			return
+		if rev, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
+			w.act(ctx, msg, &st, rev, log)
 		}
-		w.act(ctx, msg, &st, rev, log)
 	}
+}
+
+// update stores st over revision rev and returns the new revision. When it
+// returns false the message is taken care of: another worker changed the
+// state first (it owns the operation now; the message is acknowledged), or
+// the store failed (the message comes back later).
+func (w *Worker) update(ctx context.Context, msg jetstream.Msg, st *poll.State, rev uint64, log *slog.Logger) (uint64, bool) {
+	next, err := w.kv.Update(ctx, st.Request.ID, encodeState(st), rev)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		log.DebugContext(ctx, "another worker changed the operation first")
+		_ = msg.Ack()
+		return 0, false
+	case err != nil:
+		w.retryLater(ctx, msg, err)
+		return 0, false
+	}
+	return next, true
 }
 
 // act makes the operation's next Azure call (st is claimed at revision
