@@ -1,0 +1,582 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/worker"
+)
+
+// TestWorkerUnderDeployedPermissions runs the real worker, configured by
+// the base manifests' settings (BILLING_AZURE_CREDENTIAL=workload-identity
+// included), against a NATS server in operator mode whose users have
+// exactly the permissions of deploy/nats/permissions.yaml, and the Azure
+// Billing emulator:
+//
+//   - the worker sets up its streams, consumers and bucket, takes a request
+//     through a 202, a scheduled poll and a 200, and rejects an invalid one
+//     to the dead letters, all without a single permission violation;
+//   - a submitter with its documented permissions submits and sees events;
+//   - neither can do what they should not;
+//   - the probe paths of the Deployment answer on the worker's handler;
+//   - the monitoring endpoint answers KEDA's query (account public key,
+//     stream, consumers of the ScaledObject's triggers).
+//
+// It runs once with JetStream's v1 ack subjects and once with v2.
+//
+// Every entry of permissions.yaml must be used (the server traces what each
+// user publishes and subscribes to): what nothing needs is not granted.
+func TestWorkerUnderDeployedPermissions(t *testing.T) {
+	used := &usage{subjects: map[string]map[string]bool{}}
+	for _, v2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ack-v2=%v", v2), func(t *testing.T) { runUnderPermissions(t, v2, used) })
+	}
+	if t.Failed() {
+		return
+	}
+	for user, p := range loadPermissions(t).Users {
+		for _, kind := range []struct {
+			op    string
+			allow []string
+		}{{"PUB", p.Publish.Allow}, {"SUB", p.Subscribe.Allow}} {
+			for _, pattern := range kind.allow {
+				if !used.matches(user, kind.op, pattern) {
+					t.Errorf("%s: permissions.yaml grants %s %s, which nothing used: drop it (least privilege)", user, kind.op, pattern)
+				}
+			}
+		}
+	}
+}
+
+// usage records, per user, the subjects their connections published to
+// ("PUB subject") and subscribed to ("SUB subject"), from the server's trace.
+type usage struct {
+	mu       sync.Mutex
+	subjects map[string]map[string]bool
+}
+
+func (u *usage) add(user, op, subject string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.subjects[user] == nil {
+		u.subjects[user] = map[string]bool{}
+	}
+	u.subjects[user][op+" "+subject] = true
+}
+
+func (u *usage) matches(user, op, pattern string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k := range u.subjects[user] {
+		o, subj, _ := strings.Cut(k, " ")
+		if o == op && subjectMatches(pattern, subj) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches reports whether subject matches a NATS permission pattern
+// ("*" one token, ">" one or more).
+func subjectMatches(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
+}
+
+// violationLog collects the server's log lines about permissions, and
+// what the traced connections publish and subscribe to.
+type violationLog struct {
+	mu    sync.Mutex
+	lines []string
+	users map[uint64]string // client id -> user name, of traced connections
+	used  *usage
+}
+
+var traceRE = regexp.MustCompile(`cid:(\d+) .*<<- \[(H?PUB|SUB) (\S+)`)
+
+func (l *violationLog) trace(format string, v ...any) {
+	m := traceRE.FindStringSubmatch(fmt.Sprintf(format, v...))
+	if m == nil {
+		return
+	}
+	cid, _ := strconv.ParseUint(m[1], 10, 64)
+	l.mu.Lock()
+	user, ok := l.users[cid]
+	l.mu.Unlock()
+	if ok {
+		l.used.add(user, strings.TrimPrefix(m[2], "H"), m[3])
+	}
+}
+
+func (l *violationLog) watch(nc *nats.Conn, user string) {
+	id, err := nc.GetClientID()
+	if err != nil {
+		panic(err)
+	}
+	l.mu.Lock()
+	l.users[id] = user
+	l.mu.Unlock()
+}
+
+func (l *violationLog) add(format string, v ...any) {
+	s := fmt.Sprintf(format, v...)
+	if strings.Contains(strings.ToLower(s), "violation") || strings.Contains(s, "Authorization") {
+		l.mu.Lock()
+		l.lines = append(l.lines, s)
+		l.mu.Unlock()
+	}
+}
+
+func (l *violationLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.lines
+	l.lines = nil
+	return out
+}
+
+func (l *violationLog) Noticef(f string, v ...any) { l.add(f, v...) }
+func (l *violationLog) Warnf(f string, v ...any)   { l.add(f, v...) }
+func (l *violationLog) Fatalf(f string, v ...any)  { l.add(f, v...) }
+func (l *violationLog) Errorf(f string, v ...any)  { l.add(f, v...) }
+func (l *violationLog) Debugf(f string, v ...any)  {}
+func (l *violationLog) Tracef(f string, v ...any)  { l.trace(f, v...) }
+
+// operatorSetup is what nsc-setup.sh makes, made here with the same
+// libraries nsc uses: an operator, its system account, the BILLING account
+// with JetStream, and one creds file per user of permissions.yaml.
+type operatorSetup struct {
+	operatorJWT string
+	sysPub      string
+	accountPub  string
+	jwts        map[string]string // account public key -> JWT
+	creds       map[string]string // user -> creds file
+}
+
+func makeOperator(t *testing.T, perms natsPermissions) *operatorSetup {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opub, err := okp.PublicKey()
+	must(err)
+	oc := jwt.NewOperatorClaims(opub)
+	oc.Name = "billing-operator"
+	ojwt, err := oc.Encode(okp)
+	must(err)
+
+	s := &operatorSetup{operatorJWT: ojwt, jwts: map[string]string{}, creds: map[string]string{}}
+	account := func(name string, js bool) (nkeys.KeyPair, string) {
+		akp, err := nkeys.CreateAccount()
+		must(err)
+		apub, err := akp.PublicKey()
+		must(err)
+		ac := jwt.NewAccountClaims(apub)
+		ac.Name = name
+		if js {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: 512 << 20, DiskStorage: 1 << 30, Streams: -1, Consumer: -1}
+		}
+		aj, err := ac.Encode(okp)
+		must(err)
+		s.jwts[apub] = aj
+		return akp, apub
+	}
+	_, s.sysPub = account("SYS", false)
+	akp, apub := account("BILLING", true)
+	s.accountPub = apub
+
+	dir := t.TempDir()
+	for name, p := range perms.Users {
+		ukp, err := nkeys.CreateUser()
+		must(err)
+		upub, err := ukp.PublicKey()
+		must(err)
+		uc := jwt.NewUserClaims(upub)
+		uc.Name = name
+		uc.Pub.Allow.Add(p.Publish.Allow...)
+		uc.Sub.Allow.Add(p.Subscribe.Allow...)
+		uj, err := uc.Encode(akp)
+		must(err)
+		seed, err := ukp.Seed()
+		must(err)
+		creds, err := jwt.FormatUserConfig(uj, seed)
+		must(err)
+		path := filepath.Join(dir, name+".creds")
+		must(os.WriteFile(path, creds, 0o600))
+		s.creds[name] = path
+	}
+	return s
+}
+
+// natsServerOptions writes the server configuration (nats-config/nats.conf
+// including ../nats-auth/auth.conf, as mounted by the chart) and loads it.
+func natsServerOptions(t *testing.T, op *operatorSetup) *server.Options {
+	t.Helper()
+	v := natsValues(t)
+	root := t.TempDir()
+	include, _ := v.Config.Merge["$include"].(string)
+	authPath := filepath.Join(root, "nats-config", filepath.FromSlash(include))
+	var auth strings.Builder
+	fmt.Fprintf(&auth, "operator: %s\nsystem_account: %s\nresolver_preload: {\n", op.operatorJWT, op.sysPub)
+	for pub, j := range op.jwts {
+		fmt.Fprintf(&auth, "  %s: %s\n", pub, j)
+	}
+	auth.WriteString("}\n")
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "server_name: nats-0\nresolver {\n  dir: %q\n", filepath.Join(root, "resolver"))
+	for k, val := range v.Config.Resolver.Merge {
+		if str, ok := val.(string); ok {
+			val = strconv.Quote(str)
+		}
+		fmt.Fprintf(&conf, "  %s: %v\n", k, val)
+	}
+	fmt.Fprintf(&conf, "}\ninclude %s\n", include)
+	for path, content := range map[string]string{authPath: auth.String(), filepath.Join(root, "nats-config", "nats.conf"): conf.String()} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(root, "nats-config", "nats.conf"))
+	if err != nil {
+		t.Fatalf("the NATS configuration does not load: %v", err)
+	}
+	if len(opts.TrustedOperators) != 1 || opts.SystemAccount != op.sysPub {
+		t.Fatalf("auth.conf was not included: %d operators, system account %q", len(opts.TrustedOperators), opts.SystemAccount)
+	}
+	opts.Host, opts.Port, opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1, "127.0.0.1", -1
+	opts.JetStream, opts.StoreDir, opts.NoSigs = true, filepath.Join(root, "jetstream"), true
+	return opts
+}
+
+func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
+	perms := loadPermissions(t)
+	op := makeOperator(t, perms)
+
+	// NATS as deployed: the configuration the chart renders from
+	// deploy/nats/values.yaml for what matters here (the full resolver, the
+	// include of auth.conf from its own volume), and an auth.conf shaped as
+	// nsc-setup.sh writes it. Ports, storage and names are the test's.
+	opts := natsServerOptions(t, op)
+	if ackV2 {
+		opts.FeatureFlags = map[string]bool{"js_ack_fc_v2": true}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &violationLog{users: map[uint64]string{}, used: used}
+	ns.SetLogger(log, false, true)
+	go ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+
+	// Azure: the emulator accepts any federated token of this client.
+	const tenant, clientID = "wi-tenant", "wi-client"
+	emu := emulator.Start(emulator.Options{Clients: map[string]emulator.Client{clientID: {Tenant: tenant}}})
+	t.Cleanup(emu.Close)
+	tokenFile := filepath.Join(t.TempDir(), "azure-identity-token")
+	if err := os.WriteFile(tokenFile, []byte("projected-service-account-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The worker's settings are the base manifests', with only what points
+	// at this test's NATS and Azure replaced (the workload identity webhook
+	// and the Secret volume would provide these in a cluster).
+	r := render(t, "base")
+	env := workerEnv(t, r)
+	for k, v := range map[string]string{
+		"BILLING_NATS_URL":                   ns.ClientURL(),
+		"BILLING_NATS_CREDS":                 op.creds["billing-worker"],
+		"BILLING_AZURE_CLOUD":                "custom",
+		"BILLING_ARM_ENDPOINT":               emu.URL(),
+		"BILLING_ARM_AUDIENCE":               emulator.DefaultAudience,
+		"BILLING_AUTHORITY_HOST":             emu.URL() + "/",
+		"BILLING_AZURE_TENANT_ID":            tenant,
+		"BILLING_AZURE_CLIENT_ID":            clientID,
+		"BILLING_AZURE_FEDERATED_TOKEN_FILE": tokenFile,
+		"BILLING_DISABLE_INSTANCE_DISCOVERY": "true",
+	} {
+		if _, ok := env[k]; ok && k != "BILLING_NATS_URL" && k != "BILLING_NATS_CREDS" {
+			t.Fatalf("the base manifests set %s; this test would hide it", k)
+		}
+		env[k] = v
+	}
+	cfg := workerConfig(t, env)
+	if cfg.AzureCredential != "workload-identity" {
+		t.Fatalf("credential %q", cfg.AzureCredential)
+	}
+	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	profiles, err := cfg.AzureProfiles(worker.AzureDeps{Transport: emu.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wnc, err := cfg.Connect(logger)
+	if err != nil {
+		t.Fatalf("the worker cannot connect with its credentials: %v", err)
+	}
+	t.Cleanup(wnc.Close)
+	log.watch(wnc, "billing-worker")
+	w, err := worker.New(cfg, wnc, profiles, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httptest.NewServer(w.Health())
+	t.Cleanup(health.Close)
+	get := func(path string) int {
+		resp, err := http.Get(health.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(livenessPath); code != http.StatusOK {
+		t.Errorf("GET %s = %d before start, want 200 (liveness does not wait for NATS)", livenessPath, code)
+	}
+	if code := get(readinessPath); code != http.StatusServiceUnavailable {
+		t.Errorf("GET %s = %d before the streams exist, want 503", readinessPath, code)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(cfg.DrainTimeout + 10*time.Second):
+			t.Error("the worker did not stop")
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for !w.Ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("the worker stopped while setting up JetStream (a missing permission?): %v; server: %v", err, log.take())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker is not ready after 15s; server: %v; connection: %v", log.take(), wnc.LastError())
+		}
+	}
+	for _, p := range []string{livenessPath, readinessPath} {
+		if code := get(p); code != http.StatusOK {
+			t.Errorf("GET %s = %d on a ready worker, want 200", p, code)
+		}
+	}
+
+	// An upstream system, with the submitter's permissions.
+	snc, err := nats.Connect(ns.ClientURL(), nats.UserCredentials(op.creds["billing-submitter"]))
+	if err != nil {
+		t.Fatalf("the submitter cannot connect: %v", err)
+	}
+	t.Cleanup(snc.Close)
+	log.watch(snc, "billing-submitter")
+	events := make(chan *nats.Msg, 16)
+	if _, err := snc.ChanSubscribe(messages.NewLayout(cfg.Prefix).Events(), events); err != nil {
+		t.Fatal(err)
+	}
+	if err := snc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit := func(id string, kind messages.Kind, body []byte) {
+		m := nats.NewMsg(messages.NewLayout(cfg.Prefix).Request(kind))
+		m.Data = body
+		m.Header.Set(messages.HeaderMsgID, id)
+		pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer pcancel()
+		if _, err := js.PublishMsg(pctx, m); err != nil {
+			t.Fatalf("submit %s: %v", id, err)
+		}
+	}
+	waitEvent := func(id, outcome string) {
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case m := <-events:
+				if m.Header.Get(messages.HeaderRequestID) == id {
+					if got := m.Header.Get(messages.HeaderOutcome); got != outcome {
+						t.Fatalf("request %s: outcome %s, want %s: %s", id, got, outcome, m.Data)
+					}
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no event for request %s; server: %v; worker connection: %v", id, log.take(), wnc.LastError())
+			}
+		}
+	}
+
+	// A request that Azure accepts with a 202 and finishes on the next poll:
+	// state create and updates, a schedule, the polls consumer, the event.
+	req := devstack.Sample(messages.KindInvoiceSummary, "perm-ok", devstack.InvoiceName("prm", 1))
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.Script(devstack.InvoiceName("prm", 1), emulator.Accepted("1"), emulator.OK())
+	submit(req.ID, req.Kind, body)
+	waitEvent(req.ID, messages.OutcomeCompleted)
+
+	// An invalid request: a failure event and a dead letter.
+	submit("perm-bad", messages.KindInvoiceSummary, []byte(`{"version":1,"id":"perm-bad","kind":"invoice-summary","params":{}}`))
+	waitEvent("perm-bad", messages.OutcomeFailed)
+
+	if v := log.take(); len(v) > 0 {
+		t.Errorf("permission violations while working:\n%s", strings.Join(v, "\n"))
+	}
+	if err := wnc.LastError(); err != nil {
+		t.Errorf("the worker's connection reports: %v", err)
+	}
+
+	// What KEDA reads: /jsz for the account, as the scaler asks for it.
+	checkKEDAView(t, ns, op.accountPub, render(t, "base"))
+
+	// Least privilege: what neither user may do.
+	denied := func(user string, try func(nc *nats.Conn) error) {
+		t.Helper()
+		errs := make(chan error, 4)
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserCredentials(op.creds[user]),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if err := try(nc); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.Flush()
+		select {
+		case err := <-errs:
+			if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+				t.Errorf("%s: %v, want a permissions violation", user, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s was not refused", user)
+		}
+	}
+	pub := func(subj string) func(*nats.Conn) error {
+		return func(nc *nats.Conn) error { return nc.Publish(subj, nil) }
+	}
+	sub := func(subj string) func(*nats.Conn) error {
+		return func(nc *nats.Conn) error { _, err := nc.SubscribeSync(subj); return err }
+	}
+	denied("billing-worker", pub("$JS.API.STREAM.DELETE.BILLING_WORK"))
+	denied("billing-worker", pub("$JS.API.STREAM.PURGE.BILLING_EVENTS"))
+	denied("billing-worker", pub("billing.requests.invoice"))
+	denied("billing-worker", sub("billing.requests.>"))
+	denied("billing-submitter", pub("$JS.API.STREAM.DELETE.BILLING_WORK"))
+	denied("billing-submitter", pub("$KV.billing_operations.perm-ok"))
+	denied("billing-submitter", pub("billing.internal.polls"))
+	denied("billing-submitter", sub("billing.internal.>"))
+}
+
+// checkKEDAView queries the monitoring endpoint the way KEDA's
+// nats-jetstream scaler does and finds the stream and consumers of the
+// ScaledObject's triggers under the account's public key (which the
+// TriggerAuthentication gives as "account").
+func checkKEDAView(t *testing.T, ns *server.Server, accountPub string, r *rendering) {
+	t.Helper()
+	var so scaledObject
+	if err := kjsonUnmarshalLoose(r.one(t, "ScaledObject", "billing-worker").json, &so); err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{}
+	q.Set("acc", accountPub)
+	q.Set("consumers", "true")
+	q.Set("config", "true")
+	u := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ns.MonitorAddr().Port), Path: "/jsz", RawQuery: q.Encode()}
+	resp, err := http.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			ID      string `json:"id"`
+			Name    string `json:"name"`
+			Streams []struct {
+				Name      string `json:"name"`
+				Consumers []struct {
+					Name          string `json:"name"`
+					NumPending    *int   `json:"num_pending"`
+					NumAckPending *int   `json:"num_ack_pending"`
+				} `json:"consumer_detail"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range so.Spec.Triggers {
+		found := false
+		for _, a := range jsz.Accounts {
+			if a.ID != accountPub {
+				continue
+			}
+			for _, s := range a.Streams {
+				for _, c := range s.Consumers {
+					if s.Name == tr.Metadata["stream"] && c.Name == tr.Metadata["consumer"] && c.NumPending != nil && c.NumAckPending != nil {
+						found = true
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("KEDA's query %s does not show stream %s, consumer %s", u.String(), tr.Metadata["stream"], tr.Metadata["consumer"])
+		}
+	}
+}
+
+// testLog sends the worker's log to t.Log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
