@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"net/textproto"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
@@ -15,13 +16,18 @@ type HeaderCarrier nats.Header
 
 var _ propagation.TextMapCarrier = HeaderCarrier(nil)
 
-// Get returns the first value of key, in either case.
+// Get returns the first value of key, whatever its case.
 func (c HeaderCarrier) Get(key string) string {
 	if v := c[key]; len(v) > 0 {
 		return v[0]
 	}
 	if v := c[textproto.CanonicalMIMEHeaderKey(key)]; len(v) > 0 {
 		return v[0]
+	}
+	for k, v := range c {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
 	}
 	return ""
 }

@@ -284,3 +284,33 @@ func counterSum(rm metricdata.ResourceMetrics, name string, attr attribute.KeyVa
 	}
 	return n
 }
+
+// billing.operations.waiting counts the operations whose next call is
+// scheduled, from the server's point of view.
+func TestWaitingGauge(t *testing.T) {
+	t.Parallel()
+	b := setupTelemetry(t)
+	const n = 3
+	for range n {
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.Accepted("60"))
+		req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+		b.submit(req)
+		waitState(t, b.stack.Client, req.ID, func(s stateView) bool { return s.Phase == "waiting" })
+	}
+	var rm metricdata.ResourceMetrics
+	if err := b.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "billing.operations.waiting" && len(g.DataPoints) == 1 {
+				got = g.DataPoints[0].Value
+			}
+		}
+	}
+	if got != n {
+		t.Errorf("billing.operations.waiting = %d, want %d", got, n)
+	}
+}
