@@ -12,8 +12,14 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	// arm/runtime fills in the ResourceManager endpoint and audience of
+	// cloud.AzurePublic, AzureChina and AzureGovernment in its init; without
+	// it Clouds would have none. (azidentity imports it too; this does not
+	// depend on that.)
+	_ "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -164,7 +170,9 @@ func (ps ProfileSet) Names() []string {
 	return names
 }
 
-// Validate checks that the profile names what its credential type needs.
+// Validate checks that the profile names what its credential type needs,
+// and nothing that type would ignore: a client id given to the default
+// chain, say, would be silently replaced by AZURE_CLIENT_ID.
 func (p Profile) Validate() error {
 	var errs []error
 	need := func(ok bool, what string) {
@@ -172,14 +180,45 @@ func (p Profile) Validate() error {
 			errs = append(errs, fmt.Errorf("%s credential needs %s", p.kind(), what))
 		}
 	}
+	unused := func(fields ...string) {
+		set := map[string]bool{
+			"tenantId":               p.TenantID != "",
+			"clientId":               p.ClientID != "",
+			"clientSecretFile":       p.ClientSecretFile != "",
+			"clientSecretEnv":        p.ClientSecretEnv != "",
+			"certificateFile":        p.CertificateFile != "",
+			"certificatePasswordEnv": p.CertificatePasswordEnv != "",
+			"federatedTokenFile":     p.FederatedTokenFile != "",
+		}
+		for _, f := range fields {
+			if set[f] {
+				errs = append(errs, fmt.Errorf("%s credential does not use %s", p.kind(), f))
+			}
+		}
+	}
+	secretFields := []string{"clientSecretFile", "clientSecretEnv"}
+	certFields := []string{"certificateFile", "certificatePasswordEnv"}
 	switch p.kind() {
-	case CredentialDefault, CredentialManaged, CredentialCLI, CredentialWorkload:
+	case CredentialDefault:
+		// The chain reads AZURE_CLIENT_ID and friends itself; only the
+		// tenant can be passed to it.
+		unused(append(append([]string{"clientId", "federatedTokenFile"}, secretFields...), certFields...)...)
+	case CredentialWorkload:
+		// tenantId, clientId and federatedTokenFile default to the
+		// variables the AKS workload identity webhook sets.
+		unused(append(secretFields, certFields...)...)
+	case CredentialManaged:
+		unused(append(append([]string{"tenantId", "federatedTokenFile"}, secretFields...), certFields...)...)
+	case CredentialCLI:
+		unused(append(append([]string{"clientId", "federatedTokenFile"}, secretFields...), certFields...)...)
 	case CredentialSecret:
 		need(p.TenantID != "" && p.ClientID != "", "tenantId and clientId")
 		need((p.ClientSecretFile != "") != (p.ClientSecretEnv != ""), "one of clientSecretFile or clientSecretEnv")
+		unused(append([]string{"federatedTokenFile"}, certFields...)...)
 	case CredentialCertificate:
 		need(p.TenantID != "" && p.ClientID != "", "tenantId and clientId")
 		need(p.CertificateFile != "", "certificateFile")
+		unused(append([]string{"federatedTokenFile"}, secretFields...)...)
 	default:
 		errs = append(errs, fmt.Errorf("credential %q is not one of %s", p.Credential, strings.Join(CredentialTypes, ", ")))
 	}
@@ -193,6 +232,19 @@ func (p Profile) kind() string {
 	return p.Credential
 }
 
+// IdentityRetry is the default Options.Retry: two quick retries of a token
+// request, each try bounded. The worker does its own waiting: an operation
+// that gets no token waits in the queue with backoff and tries again, so a
+// dead or slow identity endpoint must not hold a worker goroutine (and, in
+// azcore's bearer-token policy, every other goroutine that needs the same
+// token) for azcore's default of three retries up to about 10 s.
+var IdentityRetry = policy.RetryOptions{
+	MaxRetries:    2,
+	TryTimeout:    10 * time.Second,
+	RetryDelay:    250 * time.Millisecond,
+	MaxRetryDelay: time.Second,
+}
+
 // Options shared by every credential.
 type Options struct {
 	Cloud Cloud
@@ -202,11 +254,25 @@ type Options struct {
 	// DisableInstanceDiscovery skips Entra ID's instance metadata request:
 	// for Azure Stack, private clouds and the emulator.
 	DisableInstanceDiscovery bool
+	// Retry is the retry policy of the identity provider's requests
+	// (default IdentityRetry). Its StatusCodes are left to azidentity when
+	// nil (a managed identity then retries what IMDS documents). Not used
+	// by azure-cli, which runs the az command.
+	Retry *policy.RetryOptions
 }
 
-// NewCredential builds the credential of a profile.
+// NewCredential builds the credential of a profile. An explicit credential
+// type builds that credential alone, never a chain; only "default" builds
+// DefaultAzureCredential.
 func NewCredential(p Profile, o Options) (azcore.TokenCredential, error) {
-	co := azcore.ClientOptions{Cloud: o.Cloud.Configuration(), Transport: o.Transport}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	retry := IdentityRetry
+	if o.Retry != nil {
+		retry = *o.Retry
+	}
+	co := azcore.ClientOptions{Cloud: o.Cloud.Configuration(), Transport: o.Transport, Retry: retry}
 	switch p.kind() {
 	case CredentialDefault:
 		return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{

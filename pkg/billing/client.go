@@ -86,7 +86,7 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	// As azcore's arm package does: the classic audience
 	// "https://management.core.windows.net/" becomes ".../" + "/.default".
 	scope := opts.Audience + "/.default"
-	bearer := runtime.NewBearerTokenPolicy(&tagged{cred}, []string{scope}, &policy.BearerTokenOptions{
+	bearer := runtime.NewBearerTokenPolicy(newTagged(cred), []string{scope}, &policy.BearerTokenOptions{
 		InsecureAllowCredentialWithHTTP: opts.AllowHTTP,
 	})
 	perCall := opts.PerCallPolicies
@@ -100,7 +100,8 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 		PerCallPolicies:  perCall,
 		PerRetryPolicies: []policy.Policy{bearer},
 		Logging: policy.LogOptions{
-			AllowedHeaders:     []string{"Retry-After", "Location", "x-ms-ratelimit-microsoft.consumption-retry-after", "retry-after-ms", "x-ms-retry-after-ms"},
+			// Not Location: a refused one could carry user info or a signature.
+			AllowedHeaders:     []string{"Retry-After", "x-ms-ratelimit-microsoft.consumption-retry-after", "retry-after-ms", "x-ms-retry-after-ms"},
 			AllowedQueryParams: []string{"api-version", "OperationType"},
 		},
 	}

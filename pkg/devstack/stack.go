@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -48,6 +49,11 @@ type Options struct {
 	// AzureDeps adds to what the stack passes (its transport trusts the
 	// emulator).
 	AzureDeps worker.AzureDeps
+	// AzureTransport, when set, builds the workers' Azure transport (ARM
+	// and identity requests) once the emulator runs, e.g. one that also
+	// trusts another test server, or records what is sent. It takes
+	// precedence over AzureDeps.Transport.
+	AzureTransport func(emu *emulator.Server) policy.Transporter
 }
 
 // Stack is an embedded NATS server, the emulator, and workers wired to
@@ -116,6 +122,9 @@ func Start(o Options) (*Stack, error) {
 	cfg.DisableInstanceDiscovery = true
 	if o.Configure != nil {
 		o.Configure(&cfg)
+	}
+	if o.AzureTransport != nil {
+		o.AzureDeps.Transport = o.AzureTransport(emu)
 	}
 	if o.AzureDeps.Transport == nil {
 		o.AzureDeps.Transport = emu.Client()

@@ -29,7 +29,8 @@
 // enough for azidentity's ClientSecretCredential, ClientAssertionCredential and
 // WorkloadIdentityCredential pointed at it with cloud.Configuration.ActiveDirectoryAuthorityHost
 // set to Server.URL()+"/" and DisableInstanceDiscovery set. Tokens are opaque random strings
-// that only this server knows.
+// that only this server knows. A Client with an Assertion accepts that federated token only, so a
+// test can check that a workload identity credential presents the content of its token file.
 //
 // # Scripting
 //

@@ -56,8 +56,12 @@ type Client struct {
 	// Tenant is the tenant the client lives in; empty: any tenant.
 	Tenant string
 	// Secret is the client secret. Empty: the client authenticates with client assertions
-	// (workload identity federated tokens) and any non-empty assertion is accepted.
+	// (workload identity federated tokens) and any non-empty assertion is accepted, unless
+	// Assertion is set.
 	Secret string
+	// Assertion, when set (and Secret is empty), is the only client assertion accepted: the
+	// content of the federated token file a workload identity credential must present.
+	Assertion string
 }
 
 // Server is a running emulator. Its methods are safe for concurrent use.

@@ -12,6 +12,7 @@ import (
 // TokenRequest is one logged request to the token endpoint.
 type TokenRequest struct {
 	Time      time.Time `json:"time"`
+	Host      string    `json:"host"` // the host the client addressed (the authority host)
 	Tenant    string    `json:"tenant"`
 	ClientID  string    `json:"clientId"`
 	Scope     string    `json:"scope"`
@@ -135,6 +136,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	parseErr := r.ParseForm()
 	req := TokenRequest{
 		Time:      s.now(),
+		Host:      r.Host,
 		Tenant:    r.PathValue("tenant"),
 		ClientID:  r.PostForm.Get("client_id"),
 		Scope:     r.PostForm.Get("scope"),
@@ -200,6 +202,9 @@ func (s *Server) grant(req TokenRequest, form url.Values, failure TokenFailure) 
 				"Invalid client secret provided. The application has no secret: it authenticates with client assertions.")
 		case c.Secret != "" && assertion != "":
 			return s.aadError(http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation.")
+		case c.Secret == "" && c.Assertion != "" && assertion != c.Assertion:
+			return s.aadError(http.StatusUnauthorized, "invalid_client", 700213,
+				"No matching federated identity record found for presented assertion subject.")
 		case c.Secret != "" && secret != c.Secret:
 			return s.aadError(http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf(
 				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", req.ClientID))

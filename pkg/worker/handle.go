@@ -302,7 +302,7 @@ func (w *Worker) classify(st *poll.State, err error, now time.Time) {
 	case errors.As(err, &ae):
 		st.LastErrorClass = poll.ClassAuth
 		if ae.Permanent {
-			w.fail(st, messages.CodeAuthFailed, "the identity provider refused the credential: "+st.LastError, nil, false, now)
+			w.fail(st, messages.CodeAuthFailed, st.LastError, nil, false, now)
 			return
 		}
 		st.Failures++

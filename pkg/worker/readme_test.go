@@ -1,0 +1,27 @@
+package worker
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// README.md documents every setting, with its flag and default.
+func TestReadmeListsEverySetting(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	for _, s := range Settings {
+		def := s.Default
+		if def == "" {
+			def = "—"
+		}
+		row := "| `" + s.Env + "` | `-" + s.Flag + "` | `" + def + "` |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md has no row starting %s", row)
+		}
+	}
+}
