@@ -225,7 +225,7 @@ func TestAuthTokenReusedAndScopedToTheAudience(t *testing.T) {
 				t.Error(err)
 			}
 			reqs := emu.TokenRequests()
-			if len(reqs) != 1 || scopeResource(reqs[0].Scope) != audience+"/.default" {
+			if len(reqs) != 1 || reqs[0].Resource() != audience+"/.default" {
 				t.Errorf("token requests %+v, want one for scope %s/.default", reqs, audience)
 			}
 		})
@@ -233,19 +233,6 @@ func TestAuthTokenReusedAndScopedToTheAudience(t *testing.T) {
 }
 
 var summaryParams = messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"}
-
-// scopeResource drops the OpenID scopes MSAL adds.
-func scopeResource(scope string) string {
-	var out []string
-	for _, f := range strings.Fields(scope) {
-		switch f {
-		case "openid", "offline_access", "profile":
-		default:
-			out = append(out, f)
-		}
-	}
-	return strings.Join(out, " ")
-}
 
 func secretProfile(t *testing.T, tenant, client, secret string) azauth.Profile {
 	t.Helper()

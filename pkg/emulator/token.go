@@ -20,6 +20,20 @@ type TokenRequest struct {
 	Status    int       `json:"status"` // 0: the request was left hanging (TokenHang)
 }
 
+// Resource returns the scope asked for without the OpenID scopes MSAL
+// adds to it (openid, offline_access, profile).
+func (r TokenRequest) Resource() string {
+	var out []string
+	for _, f := range strings.Fields(r.Scope) {
+		switch f {
+		case "openid", "offline_access", "profile":
+		default:
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // tokenInfo is what the server knows about a token it issued.
 type tokenInfo struct {
 	tenant, clientID, audience string

@@ -194,7 +194,7 @@ func TestIdentityCloudAudiences(t *testing.T) {
 				}
 			}
 			reqs := b.emu.TokenRequests()
-			if len(reqs) != 1 || reqs[0].Host != tc.authorityHost || scopeResource(reqs[0].Scope) != tc.scope || reqs[0].Status != http.StatusOK {
+			if len(reqs) != 1 || reqs[0].Host != tc.authorityHost || reqs[0].Resource() != tc.scope || reqs[0].Status != http.StatusOK {
 				t.Fatalf("token requests %+v, want one to %s for %s", reqs, tc.authorityHost, tc.scope)
 			}
 			explicit443 := false
@@ -826,31 +826,7 @@ func identitySetup(t *testing.T, o devstack.Options, configure ...func(*worker.C
 		t.Fatal(err)
 	}
 	t.Cleanup(stack.Close)
-	b := &testBundle{t: t, stack: stack, emu: stack.Emulator, outcomes: map[string][]client.Outcome{}, signal: make(chan struct{}, 1)}
-	w, err := stack.Client.Watch(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); w.Stop(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			o, err := w.Next(ctx)
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.outcomes[o.ID] = append(b.outcomes[o.ID], o)
-			b.mu.Unlock()
-			select {
-			case b.signal <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return b
+	return watch(t, stack)
 }
 
 // recorder is a transport that notes every request the worker sends (ARM
@@ -948,19 +924,6 @@ func routeAll(t *testing.T, emu *emulator.Server) *http.Client {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
-}
-
-// scopeResource drops the OpenID scopes MSAL adds to a scope.
-func scopeResource(scope string) string {
-	var out []string
-	for _, f := range strings.Fields(scope) {
-		switch f {
-		case "openid", "offline_access", "profile":
-		default:
-			out = append(out, f)
-		}
-	}
-	return strings.Join(out, " ")
 }
 
 func writeFile(t *testing.T, name, content string) string {
