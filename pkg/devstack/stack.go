@@ -127,7 +127,7 @@ func Start(o Options) (*Stack, error) {
 		o.AzureDeps.Transport = o.AzureTransport(emu)
 	}
 	if o.AzureDeps.Transport == nil {
-		o.AzureDeps.Transport = emu.Client()
+		o.AzureDeps.Transport = worker.PooledTransport(cfg.Concurrency, emu.CertPool())
 	}
 	s := &Stack{NATS: ns, Emulator: emu, Config: cfg, opts: o, natsOpt: natsOpt}
 	s.Conn, err = nats.Connect(ns.ClientURL(), nats.Name("devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))

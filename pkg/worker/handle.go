@@ -11,7 +11,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
@@ -33,8 +32,10 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 	ctx, span := w.startProcess(ctx, msg, RequestsConsumer)
 	defer span.End()
 	req, err := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
-	w.m.received.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind)))
-	span.SetAttributes(attrRequestID.String(req.ID), kindAttr(req.Kind))
+	w.m.received.Add(ctx, 1, kindOption(req.Kind))
+	if span.IsRecording() {
+		span.SetAttributes(attrRequestID.String(req.ID), kindAttr(req.Kind))
+	}
 	if err != nil {
 		failed := messages.Failed{Code: messages.CodeInvalidRequest, Message: err.Error()}
 		var ve *messages.ValidationError

@@ -64,6 +64,23 @@ func kindAttr(k messages.Kind) attribute.KeyValue {
 	return attrKind.String(string(k))
 }
 
+// kindOptions holds the measurement option of each kind, built once: the
+// hot path then allocates no attribute set for it.
+var kindOptions = func() map[messages.Kind]metric.MeasurementOption {
+	m := map[messages.Kind]metric.MeasurementOption{}
+	for _, k := range append([]messages.Kind{""}, messages.Kinds...) {
+		m[k] = metric.WithAttributeSet(attribute.NewSet(kindAttr(k)))
+	}
+	return m
+}()
+
+func kindOption(k messages.Kind) metric.MeasurementOption {
+	if o, ok := kindOptions[k]; ok {
+		return o
+	}
+	return kindOptions[""]
+}
+
 // call records one Azure call's result.
 func (in *instruments) call(ctx context.Context, k messages.Kind, status int, err error) {
 	kind := kindAttr(k)

@@ -36,35 +36,43 @@ var natsSystem = semconv.MessagingSystemKey.String("nats")
 // its headers carry.
 func (w *Worker) startProcess(ctx context.Context, msg jetstream.Msg, consumer string) (context.Context, trace.Span) {
 	ctx = telemetry.Extract(ctx, msg.Headers())
-	attrs := []attribute.KeyValue{
-		natsSystem,
-		semconv.MessagingDestinationName(msg.Subject()),
-		semconv.MessagingOperationTypeProcess,
-		semconv.MessagingOperationName("process"),
-		semconv.MessagingConsumerGroupName(consumer),
-	}
-	if meta, err := msg.Metadata(); err == nil {
-		attrs = append(attrs,
-			semconv.MessagingMessageID(strconv.FormatUint(meta.Sequence.Stream, 10)),
-			attribute.Int("messaging.nats.delivery_count", int(meta.NumDelivered)))
-	}
 	// Span names carry the subject without the request id (low cardinality).
 	name := "process " + w.subj.Requests()
 	if consumer == PollsConsumer {
 		name = "process " + w.subj.Polls()
 	}
-	return w.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	ctx, span := w.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer))
+	if !span.IsRecording() {
+		return ctx, span // telemetry off: build nothing
+	}
+	span.SetAttributes(
+		natsSystem,
+		semconv.MessagingDestinationName(msg.Subject()),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingConsumerGroupName(consumer),
+	)
+	if meta, err := msg.Metadata(); err == nil {
+		span.SetAttributes(
+			semconv.MessagingMessageID(strconv.FormatUint(meta.Sequence.Stream, 10)),
+			attribute.Int("messaging.nats.delivery_count", int(meta.NumDelivered)))
+	}
+	return ctx, span
 }
 
 // startSend starts the producer span of a publish to subject, named after
 // its pattern.
 func (w *Worker) startSend(ctx context.Context, pattern, subject string) (context.Context, trace.Span) {
-	return w.tracer.Start(ctx, "send "+pattern, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		natsSystem,
-		semconv.MessagingDestinationName(subject),
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationName("send"),
-	))
+	ctx, span := w.tracer.Start(ctx, "send "+pattern, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
+			natsSystem,
+			semconv.MessagingDestinationName(subject),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("send"),
+		)
+	}
+	return ctx, span
 }
 
 // traceContext returns the W3C traceparent and tracestate of ctx's span.

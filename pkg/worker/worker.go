@@ -150,22 +150,31 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Handlers outlive ctx by up to DrainTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	var (
-		inflight sync.WaitGroup
-		sem      = make(chan struct{}, w.cfg.Concurrency)
-	)
+	// A fixed pool of handlers; a delivery waits for a free one, which
+	// bounds the work in flight (and the messages buffered by the client).
+	type job struct {
+		msg    jetstream.Msg
+		handle func(context.Context, jetstream.Msg)
+	}
+	var inflight sync.WaitGroup
+	jobs := make(chan job)
+	defer close(jobs)
+	for range w.cfg.Concurrency {
+		go func() {
+			for j := range jobs {
+				w.safely(work, j.msg, j.handle)
+				inflight.Done()
+			}
+		}()
+	}
 	dispatch := func(handle func(context.Context, jetstream.Msg)) jetstream.MessageHandler {
 		return func(msg jetstream.Msg) {
 			if w.draining.Load() {
 				_ = msg.Nak() // hand it to another worker at once
 				return
 			}
-			sem <- struct{}{}
 			inflight.Add(1)
-			go func() {
-				defer func() { <-sem; inflight.Done() }()
-				w.safely(work, msg, handle)
-			}()
+			jobs <- job{msg, handle}
 		}
 	}
 	var contexts []jetstream.ConsumeContext
