@@ -1,0 +1,249 @@
+// Command bench measures the worker against the alternatives a user has,
+// in one run so that the ratios are taken on the same machine at the same
+// time (BENCHMARKS.md holds the figures):
+//
+//  1. immediate: requests/s from publish to completion event with Azure
+//     answering 200 at once, for worker concurrency 1, 4, 16 and 64 and a
+//     burst of 50,000 (and one row with Azure answering in 50 ms); beside
+//     it the raw JetStream ceiling (async publish, durable consume,
+//     explicit ack, same payload, same server) and an in-process loop of
+//     azcore runtime.Pollers with no queue.
+//  2. polling: 10,000 operations answered 202 (Retry-After 2) twice, then
+//     200: all complete with exactly 3 calls; lateness of every poll.
+//  3. waiting: 100,000 operations waiting on Retry-After 60 s, held by one
+//     worker process and one nats-server process (built from the module):
+//     RSS, CPU, threads, consumer counts; beside it 100,000 azcore pollers
+//     waiting in goroutines in one process.
+//  4. profile: a CPU (and allocation) profile of the immediate path.
+//
+// Usage:
+//
+//	go run ./cmd/bench                 # everything (about 8 minutes on 2 cores)
+//	go run ./cmd/bench -only polling   # one part
+//	go run ./cmd/bench -smoke          # small counts, same code (CI)
+//
+// It asserts correctness (every event arrives, every operation made the
+// calls it should, no poll was early) and exits non-zero when that fails;
+// it never fails on timing.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// options are the benchmark's sizes.
+type options struct {
+	smoke bool
+	only  string
+	dir   string
+
+	levels      []int         // worker concurrency levels of the immediate path
+	levelN      int           // requests per level
+	burstN      int           // the burst
+	burstConc   int           // worker concurrency of the burst
+	latency     time.Duration // an extra row with Azure answering after this (0: none)
+	latencyConc int
+	latencyN    int
+	repeat      int // runs of each immediate-path figure (the median is reported)
+
+	pollN     int           // operations of the polling path
+	pollWait  time.Duration // their Retry-After
+	pollConc  int           // worker concurrency of the polling path
+	waitN     int           // operations of the waiting test
+	waitAfter time.Duration // their Retry-After
+	waitConc  int           // worker concurrency of the waiting test
+	pollers   bool          // waiting: also the azcore pollers process
+
+	profileN    int
+	profileConc int
+	profileOut  string
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case childArg:
+			os.Exit(pollersChild(os.Args[2:]))
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile] [sizes]\n\n"+
+			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
+		fs.PrintDefaults()
+	}
+	var o options
+	var levels string
+	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting or profile")
+	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
+	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
+	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level")
+	fs.IntVar(&o.burstN, "burst-n", 50000, "immediate path: requests of the burst")
+	fs.IntVar(&o.burstConc, "burst-concurrency", 16, "immediate path: worker concurrency of the burst")
+	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "immediate path: an extra row with Azure answering after this long (0: none)")
+	fs.IntVar(&o.latencyConc, "latency-concurrency", 64, "immediate path: worker concurrency of the latency row")
+	fs.IntVar(&o.latencyN, "latency-n", 5000, "immediate path: requests of the latency row")
+	fs.IntVar(&o.repeat, "repeat", 3, "immediate path: runs of each figure; the median is reported")
+	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations")
+	fs.DurationVar(&o.pollWait, "poll-retry-after", 2*time.Second, "polling path: Retry-After of each 202 (whole seconds)")
+	fs.IntVar(&o.pollConc, "poll-concurrency", 64, "polling path: worker concurrency")
+	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once")
+	fs.DurationVar(&o.waitAfter, "wait-retry-after", 60*time.Second, "waiting: their Retry-After (whole seconds)")
+	fs.IntVar(&o.waitConc, "wait-concurrency", 64, "waiting: worker concurrency (and the azcore process's connection limit)")
+	fs.BoolVar(&o.pollers, "wait-pollers", true, "waiting: also measure wait-n azcore pollers in one process")
+	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run")
+	fs.IntVar(&o.profileConc, "profile-concurrency", 16, "profile: worker concurrency")
+	fs.StringVar(&o.profileOut, "profile-out", filepath.Join(os.TempDir(), "billing-bench"), "profile: file prefix of the CPU and allocation profiles")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, s := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-levels: %q is not a positive number", s)
+		}
+		o.levels = append(o.levels, n)
+	}
+	if o.smoke {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		def := func(name string, p *int, v int) {
+			if !set[name] {
+				*p = v
+			}
+		}
+		def("level-n", &o.levelN, 200)
+		def("latency-n", &o.latencyN, 200)
+		def("repeat", &o.repeat, 1)
+		def("burst-n", &o.burstN, 1000)
+		def("poll-n", &o.pollN, 200)
+		def("wait-n", &o.waitN, 300)
+		def("profile-n", &o.profileN, 500)
+		if !set["wait-retry-after"] {
+			o.waitAfter = 4 * time.Second
+		}
+		if !set["profile-out"] {
+			o.profileOut = "" // a temporary file
+		}
+	}
+	switch o.only {
+	case "", "immediate", "polling", "waiting", "profile":
+	default:
+		return fmt.Errorf("-only %q: want immediate, polling, waiting or profile", o.only)
+	}
+	if o.pollWait%time.Second != 0 || o.waitAfter%time.Second != 0 || o.pollWait <= 0 || o.waitAfter <= 0 {
+		return errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
+	}
+
+	if o.dir == "" {
+		dir, err := os.MkdirTemp("", "billing-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.dir = dir
+	}
+	if o.profileOut == "" {
+		o.profileOut = filepath.Join(o.dir, "profile")
+	}
+
+	r := newReport()
+	r.header(o)
+	want := func(part string) bool { return o.only == "" || o.only == part }
+	var errs []error
+	do := func(part string, f func() error) {
+		if !want(part) || ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", part, err))
+			r.printf("\n!! %s failed: %v\n", part, err)
+		}
+		progress("%s done in %s", part, time.Since(start).Round(time.Second))
+	}
+	var imm *immediateResults
+	do("immediate", func() (err error) { imm, err = runImmediate(ctx, o, r); return err })
+	do("polling", func() error { return runPolling(ctx, o, r) })
+	do("waiting", func() error { return runWaiting(ctx, o, r) })
+	do("profile", func() error { return runProfile(ctx, o, r) })
+	r.goals(imm)
+	if ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+// progress reports what the run is doing on stderr; the results go to
+// stdout.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// machine describes where the run happens.
+type machine struct {
+	cpu, mem, goVersion, natsServer, natsGo, azcore, date, host string
+	cores                                                       int
+}
+
+func describeMachine() machine {
+	m := machine{
+		cores: runtime.NumCPU(), goVersion: runtime.Version(), natsServer: server.VERSION, natsGo: nats.Version,
+		date: time.Now().Format("2006-01-02 15:04 MST"),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.mem = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/Azure/azure-sdk-for-go/sdk/azcore" {
+				m.azcore = d.Version
+			}
+		}
+	}
+	m.host, _ = os.Hostname()
+	return m
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/azbilling/worker/pkg/emulator"
+)
+
+func runPolling(ctx context.Context, o options, r *report) error {
+	ra := strconv.Itoa(int(o.pollWait / time.Second))
+	r.printf("\n## 2. Polling path (202 Retry-After %s twice, then 200)\n\n", ra)
+	progress("polling: %d operations", o.pollN)
+	b, err := startBench(ctx, o.dir, "poll", o.pollConc, []emulator.Reply{emulator.OK()}, nil)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	batch, err := newBatch(b.s.Client.Layout(), "pol", o.pollN)
+	if err != nil {
+		return err
+	}
+	for _, inv := range batch.invs {
+		b.s.Emulator.Script(inv, emulator.Accepted(ra), emulator.Accepted(ra), emulator.OK())
+	}
+	start := time.Now()
+	elapsed, got, err := batch.run(ctx, b.s.Client, b.js, timeoutFor(o.pollN, 2*o.pollWait))
+	if err != nil {
+		return err
+	}
+	for i, c := range got.completed {
+		if c.AzureCalls != 3 {
+			return fmt.Errorf("request %s: completion event says %d Azure calls, want 3", batch.ids[i], c.AzureCalls)
+		}
+	}
+	lat, err := pollLateness(b.s.Emulator.Calls(), batch, 3, o.pollWait)
+	if err != nil {
+		return err
+	}
+	ideal := lat.lastStart.Sub(start) + 2*o.pollWait
+	r.printf("%s operations, worker concurrency %d, on one stack in this process. All completed, each with exactly 3 Azure calls "+
+		"(202, 202, 200; checked in the emulator's log and in the events).\n\n", thousands(float64(o.pollN)), o.pollConc)
+	r.printf("Lateness of a poll = its arrival at the emulator - (arrival of the previous call + Retry-After). The previous call's " +
+		"arrival stands in for the time its answer was sent: the worker can only have read the answer later, so this overstates " +
+		"lateness by the previous call's processing time, and a poll this measure calls early is truly early.\n\n")
+	r.printf("| polls | p50 | p99 | max | early | first polls fell due within |\n|---|---|---|---|---|---|\n")
+	r.printf("| %s | %s | %s | %s | %d | %s |\n\n", thousands(float64(len(lat.all))), ms(lat.all.quantile(.5)), ms(lat.all.quantile(.99)),
+		ms(lat.all[len(lat.all)-1]), lat.early, secs(lat.dueSpread))
+	r.printf("Total: %s from the first publish to the last completion event. Ideal: %s = the last first call's arrival (%s after the "+
+		"first publish) + 2 x %s; overhead over the ideal %s.\n", secs(elapsed), secs(ideal), secs(lat.lastStart.Sub(start)), ra+" s", secs(elapsed-ideal))
+	r.goal(lat.early == 0, "no early poll (polling path): %d early of %s", lat.early, thousands(float64(len(lat.all))))
+	r.goal(lat.all.quantile(.99) < time.Second, "polling p99 lateness < 1 s: %s (%s polls, first ones due within %s)",
+		ms(lat.all.quantile(.99)), thousands(float64(len(lat.all))), secs(lat.dueSpread))
+	if lat.early > 0 {
+		return fmt.Errorf("%d polls came before the Retry-After had passed", lat.early)
+	}
+	return nil
+}
+
+// lateness is what the emulator's log says about the polls of a batch.
+type lateness struct {
+	all       durations // sorted
+	early     int
+	dueSpread time.Duration // between the first and the last due time of the first polls
+	lastStart time.Time     // the last start call's arrival
+	firstDue  time.Time
+}
+
+// pollLateness checks that every request of the batch made exactly want
+// calls (a start answered 202, polls answered 202 and a last one 200) and
+// measures each poll against the previous call's arrival plus wait.
+func pollLateness(calls []emulator.Call, b *batch, want int, wait time.Duration) (lateness, error) {
+	var out lateness
+	idx := make(map[string]int, len(b.invs))
+	for i, inv := range b.invs {
+		idx[inv] = i
+	}
+	per := make([][]emulator.Call, len(b.invs))
+	for _, c := range calls {
+		i, ok := idx[c.InvoiceName]
+		if !ok {
+			return out, fmt.Errorf("a call for invoice %q, not of this run: %s %s -> %d", c.InvoiceName, c.Method, c.Path, c.Status)
+		}
+		per[i] = append(per[i], c)
+	}
+	var firstDueMax time.Time
+	for i, cs := range per {
+		if len(cs) != want {
+			return out, fmt.Errorf("request %s made %d Azure calls, want %d", b.ids[i], len(cs), want)
+		}
+		for k, c := range cs {
+			wantStatus, wantPhase := 202, emulator.PhasePoll
+			if k == 0 {
+				wantPhase = emulator.PhaseStart
+			}
+			if k == want-1 {
+				wantStatus = 200
+			}
+			if c.Status != wantStatus || c.Phase != wantPhase {
+				return out, fmt.Errorf("request %s call %d: %s %s -> %d (%s), want %d (%s)", b.ids[i], k+1, c.Method, c.Path, c.Status, c.Phase, wantStatus, wantPhase)
+			}
+			if k == 0 {
+				if c.Time.After(out.lastStart) {
+					out.lastStart = c.Time
+				}
+				continue
+			}
+			due := cs[k-1].Time.Add(wait)
+			l := c.Time.Sub(due)
+			if l < 0 {
+				out.early++
+			}
+			out.all = append(out.all, l)
+			if k == 1 {
+				if out.firstDue.IsZero() || due.Before(out.firstDue) {
+					out.firstDue = due
+				}
+				if due.After(firstDueMax) {
+					firstDueMax = due
+				}
+			}
+		}
+	}
+	out.all = out.all.sorted()
+	out.dueSpread = firstDueMax.Sub(out.firstDue)
+	return out, nil
+}
