@@ -227,17 +227,7 @@ func newEnv(t *testing.T) *env {
 	if err := e.emu.WriteCACert(ca); err != nil {
 		t.Fatal(err)
 	}
-	e.workerEnv = []string{
-		"SSL_CERT_FILE=" + ca,
-		"BILLING_AZURE_CLOUD=custom",
-		"BILLING_ARM_ENDPOINT=" + e.emu.URL(),
-		"BILLING_ARM_AUDIENCE=" + devstack.DevAudience,
-		"BILLING_AUTHORITY_HOST=" + e.emu.URL() + "/",
-		"BILLING_AZURE_CREDENTIAL=client-secret",
-		"BILLING_AZURE_TENANT_ID=" + devstack.DevTenant,
-		"BILLING_AZURE_CLIENT_ID=" + devstack.DevClientID,
-		"BILLING_AZURE_CLIENT_SECRET_FILE=" + e.secretFile,
-		"BILLING_DISABLE_INSTANCE_DISCOVERY=true",
+	e.workerEnv = append(devstack.WorkerEnv(e.emu, ca, e.secretFile),
 		"BILLING_HTTP_TIMEOUT=2s",
 		"BILLING_ACK_WAIT=5s",
 		"BILLING_DRAIN_TIMEOUT=10s",
@@ -245,7 +235,7 @@ func newEnv(t *testing.T) *env {
 		"BILLING_BACKOFF_MAX=2s",
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
-	}
+	)
 	return e
 }
 

@@ -103,25 +103,15 @@ func (e *procEnv) startNATS(name string) (*child, string, error) {
 // startWorker starts cmd/worker configured by BILLING_* variables as e2e
 // does.
 func (e *procEnv) startWorker(name, url string, conc int, pollMaxWait time.Duration) (*child, error) {
-	return startChild(name, e.dir, []string{e.workerBin}, []string{
-		"SSL_CERT_FILE=" + e.ca,
-		"BILLING_NATS_URL=" + url,
-		"BILLING_NATS_NAME=" + name,
-		"BILLING_AZURE_CLOUD=custom",
-		"BILLING_ARM_ENDPOINT=" + e.emu.URL(),
-		"BILLING_ARM_AUDIENCE=" + devstack.DevAudience,
-		"BILLING_AUTHORITY_HOST=" + e.emu.URL() + "/",
-		"BILLING_AZURE_CREDENTIAL=client-secret",
-		"BILLING_AZURE_TENANT_ID=" + devstack.DevTenant,
-		"BILLING_AZURE_CLIENT_ID=" + devstack.DevClientID,
-		"BILLING_AZURE_CLIENT_SECRET_FILE=" + e.secretFile,
-		"BILLING_DISABLE_INSTANCE_DISCOVERY=true",
-		"BILLING_CONCURRENCY=" + strconv.Itoa(conc),
-		"BILLING_MAX_ACK_PENDING=" + strconv.Itoa(max(1000, conc)),
-		"BILLING_POLL_MAX_WAIT=" + max(15*time.Minute, pollMaxWait).String(),
+	return startChild(name, e.dir, []string{e.workerBin}, append(devstack.WorkerEnv(e.emu, e.ca, e.secretFile),
+		"BILLING_NATS_URL="+url,
+		"BILLING_NATS_NAME="+name,
+		"BILLING_CONCURRENCY="+strconv.Itoa(conc),
+		"BILLING_MAX_ACK_PENDING="+strconv.Itoa(max(1000, conc)),
+		"BILLING_POLL_MAX_WAIT="+max(15*time.Minute, pollMaxWait).String(),
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
-	}, false)
+	), false)
 }
 
 // benchConn is this benchmark's own connection to a nats-server process.
