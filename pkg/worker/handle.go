@@ -220,9 +220,10 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	} else {
 		resp, err = client.Start(ctx, req.Kind, req.Params)
 	}
-	if ctx.Err() != nil {
-		// Shutting down: leave the claim; once it expires the operation is
-		// taken over (or, for a first POST, ends as interrupted).
+	if err != nil && ctx.Err() != nil {
+		// Cut off by the shutdown: leave the claim; once it expires the
+		// operation is taken over (or, for a first POST, ends as
+		// interrupted). An answer that did arrive is kept below.
 		log.WarnContext(ctx, "azure call cancelled by shutdown")
 		_ = msg.NakWithDelay(w.cfg.ClaimDuration())
 		return
