@@ -62,8 +62,10 @@ func URLOf(u *url.URL) string {
 
 var (
 	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*`)
-	paramRE  = regexp.MustCompile(`(?i)([?&](?:sig|signature|client_secret|client_assertion|access_token|refresh_token)=)[^&\s"'<>]*`)
-	jsonRE   = regexp.MustCompile(`(?i)("(?:access_token|refresh_token|client_secret|client_assertion)"\s*:\s*")[^"]*`)
+	// Anywhere, not only after ? or &: masking a look-alike in an error
+	// message costs nothing, missing a signature would.
+	paramRE = regexp.MustCompile(`(?i)((?:sig|signature|client_secret|client_assertion|access_token|refresh_token)=)[^&\s"'<>]*`)
+	jsonRE  = regexp.MustCompile(`(?i)("(?:access_token|refresh_token|client_secret|client_assertion)"\s*:\s*")[^"]*`)
 )
 
 // String masks credentials that appear anywhere in free text: bearer

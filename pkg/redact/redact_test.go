@@ -34,3 +34,15 @@ func TestString(t *testing.T) {
 		t.Errorf("String removed harmless parameters: %q", out)
 	}
 }
+
+func TestStringBareParameters(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"sig=SECRET", "denied; sig=SECRET; retry", "(signature=SECRET)", "Access_Token=SECRET", "00sig=SECRET0"} {
+		if out := String(in); strings.Contains(out, "SECRET") {
+			t.Errorf("String(%q) = %q", in, out)
+		}
+	}
+	if out := String("design=keep&api-version=keep"); out != "design=keep&api-version=keep" {
+		t.Errorf("String changed harmless parameters: %q", out)
+	}
+}
