@@ -85,7 +85,7 @@ var Settings = []Setting{
 	str("nats-name", "billing-worker", "connection name the NATS server shows", func(c *Config) *string { return &c.NATSName }),
 	str("prefix", messages.DefaultPrefix, "first token of every subject and of stream and bucket names", func(c *Config) *string { return &c.Prefix }),
 	integer("replicas", 1, "replicas of the streams and the state bucket (3 on a NATS cluster)", func(c *Config) *int { return &c.Replicas }),
-	dur("ack-wait", 60*time.Second, "redelivery delay of an unacknowledged message; must exceed http-timeout", func(c *Config) *time.Duration { return &c.AckWait }),
+	dur("ack-wait", 60*time.Second, "redelivery delay of an unacknowledged message; must exceed http-timeout plus up to 10s (a claim)", func(c *Config) *time.Duration { return &c.AckWait }),
 	integer("max-ack-pending", 1000, "per consumer, messages handed out and not yet acknowledged", func(c *Config) *int { return &c.MaxAckPending }),
 	integer("max-deliver", 10, "deliveries of a message that keeps failing before it is dead-lettered", func(c *Config) *int { return &c.MaxDeliver }),
 	dur("duplicate-window", 2*time.Minute, "Nats-Msg-Id de-duplication window of the work stream", func(c *Config) *time.Duration { return &c.DuplicateWindow }),
