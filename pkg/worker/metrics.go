@@ -110,9 +110,8 @@ func (in *instruments) ended(ctx context.Context, st *poll.State) {
 	in.duration.Record(ctx, end.Sub(st.AcceptedAt).Seconds(), attrs)
 }
 
-// rejected records a dead-lettered request, which also ends it.
+// rejected records a request rejected before it had an operation.
 func (in *instruments) rejected(ctx context.Context, k messages.Kind, code messages.Code) {
-	in.deadLetters.Add(ctx, 1, metric.WithAttributes(kindAttr(k), attrCode.String(string(code))))
 	in.outcomes.Add(ctx, 1, metric.WithAttributes(kindAttr(k), attrOutcome.String(messages.OutcomeFailed), attrCode.String(string(code))))
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
 	"github.com/azbilling/worker/pkg/messages"
@@ -83,12 +84,33 @@ const maxHeaderText = 512
 // terminates the message so it is never redelivered. If either publish
 // fails, the message is redelivered later instead: nothing is dropped.
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) {
+	log := w.log.With("request_id", req.ID, "kind", string(req.Kind))
+	seq, err := w.keep(ctx, msg, req, failed)
+	if err != nil {
+		log.WarnContext(ctx, "dead-letter", "error", err)
+		w.nakLater(msg)
+		return
+	}
+	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
+	failed.FailedAt = w.now()
+	failSpan(ctx, failed.Code)
+	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed); err != nil {
+		log.WarnContext(ctx, "publish rejection", "error", err)
+		w.nakLater(msg)
+		return
+	}
+	w.m.rejected(ctx, req.Kind, failed.Code)
+	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
+	_ = msg.TermWithReason(string(failed.Code))
+}
+
+// keep copies msg, its payload and headers, to the dead-letter stream with
+// why it was rejected, and returns its sequence in the work stream.
+func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) (uint64, error) {
 	seq := uint64(0)
 	if meta, err := msg.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
 	}
-	log := w.log.With("request_id", req.ID, "kind", string(req.Kind), "sequence", seq)
-
 	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
@@ -110,22 +132,10 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
 	dedup := fmt.Sprintf("deadletter.%s.%d", w.subj.WorkStream(), seq)
 	if _, err := w.js.PublishMsg(ctx, dl, jetstream.WithMsgID(dedup)); err != nil {
-		log.WarnContext(ctx, "dead-letter", "error", err)
-		w.nakLater(msg)
-		return
+		return 0, err
 	}
-
-	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
-	failed.FailedAt = w.now()
-	failSpan(ctx, failed.Code)
-	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed); err != nil {
-		log.WarnContext(ctx, "publish rejection", "error", err)
-		w.nakLater(msg)
-		return
-	}
-	w.m.rejected(ctx, req.Kind, failed.Code)
-	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
-	_ = msg.TermWithReason(string(failed.Code))
+	w.m.deadLetters.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind), attrCode.String(string(failed.Code))))
+	return seq, nil
 }
 
 // nakLater redelivers msg after a pause, without counting towards the

@@ -247,8 +247,13 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 			w.abandon(ctx, msg, reason)
 			return
 		}
-		req, _ := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
-		w.deadLetter(ctx, msg, req, messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true})
+		req, derr := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
+		failed := messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
+		if derr == nil && w.endWithCopy(ctx, msg, req, failed) {
+			return
+		}
+		// No operation to end (or its store is failing too): reject it.
+		w.deadLetter(ctx, msg, req, failed)
 		return
 	}
 	delay := min(time.Duration(1<<min(delivered, 6))*time.Second, time.Minute)
@@ -257,37 +262,88 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 	}
 }
 
+// endWithCopy ends the operation of a valid request that keeps failing:
+// the message is kept in the dead-letter stream for inspection, and the
+// operation ends through its stored state with an internal_error event
+// under the request's own event id, so that no other delivery can publish
+// a second outcome. It reports false when the state cannot be written.
+func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) bool {
+	if _, err := w.keep(ctx, msg, req, failed); err != nil {
+		return false
+	}
+	st, err := w.endOperation(ctx, req.ID, &req, failed.Message)
+	if err != nil || w.publishOutcome(ctx, st) != nil {
+		return false
+	}
+	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
+	_ = msg.TermWithReason(string(failed.Code))
+	return true
+}
+
 // abandon ends the operation of a wake-up that keeps failing with an
 // internal_error event, so that it does not stay waiting forever.
 func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
 	var wk wake
 	_ = json.Unmarshal(msg.Data(), &wk)
 	log := w.log.With("request_id", wk.ID)
-	entry, err := w.kv.Get(ctx, wk.ID)
-	if err != nil {
-		log.ErrorContext(ctx, "abandon: load state", "error", err)
-		w.nakLater(msg)
-		return
-	}
-	var st poll.State
-	if err := json.Unmarshal(entry.Value(), &st); err != nil {
-		log.ErrorContext(ctx, "abandon: state does not decode; dropping the wake-up", "error", err)
+	st, err := w.endOperation(ctx, wk.ID, nil, reason)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadState) {
+		log.ErrorContext(ctx, "abandon: no usable state; dropping the wake-up", "error", err)
 		_ = msg.Term()
 		return
 	}
-	if !st.Phase.Terminal() {
-		w.fail(&st, messages.CodeInternal, reason, nil, true, w.now())
-		if _, err := w.kv.Update(ctx, wk.ID, encodeState(&st), entry.Revision()); err != nil {
-			log.ErrorContext(ctx, "abandon: store state", "error", err)
-			w.nakLater(msg)
-			return
-		}
-		w.m.ended(ctx, &st)
+	if err == nil {
+		err = w.publishOutcome(ctx, st)
 	}
-	if err := w.publishOutcome(ctx, &st); err != nil {
+	if err != nil {
+		log.ErrorContext(ctx, "abandon", "error", err)
 		w.nakLater(msg)
 		return
 	}
 	log.ErrorContext(ctx, "operation abandoned", "error", reason)
 	_ = msg.Term()
+}
+
+// errBadState: a stored state that does not decode.
+var errBadState = errors.New("stored state does not decode")
+
+// endOperation fails the operation of request id with internal_error,
+// unless it has already ended, and returns its final state. With req, an
+// operation that was never stored is stored failed.
+func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*poll.State, error) {
+	for range 3 { // compare-and-set: another worker may change it meanwhile
+		now := w.now()
+		entry, err := w.kv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && req != nil {
+			st := poll.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
+			st.TraceParent, st.TraceState = traceContext(ctx)
+			w.fail(&st, messages.CodeInternal, reason, nil, true, now)
+			if _, err := w.kv.Create(ctx, id, encodeState(&st)); errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			w.m.ended(ctx, &st)
+			return &st, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var st poll.State
+		if err := json.Unmarshal(entry.Value(), &st); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", errBadState, id, err)
+		}
+		if st.Phase.Terminal() {
+			return &st, nil
+		}
+		w.fail(&st, messages.CodeInternal, reason, nil, true, now)
+		if _, err := w.kv.Update(ctx, id, encodeState(&st), entry.Revision()); errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		w.m.ended(ctx, &st)
+		return &st, nil
+	}
+	return nil, fmt.Errorf("the state of %s kept changing", id)
 }
