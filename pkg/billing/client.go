@@ -111,9 +111,6 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	return &Client{pl: pl, endpoint: ep, timeout: opts.Timeout}, nil
 }
 
-// Endpoint returns the ARM endpoint the client calls.
-func (c *Client) Endpoint() *url.URL { u := *c.endpoint; return &u }
-
 // Response is one answer from Azure that is not an error.
 type Response struct {
 	// Status is 200 or 202.

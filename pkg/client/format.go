@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/telemetry"
 )
 
 // Human renders an event on a line or a few, for a terminal.
@@ -46,7 +47,7 @@ func (o Outcome) Human() string {
 			fmt.Fprintf(&b, "\n  azure:     %d %s: %s", f.Azure.Status, f.Azure.Code, f.Azure.Message)
 		}
 	}
-	if tp := o.Header.Get("traceparent"); tp != "" {
+	if tp := telemetry.HeaderCarrier(o.Header).Get("traceparent"); tp != "" { // either case
 		if parts := strings.Split(tp, "-"); len(parts) == 4 {
 			fmt.Fprintf(&b, "\n  trace id:   %s", parts[1])
 		}

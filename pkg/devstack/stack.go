@@ -143,7 +143,7 @@ func Start(o Options) (*Stack, error) {
 		n = 1
 	}
 	for range n {
-		if _, err := s.StartWorker(); err != nil {
+		if err := s.startWorker(); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -151,22 +151,21 @@ func Start(o Options) (*Stack, error) {
 	return s, nil
 }
 
-// StartWorker starts one more worker and waits until it is ready; it
-// returns the worker's index.
-func (s *Stack) StartWorker() (int, error) {
+// startWorker starts one more worker and waits until it is ready.
+func (s *Stack) startWorker() error {
 	nc, err := nats.Connect(s.Config.NATSURL, nats.Name("devstack-worker"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	profiles, err := s.Config.AzureProfiles(s.opts.AzureDeps)
 	if err != nil {
 		nc.Close()
-		return 0, err
+		return err
 	}
 	w, err := worker.New(s.Config, nc, profiles, s.opts.Logger, s.opts.WorkerOptions...)
 	if err != nil {
 		nc.Close()
-		return 0, err
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: w, nc: nc, cancel: cancel, done: make(chan error, 1)}
@@ -177,29 +176,22 @@ func (s *Stack) StartWorker() (int, error) {
 		case err := <-r.done:
 			cancel()
 			nc.Close()
-			return 0, fmt.Errorf("devstack: worker stopped during start: %w", err)
+			return fmt.Errorf("devstack: worker stopped during start: %w", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			cancel()
 			nc.Close()
-			return 0, errors.New("devstack: worker not ready within 15s")
+			return errors.New("devstack: worker not ready within 15s")
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.workers = append(s.workers, r)
-	return len(s.workers) - 1, nil
+	return nil
 }
 
-// Worker returns the i-th worker started.
-func (s *Stack) Worker(i int) *worker.Worker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.workers[i].w
-}
-
-// StopWorker stops the i-th worker gracefully and returns what Run
+// StopWorker stops the i-th worker (in the order they started) gracefully and returns what Run
 // returned.
 func (s *Stack) StopWorker(i int) error {
 	s.mu.Lock()
