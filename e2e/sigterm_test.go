@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/devstack"
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

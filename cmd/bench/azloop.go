@@ -16,7 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/internal/devstack"
 )
 
 // The in-process alternative: what a user writes instead of the queue. An

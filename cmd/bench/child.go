@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/internal/devstack"
 )
 
 // pollersChild is the process that holds n azcore pollers, one goroutine

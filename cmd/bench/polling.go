@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 func runPolling(ctx context.Context, o options, r *report) error {

@@ -9,7 +9,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // runProfile profiles the immediate path: one stack in this process (the

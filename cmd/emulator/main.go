@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 func main() {

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
 )

@@ -22,7 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/azbilling/worker/pkg/azauth"
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // The clouds' values as Microsoft documents them: the ARM audience is the

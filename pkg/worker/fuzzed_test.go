@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/devstack"
+	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

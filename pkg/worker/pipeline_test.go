@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/devstack"
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

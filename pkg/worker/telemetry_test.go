@@ -19,8 +19,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/devstack"
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"

@@ -14,7 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
@@ -61,9 +61,9 @@ func Dev(ctx context.Context, o DevOptions) error {
 	}
 	// The samples start their traces here, so that every event printed
 	// shows its trace id, exported or not.
-	tracer := tel.TracerProvider.Tracer("github.com/azbilling/worker/pkg/devstack")
+	tracer := tel.TracerProvider.Tracer("github.com/azbilling/worker/internal/devstack")
 	if !tel.Enabled() {
-		tracer = sdktrace.NewTracerProvider().Tracer("github.com/azbilling/worker/pkg/devstack")
+		tracer = sdktrace.NewTracerProvider().Tracer("github.com/azbilling/worker/internal/devstack")
 	}
 	var deps worker.AzureDeps
 	if tel.Enabled() {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/azbilling/worker/pkg/emulator"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // A price sheet download that is throttled once, then runs for one poll.

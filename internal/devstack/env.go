@@ -1,6 +1,6 @@
 package devstack
 
-import "github.com/azbilling/worker/pkg/emulator"
+import "github.com/azbilling/worker/internal/emulator"
 
 // WorkerEnv returns the environment that points a worker process
 // (cmd/worker) at the emulator with the stack's identity: caFile holds the
