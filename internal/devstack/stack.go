@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/worker"
 )
 

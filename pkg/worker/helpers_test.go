@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/worker"
 )

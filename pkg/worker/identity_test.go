@@ -34,10 +34,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/azbilling/worker/pkg/azauth"
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/azauth"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/worker"
 )
