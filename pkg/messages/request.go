@@ -57,8 +57,9 @@ type DocumentRef struct {
 
 // FieldError says which field of a request breaks which rule.
 type FieldError struct {
-	// Field is the JSON path of the field, such as "params.invoiceName";
-	// empty for a problem with the document as a whole.
+	// Field is the JSON path of the field, such as "params.invoiceName" or
+	// "params.documents[0].documentName"; empty for a problem with the
+	// document as a whole.
 	Field string `json:"field,omitempty"`
 	// Rule is the rule broken: one of syntax, max_size, unknown_field, type,
 	// required, version, enum, pattern, max_length, max_items, not_allowed,
@@ -116,7 +117,7 @@ func DecodeRequest(data []byte, maxBytes int) (Request, error) {
 	if err := dec.Decode(&r); err != nil {
 		r = Request{}
 		r.salvage(data)
-		return r, &ValidationError{Fields: []FieldError{decodeProblem(err)}}
+		return r, &ValidationError{Fields: decodeProblems(err, data)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return r, &ValidationError{Fields: []FieldError{{Rule: "syntax", Message: "unexpected data after the JSON object"}}}
@@ -142,6 +143,18 @@ func (r *Request) salvage(data []byte) {
 	}
 }
 
+// decodeProblems turns an encoding/json error into FieldErrors. An unknown
+// field is reported by encoding/json with its bare name only, so the
+// document is walked again to name every unknown field by its full path.
+func decodeProblems(err error, data []byte) []FieldError {
+	if _, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if fields := unknownFields(data); len(fields) > 0 {
+			return fields
+		}
+	}
+	return []FieldError{decodeProblem(err)}
+}
+
 // decodeProblem turns an encoding/json error into a FieldError.
 func decodeProblem(err error) FieldError {
 	var syn *json.SyntaxError
@@ -156,7 +169,9 @@ func decodeProblem(err error) FieldError {
 	}
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return FieldError{Field: strings.Trim(name, `"`), Rule: "unknown_field", Message: "is not a field of a version 1 request"}
+		// Only when the walk of unknownFields finds nothing, which should not
+		// happen: the bare name does not say where the field is.
+		return FieldError{Rule: "unknown_field", Message: fmt.Sprintf("unknown field %s somewhere in the request", clip(name))}
 	}
 	if _, ok := err.(*time.ParseError); ok || strings.Contains(msg, "parsing time") {
 		return FieldError{Field: "deadline", Rule: "format", Message: "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z"}

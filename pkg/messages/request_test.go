@@ -2,6 +2,8 @@ package messages_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,7 @@ func invalidRequests() map[string]string {
 		"unknown kind":        `{"version":1,"id":"a","kind":"bill","params":{}}`,
 		"unknown field":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"x":1}`,
 		"unknown param":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","x":"y"}}`,
+		"unknown doc field":   `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"d","invoiceName":"i","extra":1}]}}`,
 		"param of other kind": `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","downloadToken":"x"}}`,
 		"missing param":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1"}}`,
 		"bad invoice name":    `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"g123456789"}}`,
@@ -101,6 +104,71 @@ func TestDecodeRequestNamesFieldAndRule(t *testing.T) {
 		}
 		if r.ID != c.wantID {
 			t.Errorf("%s: salvaged id %q, want %q", c.doc, r.ID, c.wantID)
+		}
+	}
+}
+
+// Unknown fields are named by their full JSON path, every one of them.
+func TestDecodeRequestNamesUnknownFieldsByPath(t *testing.T) {
+	t.Parallel()
+	const docs = `{"version":1,"id":"abc","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[`
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"x%d":1`, i)
+	}
+	manyWant := []string{}
+	for i := range 32 {
+		manyWant = append(manyWant, fmt.Sprintf("params.x%d", i))
+	}
+	manyWant = append(manyWant, "")
+	cases := map[string]struct {
+		doc  string
+		want []string
+	}{
+		"top level": {
+			`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"colour":1}`,
+			[]string{"colour"}},
+		"params": {
+			`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceId":"G123456789"}}`,
+			[]string{"params.invoiceId"}},
+		"params in another case": {
+			`{"version":1,"id":"abc","kind":"invoice","Params":{"BillingAccountName":"1","invoiceName":"G123456789","Extra":true}}`,
+			[]string{"params.Extra"}},
+		"first document": {
+			docs + `{"documentName":"d","invoiceName":"i","extra":1}]}}`,
+			[]string{"params.documents[0].extra"}},
+		"third document": {
+			docs + `{"documentName":"d","invoiceName":"i"},{"documentName":"d","invoiceName":"i"},{"documentName":"d","invoiceName":"i","x":null}]}}`,
+			[]string{"params.documents[2].x"}},
+		"several at once": {
+			`{"version":1,"id":"abc","a":1,"kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","b":{"c":1},"documents":[{"documentName":"d","d":1,"invoiceName":"i"},"not an object",{"documentName":"d","invoiceName":"i","e":[],"f":""}]},"g":null}`,
+			[]string{"a", "params.b", "params.documents[0].d", "params.documents[2].e", "params.documents[2].f", "g"}},
+		"params given twice": {
+			`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","x":1},"params":{"invoiceName":"G123456789"}}`,
+			[]string{"params.x"}},
+		"too many to list": {
+			`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789",` + strings.Join(many, ",") + `}}`,
+			manyWant},
+	}
+	for name, c := range cases {
+		r, err := messages.DecodeRequest([]byte(c.doc), 0)
+		var ve *messages.ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("%s: error %v is not a *ValidationError", name, err)
+			continue
+		}
+		var got []string
+		for _, f := range ve.Fields {
+			if f.Rule != "unknown_field" || f.Message == "" {
+				t.Errorf("%s: unexpected %+v", name, f)
+			}
+			got = append(got, f.Field)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: unknown fields %q, want %q", name, got, c.want)
+		}
+		if r.ID != "abc" {
+			t.Errorf("%s: salvaged id %q", name, r.ID)
 		}
 	}
 }
