@@ -51,7 +51,7 @@ type Call struct {
 // armPrefix is where the emulated operations live.
 const armPrefix = "/providers/Microsoft.Billing/billingAccounts/"
 
-// Parameter patterns of API.md.
+// Parameter patterns of docs/azure.md ("Parameter patterns").
 var (
 	guidPattern = regexp.MustCompile(`^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$`)
 	// Billing 2024-04-01.
@@ -164,7 +164,8 @@ type operation struct {
 	subscriptionID, billingAccount, billingProfile string
 }
 
-// pollTarget is the path and query of the operation's Location, in the shapes of API.md.
+// pollTarget is the path and query of the operation's Location, in the shapes of docs/azure.md
+// ("The long-running protocol").
 func (o *operation) pollTarget() (p, query string) {
 	query = "api-version=" + o.apiVersion
 	switch o.op {

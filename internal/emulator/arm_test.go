@@ -116,7 +116,7 @@ var (
 	}
 )
 
-// locationRE is the shape of op's Location on base, from API.md.
+// locationRE is the shape of op's Location on base, as docs/azure.md describes it.
 func locationRE(op, base string) *regexp.Regexp {
 	q := regexp.QuoteMeta
 	billing := q(base + armPrefix)

@@ -1,5 +1,5 @@
 // Package emulator is a scriptable stand-in for the Azure services the worker talks to: the five
-// Azure Billing / Cost Management operations of API.md, served on Azure Resource Manager paths,
+// Azure Billing / Cost Management operations of docs/azure.md, served on Azure Resource Manager paths,
 // and a minimal Entra ID (Azure AD) token endpoint that guards them. It runs in-process on top
 // of net/http/httptest for integration tests and dev mode, or as its own process
 // (cmd/emulator) for multi-process tests.
@@ -17,7 +17,7 @@
 //
 // Requests are checked as Azure would: a bearer token issued by this emulator for
 // Options.Audience (else 401 with a WWW-Authenticate header), the exact api-version, the
-// parameter patterns of API.md and #3's body (else 400 with an ARM ErrorResponse naming the
+// parameter patterns of docs/azure.md and #3's body (else 400 with an ARM ErrorResponse naming the
 // parameter in "target"), the method (405) and the path (404). Operations #1 to #4 are ARM
 // long-running operations: a 202 carries a Location on this server (with the shapes Azure uses,
 // #4's always with an explicit port) that the client polls with GET until a 200 carries the

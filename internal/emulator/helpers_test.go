@@ -13,7 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
-// Values that satisfy the parameter patterns of API.md.
+// Values that satisfy the parameter patterns of docs/azure.md.
 const (
 	testTenant = "11111111-2222-3333-4444-555555555555"
 	testClient = "22222222-3333-4444-5555-666666666666"

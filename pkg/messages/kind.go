@@ -24,7 +24,7 @@ const (
 	KindInvoice Kind = "invoice"
 )
 
-// Kinds lists every kind, in the order of the API reference.
+// Kinds lists every kind, in the order of docs/azure.md (#1 to #5).
 var Kinds = []Kind{
 	KindSubscriptionInvoice,
 	KindInvoiceSummary,

@@ -8,9 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// Patterns of the API reference (API.md), anchored. The Cost Management
-// patterns are unanchored in their spec; anchoring them is what the service
-// means.
+// Patterns of Azure's API reference (docs/azure.md, "Parameter patterns"),
+// anchored. The Cost Management patterns are unanchored in their spec;
+// anchoring them is what the service means.
 var (
 	idPattern      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 	guidPattern    = regexp.MustCompile(`^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$`)
