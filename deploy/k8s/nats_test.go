@@ -132,17 +132,27 @@ func semver(v string) ([3]int, error) {
 	return out, nil
 }
 
-// testedNATSServer is the nats-server version the module builds with: the
-// one TestWorkerUnderDeployedPermissions runs the worker against.
+// testedNATSServer is the nats-server version this module (deploy/go.mod)
+// builds with: the one TestWorkerUnderDeployedPermissions runs the worker
+// against. It must be the worker's own (the root go.mod's, which dev mode
+// and the worker's tests embed), so that the deployed server is the one
+// both modules test.
 func testedNATSServer(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}", "github.com/nats-io/nats-server/v2")
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -m nats-server: %v", err)
+	version := func(dir string) string {
+		cmd := exec.Command("go", "list", "-m", "-f", "{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}", "github.com/nats-io/nats-server/v2")
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -m nats-server (in %s): %v", dir, err)
+		}
+		return strings.TrimSpace(string(out))
 	}
-	return strings.TrimSpace(string(out))
+	here, worker := version("."), version(repoRoot)
+	if here != worker {
+		t.Errorf("deploy/go.mod builds with nats-server %s, the worker's go.mod with %s: run go mod tidy in deploy/ (or align the root go.mod)", here, worker)
+	}
+	return here
 }
 
 // TestNATSValues: the NATS chart values give what the worker and KEDA need:
@@ -235,7 +245,7 @@ func TestNATSValues(t *testing.T) {
 	}
 	tested := testedNATSServer(t)
 	if tv, err := semver(tested); err != nil || tv != tag {
-		t.Errorf("container.image.tag %s, but the tests run nats-server %s (go.mod): deploy what is tested", v.Container.Image.Tag, tested)
+		t.Errorf("container.image.tag %s, but the tests run nats-server %s (go.mod, deploy/go.mod): deploy what is tested", v.Container.Image.Tag, tested)
 	}
 }
 
