@@ -1,6 +1,10 @@
 package e2e
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -8,4 +12,16 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// eventually polls cond until it holds, failing the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

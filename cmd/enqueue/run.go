@@ -201,7 +201,7 @@ func (a *app) submitKind(ctx context.Context, kind messages.Kind, args []string)
 		return usagef("%v", err)
 	}
 	data, _ := json.Marshal(req)
-	return a.submit(ctx, []pending{{id: req.ID, kind: kind, data: data}}, wf)
+	return a.submit(ctx, []pending{{id: req.ID, msgID: messages.DedupID(req), kind: kind, data: data}}, wf)
 }
 
 func parseDeadline(s string, now time.Time) (time.Time, error) {
@@ -221,9 +221,9 @@ func newID() string {
 
 // pending is a request ready to publish.
 type pending struct {
-	id   string
-	kind messages.Kind
-	data []byte
+	id, msgID string // msgID: the Nats-Msg-Id (messages.DedupID)
+	kind      messages.Kind
+	data      []byte
 }
 
 func (a *app) submitFile(ctx context.Context, args []string) error {
@@ -270,7 +270,11 @@ func (a *app) submitFile(ctx context.Context, args []string) error {
 			}
 		}
 		seen[req.ID] = line
-		reqs = append(reqs, pending{id: req.ID, kind: req.Kind, data: []byte(text)})
+		msgID := "" // an invalid request sent with -force: no de-duplication
+		if err == nil {
+			msgID = messages.DedupID(req)
+		}
+		reqs = append(reqs, pending{id: req.ID, msgID: msgID, kind: req.Kind, data: []byte(text)})
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read requests: %w", err)
@@ -302,17 +306,14 @@ func (a *app) submit(ctx context.Context, reqs []pending, wf waitFlags) error {
 	tracer := a.tel.TracerProvider.Tracer("github.com/azbilling/worker/cmd/enqueue")
 	for _, r := range reqs {
 		subject := c.Layout().Request(r.kind)
-		if !r.kind.Valid() {
-			subject = c.Layout().Request("_")
-		}
 		// Each request starts its trace here; the worker continues it.
 		sctx, span := tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 			semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(subject),
-			semconv.MessagingOperationTypeSend, semconv.MessagingMessageID(r.id),
-			attribute.String("billing.request.id", r.id), attribute.String("billing.kind", string(r.kind))))
+			semconv.MessagingOperationTypeSend, semconv.MessagingMessageID(r.msgID),
+			attribute.String("billing.request.id", messages.IDToken(r.id)), attribute.String("billing.kind", string(r.kind))))
 		hdr := nats.Header{}
 		telemetry.Inject(sctx, hdr)
-		dup, err := c.SubmitRaw(sctx, subject, r.id, r.data, hdr)
+		dup, err := c.SubmitRaw(sctx, subject, r.msgID, r.data, hdr)
 		span.End()
 		if err != nil {
 			return err

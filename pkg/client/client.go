@@ -39,16 +39,18 @@ func New(nc *nats.Conn, prefix string) (*Client, error) {
 // Layout returns the names the client uses.
 func (c *Client) Layout() messages.Layout { return c.l }
 
-// Submit publishes a request on its kind's subject, with the request id as
-// Nats-Msg-Id. hdr may carry more headers (a traceparent). Duplicate is
-// true when the stream had already seen this id within its duplicate
-// window, so this publish was a no-op.
+// Submit publishes a request on its kind's subject, with
+// messages.DedupID(req) as Nats-Msg-Id. hdr may carry more headers (a
+// traceparent). Duplicate is true when the stream had already seen the
+// same request within its duplicate window, so this publish was a no-op. A
+// request reusing an id with other content is not a duplicate: it reaches
+// the worker, which refuses it with id_conflict.
 func (c *Client) Submit(ctx context.Context, req messages.Request, hdr nats.Header) (duplicate bool, err error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return false, err
 	}
-	return c.SubmitRaw(ctx, c.l.Request(req.Kind), req.ID, data, hdr)
+	return c.SubmitRaw(ctx, c.l.Request(req.Kind), messages.DedupID(req), data, hdr)
 }
 
 // SubmitRaw publishes an encoded request as it is.
@@ -93,6 +95,15 @@ func decodeOutcome(subject string, hdr nats.Header, data []byte) (Outcome, error
 		err = json.Unmarshal(data, o.Failed)
 	default:
 		err = fmt.Errorf("event on %s has no %s header", subject, messages.HeaderOutcome)
+	}
+	// The header carries messages.Invalid for an id that breaks the id
+	// rule; the body has the id as it was sent.
+	switch {
+	case err != nil:
+	case o.Completed != nil:
+		o.ID = o.Completed.ID
+	case o.Failed != nil:
+		o.ID = o.Failed.ID
 	}
 	return o, err
 }
@@ -242,7 +253,7 @@ func (c *Client) Replay(ctx context.Context, seq uint64, data []byte) error {
 	}
 	subject := dl.OriginalSubject
 	if subject == "" || !strings.HasPrefix(subject, c.l.Prefix+".requests.") {
-		subject = c.l.Request("_")
+		subject = c.l.Request(messages.Invalid)
 	}
 	// A message id of its own: the original id may still be inside the
 	// duplicate window.

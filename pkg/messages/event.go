@@ -100,6 +100,9 @@ const (
 	// CodeLocationRejected: Azure handed back a polling URL that the bearer
 	// token must not be sent to (another host, plain http, user info).
 	CodeLocationRejected Code = "location_rejected"
+	// CodeIDConflict: the request id is already taken by a request with
+	// other content (kind, profile or parameters); nothing was done.
+	CodeIDConflict Code = "id_conflict"
 	// CodeInterrupted: a worker stopped while its POST was in flight, so
 	// whether Azure started the operation is unknown; it is not sent twice.
 	CodeInterrupted Code = "interrupted"
@@ -111,7 +114,7 @@ const (
 var Codes = []Code{
 	CodeInvalidRequest, CodeUnknownProfile, CodeAzureError, CodeAccessDenied,
 	CodeAuthFailed, CodeAuthUnavailable, CodeTimeout, CodeBadResponse,
-	CodeLocationRejected, CodeInterrupted, CodeInternal,
+	CodeLocationRejected, CodeIDConflict, CodeInterrupted, CodeInternal,
 }
 
 // Invoice is the part of an Azure invoice resource a KindInvoice request

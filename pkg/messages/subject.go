@@ -1,6 +1,12 @@
 package messages
 
-import "strings"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+)
 
 // Subjects, relative to a prefix (DefaultPrefix unless the worker is
 // configured otherwise).
@@ -52,27 +58,32 @@ func (s Layout) upper() string { return strings.ToUpper(strings.ReplaceAll(s.Pre
 // Request is the subject to publish a request of kind k on:
 // <prefix>.requests.<kind>. The worker takes every <prefix>.requests.>
 // subject; the kind in the body is what counts.
-func (s Layout) Request(k Kind) string { return s.Prefix + ".requests." + token(string(k)) }
+func (s Layout) Request(k Kind) string { return s.Prefix + ".requests." + KindToken(k) }
 
 // Requests is the filter of every request subject.
 func (s Layout) Requests() string { return s.Prefix + ".requests.>" }
 
 // Event is the subject of a request's outcome event:
 // <prefix>.events.<outcome>.<kind>.<id>. Consumers filter on any token, such
-// as <prefix>.events.completed.> or <prefix>.events.*.*.<id>.
+// as <prefix>.events.completed.> or <prefix>.events.*.*.<id>. A kind or id
+// that breaks its rule is replaced by Invalid (see IDToken).
 func (s Layout) Event(outcome string, k Kind, id string) string {
-	return s.Prefix + ".events." + outcome + "." + token(string(k)) + "." + token(id)
+	return s.Prefix + ".events." + outcome + "." + KindToken(k) + "." + IDToken(id)
 }
 
 // Events is the filter of every event subject.
 func (s Layout) Events() string { return s.Prefix + ".events.>" }
 
 // EventsFor is the filter of the events of one request.
-func (s Layout) EventsFor(id string) string { return s.Prefix + ".events.*.*." + token(id) }
+func (s Layout) EventsFor(id string) string { return s.Prefix + ".events.*.*." + IDToken(id) }
 
-// DeadLetter is the subject a rejected request is kept on:
-// <prefix>.deadletter.<kind>.
-func (s Layout) DeadLetter(k Kind) string { return s.Prefix + ".deadletter." + token(string(k)) }
+// DeadLetter is the subject a rejected message is kept on:
+// <prefix>.deadletter.<kind>.<seq>, seq being the message's sequence in the
+// work stream. One subject per rejected message lets the worker keep each
+// one exactly once, however late a redelivery comes.
+func (s Layout) DeadLetter(k Kind, seq uint64) string {
+	return s.Prefix + ".deadletter." + KindToken(k) + "." + strconv.FormatUint(seq, 10)
+}
 
 // DeadLetters is the filter of every dead-letter subject.
 func (s Layout) DeadLetters() string { return s.Prefix + ".deadletter.>" }
@@ -82,16 +93,45 @@ func (s Layout) Polls() string { return s.Prefix + ".internal.polls" }
 
 // Schedule is the worker's internal subject holding the one pending
 // schedule of a request.
-func (s Layout) Schedule(id string) string { return s.Prefix + ".internal.schedules." + token(id) }
+func (s Layout) Schedule(id string) string { return s.Prefix + ".internal.schedules." + IDToken(id) }
 
 // Internal is the filter of the worker's internal subjects.
 func (s Layout) Internal() string { return s.Prefix + ".internal.>" }
 
-// token makes v usable as one subject token: "_" for an empty or unusable
-// value (ids and kinds that pass validation are always usable).
-func token(v string) string {
-	if v == "" || strings.ContainsAny(v, ".*> \t\r\n") {
-		return "_"
+// Invalid stands in a subject token or header for a request id or kind
+// that breaks its rule (too long, empty, or with characters outside
+// [A-Za-z0-9_-]): such a value never reaches a subject, a key or a header
+// as it is. '~' is outside the id rule, so Invalid is never a valid id.
+const Invalid = "~invalid"
+
+// IDToken returns id when it follows the id rule, else Invalid.
+func IDToken(id string) string {
+	if !ValidID(id) {
+		return Invalid
 	}
-	return v
+	return id
+}
+
+// KindToken returns k when it is a known kind, else Invalid.
+func KindToken(k Kind) string {
+	if !k.Valid() {
+		return Invalid
+	}
+	return string(k)
+}
+
+// DedupID is the Nats-Msg-Id a client should publish req with: its id, a
+// colon, and a digest of what identifies its operation (kind, profile and
+// parameters). A resubmission of the same request within the work stream's
+// duplicate window is then dropped by the server, while a request that
+// reuses the id with other content reaches the worker, which refuses it
+// with id_conflict.
+func DedupID(req Request) string {
+	h := sha256.New()
+	_ = json.NewEncoder(h).Encode(struct {
+		Kind    Kind   `json:"kind"`
+		Profile string `json:"profile"`
+		Params  Params `json:"params"`
+	}{req.Kind, req.Profile, req.Params})
+	return IDToken(req.ID) + ":" + hex.EncodeToString(h.Sum(nil)[:8])
 }

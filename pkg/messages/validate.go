@@ -28,6 +28,32 @@ var (
 	profilePattern  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
+// ValidID reports whether id follows the id rule: 1 to 128 letters,
+// digits, '-' or '_'.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// SameOperation reports whether a and b ask for the same Azure operation:
+// the same kind, credential profile and parameters. Labels and deadline
+// may differ; a resubmission with the same id and the same operation gets
+// the operation's one outcome.
+func SameOperation(a, b Request) bool {
+	return a.Kind == b.Kind && a.Profile == b.Profile && a.Params.equal(b.Params)
+}
+
+func (p Params) equal(q Params) bool {
+	if p.SubscriptionID != q.SubscriptionID || p.BillingAccountName != q.BillingAccountName ||
+		p.BillingProfileName != q.BillingProfileName || p.InvoiceName != q.InvoiceName ||
+		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) {
+		return false
+	}
+	for i := range p.Documents {
+		if p.Documents[i] != q.Documents[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // Limits on a request.
 const (
 	MaxLabels        = 16

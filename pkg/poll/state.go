@@ -58,6 +58,12 @@ type State struct {
 	// the Location among them.
 	AzureCalls int `json:"azureCalls"`
 	Polls      int `json:"polls"`
+	// Unanswered counts the first calls sent whose answer never arrived (a
+	// timeout, a broken connection, or the worker stopping mid-call): each
+	// may have started an operation in Azure. A first call is counted when
+	// it is claimed and uncounted when its answer is stored; the worker
+	// sends no more once it reaches its max-unanswered-calls setting.
+	Unanswered int `json:"unansweredCalls,omitempty"`
 	// Failures counts consecutive failed calls (throttled, transient,
 	// malformed); a good answer resets it. BadAnswers counts malformed
 	// success answers in a row.

@@ -24,22 +24,24 @@ type Config struct {
 	NATSName      string // billing-worker: connection name shown by the server
 
 	// JetStream layout.
-	Prefix          string        // billing: first token of every subject, and of stream/bucket names
-	Replicas        int           // 1: replicas of every stream and the bucket (3 in a cluster)
-	AckWait         time.Duration // 60s: redelivery delay of an unacknowledged message
-	MaxAckPending   int           // 1000: per consumer, messages handed out but not acknowledged
-	MaxDeliver      int           // 10: deliveries before a message that keeps failing is dead-lettered
-	DuplicateWindow time.Duration // 2m: Nats-Msg-Id de-duplication window of the work stream
-	EventsMaxAge    time.Duration // 168h: how long events are kept
-	StateTTL        time.Duration // 168h: how long an operation's state is kept after its last change
+	Prefix             string        // billing: first token of every subject, and of stream/bucket names
+	Replicas           int           // 1: replicas of every stream and the bucket (3 in a cluster)
+	AckWait            time.Duration // 60s: redelivery delay of an unacknowledged message
+	MaxAckPending      int           // 1000: per consumer, messages handed out but not acknowledged
+	MaxDeliver         int           // 10: deliveries before a message that keeps failing is dead-lettered
+	DuplicateWindow    time.Duration // 2m: Nats-Msg-Id de-duplication window of the work stream
+	EventsMaxAge       time.Duration // 168h: how long events are kept
+	StateTTL           time.Duration // 168h: how long an operation's state is kept after its last change
+	DeadLetterMaxBytes int64         // 1073741824: size bound of the dead-letter stream; the oldest make room
 
 	// Requests and operations.
 	Concurrency     int           // 64: messages handled at once by one worker
-	MaxRequestBytes int           // 65536: larger requests are rejected
+	MaxRequestBytes int           // 65536: largest request message (headers included) the work stream takes
 	DefaultDeadline time.Duration // 1h: operation deadline when the request sets none
 	MaxDeadline     time.Duration // 24h: a request's deadline is capped at acceptance + this
 	HTTPTimeout     time.Duration // 30s: bound of one Azure call, token included
 	MaxBadAnswers   int           // 3: malformed success answers in a row before bad_response
+	MaxUnanswered   int           // 3: first calls sent without an answer before interrupted
 	DrainTimeout    time.Duration // 45s: on shutdown, how long in-flight work may take
 
 	// Polling policy (package poll).
@@ -90,13 +92,15 @@ var Settings = []Setting{
 	integer("max-deliver", 10, "deliveries of a message that keeps failing before it is dead-lettered", func(c *Config) *int { return &c.MaxDeliver }),
 	dur("duplicate-window", 2*time.Minute, "Nats-Msg-Id de-duplication window of the work stream", func(c *Config) *time.Duration { return &c.DuplicateWindow }),
 	dur("events-max-age", 7*24*time.Hour, "how long events are kept in the events stream", func(c *Config) *time.Duration { return &c.EventsMaxAge }),
+	bytesize("deadletter-max-bytes", 1<<30, "size bound of the dead-letter stream; when full, the oldest dead letters make room", func(c *Config) *int64 { return &c.DeadLetterMaxBytes }),
 	dur("state-ttl", 7*24*time.Hour, "how long an operation's state is kept after its last change", func(c *Config) *time.Duration { return &c.StateTTL }),
 	integer("concurrency", 64, "messages one worker handles at once", func(c *Config) *int { return &c.Concurrency }),
-	integer("max-request-bytes", messages.MaxRequestBytes, "larger requests are rejected", func(c *Config) *int { return &c.MaxRequestBytes }),
+	integer("max-request-bytes", messages.MaxRequestBytes, "largest request message, headers included: the work stream refuses larger ones at publish time (1024 to 1048576)", func(c *Config) *int { return &c.MaxRequestBytes }),
 	dur("default-deadline", time.Hour, "deadline of an operation whose request sets none", func(c *Config) *time.Duration { return &c.DefaultDeadline }),
 	dur("max-deadline", 24*time.Hour, "a request's deadline is capped at acceptance plus this", func(c *Config) *time.Duration { return &c.MaxDeadline }),
 	dur("http-timeout", 30*time.Second, "bound of one Azure call, getting the token included", func(c *Config) *time.Duration { return &c.HTTPTimeout }),
 	integer("max-bad-answers", 3, "malformed success answers in a row before failing with bad_response", func(c *Config) *int { return &c.MaxBadAnswers }),
+	integer("max-unanswered-calls", 3, "first calls (the POST that starts an operation) sent without getting an answer (timeout, reset, worker stopped) before failing with interrupted", func(c *Config) *int { return &c.MaxUnanswered }),
 	dur("drain-timeout", 45*time.Second, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	dur("poll-min-wait", time.Second, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
 	dur("poll-max-wait", 15*time.Minute, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
@@ -180,13 +184,15 @@ func (c *Config) Validate() error {
 	check(c.Concurrency >= 1, "concurrency must be at least 1")
 	check(c.MaxAckPending >= c.Concurrency, "max-ack-pending (%d) must be at least concurrency (%d)", c.MaxAckPending, c.Concurrency)
 	check(c.MaxDeliver >= 2, "max-deliver must be at least 2")
-	check(c.MaxRequestBytes >= 1024, "max-request-bytes must be at least 1024")
+	check(c.MaxRequestBytes >= 1024 && c.MaxRequestBytes <= 1<<20, "max-request-bytes must be 1024 to 1048576 (NATS's own limit)")
+	check(c.DeadLetterMaxBytes >= 1<<20, "deadletter-max-bytes must be at least 1048576")
 	check(c.HTTPTimeout > 0, "http-timeout must be positive")
 	check(c.AckWait > c.ClaimDuration(), "ack-wait (%s) must exceed a claim's duration (%s: http-timeout plus up to 10s)", c.AckWait, c.ClaimDuration())
 	check(c.DefaultDeadline > 0 && c.MaxDeadline >= c.DefaultDeadline, "default-deadline must be positive and at most max-deadline")
 	check(c.StateTTL > c.MaxDeadline, "state-ttl (%s) must exceed max-deadline (%s)", c.StateTTL, c.MaxDeadline)
 	check(c.DuplicateWindow > 0 && c.EventsMaxAge >= c.DuplicateWindow, "duplicate-window must be positive and at most events-max-age")
 	check(c.MaxBadAnswers >= 1, "max-bad-answers must be at least 1")
+	check(c.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(c.DrainTimeout > 0, "drain-timeout must be positive")
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)
@@ -234,6 +240,13 @@ func str(name, def, usage string, field func(*Config) *string) Setting {
 func integer(name string, def int, usage string, field func(*Config) *int) Setting {
 	return Setting{Flag: name, Env: envName(name), Default: strconv.Itoa(def), Usage: usage, value: func(c *Config) flag.Value {
 		return value[int]{p: field(c), parse: strconv.Atoi, format: strconv.Itoa}
+	}}
+}
+
+func bytesize(name string, def int64, usage string, field func(*Config) *int64) Setting {
+	format := func(v int64) string { return strconv.FormatInt(v, 10) }
+	return Setting{Flag: name, Env: envName(name), Default: format(def), Usage: usage, value: func(c *Config) flag.Value {
+		return value[int64]{p: field(c), parse: func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }, format: format}
 	}}
 }
 

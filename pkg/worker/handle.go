@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/billing"
@@ -34,7 +33,7 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 	req, err := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
 	w.m.received.Add(ctx, 1, kindOption(req.Kind))
 	if span.IsRecording() {
-		span.SetAttributes(attrRequestID.String(req.ID), kindAttr(req.Kind))
+		span.SetAttributes(attrRequestID.String(messages.IDToken(req.ID)), kindAttr(req.Kind))
 	}
 	if err != nil {
 		failed := messages.Failed{Code: messages.CodeInvalidRequest, Message: err.Error()}
@@ -68,19 +67,23 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 	if expired {
 		w.fail(&st, messages.CodeTimeout, "the request's deadline had passed when it was accepted", nil, true, now)
 	} else {
-		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
+		w.claim(&st, now)
 	}
-	rev, err := w.kv.Create(ctx, req.ID, encodeState(&st))
+	rev, found, err := w.put(ctx, &st, 0)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		entry, gerr := w.kv.Get(ctx, req.ID)
-		if gerr != nil {
-			log.WarnContext(ctx, "load state", "error", gerr)
-			w.retryLater(ctx, msg, gerr)
+	case errors.Is(err, errConflict) && found != nil:
+		stored, derr := decode(found)
+		if derr == nil && !messages.SameOperation(stored.Request, req) {
+			w.deadLetter(ctx, msg, req, messages.Failed{
+				Code: messages.CodeIDConflict,
+				Message: fmt.Sprintf("request id %q is taken by a %s request with other parameters (accepted %s); "+
+					"only an identical resubmission (same kind, profile and params) gets its outcome: use a new id",
+					req.ID, stored.Request.Kind, stored.AcceptedAt.Format(time.RFC3339)),
+			})
 			return
 		}
 		log.InfoContext(ctx, "request seen before: resuming its operation")
-		w.resume(ctx, msg, entry, nil, log)
+		w.resume(ctx, msg, found, nil, log)
 		return
 	case err != nil:
 		log.WarnContext(ctx, "store new state", "error", err)
@@ -93,13 +96,13 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 		w.finish(ctx, msg, &st, log)
 		return
 	}
-	w.act(ctx, msg, &st, rev, log)
+	w.act(ctx, msg, &st, rev, nil, log)
 }
 
 // handlePoll takes a wake-up that fell due.
 func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
 	var wk wake
-	if err := json.Unmarshal(msg.Data(), &wk); err != nil || wk.ID == "" {
+	if err := json.Unmarshal(msg.Data(), &wk); err != nil || !messages.ValidID(wk.ID) {
 		w.log.ErrorContext(ctx, "dropping an unreadable wake-up", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
@@ -121,29 +124,70 @@ func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// maxRedecide bounds how often one delivery decides again after finding
+// the state changed under it; past that the message comes back later.
+const maxRedecide = 3
+
 // resume continues a stored operation. wk is the wake-up being handled, or
 // nil for a request seen again.
 func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.KeyValueEntry, wk *wake, log *slog.Logger) {
-	var st poll.State
-	if err := json.Unmarshal(entry.Value(), &st); err != nil {
-		log.ErrorContext(ctx, "stored state does not decode", "error", err)
+	for range maxRedecide {
+		next, done := w.decide(ctx, msg, entry, wk, log)
+		if done {
+			return
+		}
+		entry = next
+	}
+	w.retryLater(ctx, msg, errConflict)
+}
+
+// decide takes the step the stored state calls for. When it finds that
+// the state changed under it, it returns the entry stored now and false,
+// and the caller decides again from that entry.
+func (w *Worker) decide(ctx context.Context, msg jetstream.Msg, entry jetstream.KeyValueEntry, wk *wake, log *slog.Logger) (jetstream.KeyValueEntry, bool) {
+	st, err := decode(entry)
+	if err != nil {
+		log.ErrorContext(ctx, "load state", "error", err)
 		w.retryLater(ctx, msg, err)
-		return
+		return nil, true
 	}
 	log = log.With("kind", string(st.Request.Kind))
 	now := w.now()
 	current := wk != nil && wk.Wake == st.Wake
+	// A claim this process holds but is not acting on is left over from
+	// one of its own writes that timed out and landed later: void.
+	orphan := st.Phase.Claimed() && st.ClaimedBy == w.id && !w.acting(st.Request.ID)
 	switch {
 	case st.Phase.Terminal():
 		// Publish again: the event may not have gone out before a crash; the
 		// message id makes a second copy a no-op.
 		w.finish(ctx, msg, &st, log)
+		return nil, true
 
-	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt):
-		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
-		if rev, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
-			w.act(ctx, msg, &st, rev, log)
+	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt),
+		st.ClaimExpired(now) || orphan:
+		if st.Phase.Claimed() {
+			log.InfoContext(ctx, "taking over an expired claim", "claimed_by", st.ClaimedBy, "unanswered_calls", st.Unanswered)
 		}
+		if st.Location == "" && st.Unanswered >= w.cfg.MaxUnanswered {
+			// Each of these first calls may have started an operation in
+			// Azure; stop sending more.
+			w.fail(&st, messages.CodeInterrupted, fmt.Sprintf("the first call to Azure went unanswered %d times (timeouts, "+
+				"connection resets or a worker stopping mid-call); it is not sent again", st.Unanswered), nil, true, now)
+			if _, found, err := w.put(ctx, &st, entry.Revision()); err != nil {
+				return w.storeFailed(ctx, msg, found, err, log)
+			}
+			w.m.ended(ctx, &st)
+			w.finish(ctx, msg, &st, log)
+			return nil, true
+		}
+		w.claim(&st, now)
+		rev, found, err := w.put(ctx, &st, entry.Revision())
+		if err != nil {
+			return w.storeFailed(ctx, msg, found, err, log)
+		}
+		w.act(ctx, msg, &st, rev, wk, log)
+		return nil, true
 
 	case st.Phase == poll.PhaseWaiting:
 		// A request seen again, a stale or early wake-up: make sure the
@@ -151,60 +195,56 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		// the old one), and drop this message.
 		if err := w.schedule(ctx, &st); err != nil {
 			w.retryLater(ctx, msg, err)
-			return
+			return nil, true
 		}
 		_ = msg.Ack()
+		return nil, true
 
-	case !st.ClaimExpired(now):
+	default: // claimed, and the claim holds
 		if wk != nil && !current {
 			_ = msg.Ack() // stale; the holder's own message comes back if it dies
-			return
+			return nil, true
 		}
 		_ = msg.NakWithDelay(st.ClaimedUntil.Sub(now) + time.Second)
-
-	case st.Phase == poll.PhaseStarting && !st.Started && billing.OperationFor(st.Request.Kind).LongRunning:
-		// The worker that sent the first POST died before storing the answer.
-		// Azure may have started the operation; a second POST could start
-		// another, so the request ends here.
-		log.WarnContext(ctx, "claim expired during the first call", "claimed_by", st.ClaimedBy)
-		w.fail(&st, messages.CodeInterrupted, "a worker stopped while the first call to Azure was in flight; whether Azure started the operation is unknown, so it is not started again", nil, true, now)
-		if _, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
-			w.m.ended(ctx, &st)
-			w.finish(ctx, msg, &st, log)
-		}
-
-	default:
-		// The claim's worker died while polling (or reading an invoice):
-		// those calls are safe to repeat.
-		log.InfoContext(ctx, "taking over an expired claim", "claimed_by", st.ClaimedBy)
-		st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
-		if rev, ok := w.update(ctx, msg, &st, entry.Revision(), log); ok {
-			w.act(ctx, msg, &st, rev, log)
-		}
+		return nil, true
 	}
 }
 
-// update stores st over revision rev and returns the new revision. When it
-// returns false the message is taken care of: another worker changed the
-// state first (it owns the operation now; the message is acknowledged), or
-// the store failed (the message comes back later).
-func (w *Worker) update(ctx context.Context, msg jetstream.Msg, st *poll.State, rev uint64, log *slog.Logger) (uint64, bool) {
-	next, err := w.kv.Update(ctx, st.Request.ID, encodeState(st), rev)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		log.DebugContext(ctx, "another worker changed the operation first")
-		_ = msg.Ack()
-		return 0, false
-	case err != nil:
-		w.retryLater(ctx, msg, err)
-		return 0, false
+// storeFailed handles a write of the state that did not succeed: a
+// conflict hands back the entry to decide again from; anything else sends
+// the message back for a later delivery, where the stored state decides.
+func (w *Worker) storeFailed(ctx context.Context, msg jetstream.Msg, found jetstream.KeyValueEntry, err error, log *slog.Logger) (jetstream.KeyValueEntry, bool) {
+	if errors.Is(err, errConflict) && found != nil {
+		log.DebugContext(ctx, "the state changed meanwhile; deciding again")
+		return found, false
 	}
-	return next, true
+	log.WarnContext(ctx, "store state", "error", err)
+	w.retryLater(ctx, msg, err)
+	return nil, true
+}
+
+// claim marks st as held by this worker for its next call. A first call
+// is counted as unanswered until its answer is stored, so that a worker
+// dying mid-call leaves it counted.
+func (w *Worker) claim(st *poll.State, now time.Time) {
+	st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
+	if st.Location == "" {
+		st.Unanswered++
+	}
+}
+
+// acting reports whether this process is making a call for operation id.
+func (w *Worker) acting(id string) bool {
+	_, ok := w.calls.Load(id)
+	return ok
 }
 
 // act makes the operation's next Azure call (st is claimed at revision
-// rev), decides what follows, stores it and carries it out.
-func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev uint64, log *slog.Logger) {
+// rev), decides what follows, stores it and carries it out. wk is the
+// wake-up being handled, nil for a request.
+func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev uint64, wk *wake, log *slog.Logger) {
+	w.calls.Store(st.Request.ID, struct{}{})
+	defer w.calls.Delete(st.Request.ID)
 	client, _ := w.client(st.Request)
 	req := st.Request
 	var (
@@ -213,26 +253,42 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	)
 	// Later calls continue the trace from this attempt.
 	st.TraceParent, st.TraceState = traceContext(ctx)
+	// No call outlives the operation's deadline; none starts at it.
 	polling := st.Location != ""
-	if polling {
-		st.Polls++
-		resp, err = client.Poll(ctx, req.Kind, st.Location)
-	} else {
-		resp, err = client.Start(ctx, req.Kind, req.Params)
+	late := !w.now().Before(st.Deadline)
+	if !late {
+		call, cancel := context.WithDeadline(ctx, st.Deadline)
+		if polling {
+			st.Polls++
+			resp, err = client.Poll(call, req.Kind, st.Location)
+		} else {
+			resp, err = client.Start(call, req.Kind, req.Params)
+		}
+		cancel()
 	}
 	if err != nil && ctx.Err() != nil {
 		// Cut off by the shutdown: leave the claim; once it expires the
-		// operation is taken over (or, for a first POST, ends as
-		// interrupted). An answer that did arrive is kept below.
+		// operation is taken over. An answer that did arrive is kept below.
 		log.WarnContext(ctx, "azure call cancelled by shutdown")
 		_ = msg.NakWithDelay(w.cfg.ClaimDuration())
 		return
 	}
 	now := w.now()
-	if !errors.Is(err, billing.ErrAuth) {
+	if !late && !errors.Is(err, billing.ErrAuth) {
 		st.AzureCalls++
 	}
+	if !polling && (late || answered(err)) {
+		st.Unanswered = max(st.Unanswered-1, 0)
+	}
 	switch {
+	case late || err != nil && !answered(err) && !now.Before(st.Deadline):
+		// The deadline came before an answer: the operation times out, and
+		// the failure stored before (if any) says what kept it from ending.
+		if st.LastError == "" {
+			st.LastError = "no answer from Azure before the deadline"
+			st.LastErrorClass = poll.ClassTransport
+		}
+		w.wait(st, poll.ReasonTransient, nil, now)
 	case err == nil && resp.Done():
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
 		st.Complete(w.completed(st, resp.Result, now), now)
@@ -254,22 +310,15 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 			"wait_source", st.LastWaitSource, "azure_calls", st.AzureCalls, "error", st.LastError)
 	}
 
-	// Store the outcome. A short in-process retry rides out a NATS blip;
-	// the Azure answer is not thrown away lightly.
+	// Store the outcome, riding out a NATS outage: Azure's answer is not
+	// thrown away lightly.
 	store := context.WithoutCancel(ctx)
-	err = backoff.Retry(func() error {
-		_, err := w.kv.Update(store, req.ID, encodeState(st), rev)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return backoff.Permanent(err)
+	if _, found, err := w.put(store, st, rev); err != nil {
+		if errors.Is(err, errConflict) && found != nil {
+			log.WarnContext(ctx, "the state changed while calling Azure; deciding again from the stored state")
+			w.resume(store, msg, found, wk, log)
+			return
 		}
-		return err
-	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(100*time.Millisecond)), 4), store))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		log.WarnContext(ctx, "lost the claim while calling Azure; another worker owns the operation now")
-		_ = msg.Ack()
-		return
-	} else if err != nil {
 		log.ErrorContext(ctx, "store state", "error", err)
 		w.retryLater(ctx, msg, err)
 		return
@@ -287,6 +336,17 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 		return
 	}
 	w.finish(store, msg, st, log)
+}
+
+// answered reports whether a call's outcome is known: Azure answered (any
+// status, or a body that did not parse), or the call was never sent (no
+// token). Only a timeout or a broken connection leaves it unknown.
+func answered(err error) bool {
+	var (
+		re *billing.ResponseError
+		me *billing.MalformedError
+	)
+	return err == nil || errors.As(err, &re) || errors.As(err, &me) || errors.Is(err, billing.ErrAuth)
 }
 
 // classify turns a failed call into a wait or a failure.
@@ -405,12 +465,4 @@ func (w *Worker) client(req messages.Request) (Azure, bool) {
 	}
 	c, ok := w.profiles.Clients[name]
 	return c, ok
-}
-
-func encodeState(st *poll.State) []byte {
-	b, err := json.Marshal(st)
-	if err != nil {
-		panic(fmt.Sprintf("encode state: %v", err)) // plain data: cannot happen
-	}
-	return b
 }

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -45,10 +46,17 @@ func TestInvalidRequestsAreDeadLettered(t *testing.T) {
 		{"unknown field", "inv-unknown", with("inv-unknown", func(m map[string]any) { m["colour"] = "blue" }), "colour", "unknown_field"},
 		{"wrong version", "inv-version", with("inv-version", func(m map[string]any) { m["version"] = 2 }), "version", "version"},
 		{"bad deadline", "inv-deadline", with("inv-deadline", func(m map[string]any) { m["deadline"] = "tomorrow" }), "deadline", "format"},
-		{"oversized", "inv-big", with("inv-big", func(m map[string]any) { m["labels"] = map[string]string{"pad": strings.Repeat("x", 70<<10)} }), "", "max_size"},
 		{"unknown profile", "inv-profile", with("inv-profile", func(m map[string]any) { m["profile"] = "nobody" }), "", ""},
 	}
 	ctx := context.Background()
+	// A request larger than the worker takes is refused by the work stream
+	// itself: the publisher learns at once, and nothing is kept.
+	big := with("inv-big", func(m map[string]any) { m["labels"] = map[string]string{"pad": strings.Repeat("x", 70<<10)} })
+	_, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request("invoice-summary"), "", big, nil)
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != jetstream.JSErrCodeStreamMessageExceedsMaximum {
+		t.Errorf("oversized request: publish error %v, want the stream's size refusal", err)
+	}
 	for _, c := range cases {
 		hdr := nats.Header{"X-Upstream": []string{"case " + c.name}}
 		if _, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request("invoice-summary"), "", c.data, hdr); err != nil {
@@ -159,23 +167,73 @@ func TestRedeliveryWhileWaitingResumes(t *testing.T) {
 }
 
 // A request whose stored state shows a first POST in flight by a worker that
-// died (its claim expired) ends as interrupted, without a second POST.
-func TestExpiredFirstCallEndsInterrupted(t *testing.T) {
+// died (its claim expired) is taken over: the call is made again (these
+// calls only create a link), counted in the state; once the count of
+// unanswered first calls reaches its bound, the request ends interrupted
+// without another call.
+func TestExpiredFirstCallIsRepeatedWithinItsBound(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	inv := b.invoice()
-	req := sampleSummary(b.id(), inv)
 	now := time.Now()
-	st := poll.NewState(req, now.Add(-2*time.Minute), time.Hour, 24*time.Hour)
-	st.Claim("dead-worker", now.Add(-2*time.Minute), now.Add(-time.Minute))
-	putState(t, b, st)
+	for _, tc := range []struct {
+		name       string
+		unanswered int // first calls already unanswered, the dead worker's included
+		wantCalls  int
+		want       messages.Code // "" for a completion
+	}{
+		{"repeated", 1, 1, ""},
+		{"at the bound", 3, 0, messages.CodeInterrupted},
+	} {
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.OK())
+		req := sampleSummary(b.id(), inv)
+		st := poll.NewState(req, now.Add(-2*time.Minute), time.Hour, 24*time.Hour)
+		st.Claim("dead-worker", now.Add(-2*time.Minute), now.Add(-time.Minute))
+		st.Unanswered = tc.unanswered
+		putState(t, b, st)
+		b.submit(req)
+		o := b.wait(req.ID, eventTimeout)
+		switch {
+		case tc.want == "" && o.Completed == nil:
+			t.Errorf("%s: want a completion, got %+v", tc.name, o.Failed)
+		case tc.want != "" && (o.Failed == nil || o.Failed.Code != tc.want || !o.Failed.Retryable):
+			t.Errorf("%s: want %s, got %+v %+v", tc.name, tc.want, o.Completed, o.Failed)
+		}
+		if n := len(b.emu.CallsFor(inv)); n != tc.wantCalls {
+			t.Errorf("%s: the emulator saw %d calls, want %d", tc.name, n, tc.wantCalls)
+		}
+		stored, err := b.stack.Client.Status(context.Background(), req.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tc.unanswered; stored.Unanswered != want && tc.want != "" || tc.want == "" && stored.Unanswered != tc.unanswered {
+			t.Errorf("%s: %d unanswered calls stored", tc.name, stored.Unanswered)
+		}
+	}
+}
+
+// A first call that is never answered (Azure hangs) is sent at most
+// max-unanswered-calls times, and the count is in the stored state.
+func TestUnansweredFirstCallsAreBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, faultConfig, func(c *worker.Config) { c.MaxUnanswered = 2 })
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.OK().After(3*time.Second))
+	req := sampleSummary(b.id(), inv)
 	b.submit(req)
 	o := b.wait(req.ID, eventTimeout)
-	if o.Failed == nil || o.Failed.Code != messages.CodeInterrupted || !o.Failed.Retryable {
+	if o.Failed == nil || o.Failed.Code != messages.CodeInterrupted {
 		t.Fatalf("want interrupted, got %+v %+v", o.Completed, o.Failed)
 	}
-	if n := len(b.emu.CallsFor(inv)); n != 0 {
-		t.Errorf("the emulator saw %d calls", n)
+	if n := len(b.emu.CallsFor(inv)); n != 2 {
+		t.Errorf("the emulator saw %d first calls, want 2", n)
+	}
+	stored, err := b.stack.Client.Status(context.Background(), req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Unanswered != 2 || stored.AzureCalls != 2 {
+		t.Errorf("stored: %d unanswered, %d calls; want 2 and 2", stored.Unanswered, stored.AzureCalls)
 	}
 }
 

@@ -133,6 +133,43 @@ func (in *instruments) observeWaiting(js jetstream.JetStream, l messages.Layout)
 	return err
 }
 
+// observeDeadLetters registers the dead-letter stream's fill:
+// billing.deadletter.stored (messages), billing.deadletter.size and
+// billing.deadletter.limit (bytes), read from the server, so an alert can
+// fire before the oldest dead letters start making room for new ones.
+func (in *instruments) observeDeadLetters(js jetstream.JetStream, l messages.Layout) error {
+	stored, err := in.meter.Int64ObservableGauge("billing.deadletter.stored",
+		metric.WithDescription("Dead letters kept in the dead-letter stream."), metric.WithUnit("{message}"))
+	if err != nil {
+		return err
+	}
+	size, err := in.meter.Int64ObservableGauge("billing.deadletter.size",
+		metric.WithDescription("Bytes the dead-letter stream holds."), metric.WithUnit("By"))
+	if err != nil {
+		return err
+	}
+	limit, err := in.meter.Int64ObservableGauge("billing.deadletter.limit",
+		metric.WithDescription("Bytes the dead-letter stream may hold before the oldest dead letters make room (deadletter-max-bytes)."), metric.WithUnit("By"))
+	if err != nil {
+		return err
+	}
+	_, err = in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		s, err := js.Stream(ctx, l.DeadLetterStream())
+		if err != nil {
+			return nil
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil // a missed observation is not worth an error log per scrape
+		}
+		o.ObserveInt64(stored, int64(info.State.Msgs))
+		o.ObserveInt64(size, int64(info.State.Bytes))
+		o.ObserveInt64(limit, info.Config.MaxBytes)
+		return nil
+	}, stored, size, limit)
+	return err
+}
+
 // waiting counts the distinct schedule subjects: the work stream's subject
 // count less its request and poll subjects (asking for the schedule
 // subjects themselves would list every one of them).

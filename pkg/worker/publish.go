@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -62,12 +63,13 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 	}
 	m := nats.NewMsg(w.subj.Event(outcome, kind, id))
 	m.Data = body
-	m.Header.Set(messages.HeaderRequestID, id)
-	m.Header.Set(messages.HeaderKind, string(kind))
+	// An id or kind that breaks its rule never goes into a header as it is.
+	m.Header.Set(messages.HeaderRequestID, messages.IDToken(id))
+	m.Header.Set(messages.HeaderKind, messages.KindToken(kind))
 	m.Header.Set(messages.HeaderOutcome, outcome)
 	ctx, span := w.startSend(ctx, w.subj.Prefix+".events."+outcome, m.Subject)
 	defer span.End()
-	span.SetAttributes(attrRequestID.String(id), kindAttr(kind), semconv.MessagingMessageID(msgID))
+	span.SetAttributes(attrRequestID.String(messages.IDToken(id)), kindAttr(kind), semconv.MessagingMessageID(msgID))
 	telemetry.Inject(ctx, m.Header)
 	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
 		span.SetStatus(codes.Error, "publish failed")
@@ -84,7 +86,7 @@ const maxHeaderText = 512
 // terminates the message so it is never redelivered. If either publish
 // fails, the message is redelivered later instead: nothing is dropped.
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) {
-	log := w.log.With("request_id", req.ID, "kind", string(req.Kind))
+	log := w.log.With("request_id", messages.IDToken(req.ID), "kind", messages.KindToken(req.Kind))
 	seq, err := w.keep(ctx, msg, req, failed)
 	if err != nil {
 		log.WarnContext(ctx, "dead-letter", "error", err)
@@ -105,13 +107,16 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 }
 
 // keep copies msg, its payload and headers, to the dead-letter stream with
-// why it was rejected, and returns its sequence in the work stream.
+// why it was rejected, and returns its sequence in the work stream. Each
+// rejected message has a dead-letter subject of its own, written only if
+// empty, so a message redelivered however late is kept once.
 func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) (uint64, error) {
-	seq := uint64(0)
-	if meta, err := msg.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
+	meta, err := msg.Metadata()
+	if err != nil {
+		return 0, fmt.Errorf("dead-letter: %w", err)
 	}
-	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind))
+	seq := meta.Sequence.Stream
+	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind, seq))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
 		if strings.HasPrefix(strings.ToLower(k), "nats-") {
@@ -130,12 +135,23 @@ func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Reque
 	dl.Header.Set(messages.HeaderError, strings.ToValidUTF8(strings.NewReplacer("\r", " ", "\n", " ").Replace(reason), "?"))
 	dl.Header.Set(messages.HeaderOrigSubject, msg.Subject())
 	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
-	dedup := fmt.Sprintf("deadletter.%s.%d", w.subj.WorkStream(), seq)
-	if _, err := w.js.PublishMsg(ctx, dl, jetstream.WithMsgID(dedup)); err != nil {
+	_, err = w.js.PublishMsg(ctx, dl, jetstream.WithExpectLastSequencePerSubject(0))
+	if wrongLastSequence(err) {
+		return seq, nil // kept by an earlier delivery
+	} else if err != nil {
 		return 0, err
 	}
 	w.m.deadLetters.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind), attrCode.String(string(failed.Code))))
 	return seq, nil
+}
+
+// wrongLastSequence reports the error of a conditional publish whose
+// subject already holds a message (code 10071, or 10164 from a replicated
+// stream).
+func wrongLastSequence(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // nakLater redelivers msg after a pause, without counting towards the

@@ -20,13 +20,16 @@ const (
 // consumers, so that any number of workers can start at once.
 func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *Config) (jetstream.KeyValue, error) {
 	streams := []jetstream.StreamConfig{{
-		Name:              s.WorkStream(),
-		Description:       "Billing download requests, pending polls and their schedules",
-		Subjects:          []string{s.Requests(), s.Internal()},
-		Retention:         jetstream.WorkQueuePolicy,
-		Storage:           jetstream.FileStorage,
-		Replicas:          c.Replicas,
-		Duplicates:        c.DuplicateWindow,
+		Name:        s.WorkStream(),
+		Description: "Billing download requests, pending polls and their schedules",
+		Subjects:    []string{s.Requests(), s.Internal()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		Duplicates:  c.DuplicateWindow,
+		// The server refuses at once, telling the publisher, what the
+		// worker would reject for its size (headers count too).
+		MaxMsgSize:        int32(c.MaxRequestBytes),
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 	}, {
@@ -45,7 +48,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *C
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
-		Duplicates:  c.DuplicateWindow,
+		// Bounded: when full, the oldest dead letters make room (refusing
+		// new ones would leave their messages redelivered for ever).
+		MaxBytes: c.DeadLetterMaxBytes,
+		Discard:  jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

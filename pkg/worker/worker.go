@@ -66,6 +66,10 @@ type Worker struct {
 	tracer   trace.Tracer
 	m        *instruments
 
+	// calls holds the ids of the operations this process is calling Azure
+	// for right now.
+	calls sync.Map
+
 	ready    atomic.Bool
 	draining atomic.Bool
 }
@@ -143,7 +147,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: set up JetStream: %w", err)
 	}
 	w.kv = kv
-	if err := w.m.observeWaiting(w.js, w.subj); err != nil {
+	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}
 
@@ -199,7 +203,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.ready.Store(true)
 	w.log.Info("worker started", "instance", w.id, "work_stream", w.subj.WorkStream(), "concurrency", w.cfg.Concurrency)
 
-	<-ctx.Done()
+	if err := w.waitStop(ctx); err != nil {
+		// Nothing can be acknowledged any more: stop at once and let the
+		// platform restart the process; the messages come back elsewhere.
+		w.draining.Store(true)
+		w.log.Error("NATS connection closed for good; stopping", "error", err)
+		for _, cc := range contexts {
+			cc.Stop()
+		}
+		cancelWork()
+		inflight.Wait()
+		return err
+	}
 	w.draining.Store(true)
 	w.log.Info("draining", "timeout", w.cfg.DrainTimeout.String())
 	for _, cc := range contexts {
@@ -220,6 +235,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker stopped")
 	return nil
 }
+
+// ErrConnectionClosed is returned by Run when the NATS connection closed
+// for good (the client gave up reconnecting, or the server closed it for a
+// protocol error): the process should exit so that it is restarted.
+var ErrConnectionClosed = errors.New("worker: the NATS connection is closed")
+
+// waitStop returns nil when ctx is done, or ErrConnectionClosed when the
+// connection closes first.
+func (w *Worker) waitStop(ctx context.Context) error {
+	closed := w.nc.StatusChanged(nats.CLOSED)
+	defer w.nc.RemoveStatusListener(closed)
+	for !w.nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-closed:
+		}
+	}
+	return ErrConnectionClosed
+}
+
+// Alive reports whether the worker can still work: false once its NATS
+// connection has closed for good.
+func (w *Worker) Alive() bool { return !w.nc.IsClosed() }
 
 // safely runs handle, turning a panic into a delayed redelivery (and, after
 // MaxDeliver deliveries, a dead letter) instead of a crash.
@@ -304,43 +343,40 @@ func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) 
 	_ = msg.Term()
 }
 
-// errBadState: a stored state that does not decode.
-var errBadState = errors.New("stored state does not decode")
-
 // endOperation fails the operation of request id with internal_error,
 // unless it has already ended, and returns its final state. With req, an
 // operation that was never stored is stored failed.
 func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*poll.State, error) {
-	for range 3 { // compare-and-set: another worker may change it meanwhile
+	entry, err := w.kv.Get(ctx, id)
+	for range maxRedecide { // another worker may change it meanwhile
 		now := w.now()
-		entry, err := w.kv.Get(ctx, id)
-		if errors.Is(err, jetstream.ErrKeyNotFound) && req != nil {
-			st := poll.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
+		var (
+			st  poll.State
+			rev uint64
+		)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) && req != nil:
+			st = poll.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
 			st.TraceParent, st.TraceState = traceContext(ctx)
-			w.fail(&st, messages.CodeInternal, reason, nil, true, now)
-			if _, err := w.kv.Create(ctx, id, encodeState(&st)); errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			} else if err != nil {
+		case err != nil:
+			return nil, err
+		default:
+			if st, err = decode(entry); err != nil {
 				return nil, err
 			}
-			w.m.ended(ctx, &st)
-			return &st, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var st poll.State
-		if err := json.Unmarshal(entry.Value(), &st); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", errBadState, id, err)
-		}
-		if st.Phase.Terminal() {
-			return &st, nil
+			if st.Phase.Terminal() {
+				return &st, nil
+			}
+			rev = entry.Revision()
 		}
 		w.fail(&st, messages.CodeInternal, reason, nil, true, now)
-		if _, err := w.kv.Update(ctx, id, encodeState(&st), entry.Revision()); errors.Is(err, jetstream.ErrKeyExists) {
+		_, found, perr := w.put(ctx, &st, rev)
+		if errors.Is(perr, errConflict) && found != nil {
+			entry, err = found, nil
 			continue
-		} else if err != nil {
-			return nil, err
+		}
+		if perr != nil {
+			return nil, perr
 		}
 		w.m.ended(ctx, &st)
 		return &st, nil
