@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -17,10 +22,14 @@ var (
 )
 
 // Three worker processes, one nats-server process, thousands of requests
-// of every kind with polls and throttling; a random worker is killed with
-// SIGKILL every couple of seconds and restarted, and the NATS server is
-// restarted once. Every request must end in exactly one event, and Azure
-// must never see a second accepted POST for a request.
+// of every kind with polls, throttling and slow first answers, and poison
+// messages among them; a random worker is killed with SIGKILL every couple
+// of seconds and restarted, and the NATS server is stopped three times:
+// SIGTERM with a quick restart, SIGKILL with an outage longer than the
+// JetStream request timeout while calls are in flight, and SIGKILL with a
+// quick restart. Every request must end in exactly one event, every poison
+// message in one failure event, no worker may die on its own, and a first
+// call is sent again only within its bound (after a worker died mid-call).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process chaos run")
@@ -55,8 +64,24 @@ func TestChaos(t *testing.T) {
 	}
 	publishNext()
 
+	poison := 0
+	publishPoison := func() {
+		// An id far over the limit: before the fix it closed the worker's
+		// NATS connection for good.
+		id := fmt.Sprintf("%s-%d", strings.Repeat("p", 4100), poison)
+		publishRaw(t, js, messages.NewLayout("").Request(messages.KindInvoice),
+			[]byte(`{"version":1,"id":"`+id+`","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`))
+		poison++
+	}
+	publishPoison()
+
 	rng := rand.New(rand.NewPCG(1, 2))
 	kills, natsRestarts := 0, 0
+	// Which kill brings which NATS stop, and how long the server stays away.
+	natsStops := map[int]struct {
+		sig    syscall.Signal
+		outage time.Duration
+	}{4: {syscall.SIGTERM, 0}, 6: {syscall.SIGKILL, 7 * time.Second}, 9: {syscall.SIGKILL, 0}}
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // the chaos cadence
@@ -66,19 +91,21 @@ func TestChaos(t *testing.T) {
 		kills++
 		w.start(t)
 		publishNext()
-		if natsRestarts == 0 && kills == 4 {
-			if err := ns.signal(t, syscall.SIGTERM, 15*time.Second); err != nil {
+		publishPoison()
+		if stop, ok := natsStops[kills]; ok {
+			if err := ns.signal(t, stop.sig, 15*time.Second); err != nil {
 				t.Logf("nats-server exit: %v", err)
 			}
+			time.Sleep(stop.outage)
 			ns.start(t)
 			ns.waitReady(t)
 			natsRestarts++
 		}
-		if eventsKept(js) >= uint64(n) && time.Since(start) >= *chaosSoak {
+		if eventsKept(js) >= uint64(n+poison) && kills >= 10 && time.Since(start) >= *chaosSoak {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d events after %s\n%s", eventsKept(js), n, time.Since(start), workers[0].tail())
+			t.Fatalf("only %d of %d events after %s\n%s", eventsKept(js), n+poison, time.Since(start), workers[0].tail())
 		}
 	}
 	elapsed := time.Since(start)
@@ -94,18 +121,36 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	all, accepted := starts(e.emu)
-	maxPosts, totalPosts, totalAccepted := 0, 0, 0
+	maxPosts, totalPosts, totalAccepted, repeated := 0, 0, 0, 0
 	for inv, c := range all {
 		maxPosts = max(maxPosts, c)
 		totalPosts += c
 		totalAccepted += accepted[inv]
+		if c > 1 {
+			repeated++
+		}
 	}
-	t.Logf("chaos: %d requests, %d worker kills (SIGKILL), %d NATS restart(s), %d events, %d missing, %d duplicates seen by consumers, first calls (POSTs) per request max %d (total %d, %d accepted), %s; outcomes: %s",
-		n, kills, natsRestarts, len(counts), missing, duplicates, maxPosts, totalPosts, totalAccepted, elapsed.Round(time.Millisecond), summarize(outcomes))
-	if missing > 0 || duplicates > 0 || len(counts) != n {
+	t.Logf("chaos: %d requests + %d poison, %d worker kills (SIGKILL), %d NATS stops (SIGTERM, SIGKILL with a 7 s outage, SIGKILL), %d events for requests, %d missing, %d duplicates, %d poison failures, first calls (POSTs) per request max %d (total %d, %d accepted, %d requests with a repeat), %s; outcomes: %s",
+		n, poison, kills, natsRestarts, len(counts)-1, missing, duplicates, counts[messages.Invalid], maxPosts, totalPosts, totalAccepted, repeated, elapsed.Round(time.Millisecond), summarize(outcomes))
+	if missing > 0 || duplicates > 0 || len(counts) != n+1 {
 		t.Errorf("want exactly one event per request: %d missing, %d duplicates, %d ids", missing, duplicates, len(counts))
 	}
-	if maxPosts > 1 {
+	if counts[messages.Invalid] != poison {
+		t.Errorf("%d failure events for %d poison messages", counts[messages.Invalid], poison)
+	}
+	// A first call is repeated only when its answer was lost (a worker or
+	// the server died mid-call), at most max-unanswered-calls (3) times.
+	if maxPosts > 3 {
 		t.Errorf("the emulator saw %d POSTs for one request", maxPosts)
 	}
+	checkAlive(t, workers...)
+}
+
+// publishRaw publishes data as it is, retrying until the server takes it.
+func publishRaw(t *testing.T, js jetstream.JetStream, subject string, data []byte) {
+	t.Helper()
+	retry(t, func(ctx context.Context) error {
+		_, err := js.Publish(ctx, subject, data)
+		return err
+	})
 }

@@ -216,3 +216,66 @@ func countDeadLetters(b *testBundle) (int, error) {
 	}
 	return int(info.State.Msgs), nil
 }
+
+// No Azure call outlives the operation's deadline: a call that hangs is
+// cut at the deadline, not at the end of http-timeout (before the fix, a
+// 2 s deadline with a 10 s timeout failed 8 s late).
+func TestDeadlineCutsTheCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *worker.Config) {
+		c.HTTPTimeout, c.AckWait = 10*time.Second, 30*time.Second
+	})
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.OK().After(15*time.Second))
+	req := sampleSummary(b.id(), inv)
+	deadline := time.Now().Add(2 * time.Second)
+	req.Deadline = &deadline
+	b.submit(req)
+	o := b.wait(req.ID, eventTimeout)
+	if o.Failed == nil || o.Failed.Code != messages.CodeTimeout {
+		t.Fatalf("want timeout, got %+v %+v", o.Completed, o.Failed)
+	}
+	if late := o.Failed.FailedAt.Sub(deadline); late > 3*time.Second {
+		t.Errorf("failed %s after the deadline; the call was not cut at it", late)
+	}
+	t.Logf("failed %s after the deadline", o.Failed.FailedAt.Sub(deadline).Round(time.Millisecond))
+}
+
+// A rejected message redelivered after the dead-letter stream's duplicate
+// window is still kept once (before the fix, a redelivery after the window
+// wrote a second dead letter).
+func TestLateRedeliveryKeepsOneDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *worker.Config) { c.DuplicateWindow = time.Second })
+	ctx := context.Background()
+	js, _ := jetstream.New(b.stack.Conn)
+	events := b.stack.Client.Layout().EventsStream()
+	setMaxMsgSize := func(n int32) {
+		s, err := js.Stream(ctx, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		cfg.MaxMsgSize = n
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The failure event cannot be published at first, so the rejected
+	// message comes back after the dead letter was written.
+	setMaxMsgSize(16)
+	id := b.id()
+	if _, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request(messages.KindInvoice), "", []byte(`{"version":1,"id":"`+id+`","kind":"invoice"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, eventTimeout, func() bool { n, _ := countDeadLetters(b); return n >= 1 })
+	// The redelivery comes 5 s later, well past the 1 s window.
+	setMaxMsgSize(-1)
+	o := b.wait(id, eventTimeout)
+	if o.Failed == nil || o.Failed.Code != messages.CodeInvalidRequest {
+		t.Fatalf("want invalid_request, got %+v %+v", o.Completed, o.Failed)
+	}
+	if n, err := countDeadLetters(b); err != nil || n != 1 {
+		t.Errorf("%d dead letters (%v), want 1", n, err)
+	}
+}
