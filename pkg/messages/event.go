@@ -103,8 +103,9 @@ const (
 	// CodeIDConflict: the request id is already taken by a request with
 	// other content (kind, profile or parameters); nothing was done.
 	CodeIDConflict Code = "id_conflict"
-	// CodeInterrupted: a worker stopped while its POST was in flight, so
-	// whether Azure started the operation is unknown; it is not sent twice.
+	// CodeInterrupted: the first call (the one that starts the operation)
+	// went unanswered max-unanswered-calls times (timeouts, broken
+	// connections, workers stopping mid-call); it is not sent again.
 	CodeInterrupted Code = "interrupted"
 	// CodeInternal: the worker failed to handle the request repeatedly.
 	CodeInternal Code = "internal_error"
