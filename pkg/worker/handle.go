@@ -93,7 +93,7 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Requ
 	log.InfoContext(ctx, "request accepted", "deadline", st.Deadline)
 	if expired {
 		w.m.ended(ctx, &st)
-		w.finish(ctx, msg, &st, log)
+		w.finish(ctx, msg, &st, false, log)
 		return
 	}
 	w.act(ctx, msg, &st, rev, nil, log)
@@ -159,9 +159,9 @@ func (w *Worker) decide(ctx context.Context, msg jetstream.Msg, entry jetstream.
 	orphan := st.Phase.Claimed() && st.ClaimedBy == w.id && !w.acting(st.Request.ID)
 	switch {
 	case st.Phase.Terminal():
-		// Publish again: the event may not have gone out before a crash; the
-		// message id makes a second copy a no-op.
-		w.finish(ctx, msg, &st, log)
+		// Publish again: the event may not have gone out before a crash, and
+		// a resubmission's waiters want it.
+		w.finish(ctx, msg, &st, true, log)
 		return nil, true
 
 	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt),
@@ -178,7 +178,7 @@ func (w *Worker) decide(ctx context.Context, msg jetstream.Msg, entry jetstream.
 				return w.storeFailed(ctx, msg, found, err, log)
 			}
 			w.m.ended(ctx, &st)
-			w.finish(ctx, msg, &st, log)
+			w.finish(ctx, msg, &st, false, log)
 			return nil, true
 		}
 		w.claim(&st, now)
@@ -335,7 +335,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 		_ = msg.Ack()
 		return
 	}
-	w.finish(store, msg, st, log)
+	w.finish(store, msg, st, false, log)
 }
 
 // answered reports whether a call's outcome is known: Azure answered (any
@@ -445,9 +445,10 @@ func (w *Worker) completed(st *poll.State, r *billing.Result, now time.Time) mes
 }
 
 // finish publishes the stored outcome of a terminal operation and
-// acknowledges msg.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *poll.State, log *slog.Logger) {
-	if err := w.publishOutcome(ctx, st); err != nil {
+// acknowledges msg. again is true when the operation had ended before this
+// delivery: its event may be stored already.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *poll.State, again bool, log *slog.Logger) {
+	if err := w.publishOutcome(ctx, st, again); err != nil {
 		log.WarnContext(ctx, "publish outcome", "error", err)
 		w.retryLater(ctx, msg, err) // redelivery publishes it again
 		return

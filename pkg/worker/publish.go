@@ -46,7 +46,7 @@ func (w *Worker) schedule(ctx context.Context, st *poll.State) error {
 // publishOutcome publishes the completion or failure event stored in st.
 // Its message id is derived from the request id, so publishing it again
 // (after a crash, for a duplicate request) gives consumers one copy.
-func (w *Worker) publishOutcome(ctx context.Context, st *poll.State) error {
+func (w *Worker) publishOutcome(ctx context.Context, st *poll.State, again bool) error {
 	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
 	if st.Failed != nil {
 		outcome, ev = messages.OutcomeFailed, st.Failed

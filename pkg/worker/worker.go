@@ -311,7 +311,7 @@ func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req message
 		return false
 	}
 	st, err := w.endOperation(ctx, req.ID, &req, failed.Message)
-	if err != nil || w.publishOutcome(ctx, st) != nil {
+	if err != nil || w.publishOutcome(ctx, st, true) != nil {
 		return false
 	}
 	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
@@ -332,7 +332,7 @@ func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) 
 		return
 	}
 	if err == nil {
-		err = w.publishOutcome(ctx, st)
+		err = w.publishOutcome(ctx, st, true)
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "abandon", "error", err)
