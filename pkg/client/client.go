@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 )
 
 // Client talks to the worker's streams under one prefix.
@@ -163,18 +163,18 @@ func (c *Client) Last(ctx context.Context, id string) (Outcome, bool, error) {
 var ErrNoState = errors.New("no stored state for this request id")
 
 // Status returns the stored state of a request's operation.
-func (c *Client) Status(ctx context.Context, id string) (poll.State, error) {
+func (c *Client) Status(ctx context.Context, id string) (operation.State, error) {
 	kv, err := c.js.KeyValue(ctx, c.l.StateBucket())
 	if err != nil {
-		return poll.State{}, err
+		return operation.State{}, err
 	}
 	e, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return poll.State{}, ErrNoState
+		return operation.State{}, ErrNoState
 	} else if err != nil {
-		return poll.State{}, err
+		return operation.State{}, err
 	}
-	var st poll.State
+	var st operation.State
 	return st, json.Unmarshal(e.Value(), &st)
 }
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
 
@@ -56,7 +56,7 @@ func (o Outcome) Human() string {
 }
 
 // HumanState renders a stored operation state.
-func HumanState(st poll.State) string {
+func HumanState(st operation.State) string {
 	var b strings.Builder
 	row := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "%-13s "+format+"\n", append([]any{k + ":"}, args...)...)

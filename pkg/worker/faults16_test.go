@@ -14,7 +14,7 @@ import (
 
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/worker"
 )
 
@@ -195,7 +195,7 @@ func TestIDReusedWithOtherContentIsRefused(t *testing.T) {
 	if _, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request(same.Kind), "again-"+first.ID, mustJSON(t, same), nil); err != nil {
 		t.Fatal(err)
 	}
-	st := waitState(t, b.stack.Client, first.ID, func(s stateView) bool { return s.Phase == string(poll.PhaseCompleted) })
+	st := waitState(t, b.stack.Client, first.ID, func(s stateView) bool { return s.Phase == string(operation.PhaseCompleted) })
 	if st.AzureCalls != 1 || len(b.emu.Calls()) != calls {
 		t.Errorf("identical resubmission: %d calls stored, %d made", st.AzureCalls, len(b.emu.Calls())-calls)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/pkg/redact"
 )
@@ -61,7 +62,7 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 // costs no lookup on the common path.
 func (w *Worker) start(ctx context.Context, msg jetstream.Msg, req messages.Request, log *slog.Logger) {
 	now := w.now()
-	st := poll.NewState(req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
+	st := operation.NewState(req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
 	st.TraceParent, st.TraceState = traceContext(ctx)
 	expired := !st.Deadline.After(now)
 	if expired {
@@ -164,7 +165,7 @@ func (w *Worker) decide(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		w.finish(ctx, msg, &st, true, log)
 		return nil, true
 
-	case st.Phase == poll.PhaseWaiting && current && !now.Before(st.NextAt),
+	case st.Phase == operation.PhaseWaiting && current && !now.Before(st.NextAt),
 		st.ClaimExpired(now) || orphan:
 		if st.Phase.Claimed() {
 			log.InfoContext(ctx, "taking over an expired claim", "claimed_by", st.ClaimedBy, "unanswered_calls", st.Unanswered)
@@ -189,7 +190,7 @@ func (w *Worker) decide(ctx context.Context, msg jetstream.Msg, entry jetstream.
 		w.act(ctx, msg, &st, rev, wk, log)
 		return nil, true
 
-	case st.Phase == poll.PhaseWaiting:
+	case st.Phase == operation.PhaseWaiting:
 		// A request seen again, a stale or early wake-up: make sure the
 		// pending wake-up exists (one per operation: a new schedule replaces
 		// the old one), and drop this message.
@@ -226,7 +227,7 @@ func (w *Worker) storeFailed(ctx context.Context, msg jetstream.Msg, found jetst
 // claim marks st as held by this worker for its next call. A first call
 // is counted as unanswered until its answer is stored, so that a worker
 // dying mid-call leaves it counted.
-func (w *Worker) claim(st *poll.State, now time.Time) {
+func (w *Worker) claim(st *operation.State, now time.Time) {
 	st.Claim(w.id, now, now.Add(w.cfg.ClaimDuration()))
 	if st.Location == "" {
 		st.Unanswered++
@@ -242,7 +243,7 @@ func (w *Worker) acting(id string) bool {
 // act makes the operation's next Azure call (st is claimed at revision
 // rev), decides what follows, stores it and carries it out. wk is the
 // wake-up being handled, nil for a request.
-func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev uint64, wk *wake, log *slog.Logger) {
+func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *operation.State, rev uint64, wk *wake, log *slog.Logger) {
 	w.calls.Store(st.Request.ID, struct{}{})
 	defer w.calls.Delete(st.Request.ID)
 	client, _ := w.client(st.Request)
@@ -286,7 +287,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 		// the failure stored before (if any) says what kept it from ending.
 		if st.LastError == "" {
 			st.LastError = "no answer from Azure before the deadline"
-			st.LastErrorClass = poll.ClassTransport
+			st.LastErrorClass = operation.ClassTransport
 		}
 		w.wait(st, poll.ReasonTransient, nil, now)
 	case err == nil && resp.Done():
@@ -305,7 +306,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	}
 	w.m.call(ctx, req.Kind, st.LastStatus, err)
 	annotate(ctx, st)
-	if st.Phase == poll.PhaseWaiting {
+	if st.Phase == operation.PhaseWaiting {
 		log.InfoContext(ctx, "waiting", "status", st.LastStatus, "next_at", st.NextAt, "wait", st.LastWait.String(),
 			"wait_source", st.LastWaitSource, "azure_calls", st.AzureCalls, "error", st.LastError)
 	}
@@ -326,7 +327,7 @@ func (w *Worker) act(ctx context.Context, msg jetstream.Msg, st *poll.State, rev
 	if st.Phase.Terminal() {
 		w.m.ended(ctx, st)
 	}
-	if st.Phase == poll.PhaseWaiting {
+	if st.Phase == operation.PhaseWaiting {
 		if err := w.schedule(store, st); err != nil {
 			log.WarnContext(ctx, "schedule", "error", err)
 			w.retryLater(ctx, msg, err) // redelivery finds it waiting and schedules again
@@ -350,7 +351,7 @@ func answered(err error) bool {
 }
 
 // classify turns a failed call into a wait or a failure.
-func (w *Worker) classify(st *poll.State, err error, now time.Time) {
+func (w *Worker) classify(st *operation.State, err error, now time.Time) {
 	var (
 		re *billing.ResponseError
 		le *billing.LocationError
@@ -359,10 +360,10 @@ func (w *Worker) classify(st *poll.State, err error, now time.Time) {
 	)
 	st.LastError = redact.String(err.Error())
 	st.LastStatus = 0
-	st.LastErrorClass = poll.ClassTransport
+	st.LastErrorClass = operation.ClassTransport
 	switch {
 	case errors.As(err, &ae):
-		st.LastErrorClass = poll.ClassAuth
+		st.LastErrorClass = operation.ClassAuth
 		if ae.Permanent {
 			w.fail(st, messages.CodeAuthFailed, st.LastError, nil, false, now)
 			return
@@ -371,7 +372,7 @@ func (w *Worker) classify(st *poll.State, err error, now time.Time) {
 		w.wait(st, poll.ReasonTransient, nil, now)
 	case errors.As(err, &re):
 		st.LastStatus = re.Azure.Status
-		st.LastErrorClass = poll.ClassAzure
+		st.LastErrorClass = operation.ClassAzure
 		switch {
 		case re.Transient():
 			st.Failures++
@@ -386,11 +387,11 @@ func (w *Worker) classify(st *poll.State, err error, now time.Time) {
 			w.fail(st, messages.CodeAzureError, re.Error(), &re.Azure, false, now)
 		}
 	case errors.As(err, &le):
-		st.LastErrorClass = poll.ClassLocation
+		st.LastErrorClass = operation.ClassLocation
 		w.fail(st, messages.CodeLocationRejected, le.Error(), nil, false, now)
 	case errors.As(err, &me):
 		st.LastStatus = me.Status
-		st.LastErrorClass = poll.ClassMalformed
+		st.LastErrorClass = operation.ClassMalformed
 		st.BadAnswers++
 		if me.Status == http.StatusAccepted || st.BadAnswers >= w.cfg.MaxBadAnswers {
 			w.fail(st, messages.CodeBadResponse, me.Error(), nil, true, now)
@@ -406,7 +407,7 @@ func (w *Worker) classify(st *poll.State, err error, now time.Time) {
 
 // wait asks the policy when to call again, or ends the operation when its
 // deadline cannot be met.
-func (w *Worker) wait(st *poll.State, reason poll.Reason, header http.Header, now time.Time) {
+func (w *Worker) wait(st *operation.State, reason poll.Reason, header http.Header, now time.Time) {
 	d := w.policy.Next(poll.Input{
 		Now: now, Deadline: st.Deadline, Reason: reason, Header: header, Failures: st.Failures,
 	})
@@ -420,14 +421,14 @@ func (w *Worker) wait(st *poll.State, reason poll.Reason, header http.Header, no
 	}
 	if st.LastError != "" {
 		msg += "; last error: " + st.LastError
-		if st.LastErrorClass == poll.ClassAuth {
+		if st.LastErrorClass == operation.ClassAuth {
 			code = messages.CodeAuthUnavailable
 		}
 	}
 	w.fail(st, code, msg, nil, true, now)
 }
 
-func (w *Worker) fail(st *poll.State, code messages.Code, msg string, azure *messages.AzureError, retryable bool, now time.Time) {
+func (w *Worker) fail(st *operation.State, code messages.Code, msg string, azure *messages.AzureError, retryable bool, now time.Time) {
 	accepted := st.AcceptedAt
 	st.Fail(messages.Failed{
 		Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
@@ -436,7 +437,7 @@ func (w *Worker) fail(st *poll.State, code messages.Code, msg string, azure *mes
 	}, now)
 }
 
-func (w *Worker) completed(st *poll.State, r *billing.Result, now time.Time) messages.Completed {
+func (w *Worker) completed(st *operation.State, r *billing.Result, now time.Time) messages.Completed {
 	return messages.Completed{
 		Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
 		URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
@@ -447,7 +448,7 @@ func (w *Worker) completed(st *poll.State, r *billing.Result, now time.Time) mes
 // finish publishes the stored outcome of a terminal operation and
 // acknowledges msg. again is true when the operation had ended before this
 // delivery: its event may be stored already.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *poll.State, again bool, log *slog.Logger) {
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *operation.State, again bool, log *slog.Logger) {
 	if err := w.publishOutcome(ctx, st, again); err != nil {
 		log.WarnContext(ctx, "publish outcome", "error", err)
 		w.retryLater(ctx, msg, err) // redelivery publishes it again

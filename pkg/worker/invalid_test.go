@@ -14,7 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/worker"
 )
 
@@ -146,7 +146,7 @@ func TestRedeliveryWhileWaitingResumes(t *testing.T) {
 	b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
 	req := sampleSummary(b.id(), inv)
 	b.submit(req)
-	waitState(t, b.stack.Client, req.ID, func(s stateView) bool { return s.Phase == string(poll.PhaseWaiting) })
+	waitState(t, b.stack.Client, req.ID, func(s stateView) bool { return s.Phase == string(operation.PhaseWaiting) })
 	// The same request again, as a redelivery after a lost ack would bring it.
 	if _, err := b.stack.Client.SubmitRaw(context.Background(), b.stack.Client.Layout().Request(req.Kind), "redelivered-"+req.ID, mustJSON(t, req), nil); err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestExpiredFirstCallIsRepeatedWithinItsBound(t *testing.T) {
 		inv := b.invoice()
 		b.emu.Script(inv, emulator.OK())
 		req := sampleSummary(b.id(), inv)
-		st := poll.NewState(req, now.Add(-2*time.Minute), time.Hour, 24*time.Hour)
+		st := operation.NewState(req, now.Add(-2*time.Minute), time.Hour, 24*time.Hour)
 		st.Claim("dead-worker", now.Add(-2*time.Minute), now.Add(-time.Minute))
 		st.Unanswered = tc.unanswered
 		putState(t, b, st)
@@ -237,7 +237,7 @@ func TestUnansweredFirstCallsAreBounded(t *testing.T) {
 	}
 }
 
-func putState(t *testing.T, b *testBundle, st poll.State) {
+func putState(t *testing.T, b *testBundle, st operation.State) {
 	t.Helper()
 	js, _ := jetstream.New(b.stack.Conn)
 	kv, err := js.KeyValue(context.Background(), b.stack.Client.Layout().StateBucket())

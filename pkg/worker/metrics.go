@@ -10,7 +10,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 )
 
 // Metric attribute keys.
@@ -98,7 +98,7 @@ func (in *instruments) call(ctx context.Context, k messages.Kind, status int, er
 }
 
 // ended records an operation that reached its end.
-func (in *instruments) ended(ctx context.Context, st *poll.State) {
+func (in *instruments) ended(ctx context.Context, st *operation.State) {
 	outcome, code := messages.OutcomeCompleted, ""
 	end := st.UpdatedAt
 	if st.Failed != nil {

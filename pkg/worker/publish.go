@@ -16,7 +16,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
 
@@ -24,7 +24,7 @@ import (
 // scheduled message on the operation's own schedule subject (replacing any
 // earlier one) that the server moves to the polls subject when it falls
 // due. Until then it holds no consumer slot.
-func (w *Worker) schedule(ctx context.Context, st *poll.State) error {
+func (w *Worker) schedule(ctx context.Context, st *operation.State) error {
 	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake})
 	m := nats.NewMsg(w.subj.Schedule(st.Request.ID))
 	m.Data = body
@@ -46,7 +46,7 @@ func (w *Worker) schedule(ctx context.Context, st *poll.State) error {
 // publishOutcome publishes the completion or failure event stored in st.
 // Its message id is derived from the request id, so publishing it again
 // (after a crash, for a duplicate request) gives consumers one copy.
-func (w *Worker) publishOutcome(ctx context.Context, st *poll.State, again bool) error {
+func (w *Worker) publishOutcome(ctx context.Context, st *operation.State, again bool) error {
 	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
 	if st.Failed != nil {
 		outcome, ev = messages.OutcomeFailed, st.Failed

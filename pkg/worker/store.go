@@ -11,7 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 )
 
 // errConflict: the operation's stored state changed under this worker (or
@@ -43,7 +43,7 @@ const (
 // again; anything else is errConflict, returned with the entry found
 // (nil if the entry is gone). Other failures are retried for up to
 // ack-wait.
-func (w *Worker) put(ctx context.Context, st *poll.State, rev uint64) (uint64, jetstream.KeyValueEntry, error) {
+func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint64, jetstream.KeyValueEntry, error) {
 	key, value := st.Request.ID, encodeState(st)
 	var found jetstream.KeyValueEntry
 	write := func() (uint64, error) {
@@ -81,18 +81,18 @@ func (w *Worker) put(ctx context.Context, st *poll.State, rev uint64) (uint64, j
 }
 
 // decode reads a stored state.
-func decode(entry jetstream.KeyValueEntry) (poll.State, error) {
-	var st poll.State
+func decode(entry jetstream.KeyValueEntry) (operation.State, error) {
+	var st operation.State
 	if err := json.Unmarshal(entry.Value(), &st); err != nil {
 		return st, fmt.Errorf("%w: %s: %v", errBadState, entry.Key(), err)
 	}
-	if st.Version != poll.StateVersion {
-		return st, fmt.Errorf("%w: %s has version %d; this worker reads version %d", errBadState, entry.Key(), st.Version, poll.StateVersion)
+	if st.Version != operation.StateVersion {
+		return st, fmt.Errorf("%w: %s has version %d; this worker reads version %d", errBadState, entry.Key(), st.Version, operation.StateVersion)
 	}
 	return st, nil
 }
 
-func encodeState(st *poll.State) []byte {
+func encodeState(st *operation.State) []byte {
 	b, err := json.Marshal(st)
 	if err != nil {
 		panic(fmt.Sprintf("encode state: %v", err)) // plain data: cannot happen

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
 
@@ -83,7 +83,7 @@ func traceContext(ctx context.Context) (parent, state string) {
 }
 
 // withStoredTrace returns ctx continuing the trace stored in st.
-func withStoredTrace(ctx context.Context, st *poll.State) context.Context {
+func withStoredTrace(ctx context.Context, st *operation.State) context.Context {
 	if st.TraceParent == "" {
 		return ctx
 	}
@@ -91,7 +91,7 @@ func withStoredTrace(ctx context.Context, st *poll.State) context.Context {
 }
 
 // annotate records on the current span what an attempt did and decided.
-func annotate(ctx context.Context, st *poll.State) {
+func annotate(ctx context.Context, st *operation.State) {
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
@@ -104,7 +104,7 @@ func annotate(ctx context.Context, st *poll.State) {
 		span.SetAttributes(attrAzureHTTP.Int(st.LastStatus))
 	}
 	switch {
-	case st.Phase == poll.PhaseWaiting:
+	case st.Phase == operation.PhaseWaiting:
 		span.SetAttributes(attrWait.Float64(st.LastWait.Seconds()), attrWaitSource.String(st.LastWaitSource),
 			attrNextAt.String(st.NextAt.UTC().Format(time.RFC3339Nano)))
 	case st.Failed != nil:

@@ -26,6 +26,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
@@ -346,17 +347,17 @@ func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) 
 // endOperation fails the operation of request id with internal_error,
 // unless it has already ended, and returns its final state. With req, an
 // operation that was never stored is stored failed.
-func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*poll.State, error) {
+func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*operation.State, error) {
 	entry, err := w.kv.Get(ctx, id)
 	for range maxRedecide { // another worker may change it meanwhile
 		now := w.now()
 		var (
-			st  poll.State
+			st  operation.State
 			rev uint64
 		)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound) && req != nil:
-			st = poll.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
+			st = operation.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
 			st.TraceParent, st.TraceState = traceContext(ctx)
 		case err != nil:
 			return nil, err

@@ -1,9 +1,10 @@
-package poll
+package operation
 
 import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
 )
 
 // Phase is where an operation stands.
@@ -132,7 +133,7 @@ func (s *State) ClaimExpired(now time.Time) bool {
 }
 
 // Wait records a decision to call again at d.At.
-func (s *State) Wait(d Decision, now time.Time) {
+func (s *State) Wait(d poll.Decision, now time.Time) {
 	s.Phase = PhaseWaiting
 	s.NextAt = d.At
 	s.LastWait, s.LastWaitSource = d.Wait, d.Source
