@@ -46,8 +46,6 @@ type Options struct {
 	Transport policy.Transporter
 	// TracerProvider receives a client span per HTTP call (default none).
 	TracerProvider trace.TracerProvider
-	// PerCallPolicies run once per call before the bearer-token policy.
-	PerCallPolicies []policy.Policy
 }
 
 // Client calls the five operations on one ARM endpoint with one credential.
@@ -89,7 +87,7 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	bearer := runtime.NewBearerTokenPolicy(newTagged(cred), []string{scope}, &policy.BearerTokenOptions{
 		InsecureAllowCredentialWithHTTP: opts.AllowHTTP,
 	})
-	perCall := opts.PerCallPolicies
+	var perCall []policy.Policy
 	if opts.TracerProvider != nil {
 		perCall = append(perCall, tracePolicy{tracer: opts.TracerProvider.Tracer(tracerName)})
 	}

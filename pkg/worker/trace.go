@@ -123,3 +123,9 @@ func failSpan(ctx context.Context, code messages.Code) {
 	span.SetAttributes(attrCode.String(string(code)), semconv.ErrorTypeKey.String(string(code)))
 	span.SetStatus(codes.Error, string(code))
 }
+
+// traceOf returns the trace context of ctx as the operation stores it.
+func traceOf(ctx context.Context) operation.Trace {
+	parent, state := traceContext(ctx)
+	return operation.Trace{Parent: parent, State: state}
+}

@@ -27,7 +27,6 @@ import (
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
 
@@ -59,7 +58,7 @@ type Worker struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	profiles Profiles
-	policy   poll.Policy
+	machine  operation.Machine
 	log      *slog.Logger
 	now      func() time.Time
 	id       string
@@ -77,9 +76,6 @@ type Worker struct {
 
 // Option adjusts a Worker; for tests.
 type Option func(*Worker)
-
-// WithClock replaces time.Now.
-func WithClock(now func() time.Time) Option { return func(w *Worker) { w.now = now } }
 
 // WithTelemetry makes the worker trace and measure through t (default:
 // telemetry.Noop, which still passes trace context on).
@@ -102,11 +98,17 @@ func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ..
 	}
 	w := &Worker{
 		cfg: cfg, subj: messages.NewLayout(cfg.Prefix), nc: nc, js: js, profiles: profiles,
-		policy: cfg.Policy(), log: slog.New(telemetry.LogHandler(log.Handler())), now: time.Now, id: instanceID(),
+		log: slog.New(telemetry.LogHandler(log.Handler())), now: time.Now, id: instanceID(),
 		tel: telemetry.Noop(),
 	}
 	for _, o := range opts {
 		o(w)
+	}
+	w.machine = operation.Machine{
+		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
+		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
+		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
+		Policy: cfg.Policy(),
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
@@ -311,8 +313,8 @@ func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req message
 	if _, err := w.keep(ctx, msg, req, failed); err != nil {
 		return false
 	}
-	st, err := w.endOperation(ctx, req.ID, &req, failed.Message)
-	if err != nil || w.publishOutcome(ctx, st, true) != nil {
+	st, again, err := w.endOperation(ctx, req.ID, &req, failed.Message)
+	if err != nil || w.publishOutcome(ctx, st, again) != nil {
 		return false
 	}
 	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
@@ -325,15 +327,15 @@ func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req message
 func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
 	var wk wake
 	_ = json.Unmarshal(msg.Data(), &wk)
-	log := w.log.With("request_id", wk.ID)
-	st, err := w.endOperation(ctx, wk.ID, nil, reason)
+	log := w.log.With("request_id", messages.IDToken(wk.ID))
+	st, again, err := w.endOperation(ctx, wk.ID, nil, reason)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadState) {
 		log.ErrorContext(ctx, "abandon: no usable state; dropping the wake-up", "error", err)
 		_ = msg.Term()
 		return
 	}
 	if err == nil {
-		err = w.publishOutcome(ctx, st, true)
+		err = w.publishOutcome(ctx, st, again)
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "abandon", "error", err)
@@ -344,43 +346,44 @@ func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) 
 	_ = msg.Term()
 }
 
-// endOperation fails the operation of request id with internal_error,
-// unless it has already ended, and returns its final state. With req, an
-// operation that was never stored is stored failed.
-func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*operation.State, error) {
+// endOperation ends the operation of request id through the machine's
+// Abandon, and returns its final state, and whether it had ended before.
+// With req, an operation that was never stored is stored failed.
+func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*operation.State, bool, error) {
 	entry, err := w.kv.Get(ctx, id)
 	for range maxRedecide { // another worker may change it meanwhile
-		now := w.now()
 		var (
-			st  operation.State
+			cur *operation.State
 			rev uint64
 		)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound) && req != nil:
-			st = operation.NewState(*req, now, w.cfg.DefaultDeadline, w.cfg.MaxDeadline)
-			st.TraceParent, st.TraceState = traceContext(ctx)
 		case err != nil:
-			return nil, err
+			return nil, false, err
 		default:
-			if st, err = decode(entry); err != nil {
-				return nil, err
+			st, derr := decode(entry)
+			if derr != nil {
+				return nil, false, derr
 			}
-			if st.Phase.Terminal() {
-				return &st, nil
-			}
-			rev = entry.Revision()
+			cur, rev = &st, entry.Revision()
 		}
-		w.fail(&st, messages.CodeInternal, reason, nil, true, now)
-		_, found, perr := w.put(ctx, &st, rev)
-		if errors.Is(perr, errConflict) && found != nil {
+		step := w.machine.Abandon(cur, req, reason, traceOf(ctx), w.now())
+		if step.Next == nil {
+			return cur, true, nil // it had ended
+		}
+		_, found, perr := w.put(ctx, step.Next, rev)
+		switch {
+		case errors.Is(perr, errConflict) && found != nil:
 			entry, err = found, nil
 			continue
+		case errors.Is(perr, errConflict):
+			entry, err = nil, jetstream.ErrKeyNotFound // the entry is gone
+			continue
+		case perr != nil:
+			return nil, false, perr
 		}
-		if perr != nil {
-			return nil, perr
-		}
-		w.m.ended(ctx, &st)
-		return &st, nil
+		w.m.ended(ctx, step.Next)
+		return step.Next, false, nil
 	}
-	return nil, fmt.Errorf("the state of %s kept changing", id)
+	return nil, false, fmt.Errorf("the state of %s kept changing", id)
 }

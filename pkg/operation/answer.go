@@ -1,0 +1,190 @@
+package operation
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// Outcome says what became of one Azure call, in the machine's terms.
+type Outcome int
+
+// The outcomes of a call.
+const (
+	// Done: a 200 with a usable result (Answer.Result).
+	Done Outcome = iota + 1
+	// Running: a 202; Answer.Location is the polling URL (empty on a poll's
+	// 202 that names none: keep the old one), Answer.Header its wait.
+	Running
+	// Throttled: 429, or 503 with a throttle hint; wait as Answer.Header says.
+	Throttled
+	// Transient: another answer worth trying again (5xx, 408).
+	Transient
+	// Refused: Azure refused the operation (another 4xx); Answer.Azure.
+	Refused
+	// Denied: 401 or 403; Answer.Azure.
+	Denied
+	// Malformed: an answer that could not be used (Answer.Status says which).
+	Malformed
+	// LocationRefused: the polling URL is not one the token may go to.
+	LocationRefused
+	// AuthRefused: the identity provider refused the credential for good.
+	// No call was sent.
+	AuthRefused
+	// AuthUnavailable: no token could be had this time. No call was sent.
+	AuthUnavailable
+	// NoAnswer: the call timed out or its connection broke; whether Azure
+	// acted on it is unknown.
+	NoAnswer
+	// Late: the deadline had come before the call could be made; none was
+	// sent.
+	Late
+)
+
+// Answer is a neutral description of one Azure call's outcome.
+type Answer struct {
+	Outcome  Outcome
+	Status   int         // the HTTP status; 0 when there was none
+	Header   http.Header // the answer's headers (wait hints)
+	Location string      // Running: the polling URL
+	Result   *Result     // Done
+	Azure    *messages.AzureError
+	// Error describes a failure, credentials already removed.
+	Error string
+}
+
+// Result is what a finished operation yields.
+type Result struct {
+	URL        string
+	ExpiryTime *time.Time
+	ValidTill  *time.Time
+	Invoice    *messages.Invoice
+}
+
+// sent reports whether the call reached Azure (or may have).
+func (a Answer) sent() bool {
+	return a.Outcome != AuthRefused && a.Outcome != AuthUnavailable && a.Outcome != Late
+}
+
+// Answer is the transition of an operation whose claimed call (st, as
+// stored with the claim) got answer a: it records the call and decides
+// what follows: the outcome, or a wait.
+func (m Machine) Answer(st State, a Answer, now time.Time) Step {
+	polling := st.Location != ""
+	if a.sent() {
+		st.AzureCalls++
+		if polling {
+			st.Polls++
+		}
+	}
+	if !polling && a.Outcome != NoAnswer {
+		st.Unanswered = max(st.Unanswered-1, 0) // its outcome is known
+	}
+	if a.Outcome == Late || a.Outcome == NoAnswer && !now.Before(st.Deadline) {
+		// The deadline came before an answer: the operation times out, and
+		// the failure stored before (if any) says what kept it from ending.
+		if st.LastError == "" {
+			st.LastError, st.LastErrorClass = "no answer from Azure before the deadline", ClassTransport
+		}
+		m.wait(&st, poll.ReasonTransient, nil, now)
+		return m.settle(&st)
+	}
+	switch a.Outcome {
+	case Done:
+		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
+		r := a.Result
+		st.Complete(messages.Completed{
+			Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
+			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
+			AcceptedAt: st.AcceptedAt, CompletedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
+		}, now)
+	case Running:
+		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, a.Status, "", ""
+		st.Failures, st.BadAnswers = 0, 0
+		if a.Location != "" {
+			st.Location = a.Location
+		}
+		m.wait(&st, poll.ReasonInProgress, a.Header, now)
+	default:
+		m.failed(&st, a, now)
+	}
+	return m.settle(&st)
+}
+
+// settle is the step after an answer was recorded in st.
+func (m Machine) settle(st *State) Step {
+	if st.Phase == PhaseWaiting {
+		return Step{Next: st, Action: Schedule}
+	}
+	return Step{Next: st, Action: Publish}
+}
+
+// failed records a failed call: a wait, or the end.
+func (m Machine) failed(st *State, a Answer, now time.Time) {
+	st.LastError, st.LastStatus = a.Error, a.Status
+	switch a.Outcome {
+	case AuthRefused:
+		st.LastErrorClass = ClassAuth
+		m.fail(st, messages.CodeAuthFailed, a.Error, nil, false, now)
+	case AuthUnavailable:
+		st.LastErrorClass = ClassAuth
+		st.Failures++
+		m.wait(st, poll.ReasonTransient, nil, now)
+	case Throttled, Transient:
+		st.LastErrorClass = ClassAzure
+		st.Failures++
+		reason := poll.ReasonTransient
+		if a.Outcome == Throttled {
+			reason = poll.ReasonThrottled
+		}
+		m.wait(st, reason, a.Header, now)
+	case Denied:
+		st.LastErrorClass = ClassAzure
+		m.fail(st, messages.CodeAccessDenied, a.Error, a.Azure, false, now)
+	case Refused:
+		st.LastErrorClass = ClassAzure
+		m.fail(st, messages.CodeAzureError, a.Error, a.Azure, false, now)
+	case LocationRefused:
+		st.LastErrorClass = ClassLocation
+		m.fail(st, messages.CodeLocationRejected, a.Error, nil, false, now)
+	case Malformed:
+		st.LastErrorClass = ClassMalformed
+		st.BadAnswers++
+		if a.Status == http.StatusAccepted || st.BadAnswers >= m.MaxBadAnswers {
+			m.fail(st, messages.CodeBadResponse, a.Error, nil, true, now)
+			return
+		}
+		st.Failures++
+		m.wait(st, poll.ReasonTransient, nil, now)
+	default: // NoAnswer
+		st.LastErrorClass = ClassTransport
+		st.Failures++
+		m.wait(st, poll.ReasonTransient, nil, now)
+	}
+}
+
+// wait asks the policy when to call again, or ends the operation when its
+// deadline cannot be met.
+func (m Machine) wait(st *State, reason poll.Reason, header http.Header, now time.Time) {
+	d := m.Policy.Next(poll.Input{
+		Now: now, Deadline: st.Deadline, Reason: reason, Header: header, Failures: st.Failures, Rand: m.Rand,
+	})
+	if !d.GiveUp {
+		st.Wait(d, now)
+		return
+	}
+	code, msg := messages.CodeTimeout, fmt.Sprintf("the deadline %s passed before the operation finished", st.Deadline.Format(time.RFC3339))
+	if d.Source != "" && d.Source != poll.SourceBackoff && d.Source != poll.SourceDefault {
+		msg = fmt.Sprintf("Azure asked to wait (%s) past the deadline %s", d.Source, st.Deadline.Format(time.RFC3339))
+	}
+	if st.LastError != "" {
+		msg += "; last error: " + st.LastError
+		if st.LastErrorClass == ClassAuth {
+			code = messages.CodeAuthUnavailable
+		}
+	}
+	m.fail(st, code, msg, nil, true, now)
+}

@@ -1,0 +1,202 @@
+package operation
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/redact"
+)
+
+// Machine holds what every decision about an operation is made with. Its
+// methods are the operation's transitions: a stored state and an event in
+// (a request accepted or seen again, a wake-up, Azure's answer, a handler
+// giving up), the next state to store and one action out. They perform no
+// I/O and read no clock: the caller passes the time.
+type Machine struct {
+	// Worker names the worker that claims operations (stored in the claim).
+	Worker string
+	// ClaimFor is how long a claim holds for one Azure call.
+	ClaimFor time.Duration
+	// DefaultDeadline and MaxDeadline bound an operation's life from its
+	// acceptance: the request's deadline, or DefaultDeadline, capped at
+	// MaxDeadline.
+	DefaultDeadline, MaxDeadline time.Duration
+	// MaxBadAnswers malformed success answers in a row end the operation
+	// with bad_response.
+	MaxBadAnswers int
+	// MaxUnanswered first calls without an answer end the operation with
+	// interrupted.
+	MaxUnanswered int
+	// Policy decides the waits; Rand is its jitter source (nil:
+	// math/rand/v2).
+	Policy poll.Policy
+	Rand   func() float64
+}
+
+// Action is what the caller does after storing Step.Next.
+type Action int
+
+// The actions. Every one but Call and Conflict ends with the message
+// settled (acknowledged, or handed back after Step.Delay for Retry).
+const (
+	// Call: make the operation's next Azure call (Next is claimed), then
+	// pass the answer to Answer.
+	Call Action = iota + 1
+	// Schedule the wake-up at Next.NextAt (replacing any pending one), then
+	// acknowledge.
+	Schedule
+	// Publish the outcome event the state holds, then acknowledge.
+	Publish
+	// Republish the outcome of an operation that had ended before this
+	// delivery (its event may be stored already), then acknowledge.
+	Republish
+	// Ack: nothing more to do.
+	Ack
+	// Retry: hand the message back, to come again after Delay (another
+	// worker holds a live claim).
+	Retry
+	// Conflict: the request reuses the id of another operation; reject it
+	// with id_conflict. Nothing is stored.
+	Conflict
+)
+
+func (a Action) String() string {
+	switch a {
+	case Call:
+		return "call"
+	case Schedule:
+		return "schedule"
+	case Publish:
+		return "publish"
+	case Republish:
+		return "republish"
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	case Conflict:
+		return "conflict"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Step is one decision: store Next (when not nil) with a compare-and-set
+// over the revision the decision was made from, then do Action. If the
+// store finds the state changed, the caller decides again from what is
+// stored now.
+type Step struct {
+	Next   *State
+	Action Action
+	Delay  time.Duration // for Retry
+}
+
+// Trace is the trace context an operation carries across calls.
+type Trace struct{ Parent, State string }
+
+// Accept is the transition of a request that has no operation yet: a new
+// operation, claimed for its first call, or failed with timeout if its
+// deadline had passed.
+func (m Machine) Accept(req messages.Request, tr Trace, now time.Time) Step {
+	st := NewState(req, now, m.DefaultDeadline, m.MaxDeadline)
+	st.TraceParent, st.TraceState = tr.Parent, tr.State
+	if !st.Deadline.After(now) {
+		m.fail(&st, messages.CodeTimeout, "the request's deadline had passed when it was accepted", nil, true, now)
+		return Step{Next: &st, Action: Publish}
+	}
+	m.claim(&st, now)
+	return Step{Next: &st, Action: Call}
+}
+
+// Delivery describes the message that brought an operation back.
+type Delivery struct {
+	// Request is the request seen again (a redelivery, a resubmission);
+	// nil for a wake-up.
+	Request *messages.Request
+	// Wake is the wake-up's number, for a wake-up.
+	Wake uint64
+	// Acting is true when this worker's process is making a call for the
+	// operation right now.
+	Acting bool
+}
+
+// Resume is the transition of a stored operation that a message brought
+// back: a wake-up that fell due (or not), a request seen again, a
+// redelivery after a crash.
+func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
+	if d.Request != nil && !messages.SameOperation(st.Request, *d.Request) {
+		return Step{Action: Conflict}
+	}
+	current := d.Request == nil && d.Wake == st.Wake
+	// A claim this worker holds without acting on it is left over from one
+	// of its own writes that timed out and landed later: void.
+	orphan := st.Phase.Claimed() && st.ClaimedBy == m.Worker && !d.Acting
+	switch {
+	case st.Phase.Terminal():
+		return Step{Action: Republish}
+
+	case st.Phase == PhaseWaiting && current && !now.Before(st.NextAt),
+		st.ClaimExpired(now) || orphan:
+		if st.Location == "" && st.Unanswered >= m.MaxUnanswered {
+			// Each of these first calls may have started an operation in
+			// Azure; send no more.
+			m.fail(&st, messages.CodeInterrupted, fmt.Sprintf("the first call to Azure went unanswered %d times (timeouts, "+
+				"connection resets or a worker stopping mid-call); it is not sent again", st.Unanswered), nil, true, now)
+			return Step{Next: &st, Action: Publish}
+		}
+		m.claim(&st, now)
+		return Step{Next: &st, Action: Call}
+
+	case st.Phase == PhaseWaiting:
+		// A request seen again, a stale or early wake-up: make sure the
+		// pending wake-up exists, and drop this message.
+		return Step{Action: Schedule}
+
+	case d.Request == nil && !current:
+		return Step{Action: Ack} // a stale wake-up; the claim's holder has its own message
+
+	default: // a live claim: come back when it expires
+		return Step{Action: Retry, Delay: st.ClaimedUntil.Sub(now) + time.Second}
+	}
+}
+
+// Abandon is the transition of an operation whose messages keep failing
+// (a bug, a store that is down): it ends failed with internal_error,
+// unless it had ended already. st is nil when no operation is stored, and
+// then req (if not nil) is the request to store a failed operation for.
+func (m Machine) Abandon(st *State, req *messages.Request, reason string, tr Trace, now time.Time) Step {
+	if st != nil && st.Phase.Terminal() {
+		return Step{Action: Republish}
+	}
+	var next State
+	switch {
+	case st != nil:
+		next = *st
+	case req != nil:
+		next = NewState(*req, now, m.DefaultDeadline, m.MaxDeadline)
+		next.TraceParent, next.TraceState = tr.Parent, tr.State
+	default:
+		return Step{Action: Ack} // nothing to end
+	}
+	m.fail(&next, messages.CodeInternal, reason, nil, true, now)
+	return Step{Next: &next, Action: Publish}
+}
+
+func (m Machine) claim(st *State, now time.Time) {
+	st.Claim(m.Worker, now, now.Add(m.ClaimFor))
+	if st.Location == "" {
+		// Counted until its answer is stored, so that a worker dying
+		// mid-call leaves it counted.
+		st.Unanswered++
+	}
+}
+
+func (m Machine) fail(st *State, code messages.Code, msg string, azure *messages.AzureError, retryable bool, now time.Time) {
+	accepted := st.AcceptedAt
+	st.Fail(messages.Failed{
+		Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
+		Code: code, Message: redact.String(msg), Azure: azure, Retryable: retryable,
+		AcceptedAt: &accepted, FailedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
+	}, now)
+}
