@@ -1,6 +1,9 @@
 package operation
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/azbilling/worker/pkg/messages"
@@ -37,6 +40,32 @@ const (
 
 // StateVersion is the schema version of State.
 const StateVersion = 1
+
+// ErrUnknownVersion is wrapped by Decode's error for a record written in a
+// version this code does not read (a newer worker's, say): it is never
+// misread silently.
+var ErrUnknownVersion = errors.New("operation: stored state of an unknown version")
+
+// Decode reads a stored state.
+func Decode(data []byte) (State, error) {
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("operation: stored state does not decode: %w", err)
+	}
+	if st.Version != StateVersion {
+		return State{}, fmt.Errorf("%w: version %d; this code reads version %d", ErrUnknownVersion, st.Version, StateVersion)
+	}
+	return st, nil
+}
+
+// Encode writes st for storing.
+func Encode(st *State) []byte {
+	b, err := json.Marshal(st)
+	if err != nil {
+		panic(fmt.Sprintf("operation: encode state: %v", err)) // plain data: cannot happen
+	}
+	return b
+}
 
 // State is the persisted state of one operation, stored in the worker's
 // key-value bucket under the request id. Writers compare-and-set on the

@@ -3,7 +3,6 @@ package worker
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -82,20 +81,11 @@ func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint
 
 // decode reads a stored state.
 func decode(entry jetstream.KeyValueEntry) (operation.State, error) {
-	var st operation.State
-	if err := json.Unmarshal(entry.Value(), &st); err != nil {
+	st, err := operation.Decode(entry.Value())
+	if err != nil {
 		return st, fmt.Errorf("%w: %s: %v", errBadState, entry.Key(), err)
-	}
-	if st.Version != operation.StateVersion {
-		return st, fmt.Errorf("%w: %s has version %d; this worker reads version %d", errBadState, entry.Key(), st.Version, operation.StateVersion)
 	}
 	return st, nil
 }
 
-func encodeState(st *operation.State) []byte {
-	b, err := json.Marshal(st)
-	if err != nil {
-		panic(fmt.Sprintf("encode state: %v", err)) // plain data: cannot happen
-	}
-	return b
-}
+func encodeState(st *operation.State) []byte { return operation.Encode(st) }
