@@ -1,0 +1,356 @@
+package operation_test
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+const me = "worker-a"
+
+func machine() operation.Machine {
+	return operation.Machine{
+		Worker: me, ClaimFor: 40 * time.Second,
+		DefaultDeadline: time.Hour, MaxDeadline: 24 * time.Hour,
+		MaxBadAnswers: 3, MaxUnanswered: 3,
+		Policy: poll.DefaultPolicy(),
+		Rand:   func() float64 { return 0.5 }, // no jitter: a wait of exactly the backoff
+	}
+}
+
+func request() messages.Request {
+	return messages.Request{Version: 1, ID: "req-1", Kind: messages.KindInvoiceSummary,
+		Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"}}
+}
+
+// state builds a stored state for a table row.
+func state(f func(*operation.State)) operation.State {
+	st := operation.NewState(request(), t0.Add(-time.Minute), time.Hour, 24*time.Hour)
+	f(&st)
+	return st
+}
+
+func waiting(location string, wake uint64, next time.Time) func(*operation.State) {
+	return func(s *operation.State) {
+		s.Phase, s.Location, s.Wake, s.NextAt, s.Started = operation.PhaseWaiting, location, wake, next, location != ""
+	}
+}
+
+func claimed(by string, location string, until time.Time, unanswered int) func(*operation.State) {
+	return func(s *operation.State) {
+		s.Phase = operation.PhaseStarting
+		if location != "" {
+			s.Phase = operation.PhasePolling
+		}
+		s.Location, s.ClaimedBy, s.ClaimedUntil, s.Unanswered, s.Wake = location, by, until, unanswered, 4
+	}
+}
+
+func ended(completed bool) func(*operation.State) {
+	return func(s *operation.State) {
+		if completed {
+			s.Complete(messages.Completed{ID: s.Request.ID, URL: "https://x/y"}, t0)
+		} else {
+			s.Fail(messages.Failed{ID: s.Request.ID, Code: messages.CodeTimeout}, t0)
+		}
+	}
+}
+
+func TestAccept(t *testing.T) {
+	m := machine()
+	past := t0.Add(-time.Second)
+	far := t0.Add(48 * time.Hour)
+	for _, tc := range []struct {
+		name         string
+		deadline     *time.Time
+		action       operation.Action
+		phase        operation.Phase
+		wantDeadline time.Time
+	}{
+		{"new: claimed for the first call, default deadline", nil, operation.Call, operation.PhaseStarting, t0.Add(time.Hour)},
+		{"deadline already passed: failed with timeout", &past, operation.Publish, operation.PhaseFailed, past},
+		{"deadline past the cap: capped", &far, operation.Call, operation.PhaseStarting, t0.Add(24 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request()
+			req.Deadline = tc.deadline
+			step := m.Accept(req, operation.Trace{Parent: "00-abc-def-01"}, t0)
+			next := step.Next
+			if step.Action != tc.action || next == nil || next.Phase != tc.phase || !next.Deadline.Equal(tc.wantDeadline) {
+				t.Fatalf("step %v %+v", step.Action, next)
+			}
+			if next.TraceParent != "00-abc-def-01" || next.Version != operation.StateVersion {
+				t.Errorf("trace %q version %d", next.TraceParent, next.Version)
+			}
+			switch tc.action {
+			case operation.Call:
+				if next.ClaimedBy != me || !next.ClaimedUntil.Equal(t0.Add(40*time.Second)) || next.Unanswered != 1 {
+					t.Errorf("claim %s until %s, %d unanswered", next.ClaimedBy, next.ClaimedUntil, next.Unanswered)
+				}
+			case operation.Publish:
+				if next.Failed == nil || next.Failed.Code != messages.CodeTimeout || !next.Failed.Retryable {
+					t.Errorf("failed %+v", next.Failed)
+				}
+			}
+		})
+	}
+}
+
+func TestResume(t *testing.T) {
+	m := machine()
+	loc := "https://management.azure.com/op/1"
+	other := request()
+	other.Kind = messages.KindInvoice
+	otherParams := request()
+	otherParams.Params.InvoiceName = "G999999999"
+	relabelled := request()
+	relabelled.Labels = map[string]string{"again": "yes"}
+	req := request()
+	for _, tc := range []struct {
+		name   string
+		st     operation.State
+		d      operation.Delivery
+		action operation.Action
+		check  func(t *testing.T, s operation.Step)
+	}{
+		{"ended (completed): publish again", state(ended(true)), operation.Delivery{Request: &req}, operation.Republish, nil},
+		{"ended (failed), wake-up: publish again", state(ended(false)), operation.Delivery{Wake: 3}, operation.Republish, nil},
+		{"id reused for another kind: conflict", state(ended(true)), operation.Delivery{Request: &other}, operation.Conflict, nil},
+		{"id reused with other params: conflict", state(waiting(loc, 2, t0)), operation.Delivery{Request: &otherParams}, operation.Conflict, nil},
+		{"identical resubmission with other labels, waiting: keep the wake-up", state(waiting(loc, 2, t0.Add(time.Minute))), operation.Delivery{Request: &relabelled}, operation.Schedule, nil},
+		{"current wake-up due: claim and poll", state(waiting(loc, 2, t0)), operation.Delivery{Wake: 2}, operation.Call, func(t *testing.T, s operation.Step) {
+			if s.Next.Phase != operation.PhasePolling || s.Next.ClaimedBy != me || s.Next.Unanswered != 0 {
+				t.Errorf("%+v", s.Next)
+			}
+		}},
+		{"current wake-up due, first call not yet accepted (throttled start): claim and count it", state(waiting("", 2, t0)), operation.Delivery{Wake: 2}, operation.Call, func(t *testing.T, s operation.Step) {
+			if s.Next.Phase != operation.PhaseStarting || s.Next.Unanswered != 1 {
+				t.Errorf("%+v", s.Next)
+			}
+		}},
+		{"current wake-up early: schedule again", state(waiting(loc, 2, t0.Add(time.Second))), operation.Delivery{Wake: 2}, operation.Schedule, nil},
+		{"stale wake-up while waiting: make sure the pending one exists", state(waiting(loc, 2, t0)), operation.Delivery{Wake: 1}, operation.Schedule, nil},
+		{"request seen again while waiting: keep the wake-up", state(waiting(loc, 2, t0)), operation.Delivery{Request: &req}, operation.Schedule, nil},
+		{"live claim, stale wake-up: drop it", state(claimed("worker-b", loc, t0.Add(time.Second), 0)), operation.Delivery{Wake: 3}, operation.Ack, nil},
+		{"live claim, its own wake-up redelivered: come back when it expires", state(claimed("worker-b", loc, t0.Add(5*time.Second), 0)), operation.Delivery{Wake: 4}, operation.Retry, func(t *testing.T, s operation.Step) {
+			if s.Delay != 6*time.Second || s.Next != nil {
+				t.Errorf("delay %s next %v", s.Delay, s.Next)
+			}
+		}},
+		{"live claim, request seen again: come back when it expires", state(claimed("worker-b", "", t0.Add(5*time.Second), 1)), operation.Delivery{Request: &req}, operation.Retry, nil},
+		{"expired claim on the first call: take over and call again, counted", state(claimed("worker-b", "", t0.Add(-time.Second), 1)), operation.Delivery{Request: &req}, operation.Call, func(t *testing.T, s operation.Step) {
+			if s.Next.ClaimedBy != me || s.Next.Unanswered != 2 {
+				t.Errorf("%+v", s.Next)
+			}
+		}},
+		{"expired claim on the first call at the bound: interrupted, no call", state(claimed("worker-b", "", t0.Add(-time.Second), 3)), operation.Delivery{Request: &req}, operation.Publish, func(t *testing.T, s operation.Step) {
+			if s.Next.Failed == nil || s.Next.Failed.Code != messages.CodeInterrupted || !s.Next.Failed.Retryable || !strings.Contains(s.Next.Failed.Message, "3 times") {
+				t.Errorf("%+v", s.Next.Failed)
+			}
+		}},
+		{"expired claim on a poll: take over (polls are not counted)", state(claimed("worker-b", loc, t0.Add(-time.Second), 0)), operation.Delivery{Wake: 4}, operation.Call, func(t *testing.T, s operation.Step) {
+			if s.Next.Phase != operation.PhasePolling || s.Next.Unanswered != 0 {
+				t.Errorf("%+v", s.Next)
+			}
+		}},
+		{"own live claim, not acting on it (a write that landed late): take over", state(claimed(me, "", t0.Add(30*time.Second), 1)), operation.Delivery{Request: &req}, operation.Call, nil},
+		{"own live claim while acting on it: come back later", state(claimed(me, "", t0.Add(30*time.Second), 1)), operation.Delivery{Request: &req, Acting: true}, operation.Retry, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := m.Resume(tc.st, tc.d, t0)
+			if s.Action != tc.action {
+				t.Fatalf("action %v, want %v (next %+v)", s.Action, tc.action, s.Next)
+			}
+			if (s.Action == operation.Call || s.Action == operation.Publish) != (s.Next != nil) {
+				t.Errorf("action %v with next %v", s.Action, s.Next)
+			}
+			if tc.check != nil {
+				tc.check(t, s)
+			}
+		})
+	}
+}
+
+func TestAnswer(t *testing.T) {
+	m := machine()
+	loc := "https://management.azure.com/op/1"
+	expiry := t0.Add(time.Hour)
+	hdr := func(k, v string) http.Header { h := http.Header{}; h.Set(k, v); return h }
+	first := state(claimed(me, "", t0.Add(30*time.Second), 1))
+	polling := state(claimed(me, loc, t0.Add(30*time.Second), 0))
+	authFailing := state(func(s *operation.State) {
+		claimed(me, "", t0.Add(30*time.Second), 1)(s)
+		s.LastError, s.LastErrorClass = "could not get a token", operation.ClassAuth
+	})
+	nearDeadline := state(func(s *operation.State) {
+		claimed(me, loc, t0.Add(30*time.Second), 0)(s)
+		s.Deadline = t0.Add(10 * time.Second)
+	})
+	badTwice := state(func(s *operation.State) { claimed(me, loc, t0.Add(30*time.Second), 0)(s); s.BadAnswers = 2 })
+	denied := &messages.AzureError{Status: 403, Code: "AuthorizationFailed"}
+	refused := &messages.AzureError{Status: 400, Code: "InvalidInvoice"}
+	for _, tc := range []struct {
+		name       string
+		st         operation.State
+		a          operation.Answer
+		action     operation.Action
+		code       messages.Code // the failure's code, when Publish fails it
+		calls      int           // AzureCalls after
+		unanswered int
+		wait       time.Duration // the wait chosen, when Schedule
+		check      func(t *testing.T, n *operation.State)
+	}{
+		{"200 on the first call: completed", first, operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{URL: "https://x/doc?sig=s", ExpiryTime: &expiry}},
+			operation.Publish, "", 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if n.Completed == nil || n.Completed.URL != "https://x/doc?sig=s" || !n.Completed.ExpiryTime.Equal(expiry) || n.Completed.AzureCalls != 1 || !n.Started {
+					t.Errorf("%+v", n.Completed)
+				}
+			}},
+		{"202 on the first call: wait Retry-After, keep the Location", first, operation.Answer{Outcome: operation.Running, Status: 202, Location: loc, Header: hdr("Retry-After", "7")},
+			operation.Schedule, "", 1, 0, 7 * time.Second, func(t *testing.T, n *operation.State) {
+				if n.Location != loc || n.Wake != first.Wake+1 || n.LastWaitSource != "retry-after" || n.ClaimedBy != "" {
+					t.Errorf("%+v", n)
+				}
+			}},
+		{"202 on a poll without Location: keep polling the old one, default wait", polling, operation.Answer{Outcome: operation.Running, Status: 202},
+			operation.Schedule, "", 1, 0, 15 * time.Second, func(t *testing.T, n *operation.State) {
+				if n.Location != loc || n.Polls != 1 {
+					t.Errorf("location %q polls %d", n.Location, n.Polls)
+				}
+			}},
+		{"429 with Retry-After: wait as told", polling, operation.Answer{Outcome: operation.Throttled, Status: 429, Header: hdr("Retry-After", "30"), Error: "throttled"},
+			operation.Schedule, "", 1, 0, 30 * time.Second, func(t *testing.T, n *operation.State) {
+				if n.Failures != 1 || n.LastErrorClass != operation.ClassAzure || n.LastStatus != 429 {
+					t.Errorf("%+v", n)
+				}
+			}},
+		{"500 on the first call: backoff, answered", first, operation.Answer{Outcome: operation.Transient, Status: 500, Error: "boom"},
+			operation.Schedule, "", 1, 0, time.Second, nil},
+		{"400: azure_error with Azure's error", first, operation.Answer{Outcome: operation.Refused, Status: 400, Azure: refused, Error: "azure answered 400"},
+			operation.Publish, messages.CodeAzureError, 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if n.Failed.Azure != refused || n.Failed.Retryable {
+					t.Errorf("%+v", n.Failed)
+				}
+			}},
+		{"403: access_denied", first, operation.Answer{Outcome: operation.Denied, Status: 403, Azure: denied, Error: "azure answered 403"},
+			operation.Publish, messages.CodeAccessDenied, 1, 0, 0, nil},
+		{"foreign Location: location_rejected", first, operation.Answer{Outcome: operation.LocationRefused, Status: 202, Error: "location on another host"},
+			operation.Publish, messages.CodeLocationRejected, 1, 0, 0, nil},
+		{"malformed 200: try again", polling, operation.Answer{Outcome: operation.Malformed, Status: 200, Error: "no url"},
+			operation.Schedule, "", 1, 0, time.Second, func(t *testing.T, n *operation.State) {
+				if n.BadAnswers != 1 {
+					t.Errorf("bad answers %d", n.BadAnswers)
+				}
+			}},
+		{"malformed 200 the third time in a row: bad_response", badTwice, operation.Answer{Outcome: operation.Malformed, Status: 200, Error: "no url"},
+			operation.Publish, messages.CodeBadResponse, 1, 0, 0, nil},
+		{"202 without Location on the first call: bad_response at once", first, operation.Answer{Outcome: operation.Malformed, Status: 202, Error: "202 without a Location header"},
+			operation.Publish, messages.CodeBadResponse, 1, 0, 0, nil},
+		{"credential refused: auth_failed, no call counted", first, operation.Answer{Outcome: operation.AuthRefused, Error: "invalid_client"},
+			operation.Publish, messages.CodeAuthFailed, 0, 0, 0, nil},
+		{"no token this time: wait, no call counted", first, operation.Answer{Outcome: operation.AuthUnavailable, Error: "503 from the token endpoint"},
+			operation.Schedule, "", 0, 0, time.Second, func(t *testing.T, n *operation.State) {
+				if n.LastErrorClass != operation.ClassAuth {
+					t.Errorf("class %q", n.LastErrorClass)
+				}
+			}},
+		{"first call without an answer: wait, still counted", first, operation.Answer{Outcome: operation.NoAnswer, Error: "connection reset"},
+			operation.Schedule, "", 1, 1, time.Second, nil},
+		{"no answer, and the deadline has come: timeout", nearDeadline, operation.Answer{Outcome: operation.NoAnswer, Error: "context deadline exceeded"},
+			operation.Publish, messages.CodeTimeout, 1, 0, 0, nil},
+		{"called at the deadline after auth failures: auth_unavailable, no call", authFailing, operation.Answer{Outcome: operation.Late},
+			operation.Publish, messages.CodeAuthUnavailable, 0, 0, 0, func(t *testing.T, n *operation.State) {
+				if !strings.Contains(n.Failed.Message, "could not get a token") {
+					t.Errorf("message %q", n.Failed.Message)
+				}
+			}},
+		{"Azure asks to wait past the deadline: timeout at once", nearDeadline, operation.Answer{Outcome: operation.Running, Status: 202, Header: hdr("Retry-After", "60")},
+			operation.Publish, messages.CodeTimeout, 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if !strings.Contains(n.Failed.Message, "Azure asked to wait (retry-after)") {
+					t.Errorf("message %q", n.Failed.Message)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			if tc.a.Outcome == operation.NoAnswer && tc.code == messages.CodeTimeout || tc.a.Outcome == operation.Late {
+				// The call was cut at the deadline, or not made at it.
+				now = tc.st.Deadline
+			}
+			s := m.Answer(tc.st, tc.a, now)
+			n := s.Next
+			if s.Action != tc.action || n == nil {
+				t.Fatalf("action %v, want %v (next %+v)", s.Action, tc.action, n)
+			}
+			if n.AzureCalls != tc.calls || n.Unanswered != tc.unanswered {
+				t.Errorf("%d calls and %d unanswered, want %d and %d", n.AzureCalls, n.Unanswered, tc.calls, tc.unanswered)
+			}
+			switch {
+			case tc.action == operation.Schedule:
+				if n.Phase != operation.PhaseWaiting || n.LastWait != tc.wait || !n.NextAt.Equal(now.Add(tc.wait)) {
+					t.Errorf("phase %s wait %s next %s, want wait %s", n.Phase, n.LastWait, n.NextAt, tc.wait)
+				}
+			case tc.code != "":
+				if n.Failed == nil || n.Failed.Code != tc.code || n.Phase != operation.PhaseFailed {
+					t.Errorf("failed %+v, want %s", n.Failed, tc.code)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, n)
+			}
+			if tc.st.Phase != operation.PhaseStarting && tc.st.Phase != operation.PhasePolling {
+				t.Fatal("rows start from a claimed state")
+			}
+		})
+	}
+}
+
+func TestAbandon(t *testing.T) {
+	m := machine()
+	req := request()
+	w := state(waiting("https://management.azure.com/op/1", 2, t0))
+	done := state(ended(true))
+	for _, tc := range []struct {
+		name   string
+		st     *operation.State
+		req    *messages.Request
+		action operation.Action
+	}{
+		{"no state yet: store it failed", nil, &req, operation.Publish},
+		{"waiting: internal_error", &w, nil, operation.Publish},
+		{"ended already: publish its outcome again", &done, nil, operation.Republish},
+		{"nothing to end", nil, nil, operation.Ack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := m.Abandon(tc.st, tc.req, "handling failed 10 times; last: boom", operation.Trace{}, t0)
+			if s.Action != tc.action {
+				t.Fatalf("action %v, want %v", s.Action, tc.action)
+			}
+			if tc.action == operation.Publish && (s.Next.Failed == nil || s.Next.Failed.Code != messages.CodeInternal || !s.Next.Failed.Retryable) {
+				t.Errorf("%+v", s.Next.Failed)
+			}
+		})
+	}
+}
+
+func TestDecodeRefusesUnknownVersion(t *testing.T) {
+	st := state(waiting("", 1, t0))
+	if got, err := operation.Decode(operation.Encode(&st)); err != nil || got.Wake != 1 {
+		t.Fatalf("round trip: %v %+v", err, got)
+	}
+	st.Version = operation.StateVersion + 1
+	if _, err := operation.Decode(operation.Encode(&st)); !errors.Is(err, operation.ErrUnknownVersion) {
+		t.Errorf("version %d: %v, want ErrUnknownVersion", st.Version, err)
+	}
+	if _, err := operation.Decode([]byte("{")); err == nil || errors.Is(err, operation.ErrUnknownVersion) {
+		t.Errorf("garbage: %v", err)
+	}
+}
