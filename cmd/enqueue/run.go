@@ -201,7 +201,7 @@ func (a *app) submitKind(ctx context.Context, kind messages.Kind, args []string)
 		return usagef("%v", err)
 	}
 	data, _ := json.Marshal(req)
-	return a.submit(ctx, []pending{{id: req.ID, msgID: messages.DedupID(req), kind: kind, data: data}}, wf)
+	return a.submit(ctx, []pending{{id: req.ID, msgID: messages.DedupID(req), kind: kind, data: data, req: &req}}, wf)
 }
 
 func parseDeadline(s string, now time.Time) (time.Time, error) {
@@ -224,6 +224,7 @@ type pending struct {
 	id, msgID string // msgID: the Nats-Msg-Id (messages.DedupID)
 	kind      messages.Kind
 	data      []byte
+	req       *messages.Request // the decoded request; nil for an invalid one sent with -force
 }
 
 func (a *app) submitFile(ctx context.Context, args []string) error {
@@ -270,11 +271,11 @@ func (a *app) submitFile(ctx context.Context, args []string) error {
 			}
 		}
 		seen[req.ID] = line
-		msgID := "" // an invalid request sent with -force: no de-duplication
+		p := pending{id: req.ID, kind: req.Kind, data: []byte(text)} // an invalid request sent with -force: no de-duplication
 		if err == nil {
-			msgID = messages.DedupID(req)
+			p.msgID, p.req = messages.DedupID(req), &req
 		}
-		reqs = append(reqs, pending{id: req.ID, msgID: msgID, kind: req.Kind, data: []byte(text)})
+		reqs = append(reqs, p)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read requests: %w", err)
@@ -364,11 +365,34 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 			fmt.Fprintln(a.stdout, string(o.Data))
 		}
 	}
-	// A duplicate of a request that already ended will not be answered
-	// again by the worker within the duplicate window: read its last event.
+	// The watcher sees the events stored from its start on. A request whose
+	// operation had ended before (a resubmission, however old) is answered
+	// from the operation's stored state: the worker does not store its
+	// event twice. The stored request must be the one sent: a reuse of the
+	// id with other content is answered by a new id_conflict event.
+	dup := map[string]bool{}
 	for _, id := range dups {
-		if o, ok, err := c.Last(ctx, id); err == nil && ok {
-			show(o)
+		dup[id] = true
+	}
+	for _, r := range reqs {
+		if r.req == nil {
+			continue // invalid, sent with -force: its rejection is a new event
+		}
+		st, err := c.Status(ctx, r.id)
+		switch {
+		case err == nil && messages.SameOperation(st.Request, *r.req):
+			if o, ok := c.OutcomeOf(st); ok {
+				show(o)
+			}
+		case dup[r.id] && (err == nil || errors.Is(err, client.ErrNoState)):
+			// Dropped as a duplicate of a request that was refused without
+			// an operation of its own (id_conflict, unknown_profile): its
+			// answer is the id's last event.
+			if o, ok, err := c.Last(ctx, r.id); err == nil && ok {
+				show(o)
+			}
+		case err != nil && !errors.Is(err, client.ErrNoState):
+			fmt.Fprintf(a.stderr, "enqueue: reading the state of %s: %v (waiting for its event)\n", r.id, err)
 		}
 	}
 	for len(waiting) > 0 {

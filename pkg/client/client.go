@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,9 @@ import (
 type Client struct {
 	js jetstream.JetStream
 	l  messages.Layout
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // the state bucket, once found
 }
 
 // New returns a client on nc for the given subject prefix (empty: the
@@ -164,7 +168,7 @@ var ErrNoState = errors.New("no stored state for this request id")
 
 // Status returns the stored state of a request's operation.
 func (c *Client) Status(ctx context.Context, id string) (operation.State, error) {
-	kv, err := c.js.KeyValue(ctx, c.l.StateBucket())
+	kv, err := c.bucket(ctx)
 	if err != nil {
 		return operation.State{}, err
 	}
@@ -174,8 +178,79 @@ func (c *Client) Status(ctx context.Context, id string) (operation.State, error)
 	} else if err != nil {
 		return operation.State{}, err
 	}
-	var st operation.State
-	return st, json.Unmarshal(e.Value(), &st)
+	return operation.Decode(e.Value())
+}
+
+// Outcome returns the outcome of req's operation from its stored state,
+// once the operation has ended: the event the worker published for it (or
+// is about to), whenever it ended and whether or not the events stream
+// still holds it. A waiter that submits a request whose id may have ended
+// before (a resubmission) asks here after submitting, as well as watching
+// for new events (Watch, created before submitting). false when the id has
+// no state (not yet accepted, rejected as invalid, or expired), when the
+// operation has not ended, or when the id holds another request's
+// operation (other kind, profile or params): the worker answers req with
+// an id_conflict failure event then, a new event.
+func (c *Client) Outcome(ctx context.Context, req messages.Request) (Outcome, bool, error) {
+	st, err := c.Status(ctx, req.ID)
+	if errors.Is(err, ErrNoState) {
+		return Outcome{}, false, nil
+	} else if err != nil {
+		return Outcome{}, false, err
+	}
+	if !messages.SameOperation(st.Request, req) {
+		return Outcome{}, false, nil
+	}
+	o, ok := c.OutcomeOf(st)
+	return o, ok, nil
+}
+
+// OutcomeOf returns the event a stored state holds, as the worker
+// publishes it (subject, body, and the Billing-Request-Id, Billing-Kind and
+// Billing-Outcome headers; traceparent carries the request's trace), or
+// false when the operation has not ended.
+func (c *Client) OutcomeOf(st operation.State) (Outcome, bool) {
+	o := Outcome{ID: st.Request.ID, Completed: st.Completed, Failed: st.Failed}
+	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
+	switch {
+	case !st.Phase.Terminal():
+		return Outcome{}, false
+	case st.Failed != nil:
+		outcome, ev, o.Completed = messages.OutcomeFailed, st.Failed, nil
+	case st.Completed == nil:
+		return Outcome{}, false
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return Outcome{}, false
+	}
+	o.Subject, o.Data = c.l.Event(outcome, st.Request.Kind, st.Request.ID), data
+	o.Header = nats.Header{}
+	o.Header.Set(messages.HeaderRequestID, messages.IDToken(st.Request.ID))
+	o.Header.Set(messages.HeaderKind, messages.KindToken(st.Request.Kind))
+	o.Header.Set(messages.HeaderOutcome, outcome)
+	if st.TraceParent != "" {
+		o.Header.Set("traceparent", st.TraceParent)
+		if st.TraceState != "" {
+			o.Header.Set("tracestate", st.TraceState)
+		}
+	}
+	return o, true
+}
+
+// bucket returns the state bucket, looked up once (a waiter asks for the
+// state of every request it sent).
+func (c *Client) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv == nil {
+		kv, err := c.js.KeyValue(ctx, c.l.StateBucket())
+		if err != nil {
+			return nil, err
+		}
+		c.kv = kv
+	}
+	return c.kv, nil
 }
 
 // DeadLetter is one rejected request kept in the dead-letter stream.

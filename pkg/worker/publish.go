@@ -43,15 +43,96 @@ func (w *Worker) schedule(ctx context.Context, st *operation.State) error {
 	return nil
 }
 
-// publishOutcome publishes the completion or failure event stored in st.
-// Its message id is derived from the request id, so publishing it again
-// (after a crash, for a duplicate request) gives consumers one copy.
+// publishOutcome publishes the completion or failure event stored in st,
+// with the message id outcome.<id>. again is false when the operation
+// ended in this delivery: the event is published and stored (a crash-retry
+// within the duplicate window is dropped by its message id). again is true
+// when the operation had ended before (a resubmission, a redelivery): the
+// events stream may hold the event already, and must not hold it twice
+// however long ago it was stored. If it holds it, the stored event goes out
+// again to live subscribers only (publishLive); if not (it never went out
+// before a crash, or it aged out or was deleted), it is published and
+// stored as the first time.
 func (w *Worker) publishOutcome(ctx context.Context, st *operation.State, again bool) error {
 	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
 	if st.Failed != nil {
 		outcome, ev = messages.OutcomeFailed, st.Failed
 	}
-	return w.publishEvent(withStoredTrace(ctx, st), outcome, st.Request.Kind, st.Request.ID, "outcome."+st.Request.ID, ev)
+	ctx = withStoredTrace(ctx, st)
+	msgID := "outcome." + st.Request.ID
+	if again {
+		stored, err := w.storedEvent(ctx, w.subj.Event(outcome, st.Request.Kind, st.Request.ID), msgID)
+		if err != nil {
+			return fmt.Errorf("look up the stored %s event: %w", outcome, err)
+		}
+		if stored != nil {
+			return w.publishLive(ctx, stored, msgID)
+		}
+	}
+	return w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, msgID, ev)
+}
+
+// storedEvent returns the message the events stream holds on subject with
+// the message id msgID, or nil if it holds none. That is nearly always the
+// subject's last message; but the rejection of an invalid or conflicting
+// request with the same id and kind (message id rejected.<seq>) shares a
+// failure subject and may come after it, and then the subject's earlier
+// messages are read too.
+func (w *Worker) storedEvent(ctx context.Context, subject, msgID string) (*jetstream.RawStreamMsg, error) {
+	stream, err := w.js.Stream(ctx, w.subj.EventsStream())
+	if err != nil {
+		return nil, err
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if last.Header.Get(jetstream.MsgIDHeader) == msgID {
+		return last, nil
+	}
+	for seq := uint64(1); seq < last.Sequence; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && m.Sequence >= last.Sequence) {
+			return nil, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) == msgID {
+			return m, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return nil, nil
+}
+
+// liveOnly is the Nats-Expected-Stream of an event published for live
+// subscribers only. No stream has this name (a stream name cannot hold a
+// '.'), so the events stream's ingest refuses the message, standalone or
+// clustered, before its duplicate check, while core subscribers of the
+// subject receive it as any other message.
+const liveOnly = "live-only.not-stored"
+
+// publishLive sends a stored event again, as stored (subject, headers,
+// body), to the subscribers of its subject, without a second copy in the
+// events stream: a core publish (no reply, so no acknowledgement to wait
+// for) that the stream refuses (liveOnly).
+func (w *Worker) publishLive(ctx context.Context, stored *jetstream.RawStreamMsg, msgID string) error {
+	m := nats.NewMsg(stored.Subject)
+	m.Data = stored.Data
+	for k, v := range stored.Header {
+		m.Header[k] = v
+	}
+	m.Header.Set(jetstream.ExpectedStreamHeader, liveOnly)
+	_, span := w.startSend(ctx, w.subj.Prefix+".events."+stored.Header.Get(messages.HeaderOutcome), m.Subject)
+	defer span.End()
+	span.SetAttributes(attrRequestID.String(stored.Header.Get(messages.HeaderRequestID)), semconv.MessagingMessageID(msgID))
+	if err := w.nc.PublishMsg(m); err != nil {
+		span.SetStatus(codes.Error, "publish failed")
+		return fmt.Errorf("publish the stored event again: %w", err)
+	}
+	return nil
 }
 
 // publishEvent publishes an event in its own producer span, whose trace

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -40,7 +39,9 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *C
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		MaxAge:      c.EventsMaxAge,
-		Duplicates:  min(c.EventsMaxAge, 10*time.Minute),
+		// Guards a quick retry of the publish that ends an operation; a
+		// later publish looks the stored event up first (publishOutcome).
+		Duplicates: c.DuplicateWindow,
 	}, {
 		Name:        s.DeadLetterStream(),
 		Description: "Rejected billing download requests, kept for inspection and replay",
