@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +21,6 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 // benchKind is the operation every benchmark request asks for: "Invoices -
@@ -171,7 +172,7 @@ type bench struct {
 
 // startBench brings a stack up with one worker of the given concurrency,
 // Azure answering def, and warms it up (token, connections).
-func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*worker.Config)) (*bench, error) {
+func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*config.Config)) (*bench, error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
 		return nil, err
@@ -179,7 +180,7 @@ func startBench(ctx context.Context, root, name string, conc int, def []emulator
 	s, err := devstack.Start(devstack.Options{
 		Dir:      dir,
 		Emulator: emulator.Options{Default: def},
-		Configure: func(c *worker.Config) {
+		Configure: func(c *config.Config) {
 			c.Concurrency = conc
 			c.MaxAckPending = max(c.MaxAckPending, conc)
 			c.LogLevel = "error"

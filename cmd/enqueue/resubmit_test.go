@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 // enqueue -wait for a request id whose operation has ended answers at once
@@ -23,7 +24,7 @@ func TestWaitForAResubmittedRequest(t *testing.T) {
 	s, err := devstack.Start(devstack.Options{
 		Dir:       t.TempDir(),
 		Emulator:  emulator.Options{Default: []emulator.Reply{emulator.OK()}},
-		Configure: func(c *worker.Config) { c.DuplicateWindow = window },
+		Configure: func(c *config.Config) { c.DuplicateWindow = window },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
@@ -30,7 +32,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -40,11 +42,12 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg worker.Config
-	envErr := cfg.Bind(fs, getenv)
+	var cfg config.Config
+	envErr := cfg.Bind(fs, lookup)
 	dev := fs.Bool("dev", false, "development mode: embedded NATS, the Azure Billing emulator, sample requests")
 	devExit := fs.Bool("dev-exit", false, "with -dev: exit once the sample requests have ended")
 	if err := fs.Parse(args); err != nil {
@@ -71,14 +74,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	if *dev {
 		return devstack.Dev(ctx, devstack.DevOptions{
-			Configure: func(c *worker.Config) { c.LogLevel = cfg.LogLevel },
+			Configure: func(c *config.Config) { c.LogLevel = cfg.LogLevel },
 			Logger:    log, Out: stdout, Exit: *devExit, Telemetry: tel,
 		})
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	deps := worker.AzureDeps{}
+	deps := config.AzureDeps{}
 	if tel.Enabled() {
 		deps.Tracing = tel.TracerProvider
 	}
@@ -91,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
-	w, err := worker.New(cfg, nc, profiles, log, worker.WithTelemetry(tel))
+	w, err := worker.New(cfg.Worker(), nc, profiles, log, worker.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}

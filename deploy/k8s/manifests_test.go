@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -95,10 +97,10 @@ var (
 )
 
 // readByWorker reports whether the worker reads the environment variable
-// name: one of its settings (worker.Settings), or Azure's or OpenTelemetry's
+// name: one of its settings (config.Settings), or Azure's or OpenTelemetry's
 // standard variables above.
 func readByWorker(name string) bool {
-	for _, s := range worker.Settings {
+	for _, s := range config.Settings {
 		if s.Env == name {
 			return true
 		}
@@ -145,11 +147,11 @@ func workerEnv(t *testing.T, r *rendering) map[string]string {
 
 // workerConfig builds the worker's configuration from env exactly as
 // cmd/worker does (Config.Bind), so a value the worker cannot parse fails.
-func workerConfig(t *testing.T, env map[string]string) worker.Config {
+func workerConfig(t *testing.T, env map[string]string) config.Config {
 	t.Helper()
-	var cfg worker.Config
+	var cfg config.Config
 	fs := flag.NewFlagSet("manifests", flag.ContinueOnError)
-	if err := cfg.Bind(fs, func(k string) string { return env[k] }); err != nil {
+	if err := cfg.Bind(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatalf("the worker rejects the manifests' settings: %v", err)
 	}
 	return cfg
@@ -165,7 +167,7 @@ func TestWorkerSettings(t *testing.T) {
 			env := workerEnv(t, r)
 			for name := range env {
 				if !readByWorker(name) {
-					t.Errorf("the manifests set %s, which the worker does not read (worker.Settings, Azure's or OpenTelemetry's variables)", name)
+					t.Errorf("the manifests set %s, which the worker does not read (config.Settings, Azure's or OpenTelemetry's variables)", name)
 				}
 			}
 			if env["BILLING_NATS_URL"] == "" {
@@ -256,7 +258,7 @@ func TestDrainWithinGracePeriod(t *testing.T) {
 
 // healthPort is the port the worker serves /livez, /readyz and /metrics
 // on, given its environment (BILLING_HEALTH_ADDR or the worker's default).
-func healthPort(t *testing.T, cfg worker.Config) int {
+func healthPort(t *testing.T, cfg config.Config) int {
 	t.Helper()
 	if cfg.HealthAddr == "" {
 		t.Fatal("BILLING_HEALTH_ADDR is empty: the worker would serve no probes")
@@ -295,7 +297,7 @@ const (
 
 // TestProbesAndPorts: the container port, the probes, the metrics Service,
 // the scrape annotation and the NetworkPolicy's ingress all use the port
-// the worker listens on. The worker's own default (worker.Settings) counts
+// the worker listens on. The worker's own default (config.Settings) counts
 // when the manifests do not set BILLING_HEALTH_ADDR, so a change on either
 // side alone fails here.
 func TestProbesAndPorts(t *testing.T) {

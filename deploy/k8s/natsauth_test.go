@@ -17,6 +17,13 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/azbilling/worker/pkg/telemetry"
+
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -211,7 +218,7 @@ func makeOperator(t *testing.T, perms natsPermissions) *operatorSetup {
 		ac := jwt.NewAccountClaims(apub)
 		ac.Name = name
 		if js {
-			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: 512 << 20, DiskStorage: 1 << 30, Streams: -1, Consumer: -1}
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: 512 << 20, DiskStorage: 4 << 30, Streams: -1, Consumer: -1}
 		}
 		aj, err := ac.Encode(okp)
 		must(err)
@@ -348,7 +355,7 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 		t.Fatalf("credential %q", cfg.AzureCredential)
 	}
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	profiles, err := cfg.AzureProfiles(worker.AzureDeps{Transport: emu.Client()})
+	profiles, err := cfg.AzureProfiles(config.AzureDeps{Transport: emu.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +365,12 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	}
 	t.Cleanup(wnc.Close)
 	log.watch(wnc, "billing-worker")
-	w, err := worker.New(cfg, wnc, profiles, logger)
+	// Metrics in memory: collecting them runs the gauges, which read the
+	// streams' info under the worker's permissions too.
+	reader := sdkmetric.NewManualReader()
+	tel := telemetry.Noop()
+	tel.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	w, err := worker.New(cfg.Worker(), wnc, profiles, logger, worker.WithTelemetry(tel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,6 +478,30 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	// An invalid request: a failure event and a dead letter.
 	submit("perm-bad", messages.KindInvoiceSummary, []byte(`{"version":1,"id":"perm-bad","kind":"invoice-summary","params":{}}`))
 	waitEvent("perm-bad", messages.OutcomeFailed)
+
+	// The ended request resubmitted past the duplicate window (another
+	// message id): the worker looks its event up in the events stream and
+	// sends live subscribers a copy.
+	submit(req.ID+":again", req.Kind, body)
+	waitEvent(req.ID, messages.OutcomeCompleted)
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && len(g.DataPoints) > 0 {
+				gauges[m.Name] = true
+			}
+		}
+	}
+	for _, name := range []string{"billing.operations.waiting", "billing.deadletter.stored", "billing.deadletter.limit"} {
+		if !gauges[name] {
+			t.Errorf("gauge %s not observed under the worker's permissions", name)
+		}
+	}
 
 	if v := log.take(); len(v) > 0 {
 		t.Errorf("permission violations while working:\n%s", strings.Join(v, "\n"))

@@ -48,6 +48,10 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.polls' \
   --allow-pub '$JS.ACK.BILLING_WORK.>' \
   --allow-pub '$JS.ACK.*.*.BILLING_WORK.>' \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_EVENTS' \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_DEADLETTER' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
   --allow-pub 'billing.events.>' \

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -27,7 +29,7 @@ const DevNATSPort = 4222
 // DevOptions configure Dev.
 type DevOptions struct {
 	// Configure adjusts the worker's configuration.
-	Configure func(*worker.Config)
+	Configure func(*config.Config)
 	// Logger for the worker.
 	Logger *slog.Logger
 	// Out receives the events, readable.
@@ -65,7 +67,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if !tel.Enabled() {
 		tracer = sdktrace.NewTracerProvider().Tracer("github.com/azbilling/worker/internal/devstack")
 	}
-	var deps worker.AzureDeps
+	var deps config.AzureDeps
 	if tel.Enabled() {
 		deps.Tracing = tel.TracerProvider
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -38,7 +40,7 @@ type Options struct {
 	// Emulator options (its Clients are filled in by the stack).
 	Emulator emulator.Options
 	// Configure adjusts the workers' configuration.
-	Configure func(*worker.Config)
+	Configure func(*config.Config)
 	// Logger for the workers (default: discard).
 	Logger *slog.Logger
 	// Workers to start (default 1; 0 with NoWorkers).
@@ -48,7 +50,7 @@ type Options struct {
 	WorkerOptions []worker.Option
 	// AzureDeps adds to what the stack passes (its transport trusts the
 	// emulator).
-	AzureDeps worker.AzureDeps
+	AzureDeps config.AzureDeps
 	// AzureTransport, when set, builds the workers' Azure transport (ARM
 	// and identity requests) once the emulator runs, e.g. one that also
 	// trusts another test server, or records what is sent. It takes
@@ -63,7 +65,7 @@ type Stack struct {
 	Emulator *emulator.Server
 	Conn     *nats.Conn
 	Client   *client.Client
-	Config   worker.Config
+	Config   config.Config
 
 	opts    Options
 	natsOpt NATSOptions
@@ -108,7 +110,7 @@ func Start(o Options) (*Stack, error) {
 	}
 	emu := emulator.Start(eo)
 
-	cfg := worker.DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.NATSURL = ns.ClientURL()
 	cfg.HealthAddr = ""
 	cfg.AzureCloud = "custom"
@@ -127,7 +129,7 @@ func Start(o Options) (*Stack, error) {
 		o.AzureDeps.Transport = o.AzureTransport(emu)
 	}
 	if o.AzureDeps.Transport == nil {
-		o.AzureDeps.Transport = worker.PooledTransport(cfg.Concurrency, emu.CertPool())
+		o.AzureDeps.Transport = config.PooledTransport(cfg.Concurrency, emu.CertPool())
 	}
 	s := &Stack{NATS: ns, Emulator: emu, Config: cfg, opts: o, natsOpt: natsOpt}
 	s.Conn, err = nats.Connect(ns.ClientURL(), nats.Name("devstack"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -162,7 +164,7 @@ func (s *Stack) startWorker() error {
 		nc.Close()
 		return err
 	}
-	w, err := worker.New(s.Config, nc, profiles, s.opts.Logger, s.opts.WorkerOptions...)
+	w, err := worker.New(s.Config.Worker(), nc, profiles, s.opts.Logger, s.opts.WorkerOptions...)
 	if err != nil {
 		nc.Close()
 		return err

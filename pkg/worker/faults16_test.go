@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -106,11 +108,11 @@ func TestConnectionClosedStopsWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := b.stack.Config.AzureProfiles(worker.AzureDeps{Transport: b.emu.Client()})
+	profiles, err := b.stack.Config.AzureProfiles(config.AzureDeps{Transport: b.emu.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(b.stack.Config, nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	w, err := worker.New(b.stack.Config.Worker(), nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +224,7 @@ func countDeadLetters(b *testBundle) (int, error) {
 // 2 s deadline with a 10 s timeout failed 8 s late).
 func TestDeadlineCutsTheCall(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *worker.Config) {
+	b := setup(t, func(c *config.Config) {
 		c.HTTPTimeout, c.AckWait = 10*time.Second, 30*time.Second
 	})
 	inv := b.invoice()
@@ -246,7 +248,7 @@ func TestDeadlineCutsTheCall(t *testing.T) {
 // wrote a second dead letter).
 func TestLateRedeliveryKeepsOneDeadLetter(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *worker.Config) { c.DuplicateWindow = time.Second })
+	b := setup(t, func(c *config.Config) { c.DuplicateWindow = time.Second })
 	ctx := context.Background()
 	js, _ := jetstream.New(b.stack.Conn)
 	events := b.stack.Client.Layout().EventsStream()

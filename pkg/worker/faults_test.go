@@ -5,14 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 // faultConfig keeps every wait short, so that retries finish quickly.
-func faultConfig(c *worker.Config) {
+func faultConfig(c *config.Config) {
 	c.HTTPTimeout = time.Second
 	c.AckWait = 3 * time.Second
 	c.PollDefaultWait = time.Second

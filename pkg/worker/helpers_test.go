@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,7 +18,6 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 // testBundle is one stack (embedded NATS, emulator, worker) and a watcher
@@ -33,12 +34,12 @@ type testBundle struct {
 
 var testSeq atomic.Int64
 
-func setup(t *testing.T, configure ...func(*worker.Config)) *testBundle {
+func setup(t *testing.T, configure ...func(*config.Config)) *testBundle {
 	t.Helper()
 	stack, err := devstack.Start(devstack.Options{
 		Dir:    t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Configure: func(c *worker.Config) {
+		Configure: func(c *config.Config) {
 			c.Concurrency = 16
 			c.MaxAckPending = 64
 			for _, f := range configure {

@@ -29,6 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	azlog "github.com/Azure/azure-sdk-for-go/sdk/azcore/log"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -52,16 +54,16 @@ func TestIdentityOneTokenForManyRequests(t *testing.T) {
 	cases := []struct {
 		name      string
 		client    emulator.Client
-		configure func(t *testing.T, c *worker.Config)
+		configure func(t *testing.T, c *config.Config)
 	}{
-		{"client secret", emulator.Client{Tenant: tenant, Secret: "secret-app-S3cr3t"}, func(t *testing.T, c *worker.Config) {
+		{"client secret", emulator.Client{Tenant: tenant, Secret: "secret-app-S3cr3t"}, func(t *testing.T, c *config.Config) {
 			c.AzureCredential = azauth.CredentialSecret
 			c.AzureClientSecretFile = writeFile(t, "secret", "secret-app-S3cr3t\n")
 		}},
 		// As on AKS: the webhook's projected service account token in a
 		// file, exchanged for an Entra ID token (the emulator accepts only
 		// that assertion).
-		{"workload identity", emulator.Client{Tenant: tenant, Assertion: saToken}, func(t *testing.T, c *worker.Config) {
+		{"workload identity", emulator.Client{Tenant: tenant, Assertion: saToken}, func(t *testing.T, c *config.Config) {
 			c.AzureCredential = azauth.CredentialWorkload
 			c.AzureClientSecretFile = ""
 			c.AzureFederatedTokenFile = writeFile(t, "azure-identity-token", saToken)
@@ -75,7 +77,7 @@ func TestIdentityOneTokenForManyRequests(t *testing.T) {
 			b := identitySetup(t, devstack.Options{
 				Emulator:       emulator.Options{Clients: map[string]emulator.Client{clientID: tc.client}},
 				AzureTransport: rec.wrap,
-			}, func(c *worker.Config) {
+			}, func(c *config.Config) {
 				c.AzureTenantID, c.AzureClientID = tenant, clientID
 				tc.configure(t, c)
 			})
@@ -157,12 +159,12 @@ func TestIdentityCloudAudiences(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		cloud, armHost, authorityHost, scope string
-		configure                            func(*worker.Config)
+		configure                            func(*config.Config)
 	}{
 		{"public", "management.azure.com", "login.microsoftonline.com", "https://management.core.windows.net//.default", nil},
 		{"china", "management.chinacloudapi.cn", "login.chinacloudapi.cn", "https://management.core.chinacloudapi.cn//.default", nil},
 		{"usgov", "management.usgovcloudapi.net", "login.microsoftonline.us", "https://management.core.usgovcloudapi.net//.default", nil},
-		{"custom", "arm.stack.example.com", "login.stack.example.com", "https://management.stack.example.com/6f1e3b2a/.default", func(c *worker.Config) {
+		{"custom", "arm.stack.example.com", "login.stack.example.com", "https://management.stack.example.com/6f1e3b2a/.default", func(c *config.Config) {
 			c.ARMEndpoint = "https://arm.stack.example.com"
 			c.ARMAudience = "https://management.stack.example.com/6f1e3b2a"
 			c.AuthorityHost = "https://login.stack.example.com/"
@@ -176,7 +178,7 @@ func TestIdentityCloudAudiences(t *testing.T) {
 			b := identitySetup(t, devstack.Options{
 				Emulator:       emulator.Options{Audience: audience},
 				AzureTransport: func(emu *emulator.Server) policy.Transporter { return rec.around(routeAll(t, emu)) },
-			}, func(c *worker.Config) {
+			}, func(c *config.Config) {
 				c.AzureCloud, c.ARMEndpoint, c.ARMAudience, c.AuthorityHost = tc.cloud, "", "", ""
 				if tc.configure != nil {
 					tc.configure(c)
@@ -229,7 +231,7 @@ func TestIdentityTwoTenantsOneRun(t *testing.T) {
 			"app-b": {Tenant: tenantB, Secret: "secret-of-b"},
 		}},
 		AzureTransport: rec.wrap,
-	}, func(c *worker.Config) {
+	}, func(c *config.Config) {
 		c.AzureProfilesFile = writeProfiles(t, fmt.Sprintf(`{
   "default": "tenant-a",
   "profiles": {
@@ -497,7 +499,7 @@ func TestIdentityTokenEndpointOutage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := identitySetup(t, devstack.Options{}, faultConfig, func(c *worker.Config) {
+			b := identitySetup(t, devstack.Options{}, faultConfig, func(c *config.Config) {
 				c.HTTPTimeout, c.AckWait = tc.timeout, 3*tc.timeout
 			})
 			b.emu.SetTokenFailure(tc.failure)
@@ -536,7 +538,7 @@ func TestIdentityCredentialRefused(t *testing.T) {
 			"app-wrong": {Tenant: tenant, Secret: "the-secret"},
 			"app-burst": {Tenant: tenant, Secret: "the-secret"},
 		}},
-	}, faultConfig, func(c *worker.Config) {
+	}, faultConfig, func(c *config.Config) {
 		c.AzureProfilesFile = writeProfiles(t, fmt.Sprintf(`{
   "default": "good",
   "profiles": {
@@ -639,7 +641,7 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 	b := identitySetup(t, devstack.Options{
 		Logger:        slog.New(slog.NewJSONHandler(workerLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		WorkerOptions: []worker.Option{worker.WithTelemetry(tel)},
-		AzureDeps:     worker.AzureDeps{Tracing: tp},
+		AzureDeps:     config.AzureDeps{Tracing: tp},
 		Emulator: emulator.Options{
 			TokenLifetime: 2 * time.Second, // several tokens in one run
 			Clients: map[string]emulator.Client{
@@ -648,7 +650,7 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 			},
 		},
 		AzureTransport: rec.wrap,
-	}, faultConfig, func(c *worker.Config) {
+	}, faultConfig, func(c *config.Config) {
 		c.LogLevel = "debug"
 		c.AzureProfilesFile = writeProfiles(t, fmt.Sprintf(`{
   "default": "main",
@@ -808,13 +810,13 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 // --- helpers -------------------------------------------------------------
 
 // identitySetup is setup with the stack's options in the test's hands.
-func identitySetup(t *testing.T, o devstack.Options, configure ...func(*worker.Config)) *testBundle {
+func identitySetup(t *testing.T, o devstack.Options, configure ...func(*config.Config)) *testBundle {
 	t.Helper()
 	o.Dir = t.TempDir()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	o.Configure = func(c *worker.Config) {
+	o.Configure = func(c *config.Config) {
 		c.Concurrency = 16
 		c.MaxAckPending = 64
 		for _, f := range configure {

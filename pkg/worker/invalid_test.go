@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -216,7 +218,7 @@ func TestExpiredFirstCallIsRepeatedWithinItsBound(t *testing.T) {
 // max-unanswered-calls times, and the count is in the stored state.
 func TestUnansweredFirstCallsAreBounded(t *testing.T) {
 	t.Parallel()
-	b := setup(t, faultConfig, func(c *worker.Config) { c.MaxUnanswered = 2 })
+	b := setup(t, faultConfig, func(c *config.Config) { c.MaxUnanswered = 2 })
 	inv := b.invoice()
 	b.emu.Script(inv, emulator.OK().After(3*time.Second))
 	req := sampleSummary(b.id(), inv)

@@ -44,7 +44,7 @@ func TestRequestThatKeepsFailingEndsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	w, err := worker.New(cfg, nc, worker.Profiles{Default: "default", Clients: map[string]worker.Azure{"default": panicky{}}},
+	w, err := worker.New(cfg.Worker(), nc, worker.Profiles{Default: "default", Clients: map[string]worker.Azure{"default": panicky{}}},
 		slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)

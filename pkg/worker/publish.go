@@ -237,4 +237,4 @@ func wrongLastSequence(err error) bool {
 
 // nakLater redelivers msg after a pause, without counting towards the
 // dead-letter limit's purpose (the dead-letter path itself failed).
-func (w *Worker) nakLater(msg jetstream.Msg) { _ = msg.NakWithDelay(5 * time.Second) }
+func (w *Worker) nakLater(msg jetstream.Msg) { _ = msg.NakWithDelay(deadLetterRetry) }

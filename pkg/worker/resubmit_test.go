@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 // A request id resubmitted after its operation ended gets the outcome it
@@ -33,7 +34,7 @@ const prompt = 5 * time.Second
 // Nats-Expected-Stream names another stream (JSStreamNotMatchErr).
 const errStreamNotMatch jetstream.ErrorCode = 10060
 
-func shortWindows(c *worker.Config) { c.DuplicateWindow = resubmitWindow }
+func shortWindows(c *config.Config) { c.DuplicateWindow = resubmitWindow }
 
 // ended is a request whose operation has ended, and what it ended with.
 type ended struct {
@@ -228,7 +229,7 @@ func (e *ended) oneCopy(sub *nats.Subscription) *nats.Msg {
 func TestResubmitWithinTheWindow(t *testing.T) {
 	t.Parallel()
 	// A window the test surely stays within.
-	b := setup(t, func(c *worker.Config) { c.DuplicateWindow = time.Minute })
+	b := setup(t, func(c *config.Config) { c.DuplicateWindow = time.Minute })
 	e := endOne(b, emulator.OK())
 	if e.first.Completed == nil {
 		t.Fatalf("want a completion, got %+v", e.first.Failed)

@@ -17,7 +17,7 @@ const (
 
 // Ensure creates or updates the streams, the bucket and the two durable
 // consumers, so that any number of workers can start at once.
-func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *Config) (jetstream.KeyValue, error) {
+func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *Options) (jetstream.KeyValue, error) {
 	streams := []jetstream.StreamConfig{{
 		Name:        s.WorkStream(),
 		Description: "Billing download requests, pending polls and their schedules",
@@ -81,7 +81,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *C
 	return kv, nil
 }
 
-func consumerConfig(name, filter, desc string, c *Config) jetstream.ConsumerConfig {
+func consumerConfig(name, filter, desc string, c *Options) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   desc,

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/azbilling/worker/internal/devstack"
@@ -33,7 +35,7 @@ func TestReadinessAndDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	profiles, err := b.stack.Config.AzureProfiles(worker.AzureDeps{Transport: b.emu.Client()})
+	profiles, err := b.stack.Config.AzureProfiles(config.AzureDeps{Transport: b.emu.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +43,7 @@ func TestReadinessAndDrain(t *testing.T) {
 	if err := b.stack.StopWorker(0); err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(b.stack.Config, nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	w, err := worker.New(b.stack.Config.Worker(), nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/azbilling/worker/internal/config"
+
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -65,7 +67,7 @@ func setupTelemetry(t *testing.T) *telemetryBundle {
 		Dir:           t.TempDir(),
 		Logger:        slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		WorkerOptions: []worker.Option{worker.WithTelemetry(tel)},
-		AzureDeps:     worker.AzureDeps{Tracing: tp},
+		AzureDeps:     config.AzureDeps{Tracing: tp},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ type Profiles struct {
 // Worker consumes requests and polls. Create it with New and run it with
 // Run.
 type Worker struct {
-	cfg      Config
+	cfg      Options // with defaults
 	subj     messages.Layout
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -81,11 +81,13 @@ type Option func(*Worker)
 // telemetry.Noop, which still passes trace context on).
 func WithTelemetry(t *telemetry.Telemetry) Option { return func(w *Worker) { w.tel = t } }
 
-// New returns a worker on the NATS connection nc.
-func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...Option) (*Worker, error) {
-	if err := cfg.Validate(); err != nil {
+// New returns a worker on the NATS connection nc, configured by o (its
+// zero fields meaning their defaults).
+func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...Option) (*Worker, error) {
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	cfg := o.withDefaults()
 	if _, ok := profiles.Clients[profiles.Default]; !ok {
 		return nil, fmt.Errorf("worker: the default credential profile %q has no client", profiles.Default)
 	}
@@ -108,7 +110,7 @@ func New(cfg Config, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ..
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		Policy: cfg.Policy(),
+		Policy: cfg.Policy,
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
@@ -137,7 +139,7 @@ func (w *Worker) Ready() bool {
 func (w *Worker) Run(ctx context.Context) error {
 	// JetStream may not be ready yet (a cluster electing its leader, NATS
 	// still starting): keep trying until it is, or until we are stopped.
-	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst), backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
 	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
 		return ensure(ctx, w.js, w.subj, &w.cfg)
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
@@ -239,6 +241,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// Retry timings of the worker's own failures (not Azure's: those follow
+// the operation's policy).
+const (
+	// setupRetryFirst and setupRetryMax pace the retries of the JetStream
+	// set-up at start (a cluster electing its leader).
+	setupRetryFirst = 200 * time.Millisecond
+	setupRetryMax   = 5 * time.Second
+	// redeliverFirst doubles with each delivery of a message whose handling
+	// failed (NATS unavailable, a panic), up to redeliverMax.
+	redeliverFirst = time.Second
+	redeliverMax   = time.Minute
+	// deadLetterRetry is the redelivery delay when dead-lettering itself
+	// failed.
+	deadLetterRetry = 5 * time.Second
+)
+
 // ErrConnectionClosed is returned by Run when the NATS connection closed
 // for good (the client gave up reconnecting, or the server closed it for a
 // protocol error): the process should exit so that it is restarted.
@@ -298,7 +316,7 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 		w.deadLetter(ctx, msg, req, failed)
 		return
 	}
-	delay := min(time.Duration(1<<min(delivered, 6))*time.Second, time.Minute)
+	delay := min(time.Duration(1<<min(delivered, 6))*redeliverFirst, redeliverMax)
 	if err := msg.NakWithDelay(delay); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		w.log.Warn("nak", "error", err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package config
 
 import (
 	"crypto/tls"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/azauth"
 	"github.com/azbilling/worker/pkg/billing"
+	"github.com/azbilling/worker/pkg/worker"
 )
 
 // AzureDeps are what the Azure clients are built with besides the
@@ -39,32 +40,32 @@ func (c *Config) ProfileSet() (azauth.ProfileSet, error) {
 }
 
 // AzureProfiles builds one billing client per credential profile.
-func (c *Config) AzureProfiles(deps AzureDeps) (Profiles, error) {
+func (c *Config) AzureProfiles(deps AzureDeps) (worker.Profiles, error) {
 	cl, err := azauth.ResolveCloud(c.AzureCloud, c.ARMEndpoint, c.ARMAudience, c.AuthorityHost)
 	if err != nil {
-		return Profiles{}, err
+		return worker.Profiles{}, err
 	}
 	ps, err := c.ProfileSet()
 	if err != nil {
-		return Profiles{}, err
+		return worker.Profiles{}, err
 	}
 	if deps.Transport == nil {
 		deps.Transport = PooledTransport(c.Concurrency, nil)
 	}
-	out := Profiles{Default: ps.Default, Clients: map[string]Azure{}}
+	out := worker.Profiles{Default: ps.Default, Clients: map[string]worker.Azure{}}
 	for _, name := range ps.Names() {
 		cred, err := azauth.NewCredential(ps.Profiles[name], azauth.Options{
 			Cloud: cl, Transport: deps.Transport, DisableInstanceDiscovery: c.DisableInstanceDiscovery,
 		})
 		if err != nil {
-			return Profiles{}, fmt.Errorf("profile %s: %w", name, err)
+			return worker.Profiles{}, fmt.Errorf("profile %s: %w", name, err)
 		}
 		client, err := billing.NewClient(cred, billing.Options{
 			Endpoint: cl.ARMEndpoint, Audience: cl.Audience, AllowHTTP: c.AllowHTTP,
 			Timeout: c.HTTPTimeout, Transport: deps.Transport, TracerProvider: deps.Tracing,
 		})
 		if err != nil {
-			return Profiles{}, fmt.Errorf("profile %s: %w", name, err)
+			return worker.Profiles{}, fmt.Errorf("profile %s: %w", name, err)
 		}
 		out.Clients[name] = client
 	}

@@ -1,4 +1,9 @@
-package worker
+// Package config is cmd/worker's configuration: every setting as a flag and
+// a BILLING_* environment variable, their validation, and the wiring built
+// from them (the NATS connection, TLS, credentials and Azure clients). The
+// worker library itself takes worker.Options; the defaults of its settings
+// are the worker package's.
+package config
 
 import (
 	"errors"
@@ -10,10 +15,11 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/worker"
 )
 
-// Config configures a Worker. Every field is a setting with a flag and an
-// environment variable (Settings lists them); the comment gives the default.
+// Config holds every setting of cmd/worker. Every field is a setting with a
+// flag and an environment variable (Settings lists them, with defaults).
 type Config struct {
 	// NATS connection.
 	NATSURL       string // nats://127.0.0.1:4222
@@ -75,6 +81,7 @@ type Config struct {
 type Setting struct {
 	Flag, Env, Default, Usage string
 	value                     func(*Config) flag.Value
+	text                      bool // a text setting, which an empty value empties
 }
 
 // Settings lists every setting of Config, in documentation order.
@@ -86,27 +93,27 @@ var Settings = []Setting{
 	str("nats-key", "", "key of the NATS client certificate", func(c *Config) *string { return &c.NATSKeyFile }),
 	str("nats-name", "billing-worker", "connection name the NATS server shows", func(c *Config) *string { return &c.NATSName }),
 	str("prefix", messages.DefaultPrefix, "first token of every subject and of stream and bucket names", func(c *Config) *string { return &c.Prefix }),
-	integer("replicas", 1, "replicas of the streams and the state bucket (3 on a NATS cluster)", func(c *Config) *int { return &c.Replicas }),
-	dur("ack-wait", 60*time.Second, "redelivery delay of an unacknowledged message; must exceed http-timeout plus up to 10s (a claim)", func(c *Config) *time.Duration { return &c.AckWait }),
-	integer("max-ack-pending", 1000, "per consumer, messages handed out and not yet acknowledged", func(c *Config) *int { return &c.MaxAckPending }),
-	integer("max-deliver", 10, "deliveries of a message that keeps failing before it is dead-lettered", func(c *Config) *int { return &c.MaxDeliver }),
-	dur("duplicate-window", 2*time.Minute, "Nats-Msg-Id de-duplication window of the work stream", func(c *Config) *time.Duration { return &c.DuplicateWindow }),
-	dur("events-max-age", 7*24*time.Hour, "how long events are kept in the events stream", func(c *Config) *time.Duration { return &c.EventsMaxAge }),
-	bytesize("deadletter-max-bytes", 1<<30, "size bound of the dead-letter stream; when full, the oldest dead letters make room", func(c *Config) *int64 { return &c.DeadLetterMaxBytes }),
-	dur("state-ttl", 7*24*time.Hour, "how long an operation's state is kept after its last change", func(c *Config) *time.Duration { return &c.StateTTL }),
-	integer("concurrency", 64, "messages one worker handles at once", func(c *Config) *int { return &c.Concurrency }),
-	integer("max-request-bytes", messages.MaxRequestBytes, "largest request message, headers included: the work stream refuses larger ones at publish time (1024 to 1048576)", func(c *Config) *int { return &c.MaxRequestBytes }),
-	dur("default-deadline", time.Hour, "deadline of an operation whose request sets none", func(c *Config) *time.Duration { return &c.DefaultDeadline }),
-	dur("max-deadline", 24*time.Hour, "a request's deadline is capped at acceptance plus this", func(c *Config) *time.Duration { return &c.MaxDeadline }),
-	dur("http-timeout", 30*time.Second, "bound of one Azure call, getting the token included", func(c *Config) *time.Duration { return &c.HTTPTimeout }),
-	integer("max-bad-answers", 3, "malformed success answers in a row before failing with bad_response", func(c *Config) *int { return &c.MaxBadAnswers }),
-	integer("max-unanswered-calls", 3, "first calls (the POST that starts an operation) sent without getting an answer (timeout, reset, worker stopped) before failing with interrupted", func(c *Config) *int { return &c.MaxUnanswered }),
-	dur("drain-timeout", 45*time.Second, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
-	dur("poll-min-wait", time.Second, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
-	dur("poll-max-wait", 15*time.Minute, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
-	dur("poll-default-wait", 15*time.Second, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
-	dur("backoff-initial", time.Second, "first backoff after a throttle or an error without a hint", func(c *Config) *time.Duration { return &c.BackoffInitial }),
-	dur("backoff-max", 2*time.Minute, "cap of the backoff", func(c *Config) *time.Duration { return &c.BackoffMax }),
+	integer("replicas", worker.DefaultReplicas, "replicas of the streams and the state bucket (3 on a NATS cluster)", func(c *Config) *int { return &c.Replicas }),
+	dur("ack-wait", worker.DefaultAckWait, "redelivery delay of an unacknowledged message; must exceed http-timeout plus up to 10s (a claim)", func(c *Config) *time.Duration { return &c.AckWait }),
+	integer("max-ack-pending", worker.DefaultMaxAckPending, "per consumer, messages handed out and not yet acknowledged", func(c *Config) *int { return &c.MaxAckPending }),
+	integer("max-deliver", worker.DefaultMaxDeliver, "deliveries of a message that keeps failing before it is dead-lettered", func(c *Config) *int { return &c.MaxDeliver }),
+	dur("duplicate-window", worker.DefaultDuplicateWindow, "Nats-Msg-Id de-duplication window of the work and events streams", func(c *Config) *time.Duration { return &c.DuplicateWindow }),
+	dur("events-max-age", worker.DefaultEventsMaxAge, "how long events are kept in the events stream", func(c *Config) *time.Duration { return &c.EventsMaxAge }),
+	bytesize("deadletter-max-bytes", worker.DefaultDeadLetterMaxBytes, "size bound of the dead-letter stream; when full, the oldest dead letters make room", func(c *Config) *int64 { return &c.DeadLetterMaxBytes }),
+	dur("state-ttl", worker.DefaultStateTTL, "how long an operation's state is kept after its last change", func(c *Config) *time.Duration { return &c.StateTTL }),
+	integer("concurrency", worker.DefaultConcurrency, "messages one worker handles at once", func(c *Config) *int { return &c.Concurrency }),
+	integer("max-request-bytes", worker.DefaultMaxRequestBytes, "largest request message, headers included: the work stream refuses larger ones at publish time (1024 to 1048576)", func(c *Config) *int { return &c.MaxRequestBytes }),
+	dur("default-deadline", worker.DefaultOperationDeadline, "deadline of an operation whose request sets none", func(c *Config) *time.Duration { return &c.DefaultDeadline }),
+	dur("max-deadline", worker.DefaultMaxDeadline, "a request's deadline is capped at acceptance plus this", func(c *Config) *time.Duration { return &c.MaxDeadline }),
+	dur("http-timeout", worker.DefaultHTTPTimeout, "bound of one Azure call, getting the token included", func(c *Config) *time.Duration { return &c.HTTPTimeout }),
+	integer("max-bad-answers", worker.DefaultMaxBadAnswers, "malformed success answers in a row before failing with bad_response", func(c *Config) *int { return &c.MaxBadAnswers }),
+	integer("max-unanswered-calls", worker.DefaultMaxUnanswered, "first calls (the POST that starts an operation) sent without getting an answer (timeout, reset, worker stopped) before failing with interrupted", func(c *Config) *int { return &c.MaxUnanswered }),
+	dur("drain-timeout", worker.DefaultDrainTimeout, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
+	dur("poll-min-wait", poll.DefaultPolicy().MinWait, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
+	dur("poll-max-wait", poll.DefaultPolicy().MaxWait, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
+	dur("poll-default-wait", poll.DefaultPolicy().DefaultPollWait, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
+	dur("backoff-initial", poll.DefaultPolicy().InitialBackoff, "first backoff after a throttle or an error without a hint", func(c *Config) *time.Duration { return &c.BackoffInitial }),
+	dur("backoff-max", poll.DefaultPolicy().MaxBackoff, "cap of the backoff", func(c *Config) *time.Duration { return &c.BackoffMax }),
 	str("azure-cloud", "public", "Azure cloud: public, china, usgov or custom", func(c *Config) *string { return &c.AzureCloud }),
 	str("arm-endpoint", "", "ARM endpoint, overriding the cloud's", func(c *Config) *string { return &c.ARMEndpoint }),
 	str("arm-audience", "", "token audience, overriding the cloud's", func(c *Config) *string { return &c.ARMAudience }),
@@ -143,16 +150,18 @@ func DefaultConfig() Config {
 }
 
 // Bind registers every setting on fs, with the environment's value (read
-// through getenv) as the flag's default. It returns every environment value
-// that does not parse.
-func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
+// through lookup, as os.LookupEnv) as the flag's default. A variable set
+// but empty empties a text setting (BILLING_HEALTH_ADDR= disables the
+// health listener) and leaves the others at their defaults. It returns
+// every environment value that does not parse.
+func (c *Config) Bind(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	var errs []error
 	for _, s := range Settings {
 		v := s.value(c)
 		if err := v.Set(s.Default); err != nil {
 			errs = append(errs, fmt.Errorf("default of -%s: %w", s.Flag, err))
 		}
-		if e := getenv(s.Env); e != "" {
+		if e, ok := lookup(s.Env); ok && (e != "" || s.text) {
 			if err := v.Set(e); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, e, err))
 			}
@@ -162,50 +171,49 @@ func (c *Config) Bind(fs *flag.FlagSet, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// Policy returns the polling policy the configuration describes.
-func (c *Config) Policy() poll.Policy {
+// Worker returns the worker's options the configuration describes.
+func (c *Config) Worker() worker.Options {
 	p := poll.DefaultPolicy()
 	p.MinWait, p.MaxWait, p.DefaultPollWait = c.PollMinWait, c.PollMaxWait, c.PollDefaultWait
 	p.InitialBackoff, p.MaxBackoff = c.BackoffInitial, c.BackoffMax
-	return p
+	return worker.Options{
+		Prefix: c.Prefix, Replicas: c.Replicas, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
+		MaxDeliver: c.MaxDeliver, DuplicateWindow: c.DuplicateWindow, EventsMaxAge: c.EventsMaxAge,
+		StateTTL: c.StateTTL, DeadLetterMaxBytes: c.DeadLetterMaxBytes, Concurrency: c.Concurrency,
+		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
+		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
+		DrainTimeout: c.DrainTimeout, Policy: p,
+	}
 }
 
 // Validate returns every problem of the configuration.
 func (c *Config) Validate() error {
 	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
+	if c.NATSURL == "" {
+		errs = append(errs, errors.New("nats-url is required"))
+	}
+	if c.Prefix == "" {
+		errs = append(errs, errors.New("prefix is required"))
+	}
+	// Zero means "the default" to the worker, never here: a setting is
+	// given explicitly, and zero is a mistake.
+	for _, z := range []struct {
+		name string
+		zero bool
+	}{
+		{"replicas", c.Replicas == 0}, {"concurrency", c.Concurrency == 0}, {"max-ack-pending", c.MaxAckPending == 0},
+		{"max-deliver", c.MaxDeliver == 0}, {"max-bad-answers", c.MaxBadAnswers == 0}, {"max-unanswered-calls", c.MaxUnanswered == 0},
+		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0},
+		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
+	} {
+		if z.zero {
+			errs = append(errs, fmt.Errorf("%s must not be zero", z.name))
 		}
 	}
-	check(c.NATSURL != "", "nats-url is required")
-	check(c.Prefix != "" && !strings.ContainsAny(c.Prefix, ".*> \t"), "prefix %q must be one subject token", c.Prefix)
-	check(c.Replicas >= 1 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)
-	check(c.Concurrency >= 1, "concurrency must be at least 1")
-	check(c.MaxAckPending >= c.Concurrency, "max-ack-pending (%d) must be at least concurrency (%d)", c.MaxAckPending, c.Concurrency)
-	check(c.MaxDeliver >= 2, "max-deliver must be at least 2")
-	check(c.MaxRequestBytes >= 1024 && c.MaxRequestBytes <= 1<<20, "max-request-bytes must be 1024 to 1048576 (NATS's own limit)")
-	check(c.DeadLetterMaxBytes >= 1<<20, "deadletter-max-bytes must be at least 1048576")
-	check(c.HTTPTimeout > 0, "http-timeout must be positive")
-	check(c.AckWait > c.ClaimDuration(), "ack-wait (%s) must exceed a claim's duration (%s: http-timeout plus up to 10s)", c.AckWait, c.ClaimDuration())
-	check(c.DefaultDeadline > 0 && c.MaxDeadline >= c.DefaultDeadline, "default-deadline must be positive and at most max-deadline")
-	check(c.StateTTL > c.MaxDeadline, "state-ttl (%s) must exceed max-deadline (%s)", c.StateTTL, c.MaxDeadline)
-	check(c.DuplicateWindow > 0 && c.EventsMaxAge >= c.DuplicateWindow, "duplicate-window must be positive and at most events-max-age")
-	check(c.MaxBadAnswers >= 1, "max-bad-answers must be at least 1")
-	check(c.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
-	check(c.DrainTimeout > 0, "drain-timeout must be positive")
-	if err := c.Policy().Validate(); err != nil {
+	if err := c.Worker().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// ClaimDuration is how long a worker holds an operation for one Azure call:
-// http-timeout plus a margin of as much again, at most 10s. It must be
-// shorter than ack-wait, so that a message redelivered because its worker
-// died always finds that worker's claim expired.
-func (c *Config) ClaimDuration() time.Duration {
-	return c.HTTPTimeout + min(c.HTTPTimeout, 10*time.Second)
 }
 
 // value adapts a typed field to flag.Value.
@@ -232,7 +240,7 @@ func (v value[T]) String() string {
 }
 
 func str(name, def, usage string, field func(*Config) *string) Setting {
-	return Setting{Flag: name, Env: envName(name), Default: def, Usage: usage, value: func(c *Config) flag.Value {
+	return Setting{Flag: name, Env: envName(name), Default: def, Usage: usage, text: true, value: func(c *Config) flag.Value {
 		return value[string]{p: field(c), parse: func(s string) (string, error) { return s, nil }, format: func(s string) string { return s }}
 	}}
 }

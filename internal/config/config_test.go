@@ -1,4 +1,4 @@
-package worker
+package config
 
 import (
 	"errors"
@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/worker"
 )
 
 func TestBindReadsEnvironmentAndFlags(t *testing.T) {
@@ -14,7 +17,7 @@ func TestBindReadsEnvironmentAndFlags(t *testing.T) {
 	env := map[string]string{"BILLING_CONCURRENCY": "8", "BILLING_ACK_WAIT": "2m", "BILLING_ALLOW_HTTP": "true", "BILLING_NATS_URL": "nats://a:4222"}
 	var c Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	if err := c.Bind(fs, func(k string) string { return env[k] }); err != nil {
+	if err := c.Bind(fs, lookupIn(env)); err != nil {
 		t.Fatal(err)
 	}
 	if err := fs.Parse([]string{"-concurrency", "12"}); err != nil {
@@ -32,7 +35,7 @@ func TestBindReportsEveryBadVariable(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"BILLING_CONCURRENCY": "many", "BILLING_ACK_WAIT": "forever"}
 	var c Config
-	err := c.Bind(flag.NewFlagSet("t", flag.ContinueOnError), func(k string) string { return env[k] })
+	err := c.Bind(flag.NewFlagSet("t", flag.ContinueOnError), lookupIn(env))
 	if err == nil || !strings.Contains(err.Error(), "BILLING_CONCURRENCY") || !strings.Contains(err.Error(), "BILLING_ACK_WAIT") {
 		t.Fatalf("error %v", err)
 	}
@@ -67,8 +70,43 @@ func TestEverySettingHasFlagEnvAndUsage(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c Config
-	_ = c.Bind(fs, func(string) string { return "" })
+	_ = c.Bind(fs, lookupIn(nil))
 	if err := fs.Parse([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+// A variable set but empty empties a text setting (the README says an
+// empty BILLING_HEALTH_ADDR disables the listener) and leaves a number or
+// duration at its default.
+func TestEmptyVariables(t *testing.T) {
+	t.Parallel()
+	var c Config
+	env := map[string]string{"BILLING_HEALTH_ADDR": "", "BILLING_CONCURRENCY": "", "BILLING_ACK_WAIT": ""}
+	if err := c.Bind(flag.NewFlagSet("t", flag.ContinueOnError), lookupIn(env)); err != nil {
+		t.Fatal(err)
+	}
+	if c.HealthAddr != "" {
+		t.Errorf("health-addr %q, want empty (disabled)", c.HealthAddr)
+	}
+	if d := DefaultConfig(); c.Concurrency != d.Concurrency || c.AckWait != d.AckWait {
+		t.Errorf("concurrency %d ack-wait %s, want the defaults", c.Concurrency, c.AckWait)
+	}
+}
+
+// The settings' defaults are the worker's: the options a default
+// configuration yields equal the worker's zero-value defaults.
+func TestDefaultsAreTheWorkers(t *testing.T) {
+	t.Parallel()
+	d := DefaultConfig()
+	got := d.Worker()
+	if got.AckWait != worker.DefaultAckWait || got.Concurrency != worker.DefaultConcurrency ||
+		got.MaxUnanswered != worker.DefaultMaxUnanswered || got.DeadLetterMaxBytes != worker.DefaultDeadLetterMaxBytes ||
+		got.Policy != poll.DefaultPolicy() {
+		t.Errorf("options from the default configuration: %+v", got)
 	}
 }
