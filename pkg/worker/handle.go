@@ -31,7 +31,7 @@ type wake struct {
 // handleRequest takes a download request: it validates it (dead-lettering
 // an invalid one), then starts its operation, or resumes the stored one
 // when the request was seen before.
-func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
+func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) error {
 	ctx, span := w.startProcess(ctx, msg, RequestsConsumer)
 	defer span.End()
 	req, err := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
@@ -46,7 +46,7 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 			failed.Fields = ve.Fields
 		}
 		w.deadLetter(ctx, msg, req, failed)
-		return
+		return nil
 	}
 	log := w.log.With("request_id", req.ID, "kind", string(req.Kind))
 	if _, ok := w.client(req); !ok {
@@ -54,22 +54,22 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg) {
 			Code:    messages.CodeUnknownProfile,
 			Message: fmt.Sprintf("credential profile %q is not configured on this worker", req.Profile),
 		})
-		return
+		return nil
 	}
 	// A new operation, created claimed; when the id has one already (a
 	// redelivery, a resubmission) the create fails and the stored one
 	// decides. No lookup on the common path.
 	step := w.machine.Accept(req, traceOf(ctx), w.now())
-	w.carry(ctx, msg, *step.Next, step, 0, operation.Delivery{Request: &req}, log)
+	return w.carry(ctx, msg, *step.Next, step, 0, operation.Delivery{Request: &req}, log)
 }
 
 // handlePoll takes a wake-up that fell due.
-func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
+func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) error {
 	var wk wake
 	if err := json.Unmarshal(msg.Data(), &wk); err != nil || !messages.ValidID(wk.ID) {
 		w.log.ErrorContext(ctx, "dropping an unreadable wake-up", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
-		return
+		return nil
 	}
 	ctx, span := w.startProcess(ctx, msg, PollsConsumer)
 	defer span.End()
@@ -80,24 +80,21 @@ func (w *Worker) handlePoll(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		log.WarnContext(ctx, "wake-up for an operation with no state (expired?)")
 		_ = msg.Ack()
+		return nil
 	case err != nil:
-		log.WarnContext(ctx, "load state", "error", err)
-		w.retryLater(ctx, msg, err)
-	default:
-		w.resume(ctx, msg, entry, operation.Delivery{Wake: wk.Wake}, log)
+		return fmt.Errorf("load state: %w", err)
 	}
+	return w.resume(ctx, msg, entry, operation.Delivery{Wake: wk.Wake}, log)
 }
 
 // resume lets the stored state decide what a delivery does.
-func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.KeyValueEntry, d operation.Delivery, log *slog.Logger) {
+func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.KeyValueEntry, d operation.Delivery, log *slog.Logger) error {
 	st, err := decode(entry)
 	if err != nil {
-		log.ErrorContext(ctx, "load state", "error", err)
-		w.retryLater(ctx, msg, err)
-		return
+		return err
 	}
 	d.Acting = w.acting(st.Request.ID)
-	w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), entry.Revision(), d, log)
+	return w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), entry.Revision(), d, log)
 }
 
 // maxRedecide bounds how often one delivery decides again after finding
@@ -108,17 +105,16 @@ const maxRedecide = 3
 // 0 when step creates the operation), and the steps that follow it: after
 // a call, the answer's. When a store finds the state changed, it decides
 // again from what is stored now; it never takes that as proof that
-// another worker owns the operation.
-func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.State, step operation.Step, rev uint64, d operation.Delivery, log *slog.Logger) {
+// another worker owns the operation. An error means the message could not
+// be settled: it is to come back later, and the stored state decides then.
+func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.State, step operation.Step, rev uint64, d operation.Delivery, log *slog.Logger) error {
 	for redecided := 0; ; {
 		if step.Next != nil {
 			next, found, err := w.put(ctx, step.Next, rev)
 			if errors.Is(err, errConflict) && found != nil && redecided < maxRedecide {
 				redecided++
 				if cur, err = decode(found); err != nil {
-					log.ErrorContext(ctx, "load state", "error", err)
-					w.retryLater(ctx, msg, err)
-					return
+					return err
 				}
 				log.DebugContext(ctx, "the state changed meanwhile; deciding again", "phase", string(cur.Phase))
 				d.Acting = w.acting(cur.Request.ID)
@@ -126,9 +122,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 				continue
 			}
 			if err != nil {
-				log.WarnContext(ctx, "store state", "error", err)
-				w.retryLater(ctx, msg, err) // the redelivery decides from what is stored
-				return
+				return err // the redelivery decides from what is stored
 			}
 			cur, rev = *step.Next, next
 			if cur.Phase.Terminal() {
@@ -139,7 +133,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		case operation.Call:
 			var ok bool
 			if step, ok = w.call(ctx, msg, cur, log); !ok {
-				return
+				return nil
 			}
 			// Azure's answer is not thrown away lightly: store it even if
 			// the shutdown cuts in.
@@ -147,13 +141,11 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			continue
 		case operation.Schedule:
 			if err := w.schedule(ctx, &cur); err != nil {
-				log.WarnContext(ctx, "schedule", "error", err)
-				w.retryLater(ctx, msg, err) // the redelivery finds it waiting and schedules again
-				return
+				return err // the redelivery finds it waiting and schedules again
 			}
 			_ = msg.Ack()
 		case operation.Publish, operation.Republish:
-			w.finish(ctx, msg, &cur, step.Action == operation.Republish, log)
+			return w.finish(ctx, msg, &cur, step.Action == operation.Republish, log)
 		case operation.Ack:
 			_ = msg.Ack()
 		case operation.Retry:
@@ -166,7 +158,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 					d.Request.ID, cur.Request.Kind, cur.AcceptedAt.Format(time.RFC3339)),
 			})
 		}
-		return
+		return nil
 	}
 }
 
@@ -275,16 +267,15 @@ func (w *Worker) acting(id string) bool {
 // finish publishes the stored outcome of a terminal operation and
 // acknowledges msg. again is true when the operation had ended before this
 // delivery: its event may be stored already.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *operation.State, again bool, log *slog.Logger) {
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, st *operation.State, again bool, log *slog.Logger) error {
 	if err := w.publishOutcome(ctx, st, again); err != nil {
-		log.WarnContext(ctx, "publish outcome", "error", err)
-		w.retryLater(ctx, msg, err) // redelivery publishes it again
-		return
+		return err // the redelivery publishes it again
 	}
 	if st.Failed != nil && !again {
 		log.InfoContext(ctx, "operation failed", "code", string(st.Failed.Code), "azure_calls", st.AzureCalls, "error", st.Failed.Message)
 	}
 	_ = msg.Ack()
+	return nil
 }
 
 func (w *Worker) client(req messages.Request) (Azure, bool) {

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -171,7 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for range w.cfg.Concurrency {
 		go func() {
 			for j := range jobs {
-				w.safely(work, j.msg, j.handle)
+				j.handle(work, j.msg)
 				inflight.Done()
 			}
 		}()
@@ -189,13 +188,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	var contexts []jetstream.ConsumeContext
 	for _, c := range []struct {
 		name   string
-		handle func(context.Context, jetstream.Msg)
+		handle handler
 	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}} {
 		cons, err := w.js.Consumer(ctx, w.subj.WorkStream(), c.name)
 		if err != nil {
 			return fmt.Errorf("worker: consumer %s: %w", c.name, err)
 		}
-		cc, err := cons.Consume(dispatch(c.handle),
+		cc, err := cons.Consume(dispatch(w.limited(recovered(c.handle))),
 			jetstream.PullMaxMessages(w.cfg.Concurrency),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				w.log.Warn("consume", "consumer", c.name, "error", err)
@@ -280,128 +279,3 @@ func (w *Worker) waitStop(ctx context.Context) error {
 // Alive reports whether the worker can still work: false once its NATS
 // connection has closed for good.
 func (w *Worker) Alive() bool { return !w.nc.IsClosed() }
-
-// safely runs handle, turning a panic into a delayed redelivery (and, after
-// MaxDeliver deliveries, a dead letter) instead of a crash.
-func (w *Worker) safely(ctx context.Context, msg jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.log.ErrorContext(ctx, "handler panic", "subject", msg.Subject(), "panic", fmt.Sprint(r))
-			w.retryLater(ctx, msg, fmt.Errorf("handler panic: %v", r))
-		}
-	}()
-	handle(ctx, msg)
-}
-
-// retryLater redelivers msg after a backoff after an internal failure
-// (NATS unavailable, a panic), or dead-letters it once it has been
-// delivered MaxDeliver times.
-func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
-	delivered := uint64(1)
-	if meta, err := msg.Metadata(); err == nil {
-		delivered = meta.NumDelivered
-	}
-	if delivered >= uint64(w.cfg.MaxDeliver) {
-		reason := fmt.Sprintf("handling failed %d times; last: %v", delivered, cause)
-		if msg.Subject() == w.subj.Polls() {
-			w.abandon(ctx, msg, reason)
-			return
-		}
-		req, derr := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
-		failed := messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
-		if derr == nil && w.endWithCopy(ctx, msg, req, failed) {
-			return
-		}
-		// No operation to end (or its store is failing too): reject it.
-		w.deadLetter(ctx, msg, req, failed)
-		return
-	}
-	delay := min(time.Duration(1<<min(delivered, 6))*redeliverFirst, redeliverMax)
-	if err := msg.NakWithDelay(delay); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		w.log.Warn("nak", "error", err)
-	}
-}
-
-// endWithCopy ends the operation of a valid request that keeps failing:
-// the message is kept in the dead-letter stream for inspection, and the
-// operation ends through its stored state with an internal_error event
-// under the request's own event id, so that no other delivery can publish
-// a second outcome. It reports false when the state cannot be written.
-func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) bool {
-	if _, err := w.keep(ctx, msg, req, failed); err != nil {
-		return false
-	}
-	st, again, err := w.endOperation(ctx, req.ID, &req, failed.Message)
-	if err != nil || w.publishOutcome(ctx, st, again) != nil {
-		return false
-	}
-	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
-	_ = msg.TermWithReason(string(failed.Code))
-	return true
-}
-
-// abandon ends the operation of a wake-up that keeps failing with an
-// internal_error event, so that it does not stay waiting forever.
-func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
-	var wk wake
-	_ = json.Unmarshal(msg.Data(), &wk)
-	log := w.log.With("request_id", messages.IDToken(wk.ID))
-	st, again, err := w.endOperation(ctx, wk.ID, nil, reason)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadState) {
-		log.ErrorContext(ctx, "abandon: no usable state; dropping the wake-up", "error", err)
-		_ = msg.Term()
-		return
-	}
-	if err == nil {
-		err = w.publishOutcome(ctx, st, again)
-	}
-	if err != nil {
-		log.ErrorContext(ctx, "abandon", "error", err)
-		w.nakLater(msg)
-		return
-	}
-	log.ErrorContext(ctx, "operation abandoned", "error", reason)
-	_ = msg.Term()
-}
-
-// endOperation ends the operation of request id through the machine's
-// Abandon, and returns its final state, and whether it had ended before.
-// With req, an operation that was never stored is stored failed.
-func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*operation.State, bool, error) {
-	entry, err := w.kv.Get(ctx, id)
-	for range maxRedecide { // another worker may change it meanwhile
-		var (
-			cur *operation.State
-			rev uint64
-		)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound) && req != nil:
-		case err != nil:
-			return nil, false, err
-		default:
-			st, derr := decode(entry)
-			if derr != nil {
-				return nil, false, derr
-			}
-			cur, rev = &st, entry.Revision()
-		}
-		step := w.machine.Abandon(cur, req, reason, traceOf(ctx), w.now())
-		if step.Next == nil {
-			return cur, true, nil // it had ended
-		}
-		_, found, perr := w.put(ctx, step.Next, rev)
-		switch {
-		case errors.Is(perr, errConflict) && found != nil:
-			entry, err = found, nil
-			continue
-		case errors.Is(perr, errConflict):
-			entry, err = nil, jetstream.ErrKeyNotFound // the entry is gone
-			continue
-		case perr != nil:
-			return nil, false, perr
-		}
-		w.m.ended(ctx, step.Next)
-		return step.Next, false, nil
-	}
-	return nil, false, fmt.Errorf("the state of %s kept changing", id)
-}
