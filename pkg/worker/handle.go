@@ -131,6 +131,11 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		}
 		switch step.Action {
 		case operation.Call:
+			// Acting until the answer is stored: another delivery of this
+			// operation in this process must not take the claim for an
+			// orphan meanwhile.
+			w.calls.Store(cur.Request.ID, struct{}{})
+			defer w.calls.Delete(cur.Request.ID)
 			var ok bool
 			if step, ok = w.call(ctx, msg, cur, log); !ok {
 				return nil
@@ -166,8 +171,6 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 // machine's step for its answer. It returns false when the shutdown cut
 // the call off; the message is then taken care of.
 func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State, log *slog.Logger) (operation.Step, bool) {
-	w.calls.Store(st.Request.ID, struct{}{})
-	defer w.calls.Delete(st.Request.ID)
 	client, _ := w.client(st.Request)
 	// Later calls continue the trace from this attempt.
 	tr := traceOf(ctx)
