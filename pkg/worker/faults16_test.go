@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/azbilling/worker/internal/config"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/emulator"
@@ -104,18 +102,7 @@ func TestPoisonIDsNeverReachSubjects(t *testing.T) {
 func TestConnectionClosedStopsWorker(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	nc, err := nats.Connect(b.stack.Config.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	profiles, err := b.stack.Config.AzureProfiles(config.AzureDeps{Transport: b.emu.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(b.stack.Config.Worker(), nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, nc := b.ownWorker()
 	h := w.Health()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background()) }()

@@ -18,6 +18,7 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/worker"
 )
 
 // testBundle is one stack (embedded NATS, emulator, worker) and a watcher
@@ -200,4 +201,24 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// ownWorker returns a worker of the stack's configuration on a connection
+// of its own (closed at the end of the test), not yet running.
+func (b *testBundle) ownWorker() (*worker.Worker, *nats.Conn) {
+	b.t.Helper()
+	nc, err := nats.Connect(b.stack.Config.NATSURL)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(nc.Close)
+	profiles, err := b.stack.Config.AzureProfiles(config.AzureDeps{Transport: b.emu.Client()})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	w, err := worker.New(b.stack.Config.Worker(), nc, profiles, slog.New(slog.NewTextHandler(testWriter{b.t}, nil)))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return w, nc
 }

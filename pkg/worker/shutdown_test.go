@@ -2,20 +2,14 @@ package worker_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/internal/config"
-
-	"github.com/nats-io/nats.go"
-
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
 )
 
 func probe(t *testing.T, h http.Handler, path string) int {
@@ -30,23 +24,11 @@ func probe(t *testing.T, h http.Handler, path string) int {
 func TestReadinessAndDrain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	nc, err := nats.Connect(b.stack.Config.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	profiles, err := b.stack.Config.AzureProfiles(config.AzureDeps{Transport: b.emu.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The stack's own worker is stopped, so this one takes the request.
 	if err := b.stack.StopWorker(0); err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(b.stack.Config.Worker(), nc, profiles, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _ := b.ownWorker()
 	h := w.Health()
 	if code := probe(t, h, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("ready before Run: %d", code)
