@@ -23,6 +23,7 @@ type immediateRow struct {
 	label      string
 	conc, n    int
 	delay      time.Duration // Azure's answer time
+	burst      bool          // the burst row
 	worker     float64       // requests/s, publish to completion event
 	raw        float64       // raw JetStream: publish to consume+ack, same payload
 	rawPublish float64       // raw JetStream: async publish only
@@ -44,16 +45,7 @@ func runImmediate(ctx context.Context, o options, r *report) (*immediateResults,
 	r.printf("| worker concurrency | requests | worker req/s (cores busy) | raw JetStream req/s (publish only) | azcore loop req/s (cores busy) | worker / raw | worker / loop |\n")
 	r.printf("|---|---|---|---|---|---|---|\n")
 	res := &immediateResults{}
-	var rows []immediateRow
-	for _, c := range o.levels {
-		rows = append(rows, immediateRow{label: fmt.Sprint(c), conc: c, n: o.levelN})
-	}
-	rows = append(rows, immediateRow{label: fmt.Sprintf("%d (burst)", o.burstConc), conc: o.burstConc, n: o.burstN})
-	if o.latency > 0 {
-		rows = append(rows, immediateRow{label: fmt.Sprintf("%d, Azure answering in %s", o.latencyConc, o.latency),
-			conc: o.latencyConc, n: o.latencyN, delay: o.latency})
-	}
-	for _, row := range rows {
+	for _, row := range immediateRows(o) {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
@@ -85,7 +77,6 @@ func runImmediate(ctx context.Context, o options, r *report) (*immediateResults,
 				best = row
 			}
 		}
-		burst := instant[len(instant)-1]
 		r.goal(best.worker >= 10000, "immediate path >= 10,000 req/s: best %s req/s (concurrency %d)", thousands(best.worker), best.conc)
 		allHalf := true
 		for _, row := range instant {
@@ -93,10 +84,34 @@ func runImmediate(ctx context.Context, o options, r *report) (*immediateResults,
 		}
 		r.goal(allHalf, "worker >= half the azcore loop's rate at every concurrency (Azure answering at once): worker/loop %s",
 			ratios(instant, func(row immediateRow) float64 { return row.worker / row.loop }))
-		r.printf("\nBurst of %s at concurrency %d: worker %s req/s = %.0f%% of the raw JetStream ceiling, %.0f%% of the azcore loop.\n",
-			thousands(float64(burst.n)), burst.conc, thousands(burst.worker), 100*burst.worker/burst.raw, 100*burst.worker/burst.loop)
+		for _, burst := range instant {
+			if burst.burst {
+				r.printf("\nBurst of %s at concurrency %d: worker %s req/s = %.0f%% of the raw JetStream ceiling, %.0f%% of the azcore loop.\n",
+					thousands(float64(burst.n)), burst.conc, thousands(burst.worker), 100*burst.worker/burst.raw, 100*burst.worker/burst.loop)
+			}
+		}
 	}
 	return res, nil
+}
+
+// immediateRows are the rows the options ask for: one per concurrency
+// level, the burst, the row with Azure answering late. A count of 0 leaves
+// its rows out (-burst-n 0: no burst); nothing runs with 0 requests.
+func immediateRows(o options) []immediateRow {
+	var rows []immediateRow
+	if o.levelN > 0 {
+		for _, c := range o.levels {
+			rows = append(rows, immediateRow{label: fmt.Sprint(c), conc: c, n: o.levelN})
+		}
+	}
+	if o.burstN > 0 {
+		rows = append(rows, immediateRow{label: fmt.Sprintf("%d (burst)", o.burstConc), conc: o.burstConc, n: o.burstN, burst: true})
+	}
+	if o.latency > 0 && o.latencyN > 0 {
+		rows = append(rows, immediateRow{label: fmt.Sprintf("%d, Azure answering in %s", o.latencyConc, o.latency),
+			conc: o.latencyConc, n: o.latencyN, delay: o.latency})
+	}
+	return rows
 }
 
 func ratios(rows []immediateRow, f func(immediateRow) float64) string {
@@ -111,6 +126,11 @@ func ratios(rows []immediateRow, f func(immediateRow) float64) string {
 }
 
 func immediateRowRun(ctx context.Context, o options, row *immediateRow) error {
+	if row.n < 1 {
+		// No run to time: the raw JetStream consumer would wait for a
+		// last ack that never comes.
+		return fmt.Errorf("%d requests: nothing to measure", row.n)
+	}
 	b, err := startBench(ctx, o.dir, fmt.Sprintf("imm%d", row.conc), row.conc, []emulator.Reply{emulator.OK().After(row.delay)}, nil)
 	if err != nil {
 		return err

@@ -92,6 +92,81 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	if o.dir == "" {
+		dir, err := os.MkdirTemp("", "billing-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.dir = dir
+	}
+	if o.profileOut == "" {
+		o.profileOut = filepath.Join(o.dir, "profile")
+	}
+
+	r := newReport()
+	r.header(o)
+	want := func(part string) bool { return o.only == "" || o.only == part }
+	var errs []error
+	do := func(part string, f func() error) {
+		if !want(part) || ctx.Err() != nil {
+			return
+		}
+		if why := o.skipped(part); why != "" {
+			// A count of 0 leaves the part out; it is not a failure.
+			progress("%s skipped (%s)", part, why)
+			r.printf("\n(%s skipped: %s)\n", part, why)
+			return
+		}
+		start := time.Now()
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", part, err))
+			r.printf("\n!! %s failed: %v\n", part, err)
+		}
+		progress("%s done in %s", part, time.Since(start).Round(time.Second))
+	}
+	var imm *immediateResults
+	do("immediate", func() (err error) { imm, err = runImmediate(ctx, o, r); return err })
+	do("polling", func() error { return runPolling(ctx, o, r) })
+	do("waiting", func() error { return runWaiting(ctx, o, r) })
+	do("profile", func() error { return runProfile(ctx, o, r) })
+	r.goals(imm)
+	if ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+// skipped says why a part does not run with these counts ("" when it
+// does): a count of 0 leaves out what it counts.
+func (o options) skipped(part string) string {
+	switch part {
+	case "immediate":
+		if len(immediateRows(o)) == 0 {
+			return "-level-n, -burst-n and -latency-n are 0"
+		}
+	case "polling":
+		if o.pollN == 0 {
+			return "-poll-n 0"
+		}
+	case "waiting":
+		if o.waitN == 0 {
+			return "-wait-n 0"
+		}
+	case "profile":
+		if o.profileN == 0 {
+			return "-profile-n 0"
+		}
+	}
+	return ""
+}
+
+// parseOptions reads the command line.
+func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile] [sizes]\n\n"+
@@ -104,33 +179,33 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting or profile")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
-	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level")
-	fs.IntVar(&o.burstN, "burst-n", 50000, "immediate path: requests of the burst")
+	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
+	fs.IntVar(&o.burstN, "burst-n", 50000, "immediate path: requests of the burst (0: no burst)")
 	fs.IntVar(&o.burstConc, "burst-concurrency", 16, "immediate path: worker concurrency of the burst")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "immediate path: an extra row with Azure answering after this long (0: none)")
 	fs.IntVar(&o.latencyConc, "latency-concurrency", 64, "immediate path: worker concurrency of the latency row")
-	fs.IntVar(&o.latencyN, "latency-n", 5000, "immediate path: requests of the latency row")
+	fs.IntVar(&o.latencyN, "latency-n", 5000, "immediate path: requests of the latency row (0: no latency row)")
 	fs.IntVar(&o.repeat, "repeat", 3, "immediate path: runs of each figure; the median is reported")
-	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations")
+	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations (0: skip the polling part)")
 	fs.DurationVar(&o.pollWait, "poll-retry-after", 2*time.Second, "polling path: Retry-After of each 202 (whole seconds)")
 	fs.IntVar(&o.pollConc, "poll-concurrency", 64, "polling path: worker concurrency")
-	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once")
+	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once (0: skip the waiting part)")
 	fs.DurationVar(&o.waitAfter, "wait-retry-after", 60*time.Second, "waiting: their Retry-After (whole seconds)")
 	fs.IntVar(&o.waitConc, "wait-concurrency", 64, "waiting: worker concurrency (and the azcore process's connection limit)")
 	fs.BoolVar(&o.pollers, "wait-pollers", true, "waiting: also measure wait-n azcore pollers in one process")
-	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run")
+	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run (0: skip the profile)")
 	fs.IntVar(&o.profileConc, "profile-concurrency", 16, "profile: worker concurrency")
 	fs.StringVar(&o.profileOut, "profile-out", filepath.Join(os.TempDir(), "billing-bench"), "profile: file prefix of the CPU and allocation profiles")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	for _, s := range strings.Split(levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return fmt.Errorf("-levels: %q is not a positive number", s)
+			return o, fmt.Errorf("-levels: %q is not a positive number", s)
 		}
 		o.levels = append(o.levels, n)
 	}
@@ -159,49 +234,25 @@ func run(ctx context.Context, args []string) error {
 	switch o.only {
 	case "", "immediate", "polling", "waiting", "profile":
 	default:
-		return fmt.Errorf("-only %q: want immediate, polling, waiting or profile", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting or profile", o.only)
 	}
 	if o.pollWait%time.Second != 0 || o.waitAfter%time.Second != 0 || o.pollWait <= 0 || o.waitAfter <= 0 {
-		return errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
+		return o, errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
 	}
-
-	if o.dir == "" {
-		dir, err := os.MkdirTemp("", "billing-bench-")
-		if err != nil {
-			return err
+	// A count of 0 leaves out what it counts (a row of the immediate
+	// path, or a whole part); a negative one is a mistake.
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}} {
+		if c.n < 0 {
+			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
-		defer os.RemoveAll(dir)
-		o.dir = dir
 	}
-	if o.profileOut == "" {
-		o.profileOut = filepath.Join(o.dir, "profile")
+	if o.repeat < 1 {
+		return o, fmt.Errorf("-repeat: %d, want at least 1", o.repeat)
 	}
-
-	r := newReport()
-	r.header(o)
-	want := func(part string) bool { return o.only == "" || o.only == part }
-	var errs []error
-	do := func(part string, f func() error) {
-		if !want(part) || ctx.Err() != nil {
-			return
-		}
-		start := time.Now()
-		if err := f(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", part, err))
-			r.printf("\n!! %s failed: %v\n", part, err)
-		}
-		progress("%s done in %s", part, time.Since(start).Round(time.Second))
-	}
-	var imm *immediateResults
-	do("immediate", func() (err error) { imm, err = runImmediate(ctx, o, r); return err })
-	do("polling", func() error { return runPolling(ctx, o, r) })
-	do("waiting", func() error { return runWaiting(ctx, o, r) })
-	do("profile", func() error { return runProfile(ctx, o, r) })
-	r.goals(imm)
-	if ctx.Err() != nil {
-		errs = append(errs, ctx.Err())
-	}
-	return errors.Join(errs...)
+	return o, nil
 }
 
 // progress reports what the run is doing on stderr; the results go to
