@@ -151,6 +151,7 @@ func immediateRowRun(ctx context.Context, o options, row *immediateRow) error {
 	// figure is the median of its runs: a noisy moment does not decide a
 	// ratio.
 	var worker, workerCPU, raw, rawPub, loopRate, loopCPU []float64
+	var pauses []string // the worker's longest pause between two Azure calls, each run
 	for rep := range o.repeat {
 		tag := fmt.Sprintf("i%dn%dd%dr%d", row.conc, row.n, row.delay.Milliseconds(), rep)
 		batch, err := newBatch(b.s.Client.Layout(), tag, row.n)
@@ -170,6 +171,7 @@ func immediateRowRun(ctx context.Context, o options, row *immediateRow) error {
 		if err := checkOneCall(b.s.Emulator, batch); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
+		pauses = append(pauses, longestPause(b.s.Emulator.Calls()).Round(time.Millisecond).String())
 
 		// The raw JetStream ceiling on the same server.
 		e2e, pub, err := rawJetStream(ctx, b.s.NATS.ClientURL(), batch)
@@ -193,7 +195,7 @@ func immediateRowRun(ctx context.Context, o options, row *immediateRow) error {
 	}
 	row.worker, row.workerCPU, row.raw, row.rawPublish = median(worker), median(workerCPU), median(raw), median(rawPub)
 	row.loop, row.loopCPU = median(loopRate), median(loopCPU)
-	row.runs = fmt.Sprintf("worker %s; loop %s", list(worker), list(loopRate))
+	row.runs = fmt.Sprintf("worker %s (longest pause between two Azure calls: %s); loop %s", list(worker), strings.Join(pauses, ", "), list(loopRate))
 	return nil
 }
 
@@ -215,6 +217,22 @@ func list(v []float64) string {
 		out[i] = thousands(x)
 	}
 	return strings.Join(out, ", ")
+}
+
+// longestPause is the longest time between two consecutive Azure calls of
+// a run: a run slowed by one stall (the worker waiting on nothing while
+// requests are queued) shows it here, where its rate only looks low.
+func longestPause(calls []emulator.Call) time.Duration {
+	ts := make([]time.Time, len(calls))
+	for i, c := range calls {
+		ts[i] = c.Time
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	var longest time.Duration
+	for i := 1; i < len(ts); i++ {
+		longest = max(longest, ts[i].Sub(ts[i-1]))
+	}
+	return longest
 }
 
 // checkOneCall verifies that each request of the batch made exactly one

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // A count of 0 leaves its rows out of the immediate path.
@@ -67,5 +69,16 @@ func TestZeroCountsSkipParts(t *testing.T) {
 		if err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
+	}
+}
+
+func TestLongestPause(t *testing.T) {
+	t0 := time.Now()
+	calls := []emulator.Call{{Time: t0.Add(3 * time.Millisecond)}, {Time: t0}, {Time: t0.Add(30 * time.Second)}, {Time: t0.Add(time.Millisecond)}}
+	if got := longestPause(calls); got != 30*time.Second-3*time.Millisecond {
+		t.Errorf("longestPause = %s, want 29.997s", got)
+	}
+	if got := longestPause(nil); got != 0 {
+		t.Errorf("longestPause(nil) = %s, want 0", got)
 	}
 }
