@@ -25,6 +25,7 @@ import (
 	"github.com/azbilling/worker/internal/config"
 
 	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/version"
 	"github.com/azbilling/worker/pkg/telemetry"
 	"github.com/azbilling/worker/pkg/worker"
 )
@@ -50,7 +51,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	envErr := cfg.Bind(fs, lookup)
 	dev := fs.Bool("dev", false, "development mode: embedded NATS, the Azure Billing emulator, sample requests")
 	devExit := fs.Bool("dev-exit", false, "with -dev: exit once the sample requests have ended")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		_, err := fmt.Fprintln(stdout, version.String())
 		return err
 	}
 	if envErr != nil {
