@@ -23,10 +23,62 @@ const (
 	HeaderOrigSubject = "Billing-Original-Subject"
 	HeaderOrigSeq     = "Billing-Original-Sequence"
 	HeaderOrigMsgID   = "Billing-Original-Msg-Id"
+	// HeaderExpectedStream marks a stored event sent again to live
+	// subscribers only (see README.md, Resubmitting a request).
+	HeaderExpectedStream = "Nats-Expected-Stream"
+	// W3C trace context, on requests and events (written in lower case,
+	// read in either case).
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
+	// CloudEvents 1.0 attributes of an event, in binary content mode (the
+	// NATS protocol binding: each attribute a header, the body the data).
+	HeaderCESpecVersion = "ce-specversion"
+	HeaderCEID          = "ce-id"
+	HeaderCEType        = "ce-type"
+	HeaderCESource      = "ce-source"
+	HeaderCETime        = "ce-time"
+	HeaderCEDataSchema  = "ce-dataschema"
+	HeaderContentType   = "content-type"
 	// Outcomes, the third token of an event subject.
 	OutcomeCompleted = "completed"
 	OutcomeFailed    = "failed"
 )
+
+// CloudEvents attribute values of the events.
+const (
+	// CloudEventsSpecVersion is the ce-specversion of every event.
+	CloudEventsSpecVersion = "1.0"
+	// CloudEventTypeCompleted and CloudEventTypeFailed are the ce-type of
+	// a completion and of a failure event.
+	CloudEventTypeCompleted = "com.azbilling.worker.download.completed"
+	CloudEventTypeFailed    = "com.azbilling.worker.download.failed"
+	// ContentTypeJSON is the content-type of every event.
+	ContentTypeJSON = "application/json"
+	// SchemaIDRequest, SchemaIDCompleted and SchemaIDFailed are the $id of
+	// the JSON Schemas in the schema folder; an event's ce-dataschema is its
+	// schema's.
+	SchemaIDRequest   = "urn:billing-worker:schema:request:v1"
+	SchemaIDCompleted = "urn:billing-worker:schema:completed:v1"
+	SchemaIDFailed    = "urn:billing-worker:schema:failed:v1"
+)
+
+// CloudEventType returns the ce-type of an event with outcome
+// (OutcomeCompleted or OutcomeFailed).
+func CloudEventType(outcome string) string {
+	if outcome == OutcomeCompleted {
+		return CloudEventTypeCompleted
+	}
+	return CloudEventTypeFailed
+}
+
+// DataSchema returns the ce-dataschema of an event with outcome: the $id
+// of its JSON Schema.
+func DataSchema(outcome string) string {
+	if outcome == OutcomeCompleted {
+		return SchemaIDCompleted
+	}
+	return SchemaIDFailed
+}
 
 // Layout names the subjects, streams and bucket under one prefix.
 type Layout struct{ Prefix string }
@@ -94,6 +146,10 @@ func (s Layout) Polls() string { return s.Prefix + ".internal.polls" }
 // Schedule is the worker's internal subject holding the one pending
 // schedule of a request.
 func (s Layout) Schedule(id string) string { return s.Prefix + ".internal.schedules." + IDToken(id) }
+
+// CloudEventSource is the ce-source of the events published under the
+// layout's prefix: /billing-worker/<prefix>.
+func (s Layout) CloudEventSource() string { return "/billing-worker/" + s.Prefix }
 
 // Internal is the filter of the worker's internal subjects.
 func (s Layout) Internal() string { return s.Prefix + ".internal.>" }

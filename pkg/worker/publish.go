@@ -148,6 +148,17 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 	m.Header.Set(messages.HeaderRequestID, messages.IDToken(id))
 	m.Header.Set(messages.HeaderKind, messages.KindToken(kind))
 	m.Header.Set(messages.HeaderOutcome, outcome)
+	// CloudEvents 1.0 in binary content mode: the attributes as headers,
+	// the event as the data. ce-id is the message id, unique per event.
+	m.Header.Set(messages.HeaderCESpecVersion, messages.CloudEventsSpecVersion)
+	m.Header.Set(messages.HeaderCEID, msgID)
+	m.Header.Set(messages.HeaderCEType, messages.CloudEventType(outcome))
+	m.Header.Set(messages.HeaderCESource, w.subj.CloudEventSource())
+	if at := eventTime(ev); !at.IsZero() {
+		m.Header.Set(messages.HeaderCETime, at.UTC().Format(time.RFC3339Nano))
+	}
+	m.Header.Set(messages.HeaderContentType, messages.ContentTypeJSON)
+	m.Header.Set(messages.HeaderCEDataSchema, messages.DataSchema(outcome))
 	ctx, span := w.startSend(ctx, w.subj.Prefix+".events."+outcome, m.Subject)
 	defer span.End()
 	span.SetAttributes(attrRequestID.String(messages.IDToken(id)), kindAttr(kind), semconv.MessagingMessageID(msgID))
@@ -157,6 +168,25 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 		return fmt.Errorf("publish %s event: %w", outcome, err)
 	}
 	return nil
+}
+
+// eventTime is when the event happened: its completedAt or failedAt.
+func eventTime(ev any) time.Time {
+	switch e := ev.(type) {
+	case *messages.Completed:
+		if e != nil {
+			return e.CompletedAt
+		}
+	case messages.Completed:
+		return e.CompletedAt
+	case *messages.Failed:
+		if e != nil {
+			return e.FailedAt
+		}
+	case messages.Failed:
+		return e.FailedAt
+	}
+	return time.Time{}
 }
 
 // maxHeaderText bounds the error text copied into a dead letter's header.
