@@ -3,8 +3,10 @@ package messages_test
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,18 +46,24 @@ func validate(s *jsonschema.Schema, data []byte) error {
 	return s.Validate(inst)
 }
 
+// checkedSchemas are the schemas these tests hold to the Go types, with
+// their $id and the Go type of their documents. The AsyncAPI document may
+// reference only these (asyncapi_test.go).
+var checkedSchemas = []struct {
+	file string
+	id   string
+	typ  reflect.Type
+}{
+	{"request.schema.json", messages.SchemaIDRequest, reflect.TypeFor[messages.Request]()},
+	{"completed.schema.json", messages.SchemaIDCompleted, reflect.TypeFor[messages.Completed]()},
+	{"failed.schema.json", messages.SchemaIDFailed, reflect.TypeFor[messages.Failed]()},
+}
+
 // The schemas name exactly the fields of the Go types, with the same
 // required ones, all the way down.
 func TestSchemasMatchGoTypes(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		file string
-		typ  reflect.Type
-	}{
-		{"request.schema.json", reflect.TypeFor[messages.Request]()},
-		{"completed.schema.json", reflect.TypeFor[messages.Completed]()},
-		{"failed.schema.json", reflect.TypeFor[messages.Failed]()},
-	} {
+	for _, c := range checkedSchemas {
 		_, doc := compile(t, c.file)
 		compareType(t, c.file, doc, doc, c.typ)
 	}
@@ -223,4 +231,92 @@ func mustMarshal(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Every schema is embedded and checked, and its $id is the constant that
+// events name in ce-dataschema.
+func TestSchemaIDs(t *testing.T) {
+	t.Parallel()
+	files, err := fs.Glob(messages.Schemas, "schema/*.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checked []string
+	for _, c := range checkedSchemas {
+		checked = append(checked, "schema/"+c.file)
+		_, doc := compile(t, c.file)
+		if doc["$id"] != c.id {
+			t.Errorf("%s: $id %v, want %s", c.file, doc["$id"], c.id)
+		}
+	}
+	if !reflect.DeepEqual(sorted(files), sorted(checked)) {
+		t.Errorf("embedded schemas %v, checked %v", files, checked)
+	}
+	if messages.DataSchema(messages.OutcomeCompleted) != messages.SchemaIDCompleted || messages.DataSchema(messages.OutcomeFailed) != messages.SchemaIDFailed {
+		t.Error("DataSchema names the wrong schema")
+	}
+}
+
+// Every property of every schema says what it is (the conditions of an
+// if/then only restate properties described elsewhere).
+func TestSchemaPropertiesDescribed(t *testing.T) {
+	t.Parallel()
+	for _, c := range checkedSchemas {
+		_, doc := compile(t, c.file)
+		var walk func(path string, node any)
+		walk = func(path string, node any) {
+			switch n := node.(type) {
+			case map[string]any:
+				if props, ok := n["properties"].(map[string]any); ok {
+					for name, p := range props {
+						if d, _ := p.(map[string]any)["description"].(string); strings.TrimSpace(d) == "" {
+							t.Errorf("%s: %s/properties/%s has no description", c.file, path, name)
+						}
+					}
+				}
+				for k, v := range n {
+					switch k {
+					case "if", "then", "else", "examples", "const", "enum":
+						continue
+					}
+					walk(path+"/"+k, v)
+				}
+			case []any:
+				for i, v := range n {
+					walk(path+"/"+strconv.Itoa(i), v)
+				}
+			}
+		}
+		walk("#", doc)
+	}
+}
+
+// Every schema has examples; each validates against its schema and decodes
+// into the Go type (a request passes DecodeRequest).
+func TestSchemaExamplesValidate(t *testing.T) {
+	t.Parallel()
+	for _, c := range checkedSchemas {
+		s, doc := compile(t, c.file)
+		examples, _ := doc["examples"].([]any)
+		if len(examples) == 0 {
+			t.Errorf("%s: no examples", c.file)
+		}
+		for i, ex := range examples {
+			data := mustMarshal(t, ex)
+			if err := validate(s, data); err != nil {
+				t.Errorf("%s: example %d: %v", c.file, i, err)
+			}
+			if c.typ == reflect.TypeFor[messages.Request]() {
+				if _, err := messages.DecodeRequest(data, 0); err != nil {
+					t.Errorf("%s: example %d: %v", c.file, i, err)
+				}
+				continue
+			}
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(reflect.New(c.typ).Interface()); err != nil {
+				t.Errorf("%s: example %d: %v", c.file, i, err)
+			}
+		}
+	}
 }
