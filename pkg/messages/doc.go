@@ -4,8 +4,10 @@
 // and the validation every request passes before any Azure call.
 //
 // The package imports neither NATS nor Azure code, so that upstream systems in
-// Go can depend on it alone; systems in other languages use the JSON Schemas in
-// the schema folder (embedded here as Schemas) and README.md.
+// Go can depend on it alone; systems in other languages use the AsyncAPI
+// document docs/asyncapi.json (subjects, streams, headers, operations), the
+// JSON Schemas in the schema folder (embedded here as Schemas) it references,
+// and README.md.
 //
 // All three documents carry a "version" (currently 1). A consumer must ignore
 // fields it does not know in events; the worker rejects unknown fields in

@@ -13,7 +13,7 @@ import (
 const (
 	// DefaultPrefix is the first token of every subject.
 	DefaultPrefix = "billing"
-	// Headers.
+	// Headers; docs/asyncapi.json documents every one (a test checks it).
 	HeaderMsgID       = "Nats-Msg-Id"
 	HeaderRequestID   = "Billing-Request-Id"
 	HeaderKind        = "Billing-Kind"
