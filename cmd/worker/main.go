@@ -70,6 +70,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if err != nil {
 		return err
 	}
+	// Log lines go to stderr and, when logs are exported, over OTLP too.
+	log = slog.New(tel.LogHandler(log.Handler()))
 	// Flush telemetry last, with a fresh timeout: ctx is done by then.
 	defer func() {
 		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	deps := config.AzureDeps{}
+	deps := config.AzureDeps{Metering: tel.MeterProvider}
 	if tel.Enabled() {
 		deps.Tracing = tel.TracerProvider
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/azauth"
@@ -15,10 +16,12 @@ import (
 )
 
 // AzureDeps are what the Azure clients are built with besides the
-// configuration: a transport (nil: azcore's default) and a tracing provider.
+// configuration: a transport (nil: azcore's default), a tracing provider
+// and a meter provider (http.client.request.duration; nil: none).
 type AzureDeps struct {
 	Transport policy.Transporter
 	Tracing   trace.TracerProvider
+	Metering  metric.MeterProvider
 }
 
 // ProfileSet returns the credential profiles the configuration describes:
@@ -63,6 +66,7 @@ func (c *Config) AzureProfiles(deps AzureDeps) (worker.Profiles, error) {
 		client, err := billing.NewClient(cred, billing.Options{
 			Endpoint: cl.ARMEndpoint, Audience: cl.Audience, AllowHTTP: c.AllowHTTP,
 			Timeout: c.HTTPTimeout, Transport: deps.Transport, TracerProvider: deps.Tracing,
+			MeterProvider: deps.Metering,
 		})
 		if err != nil {
 			return worker.Profiles{}, fmt.Errorf("profile %s: %w", name, err)

@@ -67,7 +67,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if !tel.Enabled() {
 		tracer = sdktrace.NewTracerProvider().Tracer("github.com/azbilling/worker/internal/devstack")
 	}
-	var deps config.AzureDeps
+	deps := config.AzureDeps{Metering: tel.MeterProvider}
 	if tel.Enabled() {
 		deps.Tracing = tel.TracerProvider
 	}

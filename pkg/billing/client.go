@@ -13,9 +13,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/telemetry"
 )
 
 // Defaults of Options.
@@ -46,6 +48,9 @@ type Options struct {
 	Transport policy.Transporter
 	// TracerProvider receives a client span per HTTP call (default none).
 	TracerProvider trace.TracerProvider
+	// MeterProvider receives http.client.request.duration for every HTTP
+	// call sent (default none).
+	MeterProvider metric.MeterProvider
 }
 
 // Client calls the five operations on one ARM endpoint with one credential.
@@ -91,12 +96,20 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	if opts.TracerProvider != nil {
 		perCall = append(perCall, tracePolicy{tracer: opts.TracerProvider.Tracer(tracerName)})
 	}
+	perRetry := []policy.Policy{bearer}
+	if opts.MeterProvider != nil {
+		d, err := telemetry.NewClientDuration(opts.MeterProvider, tracerName)
+		if err != nil {
+			return nil, fmt.Errorf("billing: metrics: %w", err)
+		}
+		perRetry = append(perRetry, metricPolicy{d})
+	}
 	clientOpts := &policy.ClientOptions{
 		Transport: opts.Transport,
 		// Waiting belongs to the queue: one try per call, never a sleep.
 		Retry:            policy.RetryOptions{MaxRetries: -1},
 		PerCallPolicies:  perCall,
-		PerRetryPolicies: []policy.Policy{bearer},
+		PerRetryPolicies: perRetry,
 		Logging: policy.LogOptions{
 			// Not Location: a refused one could carry user info or a signature.
 			AllowedHeaders:     []string{"Retry-After", "x-ms-ratelimit-microsoft.consumption-retry-after", "retry-after-ms", "x-ms-retry-after-ms"},
@@ -139,7 +152,7 @@ func (c *Client) Start(ctx context.Context, kind messages.Kind, p messages.Param
 	if err != nil {
 		return nil, fmt.Errorf("billing: build URL: %w", err)
 	}
-	return c.do(ctx, op, op.Method, u, op.Body(p), true)
+	return c.do(withKind(ctx, kind), op, op.Method, u, op.Body(p), true)
 }
 
 // Poll GETs a Location handed back by an earlier 202 of operation kind. The
@@ -153,7 +166,7 @@ func (c *Client) Poll(ctx context.Context, kind messages.Kind, location string) 
 	if err != nil {
 		return nil, err
 	}
-	return c.do(ctx, op, http.MethodGet, u, nil, false)
+	return c.do(withKind(ctx, kind), op, http.MethodGet, u, nil, false)
 }
 
 func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.URL, body any, start bool) (*Response, error) {

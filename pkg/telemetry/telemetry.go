@@ -1,7 +1,8 @@
 // Package telemetry sets up OpenTelemetry for the worker and its tools from
 // the standard OTEL_* environment variables, carries W3C trace context in
-// NATS headers, adds trace ids to slog lines, and defines the worker's
-// metrics.
+// NATS headers, adds trace ids to slog lines, sends the slog lines over
+// OTLP too when logs are exported, and defines the Azure call latency
+// histogram (http.client.request.duration).
 //
 // Telemetry is off unless configured: with no OTEL_*_EXPORTER and no OTLP
 // endpoint set, the providers are OpenTelemetry's no-op ones, which cost
@@ -17,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -24,9 +27,11 @@ import (
 	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -44,6 +49,12 @@ type Telemetry struct {
 	// Metrics serves the Prometheus exposition format when
 	// OTEL_METRICS_EXPORTER includes "prometheus"; nil otherwise.
 	Metrics http.Handler
+	// LoggerProvider receives the slog lines (LogHandler) when
+	// OTEL_LOGS_EXPORTER is otlp; nil otherwise.
+	LoggerProvider otellog.LoggerProvider
+
+	service string
+	tracing bool
 
 	shutdown []func(context.Context) error
 }
@@ -64,7 +75,9 @@ func Noop() *Telemetry {
 //	                       endpoint is set, none otherwise
 //	OTEL_METRICS_EXPORTER  comma-separated otlp, prometheus, console, none;
 //	                       same default
-//	OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT,
+//	OTEL_LOGS_EXPORTER     otlp or none; same default (the lines always go
+//	                       to the process's own log as well: LogHandler)
+//	OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT,
 //	OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf or grpc; default http/protobuf),
 //	OTEL_EXPORTER_OTLP_HEADERS ... as the OTLP exporters read them
 //	OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES   the resource
@@ -75,9 +88,11 @@ func Noop() *Telemetry {
 // service names the service when OTEL_SERVICE_NAME does not.
 func Setup(ctx context.Context, service string, getenv func(string) string) (*Telemetry, error) {
 	t := Noop()
+	t.service = service
 	traces := exporters(getenv, "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	metrics := exporters(getenv, "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-	if len(traces) == 0 && len(metrics) == 0 {
+	logs := exporters(getenv, "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+	if len(traces) == 0 && len(metrics) == 0 && len(logs) == 0 {
 		return t, nil
 	}
 	res, err := resource.New(ctx,
@@ -122,6 +137,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 		}
 		tp := sdktrace.NewTracerProvider(opts...) // the sampler comes from OTEL_TRACES_SAMPLER
 		t.TracerProvider = tp
+		t.tracing = true
 		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
 
@@ -162,6 +178,32 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 		t.MeterProvider = mp
 		t.shutdown = append(t.shutdown, mp.Shutdown)
 	}
+
+	if len(logs) > 0 {
+		opts := []sdklog.LoggerProviderOption{sdklog.WithResource(res)}
+		for _, name := range logs {
+			var exp sdklog.Exporter
+			switch name {
+			case "otlp":
+				if protocol("LOGS") == "grpc" {
+					exp, err = otlploggrpc.New(ctx)
+				} else {
+					exp, err = otlploghttp.New(ctx)
+				}
+			default:
+				// console would repeat what LogHandler's own handler prints.
+				err = fmt.Errorf("OTEL_LOGS_EXPORTER %q is not otlp or none", name)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("log exporter: %w", err)
+			}
+			opts = append(opts, sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)))
+		}
+		lp := sdklog.NewLoggerProvider(opts...)
+		t.LoggerProvider = lp
+		// Last: what the other providers' shutdown logs still goes out.
+		t.shutdown = append(t.shutdown, lp.Shutdown)
+	}
 	return t, nil
 }
 
@@ -198,4 +240,4 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 }
 
 // Enabled reports whether spans are recorded.
-func (t *Telemetry) Enabled() bool { return len(t.shutdown) > 0 }
+func (t *Telemetry) Enabled() bool { return t.tracing }
