@@ -1,0 +1,67 @@
+package client_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
+)
+
+func TestStatesAndDeadLetterCount(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := devstack.Start(devstack.Options{Dir: t.TempDir(), Emulator: emulator.Options{Default: []emulator.Reply{emulator.OK()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if n, err := s.Client.DeadLetterCount(ctx); n != 0 || err != nil {
+		t.Errorf("dead letters of a new stack: %d, %v", n, err)
+	}
+	if states, _, complete, err := s.Client.States(ctx, 0); len(states) != 0 || !complete || err != nil {
+		t.Errorf("states of a new stack: %d %v %v", len(states), complete, err)
+	}
+	w, err := s.Client.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for _, id := range []string{"list-1", "list-2", "list-3"} {
+		if _, err := s.Client.Submit(ctx, devstack.Sample(messages.KindInvoice, id, "G000000001"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seen := 0; seen < 3; {
+		if _, err := w.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+	}
+	states, skipped, complete, err := s.Client.States(ctx, 0)
+	if len(states) != 3 || skipped != 0 || !complete || err != nil {
+		t.Fatalf("states: %d %d %v %v", len(states), skipped, complete, err)
+	}
+	for _, st := range states {
+		if st.Phase != operation.PhaseCompleted {
+			t.Errorf("%s: %s", st.Request.ID, st.Phase)
+		}
+	}
+	if states, _, complete, err := s.Client.States(ctx, 2); len(states) != 2 || complete || err != nil {
+		t.Errorf("states, limit 2: %d %v %v", len(states), complete, err)
+	}
+	// A prefix with no bucket and no streams yet.
+	other, err := client.New(s.Conn, "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if states, _, complete, err := other.States(ctx, 0); len(states) != 0 || !complete || err != nil {
+		t.Errorf("states, no bucket: %d %v %v", len(states), complete, err)
+	}
+	if n, err := other.DeadLetterCount(ctx); n != 0 || err != nil {
+		t.Errorf("dead letters, no stream: %d %v", n, err)
+	}
+}
