@@ -1,19 +1,24 @@
 // Command enqueue submits download requests to the billing worker and
-// reads what became of them: their events, their stored state, and the
-// dead-letter stream.
+// reads what became of them: their events, their stored state, the
+// operations by state, and the dead-letter stream.
 //
-//	enqueue [global flags] <kind> [request flags] [-wait]
-//	enqueue [global flags] file <path|-> [-wait]
-//	enqueue [global flags] status <request id>
-//	enqueue [global flags] deadletters [-from seq] [-limit n]
-//	enqueue [global flags] replay [-payload file] <seq>...
-//	enqueue [global flags] delete-deadletter <seq>...
+//	enqueue <kind> [request flags] [--wait]
+//	enqueue file <path|-> [--wait] [--force]
+//	enqueue status <request id>
+//	enqueue stats
+//	enqueue deadletters [--from seq] [--limit n]
+//	enqueue replay [--payload file] <seq>...
+//	enqueue delete-deadletter [--yes] <seq>...
+//	enqueue version | help | completion bash|zsh|fish|powershell
+//
+// Flags may come anywhere on the line; the connection flags are the nats
+// CLI's (--server/-s, --context, --creds, --tlsca, --tlscert, --tlskey).
+// "enqueue help <command>" or "<command> -h" lists a command's flags.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,7 +34,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // a request failed, or an operation error
 	exitUsage   = 2 // bad command line or invalid request
-	exitTimeout = 3 // -wait gave up before every event arrived
+	exitTimeout = 3 // --wait gave up before every event arrived
 )
 
 // usageError is a problem with the command line.
@@ -47,7 +52,10 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, tty: isTerminal(os.Stdout)}
+	app := &app{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+		tty: isTerminal(os.Stdout), ttyIn: isTerminal(os.Stdin) && isTerminal(os.Stderr),
+	}
 	os.Exit(app.main(ctx, os.Args[1:]))
 }
 
@@ -69,10 +77,8 @@ func (a *app) main(ctx context.Context, args []string) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(a.stderr, "enqueue: %s\nrun 'enqueue -h' for usage\n", ue.msg)
+		fmt.Fprintf(a.stderr, "enqueue: %s\nrun 'enqueue --help' for usage\n", ue.msg)
 		return exitUsage
 	case errors.As(err, &ee):
 		return int(ee)
@@ -92,7 +98,15 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	tty            bool // stdout is a terminal: human output; else JSON lines
+	ttyIn          bool // someone can answer a question (stdin and stderr are terminals)
 
-	natsURL, prefix, creds string
-	tel                    *telemetry.Telemetry
+	conn    connFlags
+	prefix  string
+	json    bool          // --json: JSON output on a terminal too
+	pollFor time.Duration // how often a single --wait on a terminal reads the state (0: 1 s)
+	tel     *telemetry.Telemetry
+	ran     bool // a command's own code ran: a later error is not a command-line error
 }
+
+// jsonOut reports whether to print JSON: asked for, or not a terminal.
+func (a *app) jsonOut() bool { return a.json || !a.tty }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
@@ -23,9 +24,26 @@ type run struct {
 // enqueue runs the command in-process against the stack.
 func enqueue(t *testing.T, s *devstack.Stack, stdin string, args ...string) run {
 	t.Helper()
+	return enqueueWith(t, s, env{stdin: stdin}, args...)
+}
+
+// env is what the command sees besides its arguments.
+type env struct {
+	stdin      string
+	vars       map[string]string // the environment
+	tty, ttyIn bool
+	noServer   bool // no --server: it comes from the environment or a context
+}
+
+func enqueueWith(t *testing.T, s *devstack.Stack, e env, args ...string) run {
+	t.Helper()
 	var out, errb bytes.Buffer
-	a := &app{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
-	code := a.main(context.Background(), append([]string{"-nats-url", s.NATS.ClientURL()}, args...))
+	a := &app{stdin: strings.NewReader(e.stdin), stdout: &out, stderr: &errb, tty: e.tty, ttyIn: e.ttyIn,
+		getenv: func(k string) string { return e.vars[k] }, pollFor: 50 * time.Millisecond}
+	if s != nil && !e.noServer {
+		args = append([]string{"--server", s.NATS.ClientURL()}, args...)
+	}
+	code := a.main(context.Background(), args)
 	return run{code, out.String(), errb.String()}
 }
 
@@ -42,8 +60,8 @@ func startStack(t *testing.T) *devstack.Stack {
 func TestSubmitByFlagsAndWait(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
-	r := enqueue(t, s, "", "invoice-pricesheet", "-id", "flags-1", "-billing-account", devstack.SampleCMAccount,
-		"-billing-profile", devstack.SampleBillingProfile, "-invoice-name", "G123", "-label", "team=finops", "-deadline", "10m", "-wait")
+	r := enqueue(t, s, "", "invoice-pricesheet", "--id", "flags-1", "--billing-account", devstack.SampleCMAccount,
+		"--billing-profile", devstack.SampleBillingProfile, "--invoice-name", "G123", "--label", "team=finops", "--deadline", "10m", "--wait")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -62,6 +80,8 @@ func TestSubmitByFlagsAndWait(t *testing.T) {
 	}
 }
 
+// The single-dash long flags of earlier versions (-billing-account) still
+// work: scripts written for them keep running.
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
@@ -77,6 +97,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"subscription-documents", "-subscription-id", devstack.SampleSubscriptionID, "-document", "nocolon"}, "documentName:invoiceName"},
 		{[]string{"invoice", "-deadline", "whenever"}, "-deadline"},
 		{[]string{"replay"}, "at least one"},
+		{[]string{"status"}, "one request id"},
+		{[]string{"invoice", "--no-such-flag"}, "unknown flag"},
+		{[]string{"stats", "extra"}, "no arguments"},
+		{[]string{"status", "x", "--tlscert", "c.pem"}, "--tlscert and --tlskey go together"},
 	}
 	for _, c := range cases {
 		r := enqueue(t, s, "", c.args...)
@@ -113,7 +137,7 @@ func TestDeadLettersListReplayDelete(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	bad := `{"version":1,"id":"dl-1","kind":"invoice","params":{"billingAccountName":"12345678","invoiceName":"nope"}}`
-	if r := enqueue(t, s, bad+"\n", "file", "-force", "-wait", "-"); r.code != exitFailed {
+	if r := enqueue(t, s, bad+"\n", "file", "--force", "--wait", "-"); r.code != exitFailed {
 		t.Fatalf("forced invalid request: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	r := enqueue(t, s, "", "deadletters")
@@ -134,7 +158,7 @@ func TestDeadLettersListReplayDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if r := enqueue(t, s, "", "replay", "-payload", fixed, itoa(dl.Seq)); r.code != exitOK {
+	if r := enqueue(t, s, "", "replay", "--payload", fixed, itoa(dl.Seq)); r.code != exitOK {
 		t.Fatalf("replay: exit %d %s", r.code, r.stderr)
 	}
 	for {
@@ -153,7 +177,10 @@ func TestDeadLettersListReplayDelete(t *testing.T) {
 	if r := enqueue(t, s, "", "deadletters"); !strings.Contains(r.stdout, "invalid_request") {
 		t.Errorf("dead letter gone after replay: %s", r.stdout)
 	}
-	if r := enqueue(t, s, "", "delete-deadletter", itoa(dl.Seq)); r.code != exitOK {
+	if r := enqueue(t, s, "", "delete-deadletter", itoa(dl.Seq)); r.code != exitUsage || !strings.Contains(r.stderr, "--yes") {
+		t.Errorf("delete without --yes, not on a terminal: exit %d %s", r.code, r.stderr)
+	}
+	if r := enqueue(t, s, "", "delete-deadletter", itoa(dl.Seq), "--yes"); r.code != exitOK {
 		t.Fatalf("delete: exit %d %s", r.code, r.stderr)
 	}
 	if r := enqueue(t, s, "", "deadletters"); strings.TrimSpace(r.stdout) != "" {

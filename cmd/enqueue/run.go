@@ -5,101 +5,27 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
 )
-
-const usage = `usage: enqueue [global flags] <command> [flags]
-
-commands:
-  <kind> [flags]            submit one request; kinds: %s
-  file <path|->             submit requests from NDJSON (one request per line)
-  status <request id>       show an operation's stored state
-  deadletters               list rejected requests
-  replay <seq>...           submit dead letters again (as they are, or -payload)
-  delete-deadletter <seq>...  delete dead letters
-
-global flags:
-`
-
-func (a *app) run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.Usage = func() {
-		kinds := make([]string, len(messages.Kinds))
-		for i, k := range messages.Kinds {
-			kinds[i] = string(k)
-		}
-		fmt.Fprintf(a.stderr, usage, strings.Join(kinds, ", "))
-		fs.PrintDefaults()
-		fmt.Fprintln(a.stderr, "\nrun 'enqueue <command> -h' for a command's flags")
-	}
-	fs.StringVar(&a.natsURL, "nats-url", envOr(a.getenv, "BILLING_NATS_URL", nats.DefaultURL), "NATS server URL (env BILLING_NATS_URL)")
-	fs.StringVar(&a.prefix, "prefix", envOr(a.getenv, "BILLING_PREFIX", messages.DefaultPrefix), "subject prefix (env BILLING_PREFIX)")
-	fs.StringVar(&a.creds, "creds", a.getenv("BILLING_NATS_CREDS"), "NATS credentials file (env BILLING_NATS_CREDS)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usagef("a command is required")
-	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	switch {
-	case messages.Kind(cmd).Valid():
-		return a.submitKind(ctx, messages.Kind(cmd), rest)
-	case cmd == "file":
-		return a.submitFile(ctx, rest)
-	case cmd == "status":
-		return a.status(ctx, rest)
-	case cmd == "deadletters":
-		return a.deadLetters(ctx, rest)
-	case cmd == "replay":
-		return a.replay(ctx, rest)
-	case cmd == "delete-deadletter":
-		return a.deleteDeadLetters(ctx, rest)
-	}
-	return usagef("unknown command %q", cmd)
-}
-
-func envOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func (a *app) connect() (*nats.Conn, *client.Client, error) {
-	opts := []nats.Option{nats.Name("enqueue")}
-	if a.creds != "" {
-		opts = append(opts, nats.UserCredentials(a.creds))
-	}
-	nc, err := nats.Connect(a.natsURL, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", a.natsURL, err)
-	}
-	c, err := client.New(nc, a.prefix)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, c, nil
-}
 
 // waitFlags are shared by the submitting commands.
 type waitFlags struct {
@@ -107,57 +33,62 @@ type waitFlags struct {
 	timeout time.Duration
 }
 
-func (w *waitFlags) bind(fs *flag.FlagSet) {
+func (w *waitFlags) bind(fs *pflag.FlagSet) {
 	fs.BoolVar(&w.wait, "wait", false, "wait for each request's completion or failure event and print it")
-	fs.DurationVar(&w.timeout, "timeout", 30*time.Minute, "with -wait: give up after this long")
+	fs.DurationVar(&w.timeout, "timeout", 30*time.Minute, "with --wait: give up after this long")
 }
-
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // flagOf maps request fields to the flags that set them, for error messages.
 var flagOf = map[string]string{
-	"params.subscriptionId":     "-subscription-id",
-	"params.billingAccountName": "-billing-account",
-	"params.billingProfileName": "-billing-profile",
-	"params.invoiceName":        "-invoice-name",
-	"params.downloadToken":      "-download-token",
-	"params.documents":          "-document",
-	"id":                        "-id",
-	"labels":                    "-label",
-	"profile":                   "-profile",
-	"deadline":                  "-deadline",
+	"params.subscriptionId":     "--subscription-id",
+	"params.billingAccountName": "--billing-account",
+	"params.billingProfileName": "--billing-profile",
+	"params.invoiceName":        "--invoice-name",
+	"params.downloadToken":      "--download-token",
+	"params.documents":          "--document",
+	"id":                        "--id",
+	"labels":                    "--label",
+	"profile":                   "--profile",
+	"deadline":                  "--deadline",
 }
 
-func (a *app) submitKind(ctx context.Context, kind messages.Kind, args []string) error {
-	fs := flag.NewFlagSet("enqueue "+string(kind), flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
+// kindCommand submits one request of a kind, from flags.
+func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 	req := messages.Request{Version: messages.Version, Kind: kind}
 	var (
-		docs, labels listFlag
+		docs, labels []string
 		deadline     string
 		wf           waitFlags
 	)
+	cmd := &cobra.Command{
+		Use:     string(kind) + " [flags]",
+		Short:   "Submit one " + string(kind) + " request",
+		GroupID: "submit",
+		Args:    noArgs,
+		RunE: a.mark(func(cmd *cobra.Command, _ []string) error {
+			return a.submitKind(cmd.Context(), req, docs, labels, deadline, wf)
+		}),
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
 	fs.StringVar(&req.ID, "id", "", "request id (default: generated)")
+	// Every parameter flag on every kind, as the request has them: one
+	// that is not the kind's is refused by the request rules, by name.
 	fs.StringVar(&req.Params.SubscriptionID, "subscription-id", "", "billing subscription id, a GUID (subscription-invoice, subscription-documents)")
 	fs.StringVar(&req.Params.BillingAccountName, "billing-account", "", "billing account name (invoice-summary, invoice-pricesheet, invoice)")
 	fs.StringVar(&req.Params.BillingProfileName, "billing-profile", "", "billing profile name (invoice-pricesheet)")
 	fs.StringVar(&req.Params.InvoiceName, "invoice-name", "", "invoice name (all but subscription-documents)")
 	fs.StringVar(&req.Params.DownloadToken, "download-token", "", "download token, e.g. DRS_12345 (subscription-invoice)")
-	fs.Var(&docs, "document", "documentName:invoiceName, repeatable (subscription-documents)")
-	fs.Var(&labels, "label", "key=value echoed in the events, repeatable")
+	fs.StringArrayVar(&docs, "document", nil, "documentName:invoiceName, repeatable (subscription-documents)")
+	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")
 	wf.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
+	return cmd
+}
+
+func (a *app) submitKind(ctx context.Context, req messages.Request, docs, labels []string, deadline string, wf waitFlags) error {
+	kind := req.Kind
 	if req.ID == "" {
 		req.ID = newID()
 	}
@@ -227,20 +158,38 @@ type pending struct {
 	req       *messages.Request // the decoded request; nil for an invalid one sent with -force
 }
 
-func (a *app) submitFile(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enqueue file", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	var wf waitFlags
-	wf.bind(fs)
-	force := fs.Bool("force", false, "send invalid lines too (the worker rejects them into the dead-letter stream)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (a *app) fileCommand() *cobra.Command {
+	var (
+		wf    waitFlags
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "file <path|->",
+		Short: "Submit requests from NDJSON, one request per line (- for standard input)",
+		Long: `Submit requests from NDJSON, one request per line; - reads standard input.
+Blank lines are skipped. Every line is checked before anything is sent: one
+bad line (or an id repeating an earlier line) and nothing is sent, unless
+--force, which sends the bad lines too for the worker to reject into the
+dead-letter stream.`,
+		GroupID: "submit",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("file takes one argument: a path, or - for standard input")
+			}
+			return nil
+		},
+		RunE: a.mark(func(cmd *cobra.Command, args []string) error {
+			return a.submitFile(cmd.Context(), args[0], force, wf)
+		}),
 	}
-	if fs.NArg() != 1 {
-		return usagef("file takes one argument: a path, or - for standard input")
-	}
+	wf.bind(cmd.Flags())
+	cmd.Flags().BoolVar(&force, "force", false, "send invalid lines too (the worker rejects them into the dead-letter stream)")
+	return cmd
+}
+
+func (a *app) submitFile(ctx context.Context, path string, force bool, wf waitFlags) error {
 	var r io.Reader = a.stdin
-	if p := fs.Arg(0); p != "-" {
+	if p := path; p != "-" {
 		f, err := os.Open(p)
 		if err != nil {
 			return usagef("%v", err)
@@ -266,7 +215,7 @@ func (a *app) submitFile(ctx context.Context, args []string) error {
 		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
-			if !*force {
+			if !force {
 				continue
 			}
 		}
@@ -280,7 +229,7 @@ func (a *app) submitFile(ctx context.Context, args []string) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read requests: %w", err)
 	}
-	if len(problems) > 0 && !*force {
+	if len(problems) > 0 && !force {
 		return usagef("%d invalid request(s), nothing sent:\n  %s", len(problems), strings.Join(problems, "\n  "))
 	}
 	if len(reqs) == 0 {
@@ -323,7 +272,7 @@ func (a *app) submit(ctx context.Context, reqs []pending, wf waitFlags) error {
 			dups = append(dups, r.id)
 		}
 		if !wf.wait {
-			if a.tty {
+			if !a.jsonOut() {
 				fmt.Fprintf(a.stdout, "sent %s (%s)%s\n", r.id, r.kind, map[bool]string{true: " (duplicate: already submitted)"}[dup])
 			} else {
 				fmt.Fprintf(a.stdout, "{\"id\":%q,\"kind\":%q,\"duplicate\":%v}\n", r.id, r.kind, dup)
@@ -345,6 +294,12 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 		waiting[r.id] = true
 	}
 	total, failed := len(waiting), 0
+	// One request on a terminal: what is happening to it, from its stored
+	// state, until its event arrives.
+	stopProgress := func() {}
+	if total == 1 && !a.jsonOut() {
+		stopProgress = a.progress(ctx, c, reqs[0].id)
+	}
 	show := func(o client.Outcome) {
 		if !waiting[o.ID] {
 			return
@@ -353,7 +308,11 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 		if o.Failed != nil {
 			failed++
 		}
-		if a.tty {
+		if total == 1 && !a.jsonOut() {
+			stopProgress()
+			fmt.Fprintf(a.stderr, "%s  done\n", time.Now().Format("15:04:05"))
+		}
+		if !a.jsonOut() {
 			if total > 1 {
 				fmt.Fprint(a.stderr, "\r\033[K")
 			}
@@ -398,6 +357,7 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 	for len(waiting) > 0 {
 		o, err := w.Next(ctx)
 		if err != nil {
+			stopProgress()
 			if ctx.Err() != nil {
 				ids := make([]string, 0, len(waiting))
 				for id := range waiting {
@@ -411,7 +371,7 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 		}
 		show(o)
 	}
-	if a.tty && total > 1 {
+	if !a.jsonOut() && total > 1 {
 		fmt.Fprintln(a.stderr)
 	}
 	if failed > 0 {
@@ -420,143 +380,65 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 	return nil
 }
 
-func (a *app) status(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enqueue status", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	asJSON := fs.Bool("json", !a.tty, "print the stored state as JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
+// progress prints to standard error what the stored state of request id
+// says, each time that changes, read every a.pollFor until the returned
+// function is called (which waits for the last line to be printed).
+func (a *app) progress(ctx context.Context, c *client.Client, id string) (stop func()) {
+	every := a.pollFor
+	if every <= 0 {
+		every = time.Second
 	}
-	if fs.NArg() != 1 {
-		return usagef("status takes one request id")
-	}
-	nc, c, err := a.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	st, err := c.Status(ctx, fs.Arg(0))
-	if errors.Is(err, client.ErrNoState) {
-		return fmt.Errorf("%s: %w (never accepted, rejected as invalid, or expired)", fs.Arg(0), err)
-	} else if err != nil {
-		return err
-	}
-	st.Location = "" // internal, and may carry a session token
-	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	fmt.Fprint(a.stdout, client.HumanState(st))
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := ""
+		for {
+			st, err := c.Status(ctx, id)
+			line := ""
+			switch {
+			case errors.Is(err, client.ErrNoState):
+				line = "sent; no worker has accepted it yet"
+			case err == nil:
+				line = describe(st)
+			}
+			if line != "" && line != last && ctx.Err() == nil {
+				fmt.Fprintf(a.stderr, "%s  %s\n", time.Now().Format("15:04:05"), line)
+				last = line
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
 }
 
-func (a *app) deadLetters(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enqueue deadletters", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	from := fs.Uint64("from", 0, "first sequence to list")
-	limit := fs.Int("limit", 100, "how many to list")
-	asJSON := fs.Bool("json", !a.tty, "print JSON lines")
-	if err := fs.Parse(args); err != nil {
-		return err
+// describe says in a line where an operation stands.
+func describe(st operation.State) string {
+	throttled := ""
+	if st.LastStatus == 429 || st.LastStatus == 503 {
+		throttled = fmt.Sprintf("throttled by Azure (last status %d); ", st.LastStatus)
 	}
-	nc, c, err := a.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	dls, err := c.DeadLetters(ctx, *from, *limit)
-	if err != nil {
-		return err
-	}
-	for _, dl := range dls {
-		if *asJSON {
-			b, _ := json.Marshal(map[string]any{
-				"seq": dl.Sequence, "time": dl.Time, "code": dl.Code, "error": dl.Error,
-				"subject": dl.OriginalSubject, "headers": dl.Header, "payload": string(dl.Data),
-			})
-			fmt.Fprintln(a.stdout, string(b))
-			continue
+	switch st.Phase {
+	case operation.PhaseStarting:
+		return throttled + "accepted; calling Azure"
+	case operation.PhasePolling:
+		return fmt.Sprintf("%spolling Azure (poll %d)", throttled, st.Polls+1)
+	case operation.PhaseWaiting:
+		what := "waiting on Azure"
+		if !st.Started {
+			what = "waiting to call Azure again"
 		}
-		payload := string(dl.Data)
-		if len(payload) > 200 {
-			payload = payload[:200] + "..."
-		}
-		fmt.Fprintf(a.stdout, "%d  %s  %s  %s\n    %s\n    %s\n", dl.Sequence, dl.Time.Format(time.RFC3339), dl.Code, dl.OriginalSubject, dl.Error, payload)
+		return fmt.Sprintf("%s%s until %s (%d calls so far)", throttled, what, st.NextAt.Local().Format("15:04:05"), st.AzureCalls)
+	case operation.PhaseCompleted, operation.PhaseFailed:
+		return "ended: " + string(st.Phase)
 	}
-	if a.tty && len(dls) == 0 {
-		fmt.Fprintln(a.stdout, "no dead letters")
-	}
-	return nil
-}
-
-func (a *app) replay(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enqueue replay", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	payload := fs.String("payload", "", "file with a corrected request to send instead of the stored payload (one sequence only)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	seqs, err := parseSeqs(fs.Args())
-	if err != nil {
-		return err
-	}
-	var data []byte
-	if *payload != "" {
-		if len(seqs) != 1 {
-			return usagef("-payload replaces one dead letter; give one sequence")
-		}
-		if data, err = os.ReadFile(*payload); err != nil {
-			return usagef("%v", err)
-		}
-		if _, err := messages.DecodeRequest(data, 0); err != nil {
-			return usagef("-payload: %v", err)
-		}
-	}
-	nc, c, err := a.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	for _, seq := range seqs {
-		if err := c.Replay(ctx, seq, data); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stdout, "replayed dead letter %d (kept; delete it with delete-deadletter %d)\n", seq, seq)
-	}
-	return nil
-}
-
-func (a *app) deleteDeadLetters(ctx context.Context, args []string) error {
-	seqs, err := parseSeqs(args)
-	if err != nil {
-		return err
-	}
-	nc, c, err := a.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	for _, seq := range seqs {
-		if err := c.DeleteDeadLetter(ctx, seq); err != nil {
-			return fmt.Errorf("delete dead letter %d: %w", seq, err)
-		}
-		fmt.Fprintf(a.stdout, "deleted dead letter %d\n", seq)
-	}
-	return nil
-}
-
-func parseSeqs(args []string) ([]uint64, error) {
-	if len(args) == 0 {
-		return nil, usagef("give at least one dead-letter sequence number")
-	}
-	out := make([]uint64, 0, len(args))
-	for _, a := range args {
-		n, err := strconv.ParseUint(a, 10, 64)
-		if err != nil || n == 0 {
-			return nil, usagef("%q is not a sequence number", a)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return string(st.Phase)
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/azbilling/worker/pkg/operation"
+)
+
+func (a *app) statsCommand() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Count the stored operations by state, and show the oldest waiting one",
+		Long: `Count the operations in the state bucket by phase: starting and polling
+(a worker holds them: an Azure call is in flight), waiting (the next call is
+due at a time), completed and failed (ended, kept until the bucket's TTL);
+and show the oldest waiting operation: id, kind, accepted at, next wake-up.
+Reads at most --limit states.`,
+		GroupID: "read",
+		Args:    noArgs,
+		RunE:    a.mark(func(cmd *cobra.Command, _ []string) error { return a.stats(cmd.Context(), limit) }),
+	}
+	cmd.Flags().IntVar(&limit, "limit", 100000, "read at most this many states (0: all)")
+	return cmd
+}
+
+// statsReport is what stats prints with --json.
+type statsReport struct {
+	Total    int                     `json:"total"`
+	Phases   map[operation.Phase]int `json:"phases"`
+	Complete bool                    `json:"complete"`          // every state was read (not cut at --limit)
+	Skipped  int                     `json:"skipped,omitempty"` // states of an unknown version
+	Oldest   *oldestWaiting          `json:"oldestWaiting,omitempty"`
+}
+
+type oldestWaiting struct {
+	ID         string    `json:"id"`
+	Kind       string    `json:"kind"`
+	AcceptedAt time.Time `json:"acceptedAt"`
+	NextAt     time.Time `json:"nextAt"`
+	Deadline   time.Time `json:"deadline"`
+}
+
+var phases = []operation.Phase{operation.PhaseStarting, operation.PhasePolling, operation.PhaseWaiting, operation.PhaseCompleted, operation.PhaseFailed}
+
+func (a *app) stats(ctx context.Context, limit int) error {
+	nc, c, err := a.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	states, skipped, complete, err := c.States(ctx, limit)
+	if err != nil {
+		return err
+	}
+	r := statsReport{Total: len(states), Phases: map[operation.Phase]int{}, Complete: complete, Skipped: skipped}
+	for _, p := range phases {
+		r.Phases[p] = 0
+	}
+	for _, st := range states {
+		r.Phases[st.Phase]++
+		if st.Phase == operation.PhaseWaiting && (r.Oldest == nil || st.AcceptedAt.Before(r.Oldest.AcceptedAt)) {
+			r.Oldest = &oldestWaiting{ID: st.Request.ID, Kind: string(st.Request.Kind), AcceptedAt: st.AcceptedAt, NextAt: st.NextAt, Deadline: st.Deadline}
+		}
+	}
+	if a.jsonOut() {
+		return json.NewEncoder(a.stdout).Encode(r)
+	}
+	for _, p := range phases {
+		fmt.Fprintf(a.stdout, "%-10s %d\n", p, r.Phases[p])
+	}
+	fmt.Fprintf(a.stdout, "%-10s %d\n", "total", r.Total)
+	if !complete {
+		fmt.Fprintf(a.stdout, "(read the first %d states only: --limit)\n", limit)
+	}
+	if skipped > 0 {
+		fmt.Fprintf(a.stdout, "(%d states of an unknown version skipped)\n", skipped)
+	}
+	if o := r.Oldest; o != nil {
+		fmt.Fprintf(a.stdout, "oldest waiting: %s (%s), accepted %s, next wake-up %s (in %s), deadline %s\n",
+			o.ID, o.Kind, o.AcceptedAt.Format(time.RFC3339), o.NextAt.Format(time.RFC3339),
+			time.Until(o.NextAt).Round(time.Second), o.Deadline.Format(time.RFC3339))
+	}
+	return nil
+}
