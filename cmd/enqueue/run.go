@@ -155,7 +155,7 @@ type pending struct {
 	id, msgID string // msgID: the Nats-Msg-Id (messages.DedupID)
 	kind      messages.Kind
 	data      []byte
-	req       *messages.Request // the decoded request; nil for an invalid one sent with -force
+	req       *messages.Request // the decoded request; nil for an invalid one sent with --force
 }
 
 func (a *app) fileCommand() *cobra.Command {
@@ -220,7 +220,7 @@ func (a *app) submitFile(ctx context.Context, path string, force bool, wf waitFl
 			}
 		}
 		seen[req.ID] = line
-		p := pending{id: req.ID, kind: req.Kind, data: []byte(text)} // an invalid request sent with -force: no de-duplication
+		p := pending{id: req.ID, kind: req.Kind, data: []byte(text)} // an invalid request sent with --force: no de-duplication
 		if err == nil {
 			p.msgID, p.req = messages.DedupID(req), &req
 		}
@@ -238,7 +238,7 @@ func (a *app) submitFile(ctx context.Context, path string, force bool, wf waitFl
 	return a.submit(ctx, reqs, wf)
 }
 
-// submit publishes the requests and, with -wait, prints their events.
+// submit publishes the requests and, with --wait, prints their events.
 func (a *app) submit(ctx context.Context, reqs []pending, wf waitFlags) error {
 	nc, c, err := a.connect()
 	if err != nil {
@@ -335,7 +335,7 @@ func (a *app) await(ctx context.Context, c *client.Client, w *client.Watcher, re
 	}
 	for _, r := range reqs {
 		if r.req == nil {
-			continue // invalid, sent with -force: its rejection is a new event
+			continue // invalid, sent with --force: its rejection is a new event
 		}
 		st, err := c.Status(ctx, r.id)
 		switch {
