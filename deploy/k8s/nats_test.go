@@ -83,6 +83,14 @@ type natsChartValues struct {
 	NatsBox struct {
 		Enabled bool `json:"enabled"`
 	} `json:"natsBox"`
+	// The chart's prometheus-nats-exporter sidecar and its PodMonitor.
+	PromExporter struct {
+		Enabled    bool `json:"enabled"`
+		Port       int  `json:"port"`
+		PodMonitor struct {
+			Enabled bool `json:"enabled"`
+		} `json:"podMonitor"`
+	} `json:"promExporter"`
 
 	monitorPort int
 }
@@ -185,6 +193,10 @@ func TestNATSValues(t *testing.T) {
 	}
 	if !c.Monitor.Enabled || c.Monitor.Port == 0 {
 		t.Error("monitor: KEDA's nats-jetstream scaler needs the monitoring port")
+	}
+	// Stream and consumer figures for Prometheus (the dashboard's backlog).
+	if pe := v.PromExporter; !pe.Enabled || !pe.PodMonitor.Enabled || pe.Port == c.Monitor.Port {
+		t.Errorf("promExporter: want the exporter and its PodMonitor enabled, on a port of its own (have %+v)", pe)
 	}
 
 	natsPort := c.NATS.Port

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -82,6 +83,9 @@ var typedKinds = map[schema.GroupVersionKind]func() any{
 	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}:          func() any { return &policyv1.PodDisruptionBudget{} },
 	{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicy"}:     func() any { return &networkingv1.NetworkPolicy{} },
 	{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"}: func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	// The Prometheus Operator's (components/monitoring).
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PodMonitor"}:     func() any { return &monitoringv1.PodMonitor{} },
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return &monitoringv1.PrometheusRule{} },
 }
 
 // KEDA's kinds, checked against the CRDs of KEDA's module (keda_test.go).
