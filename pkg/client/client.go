@@ -206,8 +206,8 @@ func (c *Client) Outcome(ctx context.Context, req messages.Request) (Outcome, bo
 }
 
 // OutcomeOf returns the event a stored state holds, as the worker
-// publishes it (subject, body, and the Billing-Request-Id, Billing-Kind and
-// Billing-Outcome headers; traceparent carries the request's trace), or
+// publishes it (subject, body, the Billing-* and CloudEvents headers;
+// traceparent carries the request's trace), or
 // false when the operation has not ended.
 func (c *Client) OutcomeOf(st operation.State) (Outcome, bool) {
 	o := Outcome{ID: st.Request.ID, Completed: st.Completed, Failed: st.Failed}
@@ -226,9 +226,15 @@ func (c *Client) OutcomeOf(st operation.State) (Outcome, bool) {
 	}
 	o.Subject, o.Data = c.l.Event(outcome, st.Request.Kind, st.Request.ID), data
 	o.Header = nats.Header{}
-	o.Header.Set(messages.HeaderRequestID, messages.IDToken(st.Request.ID))
-	o.Header.Set(messages.HeaderKind, messages.KindToken(st.Request.Kind))
-	o.Header.Set(messages.HeaderOutcome, outcome)
+	at := st.UpdatedAt
+	if st.Completed != nil {
+		at = st.Completed.CompletedAt
+	} else if st.Failed != nil {
+		at = st.Failed.FailedAt
+	}
+	for k, v := range c.l.EventHeaders(outcome, st.Request.Kind, st.Request.ID, messages.OutcomeMsgID(st.Request.ID), at) {
+		o.Header.Set(k, v)
+	}
 	if st.TraceParent != "" {
 		o.Header.Set("traceparent", st.TraceParent)
 		if st.TraceState != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Subjects, relative to a prefix (DefaultPrefix unless the worker is
@@ -150,6 +151,33 @@ func (s Layout) Schedule(id string) string { return s.Prefix + ".internal.schedu
 // CloudEventSource is the ce-source of the events published under the
 // layout's prefix: /billing-worker/<prefix>.
 func (s Layout) CloudEventSource() string { return "/billing-worker/" + s.Prefix }
+
+// OutcomeMsgID is the message id (Nats-Msg-Id, ce-id) of the outcome event
+// of request id: one per id.
+func OutcomeMsgID(id string) string { return "outcome." + id }
+
+// EventHeaders returns the headers of an event (besides the trace
+// context): the Billing-* headers, with Invalid for an id or kind that
+// breaks its rule, and the CloudEvents 1.0 attributes of binary content
+// mode (ce-id is msgID, the event's message id; ce-time is at, when not
+// zero).
+func (s Layout) EventHeaders(outcome string, k Kind, id, msgID string, at time.Time) map[string]string {
+	h := map[string]string{
+		HeaderRequestID:     IDToken(id),
+		HeaderKind:          KindToken(k),
+		HeaderOutcome:       outcome,
+		HeaderCESpecVersion: CloudEventsSpecVersion,
+		HeaderCEID:          msgID,
+		HeaderCEType:        CloudEventType(outcome),
+		HeaderCESource:      s.CloudEventSource(),
+		HeaderContentType:   ContentTypeJSON,
+		HeaderCEDataSchema:  DataSchema(outcome),
+	}
+	if !at.IsZero() {
+		h[HeaderCETime] = at.UTC().Format(time.RFC3339Nano)
+	}
+	return h
+}
 
 // Internal is the filter of the worker's internal subjects.
 func (s Layout) Internal() string { return s.Prefix + ".internal.>" }

@@ -20,6 +20,8 @@ import (
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/azbilling/worker/internal/version"
 )
 
 // otlpLogReceiver is an OTLP/HTTP endpoint that keeps the log records it
@@ -28,6 +30,7 @@ type otlpLogReceiver struct {
 	mu      sync.Mutex
 	records []*logspb.LogRecord
 	service []string
+	version []string
 }
 
 func (rc *otlpLogReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -44,8 +47,11 @@ func (rc *otlpLogReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	for _, rl := range req.ResourceLogs {
 		for _, a := range rl.GetResource().GetAttributes() {
-			if a.Key == "service.name" {
+			switch a.Key {
+			case "service.name":
 				rc.service = append(rc.service, a.GetValue().GetStringValue())
+			case "service.version":
+				rc.version = append(rc.version, a.GetValue().GetStringValue())
 			}
 		}
 		for _, sl := range rl.ScopeLogs {
@@ -126,6 +132,9 @@ func TestLogsOverOTLP(t *testing.T) {
 	}
 	if len(rc.service) == 0 || rc.service[0] != "billing-worker-test" {
 		t.Errorf("resource service.name %v", rc.service)
+	}
+	if len(rc.version) == 0 || rc.version[0] != version.String() {
+		t.Errorf("resource service.version %v, want %q", rc.version, version.String())
 	}
 
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/azbilling/worker/internal/version"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
@@ -96,7 +98,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 		return t, nil
 	}
 	res, err := resource.New(ctx,
-		resource.WithAttributes(semconv.ServiceName(service)),
+		resource.WithAttributes(semconv.ServiceName(service), semconv.ServiceVersion(version.String())),
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),

@@ -59,7 +59,7 @@ func (w *Worker) publishOutcome(ctx context.Context, st *operation.State, again 
 		outcome, ev = messages.OutcomeFailed, st.Failed
 	}
 	ctx = withStoredTrace(ctx, st)
-	msgID := "outcome." + st.Request.ID
+	msgID := messages.OutcomeMsgID(st.Request.ID)
 	if again {
 		stored, err := w.storedEvent(ctx, w.subj.Event(outcome, st.Request.Kind, st.Request.ID), msgID)
 		if err != nil {
@@ -144,21 +144,11 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 	}
 	m := nats.NewMsg(w.subj.Event(outcome, kind, id))
 	m.Data = body
-	// An id or kind that breaks its rule never goes into a header as it is.
-	m.Header.Set(messages.HeaderRequestID, messages.IDToken(id))
-	m.Header.Set(messages.HeaderKind, messages.KindToken(kind))
-	m.Header.Set(messages.HeaderOutcome, outcome)
-	// CloudEvents 1.0 in binary content mode: the attributes as headers,
-	// the event as the data. ce-id is the message id, unique per event.
-	m.Header.Set(messages.HeaderCESpecVersion, messages.CloudEventsSpecVersion)
-	m.Header.Set(messages.HeaderCEID, msgID)
-	m.Header.Set(messages.HeaderCEType, messages.CloudEventType(outcome))
-	m.Header.Set(messages.HeaderCESource, w.subj.CloudEventSource())
-	if at := eventTime(ev); !at.IsZero() {
-		m.Header.Set(messages.HeaderCETime, at.UTC().Format(time.RFC3339Nano))
+	// An id or kind that breaks its rule never goes into a header as it
+	// is; CloudEvents in binary content mode.
+	for k, v := range w.subj.EventHeaders(outcome, kind, id, msgID, eventTime(ev)) {
+		m.Header.Set(k, v)
 	}
-	m.Header.Set(messages.HeaderContentType, messages.ContentTypeJSON)
-	m.Header.Set(messages.HeaderCEDataSchema, messages.DataSchema(outcome))
 	ctx, span := w.startSend(ctx, w.subj.Prefix+".events."+outcome, m.Subject)
 	defer span.End()
 	span.SetAttributes(attrRequestID.String(messages.IDToken(id)), kindAttr(kind), semconv.MessagingMessageID(msgID))

@@ -138,7 +138,8 @@ func sameEvent(t *testing.T, got, want client.Outcome) {
 	if got.Subject != want.Subject || string(gb) != string(wb) {
 		t.Errorf("got event %s %s\nwant the first one %s %s", got.Subject, got.Data, want.Subject, want.Data)
 	}
-	for _, h := range []string{messages.HeaderRequestID, messages.HeaderKind, messages.HeaderOutcome} {
+	for _, h := range []string{messages.HeaderRequestID, messages.HeaderKind, messages.HeaderOutcome,
+		messages.HeaderCEID, messages.HeaderCEType, messages.HeaderCESource, messages.HeaderCETime, messages.HeaderCEDataSchema} {
 		if got.Header != nil && got.Header.Get(h) != want.Header.Get(h) {
 			t.Errorf("%s: %q, want %q", h, got.Header.Get(h), want.Header.Get(h))
 		}
