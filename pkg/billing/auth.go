@@ -70,7 +70,7 @@ func (e *AuthError) Is(target error) bool { return target == ErrAuth }
 // tagged wraps a credential so that its failures are told apart from
 // failures of the call to Azure, and stay short and few:
 //
-//   - The credential gets the call's context cut authFailureMargin short of
+//   - The credential gets the call's context cut AuthFailureMargin short of
 //     its deadline, so that a token endpoint that hangs or keeps failing
 //     ends in an *AuthError. (Were the call's own deadline to pass first,
 //     azcore's retry policy would answer with a bare
@@ -97,9 +97,10 @@ func newTagged(cred azcore.TokenCredential) *tagged { return &tagged{cred: cred}
 // that follow it.
 const failureMemory = time.Second
 
-// authFailureMargin bounds the part of a call's time kept back from getting
-// the token: a tenth of what is left, at most this.
-const authFailureMargin = 250 * time.Millisecond
+// AuthFailureMargin bounds the part of a call's time kept back from getting
+// the token: a tenth of what is left, at most this. A token request cut
+// short by the call's deadline ends at most this long before it.
+const AuthFailureMargin = 250 * time.Millisecond
 
 func (t *tagged) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	if err := ctx.Err(); err != nil {
@@ -116,7 +117,7 @@ func (t *tagged) GetToken(ctx context.Context, opts policy.TokenRequestOptions) 
 	}
 	t.mu.Unlock()
 	if deadline, ok := ctx.Deadline(); ok {
-		margin := min(time.Until(deadline)/10, authFailureMargin)
+		margin := min(time.Until(deadline)/10, AuthFailureMargin)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-margin))
 		defer cancel()

@@ -54,6 +54,10 @@ type Answer struct {
 	Azure    *messages.AzureError
 	// Error describes a failure, credentials already removed.
 	Error string
+	// CutAtDeadline is true when the operation's deadline, not the call's
+	// own timeout, cut the call (or the token request) short: the failure
+	// says nothing about Azure, only that time ran out.
+	CutAtDeadline bool
 }
 
 // Result is what a finished operation yields.
@@ -83,13 +87,19 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 	if !polling && a.Outcome != NoAnswer {
 		st.Unanswered = max(st.Unanswered-1, 0) // its outcome is known
 	}
-	if a.Outcome == Late || a.Outcome == NoAnswer && !now.Before(st.Deadline) {
+	if a.Outcome == Late || a.CutAtDeadline || a.Outcome == NoAnswer && !now.Before(st.Deadline) {
 		// The deadline came before an answer: the operation times out, and
 		// the failure stored before (if any) says what kept it from ending.
 		if st.LastError == "" {
 			st.LastError, st.LastErrorClass = "no answer from Azure before the deadline", ClassTransport
+			if a.Error != "" {
+				st.LastError = a.Error
+			}
+			if a.Outcome == AuthUnavailable {
+				st.LastErrorClass = ClassAuth
+			}
 		}
-		m.wait(&st, poll.ReasonTransient, nil, now)
+		m.timedOut(&st, "", now)
 		return m.settle(&st)
 	}
 	switch a.Outcome {
@@ -176,9 +186,16 @@ func (m Machine) wait(st *State, reason poll.Reason, header http.Header, now tim
 		st.Wait(d, now)
 		return
 	}
+	m.timedOut(st, d.Source, now)
+}
+
+// timedOut ends the operation at its deadline: with timeout, or with
+// auth_unavailable when getting a token is what kept failing. source is the
+// wait hint that would have crossed the deadline, if that is why.
+func (m Machine) timedOut(st *State, source string, now time.Time) {
 	code, msg := messages.CodeTimeout, fmt.Sprintf("the deadline %s passed before the operation finished", st.Deadline.Format(time.RFC3339))
-	if d.Source != "" && d.Source != poll.SourceBackoff && d.Source != poll.SourceDefault {
-		msg = fmt.Sprintf("Azure asked to wait (%s) past the deadline %s", d.Source, st.Deadline.Format(time.RFC3339))
+	if source != "" && source != poll.SourceBackoff && source != poll.SourceDefault {
+		msg = fmt.Sprintf("Azure asked to wait (%s) past the deadline %s", source, st.Deadline.Format(time.RFC3339))
 	}
 	if st.LastError != "" {
 		msg += "; last error: " + st.LastError

@@ -272,6 +272,18 @@ func TestAnswer(t *testing.T) {
 					t.Errorf("message %q", n.Failed.Message)
 				}
 			}},
+		{"token request cut by the deadline after auth failures: auth_unavailable, the earlier failure kept", authFailing, operation.Answer{Outcome: operation.AuthUnavailable, Error: "context deadline exceeded", CutAtDeadline: true},
+			operation.Publish, messages.CodeAuthUnavailable, 0, 0, 0, func(t *testing.T, n *operation.State) {
+				if !strings.Contains(n.Failed.Message, "could not get a token") || strings.Contains(n.Failed.Message, "context deadline") {
+					t.Errorf("message %q", n.Failed.Message)
+				}
+			}},
+		{"first call cut by the deadline: timeout naming the cut", first, operation.Answer{Outcome: operation.NoAnswer, Error: "context deadline exceeded", CutAtDeadline: true},
+			operation.Publish, messages.CodeTimeout, 1, 1, 0, func(t *testing.T, n *operation.State) {
+				if !strings.Contains(n.Failed.Message, "context deadline exceeded") {
+					t.Errorf("message %q", n.Failed.Message)
+				}
+			}},
 		{"Azure asks to wait past the deadline: timeout at once", nearDeadline, operation.Answer{Outcome: operation.Running, Status: 202, Header: hdr("Retry-After", "60")},
 			operation.Publish, messages.CodeTimeout, 1, 0, 0, func(t *testing.T, n *operation.State) {
 				if !strings.Contains(n.Failed.Message, "Azure asked to wait (retry-after)") {

@@ -180,7 +180,8 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 		err  error
 	)
 	// No call outlives the operation's deadline; none starts at it.
-	late := !w.now().Before(st.Deadline)
+	start := w.now()
+	late := !start.Before(st.Deadline)
 	if !late {
 		call, cancel := context.WithDeadline(ctx, st.Deadline)
 		if st.Location != "" {
@@ -198,6 +199,14 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 		return operation.Step{}, false
 	}
 	a := answerOf(resp, err, late)
+	// The operation's deadline, not http-timeout, bounded this call, and it
+	// ended without an answer when (or just before, for the token: see
+	// billing.AuthFailureMargin) the deadline ran out. The error only says
+	// that time ran out; the failure before it says more.
+	if a.Outcome == operation.NoAnswer || a.Outcome == operation.AuthUnavailable {
+		bound := st.Deadline.Before(start.Add(w.cfg.HTTPTimeout))
+		a.CutAtDeadline = bound && !w.now().Before(st.Deadline.Add(-billing.AuthFailureMargin))
+	}
 	step := w.machine.Answer(st, a, w.now())
 	next := step.Next
 	if !late {
