@@ -82,7 +82,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	}
 	defer stack.Close()
 	fmt.Fprintf(o.Out, "dev mode: NATS %s, Azure Billing emulator %s, one worker\n", stack.NATS.ClientURL(), stack.Emulator.URL())
-	fmt.Fprintf(o.Out, "try, from another terminal:\n  go run ./cmd/enqueue -nats-url %s invoice-summary -billing-account %s -invoice-name G123456789 -wait\n\n",
+	fmt.Fprintf(o.Out, "try, from another terminal:\n  go run ./cmd/enqueue --server %s invoice-summary --billing-account %s --invoice-name G123456789 --wait\n\n",
 		stack.NATS.ClientURL(), SampleBillingAccount)
 
 	w, err := stack.Client.Watch(ctx)
