@@ -205,6 +205,10 @@ func (c *Config) Validate() error {
 		{"max-deliver", c.MaxDeliver == 0}, {"max-bad-answers", c.MaxBadAnswers == 0}, {"max-unanswered-calls", c.MaxUnanswered == 0},
 		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0},
 		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
+		{"max-deadline", c.MaxDeadline == 0}, {"state-ttl", c.StateTTL == 0}, {"events-max-age", c.EventsMaxAge == 0},
+		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},
+		{"poll-max-wait", c.PollMaxWait == 0}, {"poll-default-wait", c.PollDefaultWait == 0},
+		{"backoff-initial", c.BackoffInitial == 0}, {"backoff-max", c.BackoffMax == 0},
 	} {
 		if z.zero {
 			errs = append(errs, fmt.Errorf("%s must not be zero", z.name))

@@ -92,8 +92,11 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 		// the failure stored before (if any) says what kept it from ending.
 		if st.LastError == "" {
 			st.LastError, st.LastErrorClass = "no answer from Azure before the deadline", ClassTransport
-			if a.Error != "" {
+			switch {
+			case a.Error != "":
 				st.LastError = a.Error
+			case a.Outcome == Late:
+				st.LastError = "the next call fell due at the deadline"
 			}
 			if a.Outcome == AuthUnavailable {
 				st.LastErrorClass = ClassAuth

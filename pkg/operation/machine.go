@@ -92,6 +92,10 @@ type Step struct {
 	Delay  time.Duration // for Retry
 }
 
+// staleReadRetry is how soon a wake-up that found a stale state comes
+// back.
+const staleReadRetry = time.Second
+
 // Trace is the trace context an operation carries across calls.
 type Trace struct{ Parent, State string }
 
@@ -129,6 +133,11 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 		return Step{Action: Conflict}
 	}
 	current := d.Request == nil && d.Wake == st.Wake
+	// Wake numbers only grow: a wake-up ahead of the stored state means
+	// this read of it is stale (a replica lagging behind the leader).
+	if d.Request == nil && d.Wake > st.Wake && !st.Phase.Terminal() {
+		return Step{Action: Retry, Delay: staleReadRetry}
+	}
 	// A claim this worker holds without acting on it is left over from one
 	// of its own writes that timed out and landed later: void.
 	orphan := st.Phase.Claimed() && st.ClaimedBy == m.Worker && !d.Acting
@@ -148,9 +157,15 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 		m.claim(&st, now)
 		return Step{Next: &st, Action: Call}
 
+	case st.Phase == PhaseWaiting && current:
+		// Early by the worker's clock (the server's runs ahead): come back
+		// when it is due, rather than scheduling a time the server already
+		// sees as past.
+		return Step{Action: Retry, Delay: st.NextAt.Sub(now)}
+
 	case st.Phase == PhaseWaiting:
-		// A request seen again, a stale or early wake-up: make sure the
-		// pending wake-up exists, and drop this message.
+		// A request seen again, a stale wake-up: make sure the pending
+		// wake-up exists, and drop this message.
 		return Step{Action: Schedule}
 
 	case d.Request == nil && !current:
@@ -181,6 +196,14 @@ func (m Machine) Abandon(st *State, req *messages.Request, reason string, tr Tra
 	}
 	m.fail(&next, messages.CodeInternal, reason, nil, true, now)
 	return Step{Next: &next, Action: Publish}
+}
+
+// Reclaim renews this worker's claim on st (stored claimed), when storing
+// it took so long that it would run out during the call. The call is not
+// counted again.
+func (m Machine) Reclaim(st State, now time.Time) Step {
+	st.Claim(m.Worker, now, now.Add(m.ClaimFor))
+	return Step{Next: &st, Action: Call}
 }
 
 func (m Machine) claim(st *State, now time.Time) {

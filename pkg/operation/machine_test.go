@@ -136,7 +136,12 @@ func TestResume(t *testing.T) {
 				t.Errorf("%+v", s.Next)
 			}
 		}},
-		{"current wake-up early: schedule again", state(waiting(loc, 2, t0.Add(time.Second))), operation.Delivery{Wake: 2}, operation.Schedule, nil},
+		{"current wake-up early (the server's clock ahead): come back when due", state(waiting(loc, 2, t0.Add(time.Second))), operation.Delivery{Wake: 2}, operation.Retry, func(t *testing.T, s operation.Step) {
+			if s.Delay != time.Second {
+				t.Errorf("delay %s", s.Delay)
+			}
+		}},
+		{"wake-up ahead of the stored state (a stale read): come back soon", state(claimed("worker-b", loc, t0.Add(5*time.Second), 0)), operation.Delivery{Wake: 5}, operation.Retry, nil},
 		{"stale wake-up while waiting: make sure the pending one exists", state(waiting(loc, 2, t0)), operation.Delivery{Wake: 1}, operation.Schedule, nil},
 		{"request seen again while waiting: keep the wake-up", state(waiting(loc, 2, t0)), operation.Delivery{Request: &req}, operation.Schedule, nil},
 		{"live claim, stale wake-up: drop it", state(claimed("worker-b", loc, t0.Add(time.Second), 0)), operation.Delivery{Wake: 3}, operation.Ack, nil},
@@ -350,6 +355,16 @@ func TestAbandon(t *testing.T) {
 				t.Errorf("%+v", s.Next.Failed)
 			}
 		})
+	}
+}
+
+// A claim whose store took too long is renewed for the call, which is not
+// counted again.
+func TestReclaim(t *testing.T) {
+	st := state(claimed(me, "", t0.Add(time.Second), 1))
+	s := machine().Reclaim(st, t0)
+	if s.Action != operation.Call || s.Next.ClaimedBy != me || !s.Next.ClaimedUntil.Equal(t0.Add(40*time.Second)) || s.Next.Unanswered != 1 {
+		t.Errorf("%v %+v", s.Action, s.Next)
 	}
 }
 

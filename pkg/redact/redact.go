@@ -25,6 +25,7 @@ var secretParams = map[string]bool{
 	"code":                  true,
 	"sessiontoken":          false, // ARM's polling session marker: not a credential
 	"x-ms-copy-source-auth": true,
+	"downloadtoken":         true, // 2020-05-01's download token: it opens the document
 }
 
 // URL returns raw with the values of credential query parameters and any
@@ -64,7 +65,7 @@ var (
 	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*`)
 	// Anywhere, not only after ? or &: masking a look-alike in an error
 	// message costs nothing, missing a signature would.
-	paramRE = regexp.MustCompile(`(?i)((?:sig|signature|client_secret|client_assertion|access_token|refresh_token)=)[^&\s"'<>]*`)
+	paramRE = regexp.MustCompile(`(?i)((?:sig|signature|x-amz-signature|x-ms-copy-source-auth|client_secret|client_assertion|access_token|refresh_token|downloadtoken)=)[^&\s"'<>]*`)
 	jsonRE  = regexp.MustCompile(`(?i)("(?:access_token|refresh_token|client_secret|client_assertion)"\s*:\s*")[^"]*`)
 )
 

@@ -37,7 +37,8 @@ func TestString(t *testing.T) {
 
 func TestStringBareParameters(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{"sig=SECRET", "denied; sig=SECRET; retry", "(signature=SECRET)", "Access_Token=SECRET", "00sig=SECRET0"} {
+	for _, in := range []string{"sig=SECRET", "denied; sig=SECRET; retry", "(signature=SECRET)", "Access_Token=SECRET", "00sig=SECRET0",
+		`Post "https://management.azure.com/x/download?api-version=2020-05-01&downloadToken=SECRET": EOF`, "X-Amz-Signature=SECRET"} {
 		if out := String(in); strings.Contains(out, "SECRET") {
 			t.Errorf("String(%q) = %q", in, out)
 		}

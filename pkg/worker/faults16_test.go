@@ -267,4 +267,9 @@ func TestLateRedeliveryKeepsOneDeadLetter(t *testing.T) {
 	if n, err := countDeadLetters(b); err != nil || n != 1 {
 		t.Errorf("%d dead letters (%v), want 1", n, err)
 	}
+	// The redelivery found the dead letter kept and the event not stored:
+	// it stored the event, once.
+	if n := countEvents(t, b.stack.Conn, events)[id]; n != 1 {
+		t.Errorf("%d rejection events stored, want 1", n)
+	}
 }

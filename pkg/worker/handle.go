@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,7 +94,7 @@ func (w *Worker) resume(ctx context.Context, msg jetstream.Msg, entry jetstream.
 	if err != nil {
 		return err
 	}
-	d.Acting = w.acting(st.Request.ID)
+	d.Acting = w.calls.count(st.Request.ID) > 0
 	return w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), entry.Revision(), d, log)
 }
 
@@ -108,8 +109,22 @@ const maxRedecide = 3
 // another worker owns the operation. An error means the message could not
 // be settled: it is to come back later, and the stored state decides then.
 func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.State, step operation.Step, rev uint64, d operation.Delivery, log *slog.Logger) error {
+	calls := ctx // Azure calls end with the shutdown; what follows them does not
+	id, held := cur.Request.ID, false
+	defer func() {
+		if held {
+			w.calls.done(id)
+		}
+	}()
 	for redecided := 0; ; {
 		if step.Next != nil {
+			if step.Action == operation.Call && !held {
+				// Acting from before the claim is stored until the answer
+				// is: no other delivery in this process may take the claim
+				// for an orphan meanwhile.
+				w.calls.add(id)
+				held = true
+			}
 			next, found, err := w.put(ctx, step.Next, rev)
 			if errors.Is(err, errConflict) && found != nil && redecided < maxRedecide {
 				redecided++
@@ -117,7 +132,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 					return err
 				}
 				log.DebugContext(ctx, "the state changed meanwhile; deciding again", "phase", string(cur.Phase))
-				d.Acting = w.acting(cur.Request.ID)
+				d.Acting = w.calls.count(id) > b2i(held)
 				step, rev = w.machine.Resume(cur, d, w.now()), found.Revision()
 				continue
 			}
@@ -131,18 +146,21 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		}
 		switch step.Action {
 		case operation.Call:
-			// Acting until the answer is stored: another delivery of this
-			// operation in this process must not take the claim for an
-			// orphan meanwhile.
-			w.calls.Store(cur.Request.ID, struct{}{})
-			defer w.calls.Delete(cur.Request.ID)
+			if !w.now().Add(w.cfg.HTTPTimeout).Before(cur.ClaimedUntil) && redecided < maxRedecide {
+				// Storing the claim took so long that it would run out
+				// during the call, and another worker could take over:
+				// renew it first.
+				redecided++
+				step = w.machine.Reclaim(cur, w.now())
+				continue
+			}
 			var ok bool
-			if step, ok = w.call(ctx, msg, cur, log); !ok {
+			if step, ok = w.call(calls, msg, cur, log); !ok {
 				return nil
 			}
 			// Azure's answer is not thrown away lightly: store it even if
 			// the shutdown cuts in.
-			ctx = context.WithoutCancel(ctx)
+			ctx = context.WithoutCancel(calls)
 			continue
 		case operation.Schedule:
 			if err := w.schedule(ctx, &cur); err != nil {
@@ -270,10 +288,41 @@ func answerOf(resp *billing.Response, err error, late bool) operation.Answer {
 	return a
 }
 
-// acting reports whether this process is making a call for operation id.
-func (w *Worker) acting(id string) bool {
-	_, ok := w.calls.Load(id)
-	return ok
+// acting counts, per operation, the deliveries of this process that are
+// calling Azure for it (from storing the claim to storing the answer).
+type acting struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (a *acting) add(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == nil {
+		a.n = map[string]int{}
+	}
+	a.n[id]++
+}
+
+func (a *acting) done(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n[id]--; a.n[id] <= 0 {
+		delete(a.n, id)
+	}
+}
+
+func (a *acting) count(id string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n[id]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // finish publishes the stored outcome of a terminal operation and

@@ -65,11 +65,18 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 		}
 		req, derr := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
 		failed := messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
-		if derr == nil && w.endWithCopy(ctx, msg, req, failed) {
-			return
+		switch {
+		case derr != nil:
+			// Not a request the worker can run (it failed validation this
+			// time around): reject it.
+			w.deadLetter(ctx, msg, req, failed)
+		case !w.endWithCopy(ctx, msg, req, failed):
+			// The operation could not be ended through its state (the store
+			// failing, a state this worker cannot read): a rejection now
+			// could contradict the outcome a healthy worker publishes
+			// later, so keep trying.
+			w.nakLater(msg)
 		}
-		// No operation to end (or its store is failing too): reject it.
-		w.deadLetter(ctx, msg, req, failed)
 		return
 	}
 	delay := min(time.Duration(1<<min(delivered, 6))*redeliverFirst, redeliverMax)
@@ -84,7 +91,7 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 // under the request's own event id, so that no other delivery can publish
 // a second outcome. It reports false when the state cannot be written.
 func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) bool {
-	if _, err := w.keep(ctx, msg, req, failed); err != nil {
+	if _, _, err := w.keep(ctx, msg, req, failed); err != nil {
 		return false
 	}
 	st, again, err := w.endOperation(ctx, req.ID, &req, failed.Message)

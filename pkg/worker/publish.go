@@ -188,7 +188,7 @@ const maxHeaderText = 512
 // fails, the message is redelivered later instead: nothing is dropped.
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) {
 	log := w.log.With("request_id", messages.IDToken(req.ID), "kind", messages.KindToken(req.Kind))
-	seq, err := w.keep(ctx, msg, req, failed)
+	seq, earlier, err := w.keep(ctx, msg, req, failed)
 	if err != nil {
 		log.WarnContext(ctx, "dead-letter", "error", err)
 		w.nakLater(msg)
@@ -197,7 +197,25 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
 	failed.FailedAt = w.now()
 	failSpan(ctx, failed.Code)
-	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, fmt.Sprintf("rejected.%d", seq), failed); err != nil {
+	msgID := fmt.Sprintf("rejected.%d", seq)
+	if earlier {
+		// An earlier delivery got as far as the dead letter; its event may
+		// be stored too, and must not be twice.
+		stored, err := w.storedEvent(ctx, w.subj.Event(messages.OutcomeFailed, req.Kind, req.ID), msgID)
+		if err == nil && stored != nil {
+			err = w.publishLive(ctx, stored, msgID)
+		}
+		if err != nil {
+			log.WarnContext(ctx, "publish rejection", "error", err)
+			w.nakLater(msg)
+			return
+		}
+		if stored != nil {
+			_ = msg.TermWithReason(string(failed.Code))
+			return
+		}
+	}
+	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, msgID, failed); err != nil {
 		log.WarnContext(ctx, "publish rejection", "error", err)
 		w.nakLater(msg)
 		return
@@ -208,15 +226,16 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 }
 
 // keep copies msg, its payload and headers, to the dead-letter stream with
-// why it was rejected, and returns its sequence in the work stream. Each
+// why it was rejected, and returns its sequence in the work stream and
+// whether an earlier delivery had kept it already. Each
 // rejected message has a dead-letter subject of its own, written only if
 // empty, so a message redelivered however late is kept once.
-func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) (uint64, error) {
+func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) (seq uint64, earlier bool, err error) {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return 0, fmt.Errorf("dead-letter: %w", err)
+		return 0, false, fmt.Errorf("dead-letter: %w", err)
 	}
-	seq := meta.Sequence.Stream
+	seq = meta.Sequence.Stream
 	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind, seq))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
@@ -238,12 +257,12 @@ func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Reque
 	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
 	_, err = w.js.PublishMsg(ctx, dl, jetstream.WithExpectLastSequencePerSubject(0))
 	if wrongLastSequence(err) {
-		return seq, nil // kept by an earlier delivery
+		return seq, true, nil // kept by an earlier delivery
 	} else if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	w.m.deadLetters.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind), attrCode.String(string(failed.Code))))
-	return seq, nil
+	return seq, false, nil
 }
 
 // wrongLastSequence reports the error of a conditional publish whose

@@ -67,7 +67,7 @@ type Worker struct {
 
 	// calls holds the ids of the operations this process is calling Azure
 	// for right now.
-	calls sync.Map
+	calls acting
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -222,6 +222,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		for _, cc := range contexts {
 			cc.Stop()
 		}
+		// No delivery may reach the handler pool once it is closed.
+		for _, cc := range contexts {
+			select {
+			case <-cc.Closed():
+			case <-time.After(closeWait):
+			}
+		}
 		cancelWork()
 		inflight.Wait()
 		return err
@@ -261,6 +268,9 @@ const (
 	// deadLetterRetry is the redelivery delay when dead-lettering itself
 	// failed.
 	deadLetterRetry = 5 * time.Second
+	// closeWait bounds the wait for a consumer to stop once the connection
+	// has closed.
+	closeWait = 5 * time.Second
 	// pullHeartbeat is the server's heartbeat on the consumers' pulls; a
 	// pull the client missed is made again after two of them.
 	pullHeartbeat = time.Second
