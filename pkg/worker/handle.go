@@ -132,7 +132,11 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 					return err
 				}
 				log.DebugContext(ctx, "the state changed meanwhile; deciding again", "phase", string(cur.Phase))
-				d.Acting = w.calls.count(id) > b2i(held)
+				others := w.calls.count(id)
+				if held {
+					others-- // this delivery's own
+				}
+				d.Acting = others > 0
 				step, rev = w.machine.Resume(cur, d, w.now()), found.Revision()
 				continue
 			}
@@ -316,13 +320,6 @@ func (a *acting) count(id string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.n[id]
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // finish publishes the stored outcome of a terminal operation and

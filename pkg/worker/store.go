@@ -43,7 +43,7 @@ const (
 // (nil if the entry is gone). Other failures are retried for up to
 // ack-wait.
 func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint64, jetstream.KeyValueEntry, error) {
-	key, value := st.Request.ID, encodeState(st)
+	key, value := st.Request.ID, operation.Encode(st)
 	var found jetstream.KeyValueEntry
 	write := func() (uint64, error) {
 		var next uint64
@@ -87,5 +87,3 @@ func decode(entry jetstream.KeyValueEntry) (operation.State, error) {
 	}
 	return st, nil
 }
-
-func encodeState(st *operation.State) []byte { return operation.Encode(st) }

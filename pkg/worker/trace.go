@@ -75,13 +75,6 @@ func (w *Worker) startSend(ctx context.Context, pattern, subject string) (contex
 	return ctx, span
 }
 
-// traceContext returns the W3C traceparent and tracestate of ctx's span.
-func traceContext(ctx context.Context) (parent, state string) {
-	c := propagation.MapCarrier{}
-	telemetry.Propagator.Inject(ctx, c)
-	return c["traceparent"], c["tracestate"]
-}
-
 // withStoredTrace returns ctx continuing the trace stored in st.
 func withStoredTrace(ctx context.Context, st *operation.State) context.Context {
 	if st.TraceParent == "" {
@@ -124,8 +117,10 @@ func failSpan(ctx context.Context, code messages.Code) {
 	span.SetStatus(codes.Error, string(code))
 }
 
-// traceOf returns the trace context of ctx as the operation stores it.
+// traceOf returns the W3C trace context of ctx's span as the operation
+// stores it.
 func traceOf(ctx context.Context) operation.Trace {
-	parent, state := traceContext(ctx)
-	return operation.Trace{Parent: parent, State: state}
+	c := propagation.MapCarrier{}
+	telemetry.Propagator.Inject(ctx, c)
+	return operation.Trace{Parent: c["traceparent"], State: c["tracestate"]}
 }
