@@ -16,6 +16,9 @@ type Completed struct {
 	ValidTill *time.Time `json:"validTill,omitempty"`
 	// Invoice is the invoice read by a KindInvoice request.
 	Invoice *Invoice `json:"invoice,omitempty"`
+	// Archive is the worker's copy of the document at URL, or why there is
+	// none; absent when the request was not to be archived.
+	Archive *Archive `json:"archive,omitempty"`
 	// AcceptedAt is when the worker first took the request.
 	AcceptedAt time.Time `json:"acceptedAt"`
 	// CompletedAt is when the final answer arrived.

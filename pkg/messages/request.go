@@ -36,6 +36,10 @@ type Request struct {
 	// Profile names the credential profile to call Azure with; empty means
 	// the worker's default profile.
 	Profile string `json:"profile,omitempty"`
+	// Archive asks for the document to be archived (true) or not (false);
+	// absent means the worker's default. A kind without a document
+	// (KindInvoice) is never archived.
+	Archive *bool `json:"archive,omitempty"`
 }
 
 // Params holds the parameters of every kind; each kind uses a subset and

@@ -108,12 +108,7 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 	switch a.Outcome {
 	case Done:
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
-		r := a.Result
-		st.Complete(messages.Completed{
-			Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
-			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
-			AcceptedAt: st.AcceptedAt, CompletedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
-		}, now)
+		m.done(&st, a.Result, now)
 	case Running:
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, a.Status, "", ""
 		st.Failures, st.BadAnswers = 0, 0
@@ -131,6 +126,16 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 func (m Machine) settle(st *State) Step {
 	if st.Phase == PhaseWaiting {
 		return Step{Next: st, Action: Schedule}
+	}
+	if st.Phase == PhaseArchiving {
+		return Step{Next: st, Action: Archive}
+	}
+	if st.Phase == PhaseFailed && st.Archiving != nil {
+		// A new link was asked of Azure for the archive, and the call
+		// failed: the operation still completes, with the link it had.
+		msg := "a new link was asked of Azure after the last one expired, and that failed: " + st.Failed.Message
+		st.Failed = nil
+		m.archiveEnd(st, nil, messages.ArchiveLinkExpired, msg, st.UpdatedAt)
 	}
 	return Step{Next: st, Action: Publish}
 }

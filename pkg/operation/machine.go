@@ -33,6 +33,8 @@ type Machine struct {
 	// math/rand/v2).
 	Policy poll.Policy
 	Rand   func() float64
+	// Archive says which documents are archived, and how hard to try.
+	Archive ArchivePolicy
 }
 
 // Action is what the caller does after storing Step.Next.
@@ -60,6 +62,10 @@ const (
 	// Conflict: the request reuses the id of another operation; reject it
 	// with id_conflict. Nothing is stored.
 	Conflict
+	// Archive: download the document of State.Archiving into the archive
+	// store (Next is claimed for it, the claim renewed while it lasts),
+	// then pass the outcome to Archived.
+	Archive
 )
 
 func (a Action) String() string {
@@ -78,6 +84,8 @@ func (a Action) String() string {
 		return "retry"
 	case Conflict:
 		return "conflict"
+	case Archive:
+		return "archive"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -147,7 +155,7 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 
 	case st.Phase == PhaseWaiting && current && !now.Before(st.NextAt),
 		st.ClaimExpired(now) || orphan:
-		if st.Location == "" && st.Unanswered >= m.MaxUnanswered {
+		if st.Location == "" && !st.archiveDue() && st.Unanswered >= m.MaxUnanswered {
 			// Each of these first calls may have started an operation in
 			// Azure; send no more.
 			m.fail(&st, messages.CodeInterrupted, fmt.Sprintf("the first call to Azure went unanswered %d times (timeouts, "+
@@ -155,7 +163,7 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 			return Step{Next: &st, Action: Publish}
 		}
 		m.claim(&st, now)
-		return Step{Next: &st, Action: Call}
+		return Step{Next: &st, Action: st.action()}
 
 	case st.Phase == PhaseWaiting && current:
 		// Early by the worker's clock (the server's runs ahead): come back
@@ -184,6 +192,13 @@ func (m Machine) Abandon(st *State, req *messages.Request, reason string, tr Tra
 	if st != nil && st.Phase.Terminal() {
 		return Step{Action: Republish}
 	}
+	if st != nil && st.Archiving != nil {
+		// Azure's answer is in: complete with its link and the archive's
+		// failure rather than lose it.
+		next := *st
+		m.archiveEnd(&next, nil, messages.ArchiveInternal, reason, now)
+		return Step{Next: &next, Action: Publish}
+	}
 	var next State
 	switch {
 	case st != nil:
@@ -203,12 +218,12 @@ func (m Machine) Abandon(st *State, req *messages.Request, reason string, tr Tra
 // counted again.
 func (m Machine) Reclaim(st State, now time.Time) Step {
 	st.Claim(m.Worker, now, now.Add(m.ClaimFor))
-	return Step{Next: &st, Action: Call}
+	return Step{Next: &st, Action: st.action()}
 }
 
 func (m Machine) claim(st *State, now time.Time) {
 	st.Claim(m.Worker, now, now.Add(m.ClaimFor))
-	if st.Location == "" {
+	if st.Phase == PhaseStarting {
 		// Counted until its answer is stored, so that a worker dying
 		// mid-call leaves it counted.
 		st.Unanswered++

@@ -27,7 +27,7 @@ const (
 func (p Phase) Terminal() bool { return p == PhaseCompleted || p == PhaseFailed }
 
 // Claimed reports whether a worker holds the operation.
-func (p Phase) Claimed() bool { return p == PhaseStarting || p == PhasePolling }
+func (p Phase) Claimed() bool { return p == PhaseStarting || p == PhasePolling || p == PhaseArchiving }
 
 // Classes of the last failure (State.LastErrorClass).
 const (
@@ -125,6 +125,10 @@ type State struct {
 	Completed *messages.Completed `json:"completed,omitempty"`
 	Failed    *messages.Failed    `json:"failed,omitempty"`
 	UpdatedAt time.Time           `json:"updatedAt"`
+	// Archiving is the pending archive of the document, from Azure's
+	// final answer until the completion event (which keeps the archive's
+	// outcome in Completed.Archive).
+	Archiving *Archiving `json:"archiving,omitempty"`
 }
 
 // NewState returns the state of a request accepted at now; the deadline is
@@ -146,11 +150,15 @@ func NewState(req messages.Request, now time.Time, defaultDeadline, maxDeadline 
 	}
 }
 
-// Claim marks the state as held by worker until until, for the next call.
+// Claim marks the state as held by worker until until, for the next call
+// (or the archive, when that is due).
 func (s *State) Claim(worker string, now, until time.Time) {
-	if s.Location == "" {
+	switch {
+	case s.archiveDue():
+		s.Phase = PhaseArchiving
+	case s.Location == "":
 		s.Phase = PhaseStarting
-	} else {
+	default:
 		s.Phase = PhasePolling
 	}
 	s.ClaimedBy, s.ClaimedUntil, s.UpdatedAt = worker, until, now
