@@ -72,6 +72,15 @@ type Config struct {
 	AllowHTTP                bool   // false: allow a plain-http ARM endpoint (a local emulator only)
 	DisableInstanceDiscovery bool   // false: skip Entra ID instance discovery (Azure Stack, private clouds, emulator)
 
+	// Archive.
+	ArchiveStore       string // nats: none, nats or azblob
+	ArchiveBucket      string // none: the Object Store bucket (<prefix>_archive) or the Blob Storage container
+	ArchiveDefault     bool   // true: archive every request that does not opt out; false: only those that ask
+	ArchiveMaxAttempts int    // 5: failed downloads before download_failed
+	ArchiveMaxRelinks  int    // 2: new links asked of Azure after expired ones
+	ArchiveAccountURL  string // none: Blob service URL, with the default profile's credential (azblob)
+	ArchiveConnFile    string // none: file holding a Blob Storage connection string (azblob; Azurite)
+
 	// Process.
 	HealthAddr string // :8080: liveness/readiness/metrics listener; empty disables it
 	LogLevel   string // info: debug, info, warn or error
@@ -127,6 +136,13 @@ var Settings = []Setting{
 	str("azure-profiles-file", "", "JSON file of named credential profiles (replaces the single profile above)", func(c *Config) *string { return &c.AzureProfilesFile }),
 	boolean("allow-http", false, "allow a plain-http ARM endpoint: a local emulator only", func(c *Config) *bool { return &c.AllowHTTP }),
 	boolean("disable-instance-discovery", false, "skip Entra ID instance discovery (Azure Stack, private clouds, emulator)", func(c *Config) *bool { return &c.DisableInstanceDiscovery }),
+	str("archive-store", worker.ArchiveNATS, "where documents are archived: none, nats (the NATS JetStream Object Store) or azblob (Azure Blob Storage)", func(c *Config) *string { return &c.ArchiveStore }),
+	str("archive-bucket", "", "the Object Store bucket (default <prefix>_archive) or the Blob Storage container (required for azblob)", func(c *Config) *string { return &c.ArchiveBucket }),
+	boolean("archive-default", true, "archive every request that does not opt out (archive: false); false: only requests that ask (archive: true)", func(c *Config) *bool { return &c.ArchiveDefault }),
+	integer("archive-max-attempts", worker.DefaultArchiveMaxAttempts, "failed downloads (resets, timeouts, 5xx) before the completion event goes out with archive error download_failed", func(c *Config) *int { return &c.ArchiveMaxAttempts }),
+	integer("archive-max-relinks", worker.DefaultArchiveMaxRelinks, "new links asked of Azure when a link expired before its download finished, before archive error link_expired", func(c *Config) *int { return &c.ArchiveMaxRelinks }),
+	str("archive-account-url", "", "Blob service URL of the archive's storage account (azblob), reached with the default credential profile", func(c *Config) *string { return &c.ArchiveAccountURL }),
+	str("archive-connection-string-file", "", "file holding a Blob Storage connection string (azblob), instead of archive-account-url: a local Azurite", func(c *Config) *string { return &c.ArchiveConnFile }),
 	str("health-addr", ":8080", "listen address of /livez, /readyz and /metrics; empty disables", func(c *Config) *string { return &c.HealthAddr }),
 	str("log-level", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 }
@@ -183,6 +199,10 @@ func (c *Config) Worker() worker.Options {
 		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
 		DrainTimeout: c.DrainTimeout, Policy: p,
+		Archive: worker.ArchiveOptions{
+			Store: c.ArchiveStore, Bucket: c.ArchiveBucket, OnRequestOnly: !c.ArchiveDefault,
+			MaxAttempts: c.ArchiveMaxAttempts, MaxRelinks: c.ArchiveMaxRelinks,
+		},
 	}
 }
 
@@ -209,6 +229,7 @@ func (c *Config) Validate() error {
 		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},
 		{"poll-max-wait", c.PollMaxWait == 0}, {"poll-default-wait", c.PollDefaultWait == 0},
 		{"backoff-initial", c.BackoffInitial == 0}, {"backoff-max", c.BackoffMax == 0},
+		{"archive-max-attempts", c.ArchiveMaxAttempts == 0},
 	} {
 		if z.zero {
 			errs = append(errs, fmt.Errorf("%s must not be zero", z.name))

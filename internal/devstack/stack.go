@@ -164,7 +164,10 @@ func (s *Stack) startWorker() error {
 		nc.Close()
 		return err
 	}
-	w, err := worker.New(s.Config.Worker(), nc, profiles, s.opts.Logger, s.opts.WorkerOptions...)
+	// Documents are downloaded over the Azure transport: it trusts the
+	// emulator, whose links they are.
+	wopts := append([]worker.Option{worker.WithDownloader(s.opts.AzureDeps.Transport)}, s.opts.WorkerOptions...)
+	w, err := worker.New(s.Config.Worker(), nc, profiles, s.opts.Logger, wopts...)
 	if err != nil {
 		nc.Close()
 		return err

@@ -49,6 +49,9 @@ type Options struct {
 	// Logf, when set, receives one line per ARM call and token request, and the HTTP server's
 	// own errors. Default: silent.
 	Logf func(format string, args ...any)
+	// Download is what the download links serve unless SetDownload says
+	// otherwise for an invoice. Default: a small document, served at once.
+	Download Download
 }
 
 // Client is an application registered with the token endpoint.
@@ -92,6 +95,7 @@ type state struct {
 	calls        []Call
 	tokenReqs    []TokenRequest
 	tokenFailure TokenFailure
+	dl           downloads
 }
 
 func newState(def []Reply) state {
@@ -101,6 +105,7 @@ func newState(def []Reply) state {
 		tracks:  map[trackKey]*track{},
 		ops:     map[string]*operation{},
 		blobs:   map[blobKey]time.Time{},
+		dl:      newDownloads(),
 	}
 }
 

@@ -39,6 +39,7 @@ func (s *Server) result(op *operation, r *http.Request) any {
 	now := s.now().UTC()
 	expiry := now.Add(time.Hour)
 	base := s.base(r)
+	s.noteBlobs(op)
 	sas := func(file string) string { return s.sasURL(base, op.id, file, now, expiry) }
 	switch op.op {
 	case OpInvoiceDownload:
@@ -82,8 +83,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		storageError(w, "AuthenticationFailed", fmt.Sprintf("Signature not valid in the specified time frame: Expiry [%s] - Current [%s]",
 			expiry.UTC().Format(http.TimeFormat), now.UTC().Format(http.TimeFormat)))
 	default:
-		contentType, body := blobContent(r.PathValue("file"))
-		writeRaw(w, http.StatusOK, contentType, body)
+		s.serveDocument(w, r)
 	}
 }
 

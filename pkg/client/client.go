@@ -28,6 +28,8 @@ type Client struct {
 
 	mu sync.Mutex
 	kv jetstream.KeyValue // the state bucket, once found
+
+	blob BlobOpener // Azure Blob Storage, for Fetch; nil: none
 }
 
 // New returns a client on nc for the given subject prefix (empty: the

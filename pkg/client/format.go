@@ -27,6 +27,11 @@ func (o Outcome) Human() string {
 		if c.ValidTill != nil {
 			fmt.Fprintf(&b, "\n  valid till: %s", c.ValidTill.Format(time.RFC3339))
 		}
+		if a := c.Archive; a != nil && a.Error == nil {
+			fmt.Fprintf(&b, "\n  archived:   %s %s %s (%d bytes, %s, sha256 %s)", a.Store, a.Bucket, a.Name, a.Size, a.ContentType, a.SHA256)
+		} else if a != nil {
+			fmt.Fprintf(&b, "\n  archive:    not archived: %s: %s", a.Error.Code, a.Error.Message)
+		}
 		if inv := c.Invoice; inv != nil {
 			fmt.Fprintf(&b, "\n  invoice:    %s status %s", inv.Name, inv.Status)
 			if a, ok := inv.Amounts["totalAmount"]; ok {

@@ -106,6 +106,10 @@ func (s Layout) DeadLetterStream() string { return s.upper() + "_DEADLETTER" }
 // request id: <prefix>_operations.
 func (s Layout) StateBucket() string { return s.Prefix + "_operations" }
 
+// ArchiveBucket is the Object Store bucket of archived documents:
+// <prefix>_archive.
+func (s Layout) ArchiveBucket() string { return s.Prefix + "_archive" }
+
 func (s Layout) upper() string { return strings.ToUpper(strings.ReplaceAll(s.Prefix, "-", "_")) }
 
 // Request is the subject to publish a request of kind k on:

@@ -118,7 +118,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 	}()
 	for redecided := 0; ; {
 		if step.Next != nil {
-			if step.Action == operation.Call && !held {
+			if (step.Action == operation.Call || step.Action == operation.Archive) && !held {
 				// Acting from before the claim is stored until the answer
 				// is: no other delivery in this process may take the claim
 				// for an orphan meanwhile.
@@ -146,6 +146,7 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			cur, rev = *step.Next, next
 			if cur.Phase.Terminal() {
 				w.m.ended(ctx, &cur)
+				w.am.ended(ctx, &cur)
 			}
 		}
 		switch step.Action {
@@ -164,6 +165,14 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			}
 			// Azure's answer is not thrown away lightly: store it even if
 			// the shutdown cuts in.
+			ctx = context.WithoutCancel(calls)
+			continue
+		case operation.Archive:
+			var ok bool
+			if step, rev, ok = w.archive(calls, msg, cur, rev, log); !ok {
+				return nil
+			}
+			// The outcome is stored even if the shutdown cuts in.
 			ctx = context.WithoutCancel(calls)
 			continue
 		case operation.Schedule:

@@ -88,6 +88,9 @@ type Options struct {
 	// Policy decides the waits between calls; each zero field defaults to
 	// poll.DefaultPolicy's.
 	Policy poll.Policy
+	// Archive configures the archive of documents; the zero value
+	// archives nothing.
+	Archive ArchiveOptions
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -135,6 +138,7 @@ func (o Options) withDefaults() Options {
 	if o.Policy.Jitter == 0 {
 		o.Policy.Jitter = p.Jitter
 	}
+	o.Archive = o.Archive.withDefaults(o.HTTPTimeout)
 	return o
 }
 
@@ -163,6 +167,9 @@ func (o Options) Validate() error {
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	if err := o.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Archive.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/azbilling/worker/pkg/archive"
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
@@ -64,6 +65,11 @@ type Worker struct {
 	tel      *telemetry.Telemetry
 	tracer   trace.Tracer
 	m        *instruments
+	// archiver stores documents (nil: no archive); download sends its
+	// requests.
+	archiver *archive.Archiver
+	download archive.Doer
+	am       *archiveInstruments
 
 	// calls holds the ids of the operations this process is calling Azure
 	// for right now.
@@ -109,10 +115,13 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		Policy: cfg.Policy,
+		Policy: cfg.Policy, Archive: cfg.Archive.policy(),
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
+	}
+	if w.am, err = newArchiveInstruments(w.tel.MeterProvider); err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	return w, nil
@@ -140,7 +149,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// still starting): keep trying until it is, or until we are stopped.
 	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst), backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
 	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
-		return ensure(ctx, w.js, w.subj, &w.cfg)
+		kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+		if err != nil {
+			return nil, err
+		}
+		return kv, w.ensureArchive(ctx)
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
 		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
 	})

@@ -1,0 +1,135 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/pkg/archive"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// ErrNotArchived: the request's operation has not completed, or its
+// document was not archived (its completion event has no archive, or an
+// archive error).
+var ErrNotArchived = errors.New("no archived document for this request")
+
+// BlobOpener returns the Azure Blob Storage store of a container, for
+// Fetch of documents archived there (see archive.NewBlobStore).
+type BlobOpener func(container string) (archive.Store, error)
+
+// SetBlobOpener makes Fetch read documents archived in Azure Blob Storage
+// through open.
+func (c *Client) SetBlobOpener(open BlobOpener) { c.blob = open }
+
+// Archived returns the archive of request id's document: from the stored
+// state of its operation, or, when that has expired, from its completion
+// event.
+func (c *Client) Archived(ctx context.Context, id string) (*messages.Archive, error) {
+	var completed *messages.Completed
+	st, err := c.Status(ctx, id)
+	switch {
+	case err == nil:
+		completed = st.Completed
+	case errors.Is(err, ErrNoState):
+		o, ok, err := c.Last(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			completed = o.Completed
+		}
+	default:
+		return nil, err
+	}
+	switch {
+	case completed == nil:
+		return nil, fmt.Errorf("%w: %s has not completed", ErrNotArchived, id)
+	case completed.Archive == nil:
+		return nil, fmt.Errorf("%w: %s was not to be archived", ErrNotArchived, id)
+	case completed.Archive.Error != nil:
+		return nil, fmt.Errorf("%w: %s: %s: %s", ErrNotArchived, id, completed.Archive.Error.Code, completed.Archive.Error.Message)
+	}
+	return completed.Archive, nil
+}
+
+// Fetch writes the archived document of request id to w, streaming it from
+// its store, and returns its archive. The digest is checked against the
+// completion event's: when what was read does not match, the error
+// matches archive.ErrDigestMismatch, and what was written to w must not be
+// used.
+func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.Archive, error) {
+	a, err := c.Archived(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var store archive.Store
+	switch a.Store {
+	case messages.StoreNATS:
+		obs, err := c.js.ObjectStore(ctx, a.Bucket)
+		if err != nil {
+			return nil, fmt.Errorf("object store %s: %w", a.Bucket, err)
+		}
+		store = archive.NewObjectStore(obs, a.Bucket)
+	case messages.StoreAzureBlob:
+		if c.blob == nil {
+			return nil, fmt.Errorf("%s is archived in Azure Blob Storage (container %s); this client has no Blob Storage access", id, a.Bucket)
+		}
+		if store, err = c.blob(a.Bucket); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%s is archived in a store this client does not know: %q", id, a.Store)
+	}
+	r, obj, err := store.Open(ctx, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if obj.SHA256 != a.SHA256 || obj.Size != a.Size {
+		return nil, fmt.Errorf("%w: %s %s holds %d bytes with SHA-256 %s; the event says %d bytes, %s",
+			archive.ErrDigestMismatch, a.Store, a.Name, obj.Size, obj.SHA256, a.Size, a.SHA256)
+	}
+	n, err := io.Copy(w, archive.VerifyingReader(r, a.SHA256))
+	if err == nil && n != a.Size {
+		err = fmt.Errorf("%w: read %d bytes, the event says %d", archive.ErrDigestMismatch, n, a.Size)
+	}
+	if errors.Is(err, jetstream.ErrDigestMismatch) {
+		err = fmt.Errorf("%w: %w", archive.ErrDigestMismatch, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", a.Store, a.Name, err)
+	}
+	return a, nil
+}
+
+// FetchFile writes the archived document of request id to the file path:
+// to a temporary file beside it, renamed to path only once the digest
+// checked out. On any error no file is left at path (an existing one is
+// left as it was).
+func (c *Client) FetchFile(ctx context.Context, id, path string) (*messages.Archive, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	a, err := c.Fetch(ctx, id, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
