@@ -176,8 +176,8 @@ var errIdle = errors.New("no data for the idle timeout")
 
 // idle cancels a download when it makes no progress for a while.
 type idle struct {
-	d  time.Duration
-	t  *time.Timer
+	d time.Duration
+	t *time.Timer
 }
 
 func newIdle(d time.Duration, cancel context.CancelCauseFunc) *idle {

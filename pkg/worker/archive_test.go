@@ -132,7 +132,10 @@ func TestArchiveNotConfigured(t *testing.T) {
 // expired gets one new Azure call, then is archived.
 func TestArchiveFaults(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *config.Config) { c.BackoffInitial = 50 * time.Millisecond; c.PollMinWait = 10 * time.Millisecond })
+	b := setup(t, func(c *config.Config) {
+		c.BackoffInitial = 50 * time.Millisecond
+		c.PollMinWait = 10 * time.Millisecond
+	})
 	t.Run("reset mid-body", func(t *testing.T) {
 		inv := b.invoice()
 		b.emu.SetDownload(inv, emulator.Download{Size: 1 << 20, Resets: 2, ResetAfter: 200 << 10})
