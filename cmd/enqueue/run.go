@@ -83,6 +83,12 @@ func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")
+	archive := fs.Bool("archive", false, "--archive: archive the document; --archive=false: do not (default: the worker's setting)")
+	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
+		if cmd.Flags().Changed("archive") {
+			req.Archive = archive
+		}
+	}
 	wf.bind(fs)
 	return cmd
 }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// enqueue fetch writes the archived document, its digest checked; a
+// tampered object is refused and leaves no file.
+func TestFetch(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	inv := devstack.InvoiceName("F", 1)
+	s.Emulator.SetDownload(inv, emulator.Download{Size: 512 << 10})
+	r := enqueue(t, s, "", "invoice-summary", "--billing-account", devstack.SampleBillingAccount, "--invoice-name", inv, "--id", "fetch-1", "--wait", "--json")
+	var ev messages.Completed
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &ev); r.code != 0 || err != nil || ev.Archive == nil || ev.Archive.Error != nil {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "summary.pdf")
+	if r := enqueue(t, s, "", "fetch", "fetch-1", "-o", out); r.code != 0 || !strings.Contains(r.stdout, `"sha256":"`+ev.Archive.SHA256) {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	data, err := os.ReadFile(out)
+	sum := sha256.Sum256(data)
+	if err != nil || hex.EncodeToString(sum[:]) != ev.Archive.SHA256 || int64(len(data)) != ev.Archive.Size {
+		t.Fatalf("file: %v, %d bytes", err, len(data))
+	}
+
+	// Opted out: nothing to fetch.
+	if r := enqueue(t, s, "", "invoice-summary", "--billing-account", devstack.SampleBillingAccount, "--invoice-name", devstack.InvoiceName("F", 2),
+		"--id", "fetch-2", "--archive=false", "--wait", "--json"); r.code != 0 || strings.Contains(r.stdout, `"archive"`) {
+		t.Fatalf("opt-out: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := enqueue(t, s, "", "fetch", "fetch-2", "--output", filepath.Join(dir, "none")); r.code != exitFailed || !strings.Contains(r.stderr, "not to be archived") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+
+	// Tamper with the object: one byte changed, same size.
+	ctx := context.Background()
+	js, _ := jetstream.New(s.Conn)
+	obs, err := js.ObjectStore(ctx, ev.Archive.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 1
+	if _, err := obs.PutBytes(ctx, ev.Archive.Name, data); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "tampered.pdf")
+	if r := enqueue(t, s, "", "fetch", "fetch-1", "-o", bad); r.code != exitFailed || !strings.Contains(r.stderr, "does not match") {
+		t.Fatalf("tampered: exit %d: %s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files left behind: %v", entries)
+	}
+	if r := enqueue(t, s, "", "fetch", "fetch-1"); r.code != exitUsage {
+		t.Errorf("no --output: exit %d", r.code)
+	}
+}
