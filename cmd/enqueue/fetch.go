@@ -51,4 +51,3 @@ func (a *app) fetch(ctx context.Context, id, out string) error {
 	fmt.Fprintf(a.stdout, "wrote %s: %d bytes, %s, sha256 %s (from %s %s %s)\n", out, arc.Size, arc.ContentType, arc.SHA256, arc.Store, arc.Bucket, arc.Name)
 	return nil
 }
-

@@ -102,7 +102,11 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	defer nc.Close()
-	w, err := worker.New(cfg.Worker(), nc, profiles, log, worker.WithTelemetry(tel))
+	opts := cfg.Worker()
+	if opts.Archive.Blob, err = cfg.ArchiveBlob(ctx, deps); err != nil {
+		return err
+	}
+	w, err := worker.New(opts, nc, profiles, log, worker.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}

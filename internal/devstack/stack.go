@@ -167,7 +167,12 @@ func (s *Stack) startWorker() error {
 	// Documents are downloaded over the Azure transport: it trusts the
 	// emulator, whose links they are.
 	wopts := append([]worker.Option{worker.WithDownloader(s.opts.AzureDeps.Transport)}, s.opts.WorkerOptions...)
-	w, err := worker.New(s.Config.Worker(), nc, profiles, s.opts.Logger, wopts...)
+	opts := s.Config.Worker()
+	if opts.Archive.Blob, err = s.Config.ArchiveBlob(context.Background(), config.AzureDeps{}); err != nil {
+		nc.Close()
+		return err
+	}
+	w, err := worker.New(opts, nc, profiles, s.opts.Logger, wopts...)
 	if err != nil {
 		nc.Close()
 		return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/azurite"
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
@@ -264,5 +265,44 @@ func TestArchiveSameContentAndTamper(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("files left: %v", entries)
+	}
+}
+
+// Azure Blob Storage as the archive (Azurite, with the real azblob
+// client): archived with the digest of the emulator's bytes, and read back
+// through the client.
+func TestArchiveAzureBlob(t *testing.T) {
+	t.Parallel()
+	conn := azurite.Start(t)
+	connFile := filepath.Join(t.TempDir(), "conn")
+	if err := os.WriteFile(connFile, []byte(conn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *config.Config) {
+		c.ArchiveStore, c.ArchiveBucket, c.ArchiveConnFile = "azblob", "billing-archive", connFile
+	})
+	inv := b.invoice()
+	b.emu.SetDownload(inv, emulator.Download{Size: 6<<20 + 1, Resets: 1, ResetAfter: 3 << 20})
+	req := devstack.Sample(messages.KindInvoicePriceSheet, b.id(), inv)
+	b.submit(req)
+	o := b.wait(req.ID, 60*time.Second)
+	a := o.Completed.Archive
+	if a == nil || a.Error != nil {
+		t.Fatalf("%+v", o.Completed)
+	}
+	s := b.emu.ServedFor(inv)
+	if len(s) != 1 || a.Store != messages.StoreAzureBlob || a.Bucket != "billing-archive" || a.SHA256 != s[0].SHA256 || a.Size != s[0].Size || a.ContentType != "text/csv" {
+		t.Fatalf("archive %+v, served %+v", a, s)
+	}
+	b.stack.Client.SetBlobOpener(func(container string) (archive.Store, error) {
+		return archive.NewBlobStoreFromConnectionString(conn, container, nil)
+	})
+	out := filepath.Join(t.TempDir(), "pricesheet.csv")
+	if _, err := b.stack.Client.FetchFile(context.Background(), req.ID, out); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(out)
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != a.SHA256 {
+		t.Error("fetched file differs")
 	}
 }
