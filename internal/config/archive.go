@@ -70,4 +70,3 @@ func (c *Config) ArchiveBlob(ctx context.Context, deps AzureDeps) (archive.Store
 	}
 	return store, nil
 }
-

@@ -188,4 +188,3 @@ func blobObject(name string, md map[string]*string, size *int64, ctype *string, 
 }
 
 func to[T any](v T) *T { return &v }
-
