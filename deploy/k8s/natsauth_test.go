@@ -370,7 +370,9 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	reader := sdkmetric.NewManualReader()
 	tel := telemetry.Noop()
 	tel.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	w, err := worker.New(cfg.Worker(), wnc, profiles, logger, worker.WithTelemetry(tel))
+	// Documents are downloaded (archive-store nats, the default) from the
+	// emulator's links: trust its certificate.
+	w, err := worker.New(cfg.Worker(), wnc, profiles, logger, worker.WithTelemetry(tel), worker.WithDownloader(emu.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,12 @@ var kustomizations = []string{
 	"overlays/dev",
 	"overlays/production",
 	"overlays/hpa",
+	"overlays/azblob",
 	"../otel-collector",
 }
 
 // Overlays are what an operator applies.
-var overlays = []string{"overlays/dev", "overlays/production", "overlays/hpa"}
+var overlays = []string{"overlays/dev", "overlays/production", "overlays/hpa", "overlays/azblob"}
 
 // The worker's objects, as named in base/.
 const (

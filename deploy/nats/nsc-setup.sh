@@ -54,6 +54,10 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
+  --allow-pub '$JS.API.STREAM.CREATE.OBJ_billing_archive' \
+  --allow-pub '$JS.API.STREAM.UPDATE.OBJ_billing_archive' \
+  --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \
+  --allow-pub '$O.billing_archive.>' \
   --allow-pub 'billing.events.>' \
   --allow-pub 'billing.deadletter.>' \
   --allow-pub 'billing.internal.>' \
