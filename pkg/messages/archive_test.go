@@ -1,6 +1,9 @@
 package messages_test
 
 import (
+	"encoding/json"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,5 +46,47 @@ func TestObjectName(t *testing.T) {
 	b := messages.ObjectName(messages.Request{Kind: messages.KindSubscriptionDocuments, Params: messages.Params{Documents: docs}}, "")
 	if a != b {
 		t.Errorf("not predictable: %q %q", a, b)
+	}
+}
+
+// The completed schema's archive error codes are messages.ArchiveCodes.
+func TestArchiveCodesInSchema(t *testing.T) {
+	data, err := os.ReadFile("schema/completed.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Defs struct {
+			Archive struct {
+				Properties struct {
+					Error struct {
+						Properties struct {
+							Code struct {
+								Enum []string `json:"enum"`
+							} `json:"code"`
+						} `json:"properties"`
+					} `json:"error"`
+				} `json:"properties"`
+			} `json:"archive"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range messages.ArchiveCodes {
+		want = append(want, string(c))
+	}
+	if got := s.Defs.Archive.Properties.Error.Properties.Code.Enum; !slices.Equal(got, want) {
+		t.Errorf("schema %v, ArchiveCodes %v", got, want)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range want {
+		if !strings.Contains(string(readme), "| `"+c+"` |") {
+			t.Errorf("README.md has no row for archive error code %s", c)
+		}
 	}
 }
