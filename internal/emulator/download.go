@@ -160,6 +160,8 @@ type pacedWriter struct {
 	wait  func(time.Duration) bool
 	cut   bool
 	err   error
+	// pausedAt is the offset of the last pause.
+	pausedAt int64
 }
 
 func (p *pacedWriter) Write(b []byte) (int, error) {
@@ -168,6 +170,18 @@ func (p *pacedWriter) Write(b []byte) (int, error) {
 	}
 	written := 0
 	for len(b) > 0 {
+		// Pause before each chunk but the first (none after the last:
+		// the client may have left once it had every byte).
+		if p.delay > 0 && p.n > 0 && p.n%chunk == 0 && p.pausedAt != p.n {
+			if f, ok := p.w.(http.Flusher); ok {
+				f.Flush()
+			}
+			p.pausedAt = p.n
+			if !p.wait(p.delay) {
+				p.err = errCut
+				return written, p.err
+			}
+		}
 		n := min(len(b), chunk-int(p.n%chunk))
 		if p.reset >= 0 && p.n+int64(n) > p.reset {
 			n = int(p.reset - p.n)
@@ -189,15 +203,6 @@ func (p *pacedWriter) Write(b []byte) (int, error) {
 			return written, errCut
 		}
 		b = b[n:]
-		if p.delay > 0 && p.n%chunk == 0 {
-			if f, ok := p.w.(http.Flusher); ok {
-				f.Flush()
-			}
-			if !p.wait(p.delay) {
-				p.err = errCut
-				return written, p.err
-			}
-		}
 	}
 	return written, nil
 }

@@ -35,6 +35,8 @@ func (b *testBundle) archived(o client.Outcome, invoice string) *messages.Archiv
 	if a == nil || a.Error != nil {
 		b.t.Fatalf("%s: archive %+v", o.ID, a)
 	}
+	// The emulator records a whole download just after its last byte.
+	eventually(b.t, 5*time.Second, func() bool { return len(b.emu.ServedFor(invoice)) > 0 })
 	served := b.emu.ServedFor(invoice)
 	if len(served) != 1 {
 		b.t.Fatalf("%s: served whole %d times, want 1", o.ID, len(served))
@@ -290,6 +292,7 @@ func TestArchiveAzureBlob(t *testing.T) {
 	if a == nil || a.Error != nil {
 		t.Fatalf("%+v", o.Completed)
 	}
+	eventually(t, 5*time.Second, func() bool { return len(b.emu.ServedFor(inv)) > 0 })
 	s := b.emu.ServedFor(inv)
 	if len(s) != 1 || a.Store != messages.StoreAzureBlob || a.Bucket != "billing-archive" || a.SHA256 != s[0].SHA256 || a.Size != s[0].Size || a.ContentType != "text/csv" {
 		t.Fatalf("archive %+v, served %+v", a, s)
