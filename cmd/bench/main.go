@@ -15,6 +15,9 @@
 //     RSS, CPU, threads, consumer counts; beside it 100,000 azcore pollers
 //     waiting in goroutines in one process.
 //  4. profile: a CPU (and allocation) profile of the immediate path.
+//  6. archive: ten 200 MB documents archived at once by one worker process
+//     to the NATS Object Store: throughput beside a plain streaming copy of
+//     the same links to the same bucket, and the worker's RSS growth.
 //
 // Usage:
 //
@@ -72,6 +75,9 @@ type options struct {
 	profileN    int
 	profileConc int
 	profileOut  string
+
+	archiveN    int   // archive: documents at once
+	archiveSize int64 // archive: bytes of each
 }
 
 func main() {
@@ -134,6 +140,7 @@ func run(ctx context.Context, args []string) error {
 	do("polling", func() error { return runPolling(ctx, o, r) })
 	do("waiting", func() error { return runWaiting(ctx, o, r) })
 	do("profile", func() error { return runProfile(ctx, o, r) })
+	do("archive", func() error { return runArchive(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -161,6 +168,10 @@ func (o options) skipped(part string) string {
 		if o.profileN == 0 {
 			return "-profile-n 0"
 		}
+	case "archive":
+		if o.archiveN == 0 {
+			return "-archive-n 0"
+		}
 	}
 	return ""
 }
@@ -169,7 +180,7 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|archive] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
@@ -196,6 +207,8 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run (0: skip the profile)")
 	fs.IntVar(&o.profileConc, "profile-concurrency", 16, "profile: worker concurrency")
 	fs.StringVar(&o.profileOut, "profile-out", filepath.Join(os.TempDir(), "billing-bench"), "profile: file prefix of the CPU and allocation profiles")
+	fs.IntVar(&o.archiveN, "archive-n", 10, "archive: documents archived at once (0: skip the archive part)")
+	fs.Int64Var(&o.archiveSize, "archive-size", 200<<20, "archive: bytes of each document")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -224,6 +237,10 @@ func parseOptions(args []string) (options, error) {
 		def("poll-n", &o.pollN, 200)
 		def("wait-n", &o.waitN, 300)
 		def("profile-n", &o.profileN, 500)
+		def("archive-n", &o.archiveN, 2)
+		if !set["archive-size"] {
+			o.archiveSize = 4 << 20
+		}
 		if !set["wait-retry-after"] {
 			o.waitAfter = 4 * time.Second
 		}
@@ -232,9 +249,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile":
+	case "", "immediate", "polling", "waiting", "profile", "archive":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting or profile", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile or archive", o.only)
 	}
 	if o.pollWait%time.Second != 0 || o.waitAfter%time.Second != 0 || o.pollWait <= 0 || o.waitAfter <= 0 {
 		return o, errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
@@ -244,7 +261,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"archive-n", o.archiveN}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}

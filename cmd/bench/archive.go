@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/internal/config"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// runArchive measures the archive: archiveN documents of archiveSize
+// bytes completed at once by one worker process archiving to the NATS
+// Object Store (its throughput, and its RSS growth over its idle RSS),
+// beside a plain streaming copy of the same documents, from the same
+// emulator links to the same bucket, by this process with as many
+// goroutines.
+func runArchive(ctx context.Context, o options, r *report) error {
+	size := o.archiveSize
+	r.printf("\n## 6. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
+	dir := filepath.Join(o.dir, "archive")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	progress("archive: building nats-server and cmd/worker")
+	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	if err != nil {
+		return err
+	}
+	secret := "bench-secret"
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		return err
+	}
+	emu := emulator.Start(emulator.Options{
+		Audience: devstack.DevAudience,
+		Clients:  map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}},
+		Default:  []emulator.Reply{emulator.OK()},
+	})
+	defer emu.Close()
+	ca := filepath.Join(dir, "emulator-ca.pem")
+	if err := emu.WriteCACert(ca); err != nil {
+		return err
+	}
+	e := &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}
+	ns, url, err := e.startNATS("archive-nats")
+	if err != nil {
+		return err
+	}
+	defer ns.stop(20 * time.Second)
+	conc := max(o.archiveN, 4)
+	wk, err := startChild("archive-worker", dir, []string{workerBin}, append(devstack.WorkerEnv(emu, ca, secretFile),
+		"BILLING_NATS_URL="+url, "BILLING_NATS_NAME=archive-worker",
+		"BILLING_CONCURRENCY="+strconv.Itoa(conc), "BILLING_LOG_LEVEL=warn", "BILLING_HEALTH_ADDR=127.0.0.1:0",
+		"BILLING_ARCHIVE_STORE=nats",
+	), false)
+	if err != nil {
+		return err
+	}
+	defer wk.stop(30 * time.Second)
+	bc, err := connectBench(url)
+	if err != nil {
+		return err
+	}
+	defer bc.nc.Close()
+	l := bc.cl.Layout()
+	if err := waitConsumers(ctx, bc.js, l.WorkStream(), wk); err != nil {
+		return err
+	}
+
+	// Warm up with small documents (the token, the connections, the
+	// bucket), then take the idle RSS.
+	progress("archive: warm-up")
+	warm := make([]messages.Request, 2*conc)
+	for i := range warm {
+		warm[i] = devstack.Sample(messages.KindInvoiceSummary, fmt.Sprintf("awarm-%d", i), devstack.InvoiceName("AW", i))
+	}
+	if _, _, err := archiveRun(ctx, bc.cl, warm, time.Minute); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	time.Sleep(o.settle())
+	idle, err := readStatus(wk.pid())
+	if err != nil {
+		return err
+	}
+
+	// The measured run, the worker's RSS sampled every 50 ms.
+	progress("archive: %d documents of %s through the worker", o.archiveN, mibBytes(size))
+	reqs := make([]messages.Request, o.archiveN)
+	for i := range reqs {
+		inv := devstack.InvoiceName("AR", i)
+		emu.SetDownload(inv, emulator.Download{Size: size})
+		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, fmt.Sprintf("archive-%d", i), inv)
+	}
+	var (
+		mu   sync.Mutex
+		peak = idle.rssKB
+	)
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+			if s, err := readStatus(wk.pid()); err == nil {
+				mu.Lock()
+				peak = max(peak, s.rssKB)
+				mu.Unlock()
+			}
+		}
+	}()
+	events, wall, err := archiveRun(ctx, bc.cl, reqs, timeoutFor(0, time.Duration(o.archiveN)*time.Duration(size>>20)*50*time.Millisecond))
+	close(stopSampling)
+	<-sampled
+	if err != nil {
+		return err
+	}
+	if wk.exited() {
+		return fmt.Errorf("the worker exited:\n%s", wk.tail())
+	}
+	for i, ev := range events {
+		a := ev.Completed.Archive
+		inv := reqs[i].Params.InvoiceName
+		deadline := time.Now().Add(5 * time.Second)
+		for len(emu.ServedFor(inv)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		served := emu.ServedFor(inv)
+		if len(served) != 1 || served[0].SHA256 != a.SHA256 || a.Size != size {
+			return fmt.Errorf("%s: archive %+v, the emulator served %+v", ev.ID, a, served)
+		}
+	}
+	total := int64(o.archiveN) * size
+
+	// The plain copy: the same links (still valid), the same bucket, the
+	// same concurrency, no worker.
+	progress("archive: plain streaming copy of the same documents")
+	copyTook, err := plainCopy(ctx, bc.js, l.ArchiveBucket(), events, config.PooledTransport(conc, emu.CertPool()))
+	if err != nil {
+		return fmt.Errorf("plain copy: %w", err)
+	}
+	wMBs, cMBs := float64(total)/(1<<20)/wall.Seconds(), float64(total)/(1<<20)/copyTook.Seconds()
+	growth := (peak - idle.rssKB) * 1024
+	r.printf("| what | time | throughput |\n|---|---:|---:|\n")
+	r.printf("| the worker: publish to the last completion event (download, SHA-256, Object Store put, event) | %s | %.0f MiB/s |\n", secs(wall), wMBs)
+	r.printf("| plain streaming copy: GET each link, Object Store Put, %d at once, in the bench process | %s | %.0f MiB/s |\n\n", o.archiveN, secs(copyTook), cMBs)
+	r.printf("Worker RSS: idle %s, peak while archiving %s: growth %s for %s of documents in flight (VmHWM %s).\n",
+		mib(idle.rssKB), mib(peak), mibBytes(growth), mibBytes(total), mib(mustHWM(wk.pid())))
+	r.goal(wMBs >= 0.8*cMBs, "archive throughput %.0f MiB/s is at least 0.8 of a plain streaming copy's %.0f MiB/s (ratio %.2f)", wMBs, cMBs, wMBs/cMBs)
+	r.goal(growth < 64<<20, "worker RSS growth while archiving %d documents of %s at once: %s, under 64 MiB", o.archiveN, mibBytes(size), mibBytes(growth))
+	return nil
+}
+
+// archiveRun submits reqs and returns their events in request order and
+// the time from the first submission to the last event, failing unless
+// every one completed with an archive.
+func archiveRun(ctx context.Context, cl *client.Client, reqs []messages.Request, timeout time.Duration) ([]client.Outcome, time.Duration, error) {
+	w, err := cl.Watch(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer w.Stop()
+	index := map[string]int{}
+	start := time.Now()
+	for i, req := range reqs {
+		index[req.ID] = i
+		if _, err := cl.Submit(ctx, req, nil); err != nil {
+			return nil, 0, err
+		}
+	}
+	out := make([]client.Outcome, len(reqs))
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for seen := 0; seen < len(reqs); {
+		o, err := w.Next(wctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%d of %d events: %w", seen, len(reqs), err)
+		}
+		i, ok := index[o.ID]
+		if !ok {
+			continue
+		}
+		if o.Completed == nil || o.Completed.Archive == nil || o.Completed.Archive.Error != nil {
+			return nil, 0, fmt.Errorf("%s: not archived: %s", o.ID, o.Data)
+		}
+		out[i] = o
+		seen++
+	}
+	return out, time.Since(start), nil
+}
+
+// plainCopy streams each event's link into the bucket under a name of its
+// own, all at once, and returns how long it took.
+func plainCopy(ctx context.Context, js jetstream.JetStream, bucket string, events []client.Outcome, hc *http.Client) (time.Duration, error) {
+	obs, err := js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	errs := make(chan error, len(events))
+	for i, ev := range events {
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.Completed.URL, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- fmt.Errorf("GET: %s", resp.Status)
+				return
+			}
+			_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: "plain-copy/" + strconv.Itoa(i)}, resp.Body)
+			errs <- err
+		}()
+	}
+	for range events {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+func mibBytes(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func mustHWM(pid int) int64 {
+	s, _ := readStatus(pid)
+	return s.hwmKB
+}
