@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -188,3 +189,16 @@ func blobObject(name string, md map[string]*string, size *int64, ctype *string, 
 }
 
 func to[T any](v T) *T { return &v }
+
+// transient: Blob Storage was busy or failing (the client already retried
+// these; another attempt later may succeed).
+func (s *BlobStore) transient(err error) bool {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		switch re.StatusCode {
+		case 408, 429, 500, 502, 503, 504:
+			return true
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}

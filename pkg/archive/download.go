@@ -114,6 +114,8 @@ func (a *Archiver) Archive(ctx context.Context, req messages.Request, link strin
 		return nil, &Error{Kind: Transient, Status: resp.StatusCode, Err: fmt.Errorf("download %s: %w", source(link), cause(ctx, body.errOr(err)))}
 	case errors.Is(err, ErrExists):
 		return nil, &Error{Kind: Conflict, Err: err}
+	case transientStore(a.Store, err):
+		return nil, &Error{Kind: Transient, Err: fmt.Errorf("store %s in %s %s: %w", name, a.Store.Kind(), a.Store.Bucket(), err)}
 	default:
 		return nil, &Error{Kind: StoreFailed, Err: fmt.Errorf("store %s in %s %s: %w", name, a.Store.Kind(), a.Store.Bucket(), err)}
 	}
@@ -122,6 +124,13 @@ func (a *Archiver) Archive(ctx context.Context, req messages.Request, link strin
 		Store: a.Store.Kind(), Bucket: a.Store.Bucket(), Name: obj.Name, Size: obj.Size, SHA256: obj.SHA256,
 		ContentType: obj.ContentType, StoredAt: &stored,
 	}, nil
+}
+
+// transientStore reports whether the store's failure is worth another
+// attempt (the store is busy or did not answer in time).
+func transientStore(s Store, err error) bool {
+	t, ok := s.(interface{ transient(error) bool })
+	return ok && t.transient(err)
 }
 
 // source is link without its query and fragment (the signature): what the

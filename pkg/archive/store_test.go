@@ -38,7 +38,7 @@ func natsStore(t *testing.T) *archive.ObjectStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return archive.NewObjectStore(obs, "test_archive")
+	return archive.NewObjectStore(js, obs, "test_archive")
 }
 
 func blobStore(t *testing.T) (*archive.BlobStore, string) {

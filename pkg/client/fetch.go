@@ -75,7 +75,7 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 		if err != nil {
 			return nil, fmt.Errorf("object store %s: %w", a.Bucket, err)
 		}
-		store = archive.NewObjectStore(obs, a.Bucket)
+		store = archive.NewObjectStore(c.js, obs, a.Bucket)
 	case messages.StoreAzureBlob:
 		if c.blob == nil {
 			return nil, fmt.Errorf("%s is archived in Azure Blob Storage (container %s); this client has no Blob Storage access", id, a.Bucket)

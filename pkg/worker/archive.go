@@ -121,7 +121,7 @@ func (w *Worker) ensureArchive(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("object store %s: %w", bucket, err)
 		}
-		store = archive.NewObjectStore(obs, bucket)
+		store = archive.NewObjectStore(w.js, obs, bucket)
 	case ArchiveAzureBlob:
 		if a.Blob == nil {
 			return errors.New("archive store azblob: no Blob Storage store was given (ArchiveOptions.Blob)")
