@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/archive"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -150,16 +152,47 @@ func runArchive(ctx context.Context, o options, r *report) error {
 
 	// The plain copy: the same links (still valid), the same bucket, the
 	// same concurrency, no worker.
-	progress("archive: plain streaming copy of the same documents")
-	copyTook, err := plainCopy(ctx, bc.js, l.ArchiveBucket(), events, config.PooledTransport(conc, emu.CertPool()))
+	hc := config.PooledTransport(conc, emu.CertPool())
+	obs, err := bc.js.ObjectStore(ctx, l.ArchiveBucket())
+	if err != nil {
+		return err
+	}
+	store := archive.NewObjectStore(bc.js, obs, l.ArchiveBucket())
+	progress("archive: plain streaming copy of the same documents, %d at once", o.archiveN)
+	copyTook, err := plainCopy(ctx, events, hc, "plain", o.archiveN, func(ctx context.Context, name string, body io.Reader) error {
+		_, err := store.Put(ctx, name, archive.Meta{}, body)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("plain copy: %w", err)
+	}
+	libPut := func(ctx context.Context, name string, body io.Reader) error {
+		_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, body)
+		return err
+	}
+	progress("archive: the same with the client library's ObjectStore.Put, %d at once", o.archiveN)
+	libTook, libErr := plainCopy(ctx, events, hc, "library", o.archiveN, libPut)
+	progress("archive: the same with the client library's ObjectStore.Put, one at a time")
+	seqTook, seqErr := plainCopy(ctx, events, hc, "library-seq", 1, libPut)
+	rateOf := func(d time.Duration, err error) string {
+		if err != nil {
+			return "failed: " + err.Error()
+		}
+		return fmt.Sprintf("%.0f MiB/s", float64(total)/(1<<20)/d.Seconds())
+	}
+	timeOf := func(d time.Duration, err error) string {
+		if err != nil {
+			return "—"
+		}
+		return secs(d)
 	}
 	wMBs, cMBs := float64(total)/(1<<20)/wall.Seconds(), float64(total)/(1<<20)/copyTook.Seconds()
 	growth := (peak - idle.rssKB) * 1024
 	r.printf("| what | time | throughput |\n|---|---:|---:|\n")
 	r.printf("| the worker: publish to the last completion event (download, SHA-256, Object Store put, event) | %s | %.0f MiB/s |\n", secs(wall), wMBs)
-	r.printf("| plain streaming copy: GET each link, Object Store Put, %d at once, in the bench process | %s | %.0f MiB/s |\n\n", o.archiveN, secs(copyTook), cMBs)
+	r.printf("| plain streaming copy: GET each link, pkg/archive's Object Store put, %d at once, in the bench process | %s | %.0f MiB/s |\n", o.archiveN, secs(copyTook), cMBs)
+	r.printf("| the same copy through the client library's ObjectStore.Put, %d at once | %s | %s |\n", o.archiveN, timeOf(libTook, libErr), rateOf(libTook, libErr))
+	r.printf("| the same copy through the client library's ObjectStore.Put, one at a time | %s | %s |\n\n", timeOf(seqTook, seqErr), rateOf(seqTook, seqErr))
 	r.printf("Worker RSS: idle %s, peak while archiving %s: growth %s for %s of documents in flight (VmHWM %s).\n",
 		mib(idle.rssKB), mib(peak), mibBytes(growth), mibBytes(total), mib(mustHWM(wk.pid())))
 	r.goal(wMBs >= 0.8*cMBs, "archive throughput %.0f MiB/s is at least 0.8 of a plain streaming copy's %.0f MiB/s (ratio %.2f)", wMBs, cMBs, wMBs/cMBs)
@@ -205,17 +238,16 @@ func archiveRun(ctx context.Context, cl *client.Client, reqs []messages.Request,
 	return out, time.Since(start), nil
 }
 
-// plainCopy streams each event's link into the bucket under a name of its
-// own, all at once, and returns how long it took.
-func plainCopy(ctx context.Context, js jetstream.JetStream, bucket string, events []client.Outcome, hc *http.Client) (time.Duration, error) {
-	obs, err := js.ObjectStore(ctx, bucket)
-	if err != nil {
-		return 0, err
-	}
+// plainCopy streams each event's link through put under a name of its
+// own, conc at once, and returns how long it took.
+func plainCopy(ctx context.Context, events []client.Outcome, hc *http.Client, tag string, conc int, put func(context.Context, string, io.Reader) error) (time.Duration, error) {
 	start := time.Now()
 	errs := make(chan error, len(events))
+	sem := make(chan struct{}, conc)
 	for i, ev := range events {
 		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.Completed.URL, nil)
 			if err != nil {
 				errs <- err
@@ -231,16 +263,16 @@ func plainCopy(ctx context.Context, js jetstream.JetStream, bucket string, event
 				errs <- fmt.Errorf("GET: %s", resp.Status)
 				return
 			}
-			_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: "plain-copy/" + strconv.Itoa(i)}, resp.Body)
-			errs <- err
+			errs <- put(ctx, tag+"-copy/"+strconv.Itoa(i), resp.Body)
 		}()
 	}
+	var first error
 	for range events {
-		if err := <-errs; err != nil {
-			return 0, err
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return time.Since(start), nil
+	return time.Since(start), first
 }
 
 func mibBytes(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

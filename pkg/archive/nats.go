@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -112,11 +111,10 @@ func (s *ObjectStore) Put(ctx context.Context, name string, meta Meta, r io.Read
 // subject rollup), with at most putWindow chunks unacknowledged. On
 // failure the chunks sent are purged (when the credentials allow it; they
 // are under no name either way).
-func (s *ObjectStore) put(ctx context.Context, meta jetstream.ObjectMeta, r io.Reader) (*jetstream.ObjectInfo, error) {
+func (s *ObjectStore) put(ctx context.Context, meta jetstream.ObjectMeta, r *hashing) (*jetstream.ObjectInfo, error) {
 	meta.Opts = &jetstream.ObjectMetaOptions{ChunkSize: objChunkSize}
 	id := nuid.Next()
 	chunkSubj := "$O." + s.bucket + ".C." + id
-	h := sha256.New()
 	var (
 		bufs    [putWindow][]byte
 		pending []jetstream.PubAckFuture
@@ -158,7 +156,6 @@ func (s *ObjectStore) put(ctx context.Context, meta jetstream.ObjectMeta, r io.R
 		}
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
-			h.Write(buf[:n])
 			m := nats.NewMsg(chunkSubj)
 			m.Data = buf[:n]
 			f, perr := s.pub.PublishMsgAsync(m)
@@ -183,7 +180,7 @@ func (s *ObjectStore) put(ctx context.Context, meta jetstream.ObjectMeta, r io.R
 			return fail(err)
 		}
 	}
-	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: s.bucket, NUID: id, Size: size, Chunks: chunks, Digest: jetstream.GetObjectDigestValue(h)}
+	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: s.bucket, NUID: id, Size: size, Chunks: chunks, Digest: jetstream.GetObjectDigestValue(r.h)}
 	data, err := json.Marshal(info)
 	if err != nil {
 		return fail(err)

@@ -92,6 +92,22 @@ func HumanState(st operation.State) string {
 	if f := st.Failed; f != nil {
 		row("error", "%s: %s", f.Code, f.Message)
 	}
+	if c := st.Completed; c != nil && c.Archive != nil {
+		if a := c.Archive; a.Error == nil {
+			row("archived", "%s %s %s (%d bytes, sha256 %s)", a.Store, a.Bucket, a.Name, a.Size, a.SHA256)
+		} else {
+			row("archive", "not archived: %s: %s", a.Error.Code, a.Error.Message)
+		}
+	} else if a := st.Archiving; a != nil {
+		what := "downloading the document into the archive"
+		if a.NeedLink {
+			what = "asking Azure for a new link (the last one expired)"
+		}
+		row("archive", "%s; %d attempt(s) ended, %d new link(s)", what, a.Attempts, a.Relinks)
+		if a.LastError != "" {
+			row("archive error", "%s", a.LastError)
+		}
+	}
 	if len(st.Request.Labels) > 0 {
 		keys := make([]string, 0, len(st.Request.Labels))
 		for k := range st.Request.Labels {
