@@ -151,7 +151,12 @@ func (w *Worker) Archive() archive.Store {
 // then taken care of, and the operation archived again once the claim
 // expires.
 func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.State, rev uint64, log *slog.Logger) (operation.Step, uint64, bool) {
-	if !w.now().Before(st.Deadline) || w.archiver == nil {
+	if w.archiver == nil {
+		// Archiving was turned off since this operation's answer came.
+		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveFailed, Code: messages.ArchiveNotConfigured,
+			Error: "this worker has no archive store (archive-store none)"}, w.now()), rev, true
+	}
+	if !w.now().Before(st.Deadline) {
 		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveLate}, w.now()), rev, true
 	}
 	ctx, span := w.tracer.Start(ctx, "archive "+string(st.Request.Kind), trace.WithAttributes(
