@@ -229,7 +229,7 @@ func (c *Config) Validate() error {
 		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},
 		{"poll-max-wait", c.PollMaxWait == 0}, {"poll-default-wait", c.PollDefaultWait == 0},
 		{"backoff-initial", c.BackoffInitial == 0}, {"backoff-max", c.BackoffMax == 0},
-		{"archive-max-attempts", c.ArchiveMaxAttempts == 0},
+		{"archive-max-attempts", c.ArchiveMaxAttempts == 0}, {"archive-max-relinks", c.ArchiveMaxRelinks == 0},
 	} {
 		if z.zero {
 			errs = append(errs, fmt.Errorf("%s must not be zero", z.name))
