@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/azurite"
+	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
@@ -69,5 +71,42 @@ func TestFetch(t *testing.T) {
 	}
 	if r := enqueue(t, s, "", "fetch", "fetch-1"); r.code != exitUsage {
 		t.Errorf("no --output: exit %d", r.code)
+	}
+}
+
+// enqueue fetch reads a document archived in Azure Blob Storage (Azurite).
+func TestFetchAzureBlob(t *testing.T) {
+	t.Parallel()
+	conn := azurite.Start(t)
+	connFile := filepath.Join(t.TempDir(), "conn")
+	if err := os.WriteFile(connFile, []byte(conn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := devstack.Start(devstack.Options{Dir: t.TempDir(), Emulator: emulator.Options{Default: []emulator.Reply{emulator.OK()}},
+		Configure: func(c *config.Config) {
+			c.ArchiveStore, c.ArchiveBucket, c.ArchiveConnFile = "azblob", "docs", connFile
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	inv := devstack.InvoiceName("FB", 1)
+	s.Emulator.SetDownload(inv, emulator.Download{Size: 300 << 10})
+	r := enqueue(t, s, "", "invoice-summary", "--billing-account", devstack.SampleBillingAccount, "--invoice-name", inv, "--id", "fetch-blob", "--wait", "--json")
+	var ev messages.Completed
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &ev); r.code != 0 || err != nil || ev.Archive == nil || ev.Archive.Store != messages.StoreAzureBlob {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "doc.pdf")
+	if r := enqueue(t, s, "", "fetch", "fetch-blob", "-o", out); r.code != exitFailed || !strings.Contains(r.stderr, "no Blob Storage access") {
+		t.Fatalf("without an account: exit %d: %s", r.code, r.stderr)
+	}
+	if r := enqueue(t, s, "", "fetch", "fetch-blob", "-o", out, "--connection-string-file", connFile); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	data, err := os.ReadFile(out)
+	sum := sha256.Sum256(data)
+	if err != nil || hex.EncodeToString(sum[:]) != ev.Archive.SHA256 {
+		t.Fatalf("file: %v", err)
 	}
 }
