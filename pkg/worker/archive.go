@@ -159,6 +159,12 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	if !w.now().Before(st.Deadline) {
 		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveLate}, w.now()), rev, true
 	}
+	if exp := st.Archiving.ExpiryTime; exp != nil && !w.now().Before(*exp) {
+		// Past the expiry Azure gave (after a long backoff, say): no use
+		// downloading; ask for a new link.
+		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.LinkExpired,
+			Error: "the link expired at " + exp.UTC().Format(time.RFC3339) + " before it was downloaded"}, w.now()), rev, true
+	}
 	ctx, span := w.tracer.Start(ctx, "archive "+string(st.Request.Kind), trace.WithAttributes(
 		attrRequestID.String(st.Request.ID), attribute.String("billing.archive.store", w.archiver.Store.Kind()),
 		attribute.String("billing.archive.bucket", w.archiver.Store.Bucket()),
