@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,9 +174,8 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	defer cancel()
 
 	// The claim lasts ClaimDuration; renew it at a third of that while the
-	// download runs.
+	// download runs. cur, rev and lost are the heartbeat's until it ends.
 	var (
-		mu   sync.Mutex
 		cur  = st
 		lost error
 	)
@@ -193,7 +191,6 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 				return
 			case <-t.C:
 			}
-			mu.Lock()
 			next := w.machine.Reclaim(cur, w.now()).Next
 			r, _, err := w.put(dl, next, rev)
 			if err == nil {
@@ -203,7 +200,6 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 				lost = err
 				cancel()
 			}
-			mu.Unlock()
 		}
 	}()
 	start := w.now()
