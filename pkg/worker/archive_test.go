@@ -309,3 +309,28 @@ func TestArchiveAzureBlob(t *testing.T) {
 		t.Error("fetched file differs")
 	}
 }
+
+// A download that lasts longer than a claim and than ack-wait: the claim
+// is renewed and the message kept in progress, so no other delivery takes
+// the operation over (one download, one event).
+func TestArchiveLongDownloadKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) {
+		c.HTTPTimeout = 2 * time.Second // a claim of 4 s
+		c.AckWait = 5 * time.Second
+	})
+	inv := b.invoice()
+	// 64 KiB every 300 ms: about 7 s for 1.5 MiB.
+	b.emu.SetDownload(inv, emulator.Download{Size: 1536 << 10, Delay: 300 * time.Millisecond})
+	req := sampleSummary(b.id(), inv)
+	b.submit(req)
+	o := b.wait(req.ID, 60*time.Second)
+	b.archived(o, inv)
+	if n := b.emu.Downloads(inv); n != 1 {
+		t.Errorf("%d downloads: the operation was taken over mid-download", n)
+	}
+	time.Sleep(6 * time.Second) // a redelivery would come within ack-wait
+	if n := len(b.events(req.ID)); n != 1 {
+		t.Errorf("%d events", n)
+	}
+}
