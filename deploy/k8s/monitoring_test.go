@@ -107,6 +107,12 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 	if _, err := s.Client.SubmitRaw(ctx, s.Client.Layout().Request(messages.KindInvoice), "metrics-bad", []byte("{not json"), nil); err != nil {
 		return nil, err
 	}
+	// A document whose link storage always refuses: it completes with an
+	// archive error (billing_archive_failures_total).
+	s.Emulator.SetDownload("G000000002", emulator.Download{Expired: 1000})
+	if _, err := s.Client.Submit(ctx, devstack.Sample(messages.KindInvoiceSummary, "metrics-2", "G000000002"), nil); err != nil {
+		return nil, err
+	}
 	for {
 		rec := httptest.NewRecorder()
 		tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -115,7 +121,8 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 		if err != nil {
 			return nil, err
 		}
-		if hasSample(mf["billing_requests_outcomes_total"], "billing_outcome", "completed") && mf["billing_deadletters_total"] != nil {
+		if hasSample(mf["billing_requests_outcomes_total"], "billing_outcome", "completed") && mf["billing_deadletters_total"] != nil &&
+			mf["billing_archive_failures_total"] != nil {
 			return mf, nil
 		}
 		select {
@@ -315,6 +322,9 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_operation_polls":              {"billing_kind", "billing_outcome"},
 		"billing_operations_waiting":           nil,
 		"billing_deadletters_total":            {"billing_kind", "billing_code"},
+		"billing_archive_attempts_total":       {"billing_kind", "billing_code"},
+		"billing_archive_failures_total":       {"billing_kind", "billing_code"},
+		"billing_archive_bytes_total":          {"billing_kind"},
 		"billing_deadletter_stored":            nil,
 		"billing_deadletter_size_bytes":        nil,
 		"billing_deadletter_limit_bytes":       nil,
@@ -377,6 +387,12 @@ func TestAlertRules(t *testing.T) {
 type alertCase struct{ firing, healthy string }
 
 var alertCases = map[string]alertCase{
+	"BillingArchiveFailing": {
+		firing: `
+			billing_archive_failures_total{namespace="billing",pod="w1",billing_kind="invoice-summary",billing_code="store_failed"} 0x60 1+1x120`,
+		healthy: `
+			billing_archive_failures_total{namespace="billing",pod="w1",billing_kind="invoice-summary",billing_code="store_failed"} 2x180`,
+	},
 	"BillingDeadLettersGrowing": {
 		firing: `
 			billing_deadletters_total{namespace="billing",pod="w1",billing_kind="invoice",billing_code="invalid_request"} 0x100 1+1x80
