@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Consumer names on the work stream.
@@ -69,6 +70,11 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *O
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", s.StateBucket(), err)
+	}
+	// The shared throttle's bucket, read by operators' tools even while
+	// the throttle is off.
+	if _, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(s, c.Replicas)); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", s.ThrottleBucket(), err)
 	}
 	for _, cc := range []jetstream.ConsumerConfig{
 		consumerConfig(RequestsConsumer, s.Requests(), "Download requests, shared by every worker", c),

@@ -27,6 +27,7 @@ import (
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // instrumentationName names the worker's tracer and meter.
@@ -64,6 +65,9 @@ type Worker struct {
 	tel      *telemetry.Telemetry
 	tracer   trace.Tracer
 	m        *instruments
+	// thr is the shared throttle (nil when it is off); tm its metrics.
+	thr *throttle.Throttle
+	tm  *throttleInstruments
 
 	// calls holds the ids of the operations this process is calling Azure
 	// for right now.
@@ -109,10 +113,13 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		Policy: cfg.Policy,
+		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread,
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
+	}
+	if w.tm, err = newThrottleInstruments(w.m.meter); err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	return w, nil
@@ -151,6 +158,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: set up JetStream: %w", err)
 	}
 	w.kv = kv
+	if w.cfg.Throttle.Shared {
+		tkv, err := w.js.KeyValue(ctx, w.subj.ThrottleBucket())
+		if err != nil {
+			return fmt.Errorf("worker: throttle bucket: %w", err)
+		}
+		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
+	}
 	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}
