@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/throttle"
 	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Human renders an event on a line or a few, for a terminal.
