@@ -107,8 +107,8 @@ func budgetClass(method, path string) string {
 
 // charge takes a token of the caller's bucket for x, sets the remaining-budget headers of its
 // answer, and reports whether it may go on; when the bucket is empty it answers 429 with the
-// retry headers of the class itself. Rejected calls cost a token too (the bucket goes into debt,
-// down to minus its burst), as Azure counts them.
+// retry headers of the class itself. A rejected call takes no token (were it charged, clients
+// retrying faster than the refill would never get one).
 func (s *Server) charge(x *exchange) bool {
 	s.budget.mu.Lock()
 	b := s.budget.b
@@ -132,7 +132,9 @@ func (s *Server) charge(x *exchange) bool {
 		x.call.Early = true
 	}
 	ok := bk.tokens >= 1
-	bk.tokens = math.Max(bk.tokens-1, -float64(b.Burst))
+	if ok {
+		bk.tokens--
+	}
 	var wait time.Duration
 	if !ok {
 		bk.Throttled++

@@ -77,7 +77,7 @@
 // (x-ms-ratelimit-remaining-tenant-writes or -reads; for Cost Management
 // x-ms-ratelimit-microsoft.costmanagement-qpu-remaining); a call that finds its bucket empty is
 // answered 429 with Retry-After (Resource Manager) or the consumption and qpu retry-after headers
-// (Cost Management), in whole seconds until a token is back. Rejected calls cost a token too. The
+// (Cost Management), in whole seconds until a token is back; a rejected call takes no token. The
 // call log names the class charged (Call.Budget) and marks a call that came before the wait the
 // bucket's last 429 announced had ended (Call.Early).
 //
