@@ -71,11 +71,6 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *O
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", s.StateBucket(), err)
 	}
-	// The shared throttle's bucket, read by operators' tools even while
-	// the throttle is off.
-	if _, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(s, c.Replicas)); err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", s.ThrottleBucket(), err)
-	}
 	for _, cc := range []jetstream.ConsumerConfig{
 		consumerConfig(RequestsConsumer, s.Requests(), "Download requests, shared by every worker", c),
 		consumerConfig(PollsConsumer, s.Polls(), "Polls that fell due, shared by every worker", c),
@@ -100,4 +95,15 @@ func consumerConfig(name, filter, desc string, c *Options) jetstream.ConsumerCon
 		MaxAckPending: c.MaxAckPending,
 		Replicas:      c.Replicas,
 	}
+}
+
+// ensureThrottle creates or updates the shared throttle's bucket, with the
+// replicas of the streams; operators' tools read it even while the
+// throttle is off.
+func ensureThrottle(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *Options) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(s, c.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", s.ThrottleBucket(), err)
+	}
+	return kv, nil
 }

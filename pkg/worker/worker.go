@@ -146,8 +146,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// JetStream may not be ready yet (a cluster electing its leader, NATS
 	// still starting): keep trying until it is, or until we are stopped.
 	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst), backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
+	var tkv jetstream.KeyValue
 	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
-		return ensure(ctx, w.js, w.subj, &w.cfg)
+		kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+		if err == nil {
+			tkv, err = ensureThrottle(ctx, w.js, w.subj, &w.cfg)
+		}
+		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
 		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
 	})
@@ -159,10 +164,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.kv = kv
 	if w.cfg.Throttle.Shared {
-		tkv, err := w.js.KeyValue(ctx, w.subj.ThrottleBucket())
-		if err != nil {
-			return fmt.Errorf("worker: throttle bucket: %w", err)
-		}
 		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
 	}
 	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
