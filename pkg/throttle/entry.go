@@ -89,21 +89,21 @@ func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 
 // Pause pauses the scope until until (Azure's wait, source its header)
 // and counts the throttled answer. When the pause ends the bucket is taken
-// as empty: calls resume at the rate, not in a burst. It reports whether
-// the pause was set or extended.
-func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) bool {
+// as empty: calls resume at the rate, not in a burst. It returns the time
+// the pause was set or extended by (0: it was paused that long already).
+func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) time.Duration {
 	e.stamp(l, now)
 	e.Throttled++
 	if !until.After(now) || !until.After(e.PausedUntil) {
-		return false
+		return 0
 	}
-	from := maxTime(now, e.PausedUntil)
-	e.PausedSeconds += until.Sub(from).Seconds()
+	added := until.Sub(maxTime(now, e.PausedUntil))
+	e.PausedSeconds += added.Seconds()
 	e.PausedUntil, e.PauseSource = until, source
 	e.Pauses++
 	iv := l.Rate.Interval()
 	e.TAT = maxTime(e.TAT, until.Add(time.Duration(l.Burst-1)*iv))
-	return true
+	return added
 }
 
 // Report records the remaining budget Azure reported at now, and slows the

@@ -38,15 +38,19 @@ func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
 func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	var e throttle.Entry
 	until := t0.Add(10 * time.Second)
-	if !e.Pause(limit, until, "retry-after", t0) {
-		t.Fatal("pause not set")
+	if added := e.Pause(limit, until, "retry-after", t0); added != 10*time.Second {
+		t.Fatalf("pause set for %s", added)
 	}
-	if e.Pause(limit, t0.Add(5*time.Second), "retry-after", t0.Add(time.Second)) {
-		t.Error("a shorter pause shortened it")
+	if added := e.Pause(limit, t0.Add(5*time.Second), "retry-after", t0.Add(time.Second)); added != 0 {
+		t.Errorf("a shorter pause changed it by %s", added)
 	}
-	if e.Throttled != 2 || e.Pauses != 1 || e.PausedSeconds != 10 || !e.Paused(t0.Add(9*time.Second)) {
+	if added := e.Pause(limit, t0.Add(12*time.Second), "retry-after", t0.Add(time.Second)); added != 2*time.Second {
+		t.Errorf("extended by %s, want 2s", added)
+	}
+	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) {
 		t.Errorf("%+v", e)
 	}
+	until = t0.Add(12 * time.Second)
 	for i := range 3 {
 		want := until.Add(time.Duration(i) * 50 * time.Millisecond)
 		if at := e.Reserve(limit, t0.Add(time.Second)); !at.Equal(want) {

@@ -106,14 +106,15 @@ func (t *Throttle) PausedUntil(ctx context.Context, s Scope) (time.Time, error) 
 
 // Pause records a throttled answer (429 or 503) in scope s and pauses the
 // scope for every replica until until, unless it is paused longer already.
-// It reports whether the pause was set or extended.
-func (t *Throttle) Pause(ctx context.Context, s Scope, until time.Time, source string) (bool, error) {
-	var set bool
+// It returns the time the pause was set or extended by (0: the scope was
+// paused that long already).
+func (t *Throttle) Pause(ctx context.Context, s Scope, until time.Time, source string) (time.Duration, error) {
+	var added time.Duration
 	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
-		set = e.Pause(t.Limit(s), until, source, now)
+		added = e.Pause(t.Limit(s), until, source, now)
 		return true
 	})
-	return set, err
+	return added, err
 }
 
 // reportEvery is how often an unchanged remaining budget is written.

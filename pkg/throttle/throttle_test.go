@@ -105,8 +105,8 @@ func TestPauseIsSharedAndScoped(t *testing.T) {
 	writes := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
 	reads := throttle.ScopeOf("default", messages.KindInvoiceSummary, true)
 	until := time.Now().Add(30 * time.Second).Truncate(time.Millisecond)
-	if set, err := a.Pause(ctx, writes, until, "retry-after"); err != nil || !set {
-		t.Fatalf("pause: %v %v", set, err)
+	if added, err := a.Pause(ctx, writes, until, "retry-after"); err != nil || added <= 0 {
+		t.Fatalf("pause: %v %v", added, err)
 	}
 	g, err := b.Reserve(ctx, writes)
 	if err != nil || g.At.Before(until) || !g.PausedUntil.Equal(until) {

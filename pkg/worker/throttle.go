@@ -124,14 +124,13 @@ func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.
 	if a.Outcome == operation.Throttled {
 		if hint, ok := poll.LongestHint(a.Header, now); ok && hint.Wait > 0 {
 			until := now.Add(hint.Wait)
-			before, _ := w.thr.PausedUntil(ctx, scope)
-			set, err := w.thr.Pause(ctx, scope, until, hint.Source)
+			added, err := w.thr.Pause(ctx, scope, until, hint.Source)
 			switch {
 			case err != nil:
 				log.WarnContext(ctx, "could not pause the throttle scope", "scope", string(scope), "error", err)
-			case set:
+			case added > 0:
 				w.tm.pauses.Add(ctx, 1, attrs)
-				w.tm.paused.Add(ctx, until.Sub(maxTime(now, before)).Seconds(), attrs)
+				w.tm.paused.Add(ctx, added.Seconds(), attrs)
 				log.InfoContext(ctx, "throttle scope paused", "scope", string(scope), "until", until, "source", hint.Source)
 			}
 		}
@@ -143,11 +142,4 @@ func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.
 	if err != nil {
 		log.WarnContext(ctx, "could not record the remaining budget", "scope", string(scope), "error", err)
 	}
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
