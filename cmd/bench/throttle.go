@@ -99,7 +99,9 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 	return nil
 }
 
-func throttleRate(b emulator.Budget) throttle.Rate { return throttle.Rate{Calls: b.Rate, Per: time.Second} }
+func throttleRate(b emulator.Budget) throttle.Rate {
+	return throttle.Rate{Calls: b.Rate, Per: time.Second}
+}
 
 // throttleRun runs the batch once against fresh processes and a full
 // budget.
