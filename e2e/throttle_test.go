@@ -25,6 +25,9 @@ func TestThrottlePauseAcrossReplicas(t *testing.T) {
 		t.Skip("multi-process run")
 	}
 	e := newEnv(t)
+	// One budget for all three, far above this test's calls: every answer
+	// carries the remaining budget; the 429 is scripted.
+	e.emu.SetBudget(emulator.Budget{Rate: 1000, Burst: 1000})
 	ns := startNATS(t, "pause-nats", filepath.Join(t.TempDir(), "js"))
 	workers := make([]*proc, 3)
 	for i := range workers {
