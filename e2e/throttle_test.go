@@ -195,8 +195,9 @@ func TestThrottleReplicaKilledHoldingBudget(t *testing.T) {
 // Pacing from the remaining-budget headers: the emulator's budget is N = 20
 // calls (refilled at 10 a second), the workers believe in a burst of 200 at
 // the same rate, and 3N requests come at once. The headers slow the
-// workers down: the 429s stay within the documented bound, the calls in
-// flight when the budget ran out (replicas × concurrency = 12).
+// workers down (less the calls let through after the reported one): the
+// 429s stay within the documented bound, the calls in flight before the
+// first answer (replicas × concurrency = 12, less the budget left).
 func TestThrottlePacingFromRemainingHeaders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process run")

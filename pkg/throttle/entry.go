@@ -106,19 +106,24 @@ func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) ti
 	return added
 }
 
-// Report records the remaining budget Azure reported at now, and slows the
-// bucket down when Azure has less left than the bucket thinks: the bucket
-// then holds no more than value calls. It never speeds it up (a report can
-// be older than calls already let through). It reports whether the bucket
-// changed.
-func (e *Entry) Report(l Limit, r Remaining, now time.Time) bool {
+// Report records the remaining budget Azure reported at now for a call,
+// and slows the bucket down when Azure has less left than the bucket
+// allows. after is the number of calls the bucket let through after that
+// call (in flight, or waiting for their slots): Azure had not counted them
+// yet, so the bucket then holds no more than value - after calls (fewer
+// than none: it owes the difference). It never speeds the bucket up (a
+// report can be older than calls already let through). It reports whether
+// the bucket changed.
+func (e *Entry) Report(l Limit, r Remaining, after int64, now time.Time) bool {
 	e.stamp(l, now)
 	e.Remaining = &r
-	if float64(r.Value) >= e.Tokens(l, now) {
+	iv := l.Rate.Interval()
+	left := r.Value - max(after, 0)
+	target := now.Add(time.Duration(l.Burst)*iv - time.Duration(left)*iv)
+	if !target.After(maxTime(e.TAT, now)) {
 		return false
 	}
-	iv := l.Rate.Interval()
-	e.TAT = now.Add(time.Duration(l.Burst)*iv - time.Duration(r.Value)*iv)
+	e.TAT = target
 	return true
 }
 

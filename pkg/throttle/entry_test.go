@@ -61,14 +61,17 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 
 func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
 	var e throttle.Entry
-	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, t0) {
+	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, 0, t0) {
 		t.Fatal("a report of 2 left did not slow a full bucket")
 	}
 	if got := e.Tokens(limit, t0); got != 2 {
 		t.Errorf("tokens %v, want 2", got)
 	}
-	if e.Report(limit, throttle.Remaining{Value: 30}, t0) {
+	if e.Report(limit, throttle.Remaining{Value: 30}, 0, t0) {
 		t.Error("a report of more than the bucket holds changed it")
+	}
+	if e.Report(limit, throttle.Remaining{Value: 5}, 3, t0) {
+		t.Error("5 left less 3 let through since is still the 2 the bucket holds")
 	}
 	e.Reserve(limit, t0)
 	e.Reserve(limit, t0)
@@ -130,5 +133,23 @@ func TestParseRate(t *testing.T) {
 		if _, err := throttle.ParseRate(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// Calls let through after the reported one were not counted by Azure yet:
+// the bucket holds what Azure reported less those, and owes any excess.
+func TestReportCountsCallsInFlight(t *testing.T) {
+	var e throttle.Entry
+	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, t0) {
+		t.Fatal("not slowed")
+	}
+	if got := e.Tokens(limit, t0); got != 8 {
+		t.Errorf("tokens %v, want 8", got)
+	}
+	var owed throttle.Entry
+	owed.Report(limit, throttle.Remaining{Value: 0}, 4, t0)
+	// Four calls owed: the next slot is five intervals away.
+	if at := owed.Reserve(limit, t0); at.Sub(t0) != 250*time.Millisecond {
+		t.Errorf("next slot +%s, want +250ms", at.Sub(t0))
 	}
 }

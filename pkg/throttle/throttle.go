@@ -79,6 +79,9 @@ type Grant struct {
 	At time.Time
 	// PausedUntil is the end of the scope's pause, when it is paused.
 	PausedUntil time.Time
+	// Seq numbers the slot among all the scope's calls (Entry.Calls once
+	// taken); Observe takes it to count the calls let through after it.
+	Seq int64
 }
 
 // Reserve takes a slot for one call in scope s.
@@ -86,6 +89,7 @@ func (t *Throttle) Reserve(ctx context.Context, s Scope) (Grant, error) {
 	var g Grant
 	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
 		g.At = e.Reserve(t.Limit(s), now)
+		g.Seq = e.Calls
 		if e.Paused(now) {
 			g.PausedUntil = e.PausedUntil
 		}
@@ -120,10 +124,12 @@ func (t *Throttle) Pause(ctx context.Context, s Scope, until time.Time, source s
 // reportEvery is how often an unchanged remaining budget is written.
 const reportEvery = time.Second
 
-// Observe reads the remaining-budget headers of an answer in scope s and
-// records them, slowing the scope's bucket when Azure has less left than it
-// allows. It returns what it read (ok false: no such header).
-func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header) (Remaining, bool, error) {
+// Observe reads the remaining-budget headers of the answer to a call in
+// scope s and records them, slowing the scope's bucket when Azure has less
+// left than it allows. seq is the call's Grant.Seq (0: unknown); the calls
+// let through after it are taken off what Azure reported. It returns what
+// it read (ok false: no such header).
+func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header, seq int64) (Remaining, bool, error) {
 	r, ok := RemainingOf(s.Class(), h, t.now())
 	if !ok {
 		return r, false, nil
@@ -132,7 +138,11 @@ func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header) (Remaini
 	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
 		old := e.Remaining
 		r.At = now
-		tightened := e.Report(l, r, now)
+		var after int64
+		if seq > 0 {
+			after = e.Calls - seq
+		}
+		tightened := e.Report(l, r, after, now)
 		// Worth a write when it slows the bucket, or to keep the report
 		// operators see fresh.
 		return tightened || old == nil || old.Value != r.Value && now.Sub(old.At) >= reportEvery || now.Sub(old.At) >= 10*reportEvery

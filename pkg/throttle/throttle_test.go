@@ -121,7 +121,7 @@ func TestPauseIsSharedAndScoped(t *testing.T) {
 	}
 	h := http.Header{}
 	h.Set(throttle.HeaderRemainingTenantReads, "3")
-	if r, ok, err := a.Observe(ctx, reads, h); err != nil || !ok || r.Value != 3 {
+	if r, ok, err := a.Observe(ctx, reads, h, 0); err != nil || !ok || r.Value != 3 {
 		t.Fatalf("observe: %v %v %+v", err, ok, r)
 	}
 	st, err := throttle.List(ctx, js, messages.NewLayout(""))

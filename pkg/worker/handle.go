@@ -120,7 +120,9 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		if step.Action == operation.Call && !held && w.thr != nil {
 			// The shared throttle may hold the call back: then the
 			// operation waits for it instead.
-			if h, wait := w.gate(ctx, &cur, step.Next, log); wait {
+			var h operation.Hold
+			var wait bool
+			if calls, h, wait = w.gate(calls, &cur, step.Next, log); wait {
 				step = w.machine.Defer(*step.Next, h, w.now())
 				log.DebugContext(ctx, "held by the shared throttle", "scope", h.Scope, "until", h.Until, "paused_until", h.PausedUntil)
 			}

@@ -87,26 +87,32 @@ func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
 // unless the scope was paused since. It returns the hold to wait for, or
 // false to call now. Without the throttle (it is off, or unreachable) the
 // call goes.
-func (w *Worker) gate(ctx context.Context, cur, next *operation.State, log *slog.Logger) (operation.Hold, bool) {
+//
+// A call that goes now carries its slot's number in the returned context,
+// for observe.
+func (w *Worker) gate(ctx context.Context, cur, next *operation.State, log *slog.Logger) (context.Context, operation.Hold, bool) {
 	scope := w.scopeOf(next)
 	now := w.now()
 	if cur.SlotDue(now) && cur.Throttled.Scope == string(scope) {
 		paused, err := w.thr.PausedUntil(ctx, scope)
 		if err != nil || paused.IsZero() {
-			return operation.Hold{}, false
+			return ctx, operation.Hold{}, false
 		}
 	}
 	g, err := w.thr.Reserve(ctx, scope)
 	if err != nil {
 		log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
-		return operation.Hold{}, false
+		return ctx, operation.Hold{}, false
 	}
 	if !g.At.After(now.Add(slotTolerance)) {
-		return operation.Hold{}, false
+		return context.WithValue(ctx, slotKey{}, g.Seq), operation.Hold{}, false
 	}
 	w.tm.deferred.Add(ctx, 1, metric.WithAttributes(attrScope.String(string(scope))))
-	return operation.Hold{Scope: string(scope), Until: g.At.UTC(), Slot: true, PausedUntil: g.PausedUntil.UTC()}, true
+	return ctx, operation.Hold{Scope: string(scope), Until: g.At.UTC(), Slot: true, PausedUntil: g.PausedUntil.UTC()}, true
 }
+
+// slotKey keys the slot number of the call a context carries.
+type slotKey struct{}
 
 // observe tells the throttle what an answer in st's scope said: a
 // throttled answer's wait pauses the scope for every replica, and the
@@ -135,7 +141,8 @@ func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.
 			}
 		}
 	}
-	r, ok, err := w.thr.Observe(ctx, scope, a.Header)
+	seq, _ := ctx.Value(slotKey{}).(int64)
+	r, ok, err := w.thr.Observe(ctx, scope, a.Header, seq)
 	if ok {
 		w.tm.remaining.Store(scope, r.Value)
 	}
