@@ -29,7 +29,7 @@ import (
 // goroutines.
 func runArchive(ctx context.Context, o options, r *report) error {
 	size := o.archiveSize
-	r.printf("\n## 6. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
+	r.printf("\n## 7. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
 	dir := filepath.Join(o.dir, "archive")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -65,6 +65,7 @@ func runArchive(ctx context.Context, o options, r *report) error {
 		"BILLING_NATS_URL="+url, "BILLING_NATS_NAME=archive-worker",
 		"BILLING_CONCURRENCY="+strconv.Itoa(conc), "BILLING_LOG_LEVEL=warn", "BILLING_HEALTH_ADDR=127.0.0.1:0",
 		"BILLING_ARCHIVE_STORE=nats",
+		"BILLING_THROTTLE=false", // the archive, not Azure's budget
 	), false)
 	if err != nil {
 		return err

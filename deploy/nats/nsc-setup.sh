@@ -36,10 +36,12 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_WORK' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.requests' \
@@ -54,6 +56,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_throttle.>' \
+  --allow-pub '$KV.billing_throttle.>' \
   --allow-pub '$JS.API.STREAM.CREATE.OBJ_billing_archive' \
   --allow-pub '$JS.API.STREAM.UPDATE.OBJ_billing_archive' \
   --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \

@@ -111,12 +111,24 @@ const maxRedecide = 3
 func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.State, step operation.Step, rev uint64, d operation.Delivery, log *slog.Logger) error {
 	calls := ctx // Azure calls end with the shutdown; what follows them does not
 	id, held := cur.Request.ID, false
+	regate := false // a call decided after an archive, not yet past the throttle
 	defer func() {
 		if held {
 			w.calls.done(id)
 		}
 	}()
 	for redecided := 0; ; {
+		if step.Action == operation.Call && (!held || regate) && w.thr != nil {
+			regate = false
+			// The shared throttle may hold the call back: then the
+			// operation waits for it instead.
+			var h operation.Hold
+			var wait bool
+			if calls, h, wait = w.gate(calls, &cur, step.Next, log); wait {
+				step = w.machine.Defer(*step.Next, h, w.now())
+				log.DebugContext(ctx, "held by the shared throttle", "scope", h.Scope, "until", h.Until, "paused_until", h.PausedUntil)
+			}
+		}
 		if step.Next != nil {
 			if (step.Action == operation.Call || step.Action == operation.Archive) && !held {
 				// Acting from before the claim is stored until the answer
@@ -172,6 +184,8 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			if step, rev, ok = w.archive(calls, msg, cur, rev, log); !ok {
 				return nil
 			}
+			// A new link is the first call again: through the throttle.
+			regate = step.Action == operation.Call
 			// The outcome is stored even if the shutdown cuts in.
 			ctx = context.WithoutCancel(calls)
 			continue
@@ -230,6 +244,9 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 		return operation.Step{}, false
 	}
 	a := answerOf(resp, err, late)
+	if !late {
+		w.observe(ctx, &st, &a, log)
+	}
 	// The operation's deadline, not http-timeout, bounded this call, and it
 	// ended without an answer when (or just before, for the token: see
 	// billing.AuthFailureMargin) the deadline ran out. The error only says
