@@ -116,6 +116,9 @@ type State struct {
 	// polling; past ClaimedUntil the claim is void (its worker died).
 	ClaimedBy    string    `json:"claimedBy,omitempty"`
 	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+	// Listed holds the invoices of the pages a listing fetched so far;
+	// Location is then the next page's URL. Emptied when it completes.
+	Listed []messages.Invoice `json:"listed,omitempty"`
 	// TraceParent and TraceState carry the request's trace across polls,
 	// replicas and restarts.
 	TraceParent string `json:"traceparent,omitempty"`

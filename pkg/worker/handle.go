@@ -254,7 +254,8 @@ func answerOf(resp *billing.Response, err error, late bool) operation.Answer {
 	case err == nil && resp.Done():
 		r := resp.Result
 		return operation.Answer{Outcome: operation.Done, Status: resp.Status, Header: resp.Header, Result: &operation.Result{
-			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
+			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
+			Invoice: r.Invoice, Invoices: r.Invoices, NextLink: r.NextLink,
 		}}
 	case err == nil:
 		return operation.Answer{Outcome: operation.Running, Status: resp.Status, Header: resp.Header, Location: resp.Location}
