@@ -15,6 +15,25 @@
 //	                                                                          api-version=2023-11-01
 //	#5 GET  {account}/invoices/{invoice}                                     api-version=2024-04-01
 //
+// and the rest of the family (docs/azure.md), all 2024-04-01 but the price sheet:
+//
+//	POST {account}/invoices/{invoice}/download[?documentName=]               Download By Billing Account
+//	POST {account}/downloadDocuments                                         Download Documents By Billing Account (JSON body)
+//	POST default/billingSubscriptions/{sub}/invoices/{invoice}/download[?documentName=]
+//	                                                                          Download By Billing Subscription (#1's path, told apart by api-version)
+//	POST {account}/invoices/{invoice}/transactionsDownload                   Transactions Download By Invoice (result without expiryTime)
+//	POST {account}/billingProfiles/{profile}/providers/Microsoft.CostManagement/pricesheets/default/download
+//	                                                                          Price Sheet - Download By Billing Profile (2023-11-01; downloadFileProperties)
+//	GET  {account}/invoices[?periodStartDate=&periodEndDate=&top=]           List By Billing Account
+//	GET  default/billingSubscriptions/{sub}/invoices[?...]                   List By Billing Subscription
+//
+// The listings serve invoices made up from the scope's name and the period (the same every
+// time): DefaultInvoicesPerMonth a month, each with a mix of documents (Invoice, TaxReceipt,
+// CreditNote, Summary, Transactions, VoidNote, a kind the specification does not list, and
+// now and then a document named MissingDocumentPrefix+... whose download answers 404
+// DocumentNotFound), statuses including PastDue, DefaultPageSize to a page with a nextLink
+// (SetListing changes both).
+//
 // Requests are checked as Azure would: a bearer token issued by this emulator for
 // Options.Audience (else 401 with a WWW-Authenticate header), the exact api-version, the
 // parameter patterns of docs/azure.md and #3's body (else 400 with an ARM ErrorResponse naming the
@@ -63,6 +82,7 @@
 //	PUT  /_emulator/default                body: []Reply (an empty list restores Options.Default)
 //	GET  /_emulator/calls[?invoiceName=]   -> []Call
 //	GET  /_emulator/token-requests         -> []TokenRequest
+//	PUT  /_emulator/listing                body: {"pageSize": n, "invoicesPerMonth": n} (0 keeps a value)
 //	POST /_emulator/reset
 //	PUT  /_emulator/token-failure          body: {"mode": "ok" | "unavailable" | "hang"}
 //	GET  /_emulator/token?tenant=&audience= -> {"access_token", "token_type", "expires_in"}
