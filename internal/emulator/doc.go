@@ -66,8 +66,13 @@
 // Once the script is exhausted its last reply repeats for polls, and the next start call begins
 // the script again, so a second download of the same invoice behaves like the first. Operations
 // (#1 to #5) keep separate positions: fetching an invoice with #5 does not advance the script of
-// #2 for the same invoice. #3 is scripted by the invoiceName of its first document. Invoices
-// without a script of their own follow the default script (Options.Default, SetDefault): one 202
+// #2 for the same invoice. #3 (and the documents zip by billing account) is scripted by the
+// invoiceName of its first document. The document downloads with a documentName keep one
+// position per document, and look for a script named "{invoice}/{documentName}" before the
+// invoice's. A billing profile's price sheet is scripted by the last hyphen-separated part of
+// the profile's name (PROFILE-G123456789 follows G123456789's script), and a listing by the
+// billing account or subscription listed; its first page is its start call, the pages after it
+// (Call.Phase "page") its polls. Invoices without a script of their own follow the default script (Options.Default, SetDefault): one 202
 // with Retry-After "1", then 200.
 //
 // Every ARM call is logged (Calls, CallsFor), including the ones rejected for auth or
