@@ -255,7 +255,7 @@ func (e *env) worker(t *testing.T, name, natsURL string, extra ...string) *proc 
 // script gives request i one of a few realistic flows and returns the
 // request.
 func script(emu *emulator.Server, i int, prefix string) messages.Request {
-	kind := messages.Kinds[i%len(messages.Kinds)]
+	kind := devstack.ScriptedKinds()[i%len(devstack.ScriptedKinds())]
 	inv := devstack.InvoiceName(prefix, i)
 	switch i % 10 {
 	case 0, 1, 2:
