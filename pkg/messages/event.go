@@ -25,6 +25,10 @@ type Completed struct {
 	// Invoices are the invoices a listing (KindAccountInvoices,
 	// KindSubscriptionInvoices) found, every page, in Azure's order.
 	Invoices []Invoice `json:"invoices,omitempty"`
+	// Collected is a KindCollection's outcome: counts, and every child.
+	Collected *CollectionSummary `json:"collected,omitempty"`
+	// Collection names the collection of a request the worker made for one.
+	Collection *ChildOf `json:"collection,omitempty"`
 	// AcceptedAt is when the worker first took the request.
 	AcceptedAt time.Time `json:"acceptedAt"`
 	// CompletedAt is when the final answer arrived.
@@ -50,7 +54,9 @@ type Failed struct {
 	Azure *AzureError `json:"azure,omitempty"`
 	// Retryable says whether submitting the request again (with a new id)
 	// could succeed.
-	Retryable  bool              `json:"retryable"`
+	Retryable bool `json:"retryable"`
+	// Collection names the collection of a request the worker made for one.
+	Collection *ChildOf          `json:"collection,omitempty"`
 	AcceptedAt *time.Time        `json:"acceptedAt,omitempty"`
 	FailedAt   time.Time         `json:"failedAt"`
 	AzureCalls int               `json:"azureCalls"`

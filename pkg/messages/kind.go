@@ -71,6 +71,7 @@ var Kinds = []Kind{
 	KindProfilePriceSheet,
 	KindAccountInvoices,
 	KindSubscriptionInvoices,
+	KindCollection,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -92,11 +93,12 @@ const (
 	pDocumentName       param = "documentName"
 	pPeriodStartDate    param = "periodStartDate"
 	pPeriodEndDate      param = "periodEndDate"
+	pDocumentKinds      param = "documentKinds"
 )
 
 // allParams lists every parameter, in the order problems are reported.
 var allParams = []param{pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceName, pDownloadToken, pDocuments,
-	pDocumentName, pPeriodStartDate, pPeriodEndDate}
+	pDocumentName, pPeriodStartDate, pPeriodEndDate, pDocumentKinds}
 
 // kindParams lists, per kind, the parameters it requires; every other
 // parameter is refused for that kind.
@@ -113,6 +115,7 @@ var kindParams = map[Kind][]param{
 	KindProfilePriceSheet:     {pBillingAccountName, pBillingProfileName},
 	KindAccountInvoices:       {pBillingAccountName},
 	KindSubscriptionInvoices:  {pSubscriptionID},
+	KindCollection:            {},
 }
 
 // kindOptional lists, per kind, the parameters it takes but does not
@@ -122,6 +125,8 @@ var kindOptional = map[Kind][]param{
 	KindSubscriptionDocument: {pDocumentName},
 	KindAccountInvoices:      {pPeriodStartDate, pPeriodEndDate},
 	KindSubscriptionInvoices: {pPeriodStartDate, pPeriodEndDate},
+	// A collection's rules are its own (validateCollection).
+	KindCollection: {pBillingAccountName, pSubscriptionID, pPeriodStartDate, pPeriodEndDate, pDocumentKinds},
 }
 
 // Lists reports whether the kind lists invoices (a paged GET); its
@@ -131,4 +136,4 @@ func (k Kind) Lists() bool { return k == KindAccountInvoices || k == KindSubscri
 // ReturnsURL reports whether the kind's completion event carries a download
 // URL: every kind but KindInvoice, whose event carries the invoice, and the
 // listings, whose event carries the invoices.
-func (k Kind) ReturnsURL() bool { return k != KindInvoice && !k.Lists() }
+func (k Kind) ReturnsURL() bool { return k != KindInvoice && !k.Lists() && k != KindCollection }

@@ -42,6 +42,9 @@ type Request struct {
 	// Profile names the credential profile to call Azure with; empty means
 	// the worker's default profile.
 	Profile string `json:"profile,omitempty"`
+	// Collection is set on the requests the worker makes for a collection's
+	// documents; never on a caller's own request.
+	Collection *ChildOf `json:"collection,omitempty"`
 }
 
 // Params holds the parameters of every kind; each kind uses a subset and
@@ -61,6 +64,11 @@ type Params struct {
 	// invoices a listing returns.
 	PeriodStartDate string `json:"periodStartDate,omitempty"`
 	PeriodEndDate   string `json:"periodEndDate,omitempty"`
+	// DocumentKinds are the document kinds a KindCollection fetches
+	// (default DefaultDocumentKinds), as invoices list them: Invoice,
+	// CreditNote, TaxReceipt, VoidNote, Summary, Transactions, or a kind Azure
+	// adds.
+	DocumentKinds []string `json:"documentKinds,omitempty"`
 }
 
 // DocumentRef names one document for KindSubscriptionDocuments and

@@ -46,6 +46,12 @@ func validRequests() map[string]messages.Request {
 			Params: messages.Params{BillingAccountName: "12345678"}},
 		"subscription-invoices": {Version: 1, ID: "r12", Kind: messages.KindSubscriptionInvoices,
 			Params: messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-01"}},
+		"collection of an account": {Version: 1, ID: "c1", Kind: messages.KindCollection,
+			Params: messages.Params{BillingAccountName: "12345678", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}},
+		"collection of a subscription, some kinds": {Version: 1, ID: "c2", Kind: messages.KindCollection,
+			Params: messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31", DocumentKinds: []string{"Invoice", "Statement"}}},
+		"child of a collection": {Version: 1, ID: "c1-0011223344556677", Kind: messages.KindAccountDocument, Collection: &messages.ChildOf{ID: "c1", Index: 3},
+			Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789", DocumentName: "CN-1"}},
 	}
 }
 

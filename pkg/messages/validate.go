@@ -3,6 +3,7 @@ package messages
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 	"unicode"
@@ -45,7 +46,8 @@ func (p Params) equal(q Params) bool {
 	if p.SubscriptionID != q.SubscriptionID || p.BillingAccountName != q.BillingAccountName ||
 		p.BillingProfileName != q.BillingProfileName || p.InvoiceName != q.InvoiceName ||
 		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) ||
-		p.DocumentName != q.DocumentName || p.PeriodStartDate != q.PeriodStartDate || p.PeriodEndDate != q.PeriodEndDate {
+		p.DocumentName != q.DocumentName || p.PeriodStartDate != q.PeriodStartDate || p.PeriodEndDate != q.PeriodEndDate ||
+		!slices.Equal(p.DocumentKinds, q.DocumentKinds) {
 		return false
 	}
 	for i := range p.Documents {
@@ -94,6 +96,19 @@ func (r Request) Validate() error {
 	if r.Profile != "" {
 		v.match("profile", r.Profile, profilePattern, "a lower-case DNS label")
 	}
+	if r.Kind == KindCollection && len(r.ID) > MaxCollectionIDLen {
+		v.add("id", "max_length", fmt.Sprintf("a collection's id must be at most %d characters (its children's ids add 17)", MaxCollectionIDLen))
+	}
+	if c := r.Collection; c != nil {
+		switch {
+		case r.Kind == KindCollection || r.Kind.Lists():
+			v.add("collection", "not_allowed", fmt.Sprintf("kind %s cannot be a collection's child", r.Kind))
+		case !ValidID(c.ID) || len(c.ID) > MaxCollectionIDLen:
+			v.add("collection.id", "pattern", "must be a collection's id")
+		case c.Index < 0:
+			v.add("collection.index", "format", "must not be negative")
+		}
+	}
 	return v.err()
 }
 
@@ -115,6 +130,7 @@ func (p Params) validate(k Kind, v *validator) {
 		pDocumentName:       p.DocumentName != "",
 		pPeriodStartDate:    p.PeriodStartDate != "",
 		pPeriodEndDate:      p.PeriodEndDate != "",
+		pDocumentKinds:      p.DocumentKinds != nil,
 	}
 	for _, name := range allParams {
 		field := "params." + string(name)
@@ -186,6 +202,8 @@ func (p Params) validate(k Kind, v *validator) {
 		if present[pBillingAccountName] {
 			v.match("params.billingAccountName", p.BillingAccountName, accountPattern, "")
 		}
+	case KindCollection:
+		p.validateCollection(v)
 	}
 	if present[pDocumentName] {
 		validatePrintable("params.documentName", p.DocumentName, v)

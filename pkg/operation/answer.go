@@ -116,6 +116,9 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
 		st.Failures, st.BadAnswers = 0, 0
 		r := a.Result
+		if st.Request.Kind == messages.KindCollection {
+			return m.collected(st, r, now)
+		}
 		var listed []messages.Invoice
 		if st.Request.Kind.Lists() {
 			listed = append(st.Listed, r.Invoices...)

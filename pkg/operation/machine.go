@@ -29,6 +29,9 @@ type Machine struct {
 	// MaxUnanswered first calls without an answer end the operation with
 	// interrupted.
 	MaxUnanswered int
+	// MaxDocuments bounds a collection's documents; Window bounds its
+	// children in flight at once.
+	MaxDocuments, Window int
 	// Policy decides the waits; Rand is its jitter source (nil:
 	// math/rand/v2).
 	Policy poll.Policy
@@ -78,6 +81,10 @@ func (a Action) String() string {
 		return "retry"
 	case Conflict:
 		return "conflict"
+	case Spawn:
+		return "spawn"
+	case Finish:
+		return "finish"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -90,6 +97,10 @@ type Step struct {
 	Next   *State
 	Action Action
 	Delay  time.Duration // for Retry
+	// Chunk, for a collection's listed page, is to be stored before Next.
+	Chunk *Chunk
+	// Spawn, for Action Spawn, names the children to request.
+	Spawn *Range
 }
 
 // staleReadRetry is how soon a wake-up that found a stale state comes
@@ -144,6 +155,14 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 	switch {
 	case st.Phase.Terminal():
 		return Step{Action: Republish}
+
+	case st.Phase == PhaseCollecting:
+		// Its children are requested and counted as they end; a finish cut
+		// short is done again.
+		if st.Collection.Done() {
+			return Step{Action: Finish}
+		}
+		return Step{Action: Ack}
 
 	case st.Phase == PhaseWaiting && current && !now.Before(st.NextAt),
 		st.ClaimExpired(now) || orphan:

@@ -119,6 +119,8 @@ type State struct {
 	// Listed holds the invoices of the pages a listing fetched so far;
 	// Location is then the next page's URL. Emptied when it completes.
 	Listed []messages.Invoice `json:"listed,omitempty"`
+	// Collection is a collection's progress (kind collection).
+	Collection *Collection `json:"collection,omitempty"`
 	// TraceParent and TraceState carry the request's trace across polls,
 	// replicas and restarts.
 	TraceParent string `json:"traceparent,omitempty"`
@@ -175,12 +177,14 @@ func (s *State) Wait(d poll.Decision, now time.Time) {
 
 // Complete ends the operation with ev.
 func (s *State) Complete(ev messages.Completed, now time.Time) {
+	ev.Collection = s.Request.Collection
 	s.Phase, s.Completed = PhaseCompleted, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
 }
 
 // Fail ends the operation with ev.
 func (s *State) Fail(ev messages.Failed, now time.Time) {
+	ev.Collection = s.Request.Collection
 	s.Phase, s.Failed = PhaseFailed, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
 }
