@@ -134,12 +134,24 @@ type Delivery struct {
 	// Acting is true when this worker's process is making a call for the
 	// operation right now.
 	Acting bool
+	// Child, for a collection, is the notice that one of its children
+	// ended.
+	Child *ChildNotice
+}
+
+// ChildNotice tells a collection that its child Index ended.
+type ChildNotice struct {
+	Index  int
+	Failed bool
 }
 
 // Resume is the transition of a stored operation that a message brought
 // back: a wake-up that fell due (or not), a request seen again, a
 // redelivery after a crash.
 func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
+	if d.Child != nil {
+		return m.ChildEnded(st, d.Child.Index, d.Child.Failed, now)
+	}
 	if d.Request != nil && !messages.SameOperation(st.Request, *d.Request) {
 		return Step{Action: Conflict}
 	}

@@ -117,6 +117,9 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		}
 	}()
 	for redecided := 0; ; {
+		if err := w.prepare(ctx, step); err != nil {
+			return err // the redelivery decides again
+		}
 		if step.Next != nil {
 			if step.Action == operation.Call && !held {
 				// Acting from before the claim is stored until the answer
@@ -177,6 +180,15 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			_ = msg.Ack()
 		case operation.Retry:
 			_ = msg.NakWithDelay(step.Delay)
+		case operation.Spawn:
+			_ = msg.Ack()
+		case operation.Finish:
+			ends, err := w.gather(ctx, &cur)
+			if err != nil {
+				return err
+			}
+			step = w.machine.Finish(cur, ends, w.now())
+			continue
 		case operation.Conflict:
 			w.deadLetter(ctx, msg, *d.Request, messages.Failed{
 				Code: messages.CodeIDConflict,
@@ -207,9 +219,9 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 	if !late {
 		call, cancel := context.WithDeadline(ctx, st.Deadline)
 		if st.Location != "" {
-			resp, err = client.Poll(call, st.Request.Kind, st.Location)
+			resp, err = client.Poll(call, st.Request.CallKind(), st.Location)
 		} else {
-			resp, err = client.Start(call, st.Request.Kind, st.Request.Params)
+			resp, err = client.Start(call, st.Request.CallKind(), st.Request.Params)
 		}
 		cancel()
 	}

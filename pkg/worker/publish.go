@@ -66,10 +66,25 @@ func (w *Worker) publishOutcome(ctx context.Context, st *operation.State, again 
 			return fmt.Errorf("look up the stored %s event: %w", outcome, err)
 		}
 		if stored != nil {
-			return w.publishLive(ctx, stored, msgID)
+			if err := w.publishLive(ctx, stored, msgID); err != nil {
+				return err
+			}
+			return w.endedChild(ctx, st)
 		}
 	}
-	return w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, msgID, ev)
+	if err := w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, msgID, ev); err != nil {
+		return err
+	}
+	return w.endedChild(ctx, st)
+}
+
+// endedChild tells a child's collection that the child ended (after its
+// event: a crash in between tells it on the redelivery).
+func (w *Worker) endedChild(ctx context.Context, st *operation.State) error {
+	if st.Request.Collection == nil {
+		return nil
+	}
+	return w.notifyEnded(ctx, st)
 }
 
 // storedEvent returns the message the events stream holds on subject with

@@ -56,6 +56,7 @@ type Worker struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
+	chunks   jetstream.KeyValue // the pages collections listed
 	profiles Profiles
 	machine  operation.Machine
 	log      *slog.Logger
@@ -109,6 +110,7 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
+		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow,
 		Policy: cfg.Policy,
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
@@ -140,7 +142,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// still starting): keep trying until it is, or until we are stopped.
 	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst), backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
 	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
-		return ensure(ctx, w.js, w.subj, &w.cfg)
+		kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+		if err == nil {
+			w.chunks, err = ensureCollections(ctx, w.js, w.subj, &w.cfg)
+		}
+		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
 		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
 	})
@@ -189,7 +195,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, c := range []struct {
 		name   string
 		handle handler
-	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}} {
+	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}, {EndedConsumer, w.handleEnded}} {
 		cons, err := w.js.Consumer(ctx, w.subj.WorkStream(), c.name)
 		if err != nil {
 			return fmt.Errorf("worker: consumer %s: %w", c.name, err)
