@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -166,5 +167,54 @@ func TestCollectionWindowAndFailures(t *testing.T) {
 	}
 	if most > 2 {
 		t.Errorf("%d downloads in flight at once, over the window of 2", most)
+	}
+}
+
+// Two big collections and a stream of single requests published after
+// them: the single requests are not held behind the collections' children.
+func TestCollectionsDoNotStarveSingleRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) { c.CollectionWindow = 4 })
+	b.emu.SetListing(50, 10) // ten invoices a month
+	var colls []messages.Request
+	for _, account := range []string{"20000011", "20000012"} {
+		req := collectionRequest(b.id(), account)
+		b.submit(req)
+		colls = append(colls, req)
+	}
+	// Once both are fanning out, the single requests come.
+	for _, c := range colls {
+		waitState(t, b.stack.Client, c.ID, func(s stateView) bool { return s.Phase == "collecting" })
+	}
+	var singles []string
+	for range 20 {
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.OK())
+		req := sampleSummary(b.id(), inv)
+		b.submit(req)
+		singles = append(singles, req.ID)
+	}
+	for _, id := range singles {
+		if o := b.wait(id, eventTimeout); o.Completed == nil {
+			t.Fatalf("single request %s: %+v", id, o.Failed)
+		}
+	}
+	// Every single request ended while both collections were still running.
+	for _, c := range colls {
+		b.mu.Lock()
+		ended := len(b.outcomes[c.ID])
+		b.mu.Unlock()
+		if ended != 0 {
+			t.Errorf("collection %s ended before the single requests published after it", c.ID)
+		}
+		st, err := b.stack.Client.Status(context.Background(), c.ID)
+		if err != nil || st.Phase != "collecting" {
+			t.Errorf("collection %s: phase %s %v", c.ID, st.Phase, err)
+		}
+	}
+	for _, c := range colls {
+		if o := b.wait(c.ID, 4*eventTimeout); o.Completed == nil || o.Completed.Collected.Failed == 0 || o.Completed.Collected.Documents < 50 {
+			t.Errorf("collection %s: %+v %+v", c.ID, o.Completed, o.Failed)
+		}
 	}
 }
