@@ -49,6 +49,7 @@ var flagOf = map[string]string{
 	"params.documentName":       "--document-name",
 	"params.periodStartDate":    "--from",
 	"params.periodEndDate":      "--to",
+	"params.documentKinds":      "--kinds",
 	"id":                        "--id",
 	"labels":                    "--label",
 	"profile":                   "--profile",

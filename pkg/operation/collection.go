@@ -228,10 +228,14 @@ func (m Machine) fanOut(st *State) Step {
 func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 	c := st.Collection
 	switch {
-	case st.Phase.Terminal():
-		return Step{Action: Ack}
-	case c == nil || st.Phase != PhaseCollecting || i < 0 || i >= c.Total:
+	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection, i < 0:
+		return Step{Action: Ack} // nothing to count
+	case st.Phase == PhaseCollecting && i >= c.Total:
 		return Step{Action: Ack} // not a child this collection made
+	case st.Phase != PhaseCollecting || i >= c.Spawned:
+		// The child was requested, and ended, before the state that
+		// requested it was stored: come back when it is.
+		return Step{Action: Retry, Delay: staleReadRetry}
 	case c.ended(i):
 		if c.Done() {
 			return Step{Action: Finish} // the finish did not get through before

@@ -162,6 +162,13 @@ func TestCollectionChildEnded(t *testing.T) {
 			return st
 		}(), 0, false, operation.Finish, nil},
 		{"an index it never listed: ignored", collecting(2, 2), 7, false, operation.Ack, nil},
+		{"a child ahead of the stored cursor (ended before its spawn was stored): come back", collecting(5, 2), 3, false, operation.Retry, nil},
+		{"a child ended while the last page's state was not stored yet: come back", func() operation.State {
+			st := collecting(0, 0)
+			st.Phase, st.Location = operation.PhasePolling, "https://management.azure.com/next"
+			return st
+		}(), 0, false, operation.Retry, nil},
+		{"a notice for an operation that is no collection: ignored", state(claimed(me, "", t0.Add(time.Minute), 1)), 0, false, operation.Ack, nil},
 		{"the collection ended already", func() operation.State {
 			st := collecting(1, 1)
 			st.Complete(messages.Completed{ID: st.Request.ID}, t0)

@@ -139,8 +139,23 @@ func (w *Worker) notifyEnded(ctx context.Context, st *operation.State) error {
 	return nil
 }
 
+// maxEndedConflicts bounds how often one notice is counted again after
+// finding the collection's state changed under it (other children ending
+// at the same time), before it comes back later.
+const maxEndedConflicts = 20
+
 // handleEnded takes the notice that a collection's child ended.
 func (w *Worker) handleEnded(ctx context.Context, msg jetstream.Msg) error {
+	var err error
+	for range maxEndedConflicts {
+		if err = w.countEnded(ctx, msg); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	var n endedNotice
 	if err := json.Unmarshal(msg.Data(), &n); err != nil || !messages.ValidID(n.Collection) {
 		w.log.ErrorContext(ctx, "dropping an unreadable notice", "subject", msg.Subject(), "error", err)
