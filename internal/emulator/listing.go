@@ -164,7 +164,10 @@ func listedInvoices(scope string, subscription bool, subscriptionID string, from
 	month := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
 	for k := 0; !month.After(to); month = month.AddDate(0, 1, 0) {
 		for i := range perMonth {
-			date := month.AddDate(0, 0, 4+i)
+			date := month.AddDate(0, 0, 4+i*20/perMonth) // the 5th to the 24th
+			if perMonth <= 20 {
+				date = month.AddDate(0, 0, 4+i)
+			}
 			if date.Before(from) || date.After(to) {
 				continue
 			}
