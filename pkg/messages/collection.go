@@ -16,7 +16,8 @@ import (
 // listing every child's outcome.
 const KindCollection Kind = "collection"
 
-// Document kinds an invoice lists (documents[].kind). Azure may send others.
+// Document kinds an invoice lists (documents[].kind), and PriceSheet. Azure
+// may send others.
 const (
 	DocInvoice      = "Invoice"
 	DocCreditNote   = "CreditNote"
@@ -24,6 +25,10 @@ const (
 	DocVoidNote     = "VoidNote"
 	DocSummary      = "Summary"
 	DocTransactions = "Transactions"
+	// DocPriceSheet is no kind Azure lists: named in a collection's
+	// documentKinds, it fetches each listed invoice's price sheet
+	// (KindInvoicePriceSheet; MCA billing accounts only).
+	DocPriceSheet = "PriceSheet"
 )
 
 // MaxCollectionIDLen bounds a collection's id, so that its children's ids

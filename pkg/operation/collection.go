@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"time"
 
@@ -59,6 +60,8 @@ type Child struct {
 	Invoice  string `json:"i"`
 	Document string `json:"d"`
 	DocKind  string `json:"k"`
+	// Profile is the invoice's billing profile name, for a price sheet.
+	Profile string `json:"p,omitempty"`
 	// Invalid explains why no request could be made for the document (its
 	// names break the request rules): the child is failed from the start.
 	Invalid string `json:"x,omitempty"`
@@ -115,9 +118,9 @@ func (c *Collection) Locate(i int) (page, at int, ok bool) {
 
 // ChildRequest is the request of a collection's child i: the download its
 // kind of document takes (Summary by the summary download, Transactions by
-// the transactions download, every other kind by the download by billing
-// account or subscription with documentName), with the collection's
-// profile and labels.
+// the transactions download, PriceSheet by the price sheet of the invoice,
+// every other kind by the download by billing account or subscription with
+// documentName), with the collection's profile and labels.
 func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
 	req := messages.Request{
 		Version: messages.Version, ID: messages.ChildID(coll.ID, c.Invoice, c.Document),
@@ -125,6 +128,9 @@ func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
 	}
 	p := coll.Params
 	switch {
+	case c.DocKind == messages.DocPriceSheet:
+		req.Kind = messages.KindInvoicePriceSheet
+		req.Params = messages.Params{BillingAccountName: p.BillingAccountName, BillingProfileName: c.Profile, InvoiceName: c.Invoice}
 	case p.SubscriptionID != "":
 		req.Kind = messages.KindSubscriptionDocument
 		req.Params = messages.Params{SubscriptionID: p.SubscriptionID, InvoiceName: c.Invoice, DocumentName: c.Document}
@@ -147,6 +153,13 @@ func children(coll messages.Request, base int, invoices []messages.Invoice) []Ch
 	var out []Child
 	seen := map[[2]string]bool{}
 	for _, inv := range invoices {
+		if coll.Params.Fetches(messages.DocPriceSheet) && coll.Params.BillingAccountName != "" {
+			c := Child{Invoice: inv.Name, Document: messages.DocPriceSheet, DocKind: messages.DocPriceSheet, Profile: path.Base(inv.BillingProfileID)}
+			if err := ChildRequest(coll, base+len(out), c).Validate(); err != nil {
+				c.Invalid = err.Error()
+			}
+			out = append(out, c)
+		}
 		for _, d := range inv.Documents {
 			key := [2]string{inv.Name, d.Name}
 			if d.Name == "" || !coll.Params.Fetches(d.Kind) || seen[key] {

@@ -89,6 +89,28 @@ func TestCollectionListing(t *testing.T) {
 	if s := m.Answer(first, page(nil, ""), t0); s.Action != operation.Finish || s.Next.Collection.Total != 0 {
 		t.Errorf("empty period: %v %+v", s.Action, s.Next)
 	}
+	// Price sheets on request: one per invoice, by the invoice's billing
+	// profile (an MCA account; an EA account's breaks Cost Management's
+	// pattern and the child is failed from the start).
+	mca := first
+	mca.Request = collectionRequest("PriceSheet")
+	mca.Request.Params.BillingAccountName = "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31"
+	withProfile := listedPage(0, 2, "Invoice")
+	for i := range withProfile {
+		withProfile[i].BillingProfileID = "/providers/Microsoft.Billing/billingAccounts/x/billingProfiles/AB-CD-EF"
+	}
+	s7 := m.Answer(mca, page(withProfile, ""), t0)
+	if kids := s7.Chunk.Children; len(kids) != 2 || kids[0].DocKind != "PriceSheet" || kids[0].Profile != "AB-CD-EF" || kids[0].Invalid != "" {
+		t.Fatalf("price sheets: %+v", kids)
+	}
+	if r := operation.ChildRequest(mca.Request, 0, s7.Chunk.Children[0]); r.Kind != messages.KindInvoicePriceSheet || r.Params.BillingProfileName != "AB-CD-EF" {
+		t.Errorf("price sheet child %+v", r)
+	}
+	ea := first
+	ea.Request = collectionRequest("PriceSheet")
+	if s := m.Answer(ea, page(withProfile, ""), t0); s.Chunk.Children[0].Invalid == "" || s.Next.Collection.Failed != 2 {
+		t.Errorf("price sheets of an EA account: %+v", s.Chunk.Children)
+	}
 	// Too many documents: failed before any child, with too_many.
 	s4 := m.Answer(first, page(listedPage(0, 6, "Invoice", "CreditNote"), next), t0)
 	if s4.Action != operation.Publish || s4.Next.Failed == nil || s4.Next.Failed.Code != messages.CodeTooMany || s4.Chunk != nil {
