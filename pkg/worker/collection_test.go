@@ -218,3 +218,28 @@ func TestCollectionsDoNotStarveSingleRequests(t *testing.T) {
 		}
 	}
 }
+
+// Price sheets on request: one child per invoice, by its billing profile,
+// on an MCA account.
+func TestCollectionPriceSheets(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.emu.SetListing(50, 3)
+	req := collectionRequest(b.id(), "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31")
+	req.Params.PeriodEndDate = "2026-01-31"
+	req.Params.DocumentKinds = []string{messages.DocPriceSheet, messages.DocInvoice}
+	b.submit(req)
+	o := b.wait(req.ID, 2*eventTimeout)
+	if o.Completed == nil || o.Completed.Collected.Documents != 6 || o.Completed.Collected.Failed != 0 {
+		t.Fatalf("price sheets: %+v %+v", o.Completed, o.Failed)
+	}
+	sheets := 0
+	for _, c := range o.Completed.Collected.Children {
+		if c.Kind == messages.KindInvoicePriceSheet && c.DocumentKind == messages.DocPriceSheet && strings.Contains(c.URL, "pricesheet") {
+			sheets++
+		}
+	}
+	if sheets != 3 {
+		t.Errorf("%d price sheets, want one per invoice (3): %+v", sheets, o.Completed.Collected.Children)
+	}
+}
