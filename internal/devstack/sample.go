@@ -39,12 +39,12 @@ func InvoiceName(family string, n int) string {
 }
 
 // ScriptedKinds lists the kinds whose Sample request the emulator scripts
-// by invoiceName: every kind but the listings, which are scripted by the
-// billing account or subscription they list.
+// by invoiceName: every kind but the listings and collections, which are
+// scripted by the billing account or subscription they list.
 func ScriptedKinds() []messages.Kind {
 	var out []messages.Kind
 	for _, k := range messages.Kinds {
-		if !k.Lists() {
+		if !k.Lists() && k != messages.KindCollection {
 			out = append(out, k)
 		}
 	}
@@ -83,6 +83,8 @@ func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	case messages.KindSubscriptionInvoices:
 		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
+	case messages.KindCollection:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	default:
 		panic(fmt.Sprintf("devstack: no sample for kind %q", k))
 	}
