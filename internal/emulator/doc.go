@@ -1,5 +1,5 @@
-// Package emulator is a scriptable stand-in for the Azure services the worker talks to: the five
-// Azure Billing / Cost Management operations of docs/azure.md, served on Azure Resource Manager paths,
+// Package emulator is a scriptable stand-in for the Azure services the worker talks to: the
+// Azure Billing / Cost Management operations of docs/azure.md (five, then the rest of the family), served on Azure Resource Manager paths,
 // and a minimal Entra ID (Azure AD) token endpoint that guards them. It runs in-process on top
 // of net/http/httptest for integration tests and dev mode, or as its own process
 // (cmd/emulator) for multi-process tests.
