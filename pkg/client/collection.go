@@ -104,9 +104,13 @@ func (c *Client) Collection(ctx context.Context, id string, all bool) (Collectio
 		return v, err
 	}
 	index := 0
-	for page := range coll.Pages {
+	for page, n := range coll.Pages {
 		if !all && index >= coll.Spawned {
 			break // the children in flight are all below Spawned
+		}
+		if !all && !anyInFlight(coll, index, min(index+n, coll.Spawned)) {
+			index += n // nothing in flight on this page: not read
+			continue
 		}
 		entry, err := chunks.Get(ctx, operation.ChunkKey(id, page))
 		if err != nil {
@@ -154,6 +158,17 @@ func (c *Client) Collection(ctx context.Context, id string, all bool) (Collectio
 		}
 	}
 	return v, nil
+}
+
+// anyInFlight reports whether a child in [from, to) was requested and has
+// not ended.
+func anyInFlight(coll *operation.Collection, from, to int) bool {
+	for i := from; i < to; i++ {
+		if !coll.HasEnded(i) {
+			return true
+		}
+	}
+	return false
 }
 
 func collected(st operation.State) *messages.CollectionSummary {

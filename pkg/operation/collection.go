@@ -79,6 +79,9 @@ func ChunkKey(id string, page int) string { return id + "." + strconv.Itoa(page)
 // Range is a half-open range of child indexes.
 type Range struct{ From, To int }
 
+// HasEnded reports whether child i has ended.
+func (c *Collection) HasEnded(i int) bool { return c.ended(i) }
+
 // ended reports whether child i has ended.
 func (c *Collection) ended(i int) bool {
 	return i/8 < len(c.Ended) && c.Ended[i/8]&(1<<(i%8)) != 0
