@@ -207,6 +207,15 @@ func TestCollectionChildEnded(t *testing.T) {
 			}
 		})
 	}
+	// A notice is checked against the document listed at its place.
+	listed := operation.Child{Invoice: "G1", Document: "D1", DocKind: "Invoice"}
+	own := operation.ChildRequest(collectionRequest(), 0, listed).ID
+	if s := m.Resume(collecting(3, 2), operation.Delivery{Child: &operation.ChildNotice{Index: 0, ID: own, Listed: &listed}}, t0); s.Action != operation.Spawn {
+		t.Errorf("the child's own notice: %v", s.Action)
+	}
+	if s := m.Resume(collecting(3, 2), operation.Delivery{Child: &operation.ChildNotice{Index: 0, ID: "someone-else", Listed: &listed}}, t0); s.Action != operation.Ack || s.Next != nil {
+		t.Errorf("a notice from another request: %v", s.Action)
+	}
 	// Resume of a collecting state (the collection request seen again).
 	if s := m.Resume(collecting(3, 2), operation.Delivery{Request: ptr(collectionRequest())}, t0); s.Action != operation.Ack {
 		t.Errorf("resume while collecting: %v", s.Action)

@@ -143,6 +143,11 @@ type Delivery struct {
 type ChildNotice struct {
 	Index  int
 	Failed bool
+	// ID is the id of the request that ended; Listed, when the collection
+	// has listed document Index, is that document (from its chunk). A
+	// notice from a request that is not the child made for it is ignored.
+	ID     string
+	Listed *Child
 }
 
 // Resume is the transition of a stored operation that a message brought
@@ -150,6 +155,9 @@ type ChildNotice struct {
 // redelivery after a crash.
 func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 	if d.Child != nil {
+		if c := d.Child; c.Listed != nil && ChildRequest(st.Request, c.Index, *c.Listed).ID != c.ID {
+			return Step{Action: Ack} // not this collection's child
+		}
 		return m.ChildEnded(st, d.Child.Index, d.Child.Failed, now)
 	}
 	if d.Request != nil && !messages.SameOperation(st.Request, *d.Request) {

@@ -176,20 +176,17 @@ func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	d := operation.Delivery{Child: &operation.ChildNotice{Index: n.Index, Failed: n.Failed, ID: n.ID}}
 	if st.Collection != nil && n.Index >= 0 && n.Index < st.Collection.Total {
-		// Only the child the collection made at that place counts.
+		// The document listed at that place, for the machine to check that
+		// the notice is from the child made for it.
 		cache := chunkCache{w: w, id: n.Collection}
 		kid, err := cache.child(ctx, st.Collection, n.Index)
 		if err != nil {
 			return err
 		}
-		if want := operation.ChildRequest(st.Request, n.Index, kid).ID; want != n.ID {
-			log.WarnContext(ctx, "notice from a request that is not this collection's child; ignored", "want", want)
-			_ = msg.Ack()
-			return nil
-		}
+		d.Child.Listed = &kid
 	}
-	d := operation.Delivery{Child: &operation.ChildNotice{Index: n.Index, Failed: n.Failed}}
 	return w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), entry.Revision(), d, log)
 }
 
