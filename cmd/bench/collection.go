@@ -7,9 +7,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/azbilling/worker/internal/config"
+	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -32,8 +34,10 @@ func runCollection(ctx context.Context, o options, r *report) error {
 		"invoices of one document each (`documentKinds: [\"Invoice\"]`), 50 to a page, so the count of documents is exact.\n\n")
 	r.printf("Ideal = listing + ceil(documents / window) x (latency + Retry-After + latency): the collection window bounds the downloads " +
 		"in flight, and each takes a start call, the wait Azure asked for, and a poll. Listing = pages x latency, one page after another.\n\n")
-	r.printf("| window | documents | pages | wall time | ideal | wall / ideal | Azure calls per document (min / max) | RSS after (peak) | Go heap after |\n" +
-		"|---|---|---|---|---|---|---|---|---|\n")
+	r.printf("Single requests: while the collection fans out, one `invoice-summary` request every 200 ms, Azure answering 200 after the " +
+		"latency; their time from publish to completion event (p50 / p99 / max), against the latency alone.\n\n")
+	r.printf("| window | documents | pages | wall time | ideal | wall / ideal | Azure calls per document (min / max) | single requests meanwhile: n, p50 / p99 / max | RSS after (peak) | Go heap after |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, window := range o.collWindows {
 		if err := collectionRun(ctx, o, r, window, ra); err != nil {
 			return fmt.Errorf("window %d: %w", window, err)
@@ -80,20 +84,84 @@ func collectionRun(ctx context.Context, o options, r *report, window int, ra str
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeoutFor(o.collN, time.Duration(o.collN/window+2)*(o.collRetryAfter+4*o.collLatency)))
 	defer cancel()
-	for {
+
+	// Single requests published while the collection fans out, one every
+	// 200 ms: Azure answers each at once (after the latency).
+	var (
+		mu      sync.Mutex
+		sentAt  = map[string]time.Time{}
+		singles durations
+	)
+	singleErr := make(chan error, 1)
+	go func() {
+		singleErr <- func() error {
+			for {
+				st, err := b.s.Client.Status(wctx, req.ID)
+				if err == nil && st.Phase == "collecting" {
+					break
+				}
+				select {
+				case <-wctx.Done():
+					return wctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for i := range o.collSingles {
+				inv := devstack.InvoiceName("SGL", window*10000+i)
+				b.s.Emulator.Script(inv, emulator.OK().After(o.collLatency))
+				single := devstack.Sample(messages.KindInvoiceSummary, fmt.Sprintf("bench-single-%d-%d", window, i), inv)
+				mu.Lock()
+				sentAt[single.ID] = time.Now()
+				mu.Unlock()
+				if _, err := b.s.Client.Submit(wctx, single, nil); err != nil {
+					return err
+				}
+				select {
+				case <-wctx.Done():
+					return wctx.Err()
+				case <-tick.C:
+				}
+			}
+			return nil
+		}()
+	}()
+	collDone := false
+	for !collDone || len(singles) < o.collSingles {
 		ev, err := w.Next(wctx)
 		if err != nil {
-			return fmt.Errorf("waiting for the collection's event: %w", err)
+			return fmt.Errorf("waiting for the collection's event (%d of %d single requests ended): %w", len(singles), o.collSingles, err)
 		}
-		if ev.ID != req.ID {
-			continue
+		mu.Lock()
+		at, single := sentAt[ev.ID]
+		mu.Unlock()
+		switch {
+		case single:
+			if ev.Completed == nil {
+				return fmt.Errorf("single request %s failed: %+v", ev.ID, ev.Failed)
+			}
+			singles = append(singles, time.Since(at))
+		case ev.ID == req.ID:
+			if ev.Completed == nil || ev.Completed.Collected == nil {
+				return fmt.Errorf("the collection failed: %+v", ev.Failed)
+			}
+			collDone = true
+			if len(singles) < o.collSingles {
+				// The collection ended first: the singles are not measured
+				// while it runs any more; finish them anyway.
+				progress("collection ended before %d of the single requests", o.collSingles-len(singles))
+			}
 		}
-		if ev.Completed == nil || ev.Completed.Collected == nil {
-			return fmt.Errorf("the collection failed: %+v", ev.Failed)
+		if collDone && len(singles) == 0 && o.collSingles == 0 {
+			break
 		}
-		break
+	}
+	if err := <-singleErr; err != nil {
+		return err
 	}
 	elapsed := time.Since(start)
+	singles = singles.sorted()
 	ev, _, err := b.s.Client.Last(ctx, req.ID)
 	if err != nil {
 		return err
@@ -110,6 +178,9 @@ func collectionRun(ctx context.Context, o options, r *report, window int, ra str
 		if c.Operation == emulator.OpAccountInvoiceList {
 			pages++
 			continue
+		}
+		if c.Operation == emulator.OpInvoiceSummary {
+			continue // a single request
 		}
 		key := c.InvoiceName + "/" + c.DocumentName
 		per[key]++
@@ -131,8 +202,8 @@ func collectionRun(ctx context.Context, o options, r *report, window int, ra str
 	ideal := time.Duration(pages)*o.collLatency + time.Duration(rounds)*(2*o.collLatency+o.collRetryAfter)
 	rss, peak := selfMemory()
 	heap := heapInUse()
-	r.printf("| %d | %s | %d | %s | %s | %.2f | %d / %d | %s (%s) | %s |\n", window, thousands(float64(o.collN)), pages, secs(elapsed), secs(ideal),
-		elapsed.Seconds()/ideal.Seconds(), lo, hi, rss, peak, heap)
+	r.printf("| %d | %s | %d | %s | %s | %.2f | %d / %d | %d: %s / %s / %s | %s (%s) | %s |\n", window, thousands(float64(o.collN)), pages, secs(elapsed), secs(ideal),
+		elapsed.Seconds()/ideal.Seconds(), lo, hi, len(singles), ms(singles.quantile(.5)), ms(singles.quantile(.99)), ms(singles.quantile(1)), rss, peak, heap)
 	r.goal(lo == 2 && hi == 2, "collection (window %d): exactly 1 + the polls Azure asked for per document: %d to %d calls", window, lo, hi)
 	return nil
 }

@@ -80,6 +80,7 @@ type options struct {
 	collWindows    []int         // collection windows to run
 	collLatency    time.Duration // latency of every emulated call
 	collRetryAfter time.Duration // Retry-After of each download's 202
+	collSingles    int           // single requests published while a collection runs
 }
 
 func main() {
@@ -213,6 +214,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&collWindows, "collection-windows", "16,64", "collection: collection windows to run")
 	fs.DurationVar(&o.collLatency, "collection-latency", 150*time.Millisecond, "collection: latency of every emulated Azure call")
 	fs.DurationVar(&o.collRetryAfter, "collection-retry-after", time.Second, "collection: Retry-After of each download's 202 (whole seconds)")
+	fs.IntVar(&o.collSingles, "collection-singles", 100, "collection: single requests published (one every 200 ms) while the collection fans out")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -249,6 +251,7 @@ func parseOptions(args []string) (options, error) {
 		def("wait-n", &o.waitN, 300)
 		def("profile-n", &o.profileN, 500)
 		def("collection-n", &o.collN, 100)
+		def("collection-singles", &o.collSingles, 10)
 		if !set["wait-retry-after"] {
 			o.waitAfter = 4 * time.Second
 		}
@@ -272,7 +275,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"collection-n", o.collN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
