@@ -146,6 +146,8 @@ const maxEndedConflicts = 20
 
 // handleEnded takes the notice that a collection's child ended.
 func (w *Worker) handleEnded(ctx context.Context, msg jetstream.Msg) error {
+	ctx, span := w.startProcess(ctx, msg, EndedConsumer)
+	defer span.End()
 	var err error
 	for range maxEndedConflicts {
 		if err = w.countEnded(ctx, msg); !errors.Is(err, errConflict) {
