@@ -55,6 +55,13 @@ func TestCollect(t *testing.T) {
 		t.Errorf("status on a terminal: exit %d %q", r.code, r.stdout)
 	}
 
+	// The issue's spelling: single-dash flags.
+	r = enqueue(t, s, "", "collect", "-billing-account", "30000004", "-from", "2026-01-01", "-to", "2026-01-31", "-kinds", "Invoice",
+		"-id", "coll-dash", "-wait", "-timeout", "1m")
+	if r.code != exitOK || !strings.Contains(r.stdout, `"coll-dash"`) {
+		t.Errorf("single-dash flags: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+
 	// A bad period is refused before anything is sent.
 	r = enqueue(t, s, "", "collect", "--billing-account", "30000003", "--from", "2026-03-01", "--to", "2026-01-01")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--to") {
