@@ -276,14 +276,18 @@ func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 type ChildEnd struct {
 	Child Child
 	// Completed or Failed is the child's outcome event; both nil when its
-	// state could not be found (expired, deleted).
+	// state could not be found (expired, deleted, or the request was
+	// rejected before it had one). Request is the request that state is
+	// of.
 	Completed *messages.Completed
 	Failed    *messages.Failed
+	Request   *messages.Request
 }
 
 // ErrNoChildState is the message of a child whose state was gone at the
 // collection's finish.
-var ErrNoChildState = errors.New("the child's state was not found (expired or deleted) when the collection ended")
+var ErrNoChildState = errors.New("the child's state was not found when the collection ended " +
+	"(expired, deleted, or the request was rejected before it had one: see its failure event)")
 
 // Finish ends a collection whose children have all ended, with the event
 // that lists them (ends[i] is child i's).
@@ -298,7 +302,12 @@ func (m Machine) Finish(st State, ends []ChildEnd, now time.Time) Step {
 		req := ChildRequest(st.Request, i, e.Child)
 		o := messages.ChildOutcome{ID: req.ID, InvoiceName: e.Child.Invoice, DocumentName: e.Child.Document,
 			DocumentKind: e.Child.DocKind, Kind: req.Kind}
+		// The state under the child's id is another request's: the child
+		// was refused with id_conflict.
+		taken := e.Request != nil && (e.Request.Collection == nil || *e.Request.Collection != *req.Collection)
 		switch {
+		case taken:
+			o.Code, o.Message = messages.CodeIDConflict, fmt.Sprintf("the child's id %s is taken by another request (a %s)", req.ID, e.Request.Kind)
 		case e.Completed != nil:
 			o.Outcome, o.URL, o.ExpiryTime = messages.OutcomeCompleted, e.Completed.URL, e.Completed.ExpiryTime
 			done = append(done, o)

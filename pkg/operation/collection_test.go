@@ -259,6 +259,19 @@ func TestCollectionFinish(t *testing.T) {
 	if s := m.Finish(*s.Next, ends, t0); s.Action != operation.Republish {
 		t.Errorf("finish twice: %v", s.Action)
 	}
+	// A child whose id holds another request's state (it was refused with
+	// id_conflict), and one with no state at all.
+	other := messages.Request{Kind: messages.KindInvoice}
+	odd := []operation.ChildEnd{
+		{Child: operation.Child{Invoice: "G1", Document: "G1", DocKind: "Invoice"}, Completed: &messages.Completed{URL: "https://x/1"}, Request: &other},
+		{Child: operation.Child{Invoice: "G2", Document: "G2", DocKind: "Invoice"}},
+	}
+	st2 := collecting(2, 2)
+	st2.Collection.Ended, st2.Collection.Failed = []byte{3}, 2
+	sum2 := m.Finish(st2, odd, t0).Next.Completed.Collected
+	if sum2.Failed != 2 || sum2.Children[0].Code != messages.CodeIDConflict || sum2.Children[1].Code != messages.CodeInternal {
+		t.Errorf("odd children: %+v", sum2.Children)
+	}
 
 	// A list too long for one event: completed children lose their url,
 	// then the last ones are left out; failures are all kept.

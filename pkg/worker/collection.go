@@ -124,17 +124,17 @@ func (w *Worker) spawn(ctx context.Context, st *operation.State, r operation.Ran
 	return nil
 }
 
-// notifyEnded tells the collection of st (a child that ended) that it
+// notifyEnded tells the collection of req (a child that ended) that it
 // did; once per child within the duplicate window, and counted once
 // however often it is told.
-func (w *Worker) notifyEnded(ctx context.Context, st *operation.State) error {
-	c := st.Request.Collection
-	body, _ := json.Marshal(endedNotice{Collection: c.ID, Index: c.Index, ID: st.Request.ID, Failed: st.Failed != nil})
+func (w *Worker) notifyEnded(ctx context.Context, req messages.Request, failed bool) error {
+	c := req.Collection
+	body, _ := json.Marshal(endedNotice{Collection: c.ID, Index: c.Index, ID: req.ID, Failed: failed})
 	m := nats.NewMsg(w.subj.ChildrenEnded())
 	m.Data = body
 	telemetry.Inject(ctx, m.Header)
-	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("ended."+st.Request.ID)); err != nil {
-		return fmt.Errorf("tell collection %s that %s ended: %w", c.ID, st.Request.ID, err)
+	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("ended."+req.ID)); err != nil {
+		return fmt.Errorf("tell collection %s that %s ended: %w", c.ID, req.ID, err)
 	}
 	return nil
 }
@@ -217,7 +217,7 @@ func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.C
 		if err != nil {
 			continue // an unusable state: reported as not found
 		}
-		ends[i].Completed, ends[i].Failed = cst.Completed, cst.Failed
+		ends[i].Completed, ends[i].Failed, ends[i].Request = cst.Completed, cst.Failed, &cst.Request
 	}
 	return ends, nil
 }

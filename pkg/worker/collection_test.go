@@ -243,3 +243,37 @@ func TestCollectionPriceSheets(t *testing.T) {
 		t.Errorf("%d price sheets, want one per invoice (3): %+v", sheets, o.Completed.Collected.Children)
 	}
 }
+
+// A child whose id another request took first is refused with id_conflict,
+// and the collection still ends, listing it as failed.
+func TestCollectionChildIDTaken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.emu.SetListing(50, 2)
+	const account = "20000021"
+	list := listing(messages.KindAccountInvoices, b.id(), account)
+	list.Params.PeriodEndDate = "2026-01-31"
+	b.submit(list)
+	lo := b.wait(list.ID, eventTimeout)
+	if lo.Completed == nil || len(lo.Completed.Invoices) != 2 {
+		t.Fatalf("listing: %+v %+v", lo.Completed, lo.Failed)
+	}
+	req := collectionRequest(b.id(), account)
+	req.Params.PeriodEndDate = "2026-01-31"
+	req.Params.DocumentKinds = []string{messages.DocInvoice}
+	inv := lo.Completed.Invoices[0].Name
+	taken := messages.ChildID(req.ID, inv, inv)
+	other := sampleSummary(taken, b.invoice())
+	b.submit(other)
+	if o := b.wait(taken, eventTimeout); o.Completed == nil {
+		t.Fatalf("the request that takes the id: %+v", o.Failed)
+	}
+	b.submit(req)
+	o := b.wait(req.ID, 2*eventTimeout)
+	if o.Completed == nil || o.Completed.Collected.Documents != 2 || o.Completed.Collected.Failed != 1 {
+		t.Fatalf("collection: %+v %+v", o.Completed, o.Failed)
+	}
+	if c := o.Completed.Collected.Children[0]; c.ID != taken || c.Code != messages.CodeIDConflict {
+		t.Errorf("the child whose id was taken: %+v", c)
+	}
+}
