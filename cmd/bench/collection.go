@@ -28,7 +28,7 @@ const collectionPageSize = 50
 // and the memory of the process holding the worker and the server.
 func runCollection(ctx context.Context, o options, r *report) error {
 	ra := strconv.Itoa(int(o.collRetryAfter / time.Second))
-	r.printf("\n## 5. Collections (%s documents; each download 202 Retry-After %s, then 200; every call answered after %s)\n\n",
+	r.printf("\n## 6. Collections (%s documents; each download 202 Retry-After %s, then 200; every call answered after %s)\n\n",
 		thousands(float64(o.collN)), ra, o.collLatency)
 	r.printf("One stack in this process (embedded nats-server, the emulator, one worker of concurrency 64). The collection lists " +
 		"invoices of one document each (`documentKinds: [\"Invoice\"]`), 50 to a page, so the count of documents is exact.\n\n")

@@ -36,11 +36,13 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_collections' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_WORK' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_collections' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
@@ -59,6 +61,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_throttle.>' \
+  --allow-pub '$KV.billing_throttle.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
   --allow-pub '$KV.billing_collections.>' \
   --allow-pub 'billing.requests.account-document' \

@@ -121,6 +121,9 @@ type State struct {
 	Listed []messages.Invoice `json:"listed,omitempty"`
 	// Collection is a collection's progress (kind collection).
 	Collection *Collection `json:"collection,omitempty"`
+	// Throttled is the shared throttle's hold on the next call, while the
+	// operation waits for it (phase waiting); nil otherwise.
+	Throttled *Hold `json:"throttled,omitempty"`
 	// TraceParent and TraceState carry the request's trace across polls,
 	// replicas and restarts.
 	TraceParent string `json:"traceparent,omitempty"`
@@ -171,6 +174,7 @@ func (s *State) Wait(d poll.Decision, now time.Time) {
 	s.Phase = PhaseWaiting
 	s.NextAt = d.At
 	s.LastWait, s.LastWaitSource = d.Wait, d.Source
+	s.Throttled = nil
 	s.Wake++
 	s.ClaimedBy, s.ClaimedUntil, s.UpdatedAt = "", time.Time{}, now
 }
@@ -187,4 +191,24 @@ func (s *State) Fail(ev messages.Failed, now time.Time) {
 	ev.Collection = s.Request.Collection
 	s.Phase, s.Failed = PhaseFailed, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
+}
+
+// Hold is a wait the shared throttle put on an operation's next call.
+type Hold struct {
+	// Scope is the throttle scope of the call ("default.billing.writes").
+	Scope string `json:"scope"`
+	// Until is when the call may go.
+	Until time.Time `json:"until"`
+	// Slot is true when Until is a slot of the scope's token bucket taken
+	// for this call: when it comes the call goes without taking another.
+	Slot bool `json:"slot,omitempty"`
+	// PausedUntil is the end of the scope's pause (Azure answered 429 or
+	// 503) when the call fell due; zero when the scope was not paused.
+	PausedUntil time.Time `json:"pausedUntil,omitzero"`
+}
+
+// SlotDue reports whether the operation holds a slot of the throttle's
+// bucket that has come at now: its call takes no other.
+func (s *State) SlotDue(now time.Time) bool {
+	return s.Throttled != nil && s.Throttled.Slot && !now.Before(s.Throttled.Until)
 }

@@ -96,6 +96,9 @@ type Options struct {
 	// Policy decides the waits between calls; each zero field defaults to
 	// poll.DefaultPolicy's.
 	Policy poll.Policy
+	// Throttle configures the shared throttle; the zero value is off
+	// (cmd/worker turns it on by default).
+	Throttle ThrottleOptions
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -174,6 +177,9 @@ func (o Options) Validate() error {
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
+	for c, l := range o.Throttle.Limits {
+		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)
+	}
 	if err := o.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
