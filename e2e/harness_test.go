@@ -171,15 +171,22 @@ type natsNode struct {
 
 func startNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
 	t.Helper()
+	n := newNATS(t, name, dir, extra...)
+	n.start(t)
+	n.waitReady(t)
+	return n
+}
+
+// newNATS is a nats-server process on a port of its own, not started yet.
+func newNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
+	t.Helper()
 	port := freePort(t)
 	n := &natsNode{port: port, proc: proc{
 		name: name,
 		args: append([]string{bin.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "-n", name}, extra...),
 		log:  filepath.Join(t.TempDir(), name+".log"),
 	}}
-	n.start(t)
 	t.Cleanup(func() { n.signal(t, syscall.SIGTERM, 10*time.Second) })
-	n.waitReady(t)
 	return n
 }
 
