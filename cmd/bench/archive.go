@@ -29,7 +29,7 @@ import (
 // goroutines.
 func runArchive(ctx context.Context, o options, r *report) error {
 	size := o.archiveSize
-	r.printf("\n## 7. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
+	r.printf("\n## 8. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
 	dir := filepath.Join(o.dir, "archive")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

@@ -185,7 +185,7 @@ func startBench(ctx context.Context, root, name string, conc int, def []emulator
 			c.MaxAckPending = max(c.MaxAckPending, conc)
 			c.LogLevel = "error"
 			// These parts measure the worker, not Azure's budget (the
-			// throttle part does), nor the archive (part 7 does).
+			// throttle part does), nor the archive (the archive part does).
 			c.Throttle = false
 			c.ArchiveStore = "none"
 			if configure != nil {

@@ -112,7 +112,7 @@ func (e *procEnv) startWorker(name, url string, conc int, pollMaxWait time.Durat
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
 		"BILLING_THROTTLE=false",     // the worker's capacity, not Azure's budget
-		"BILLING_ARCHIVE_STORE=none", // part 7 measures the archive
+		"BILLING_ARCHIVE_STORE=none", // the archive part measures it
 	), false)
 }
 

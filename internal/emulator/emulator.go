@@ -100,6 +100,7 @@ type state struct {
 	tokenReqs    []TokenRequest
 	tokenFailure TokenFailure
 	dl           downloads
+	listing      listingSettings
 }
 
 func newState(def []Reply) state {
@@ -110,6 +111,7 @@ func newState(def []Reply) state {
 		ops:     map[string]*operation{},
 		blobs:   map[blobKey]time.Time{},
 		dl:      newDownloads(),
+		listing: listingSettings{PageSize: DefaultPageSize, InvoicesPerMonth: DefaultInvoicesPerMonth},
 	}
 }
 
@@ -248,8 +250,10 @@ func (s *Server) Script(invoiceName string, replies ...Reply) {
 	} else {
 		s.st.scripts[invoiceName] = replies
 	}
-	for _, op := range operations {
-		delete(s.st.tracks, trackKey{op, invoiceName})
+	for k := range s.st.tracks {
+		if k.invoice == invoiceName || strings.HasPrefix(k.invoice, invoiceName+"/") {
+			delete(s.st.tracks, k)
+		}
 	}
 }
 

@@ -78,35 +78,48 @@ const (
 
 // ObjectName is the name a request's document is archived under:
 //
-//	<kind>/<scope>/<invoice>/<file>
+//	<kind>/<scope>/<invoice>[/<documentName>]/<file>
 //
 // scope is the subscription id (subscription-invoice,
-// subscription-documents), the billing account name (invoice-summary), or
-// the billing account name and the billing profile name
-// (invoice-pricesheet, two segments); invoice is the invoice name, or for
-// subscription-documents "documents-" and the first 16 hex digits of the
-// SHA-256 of the document list as "invoiceName/documentName" lines; file is
-// the last path segment of the download link (without its query), or
-// "document" when it has none. Every character of a segment outside
+// subscription-document, subscription-documents), the billing account name
+// (invoice-summary, account-document, account-documents,
+// invoice-transactions), or the billing account name and the billing
+// profile name (invoice-pricesheet, profile-pricesheet: two segments);
+// invoice is the invoice name, none for profile-pricesheet, or for
+// subscription-documents and account-documents "documents-" and the first
+// 16 hex digits of the SHA-256 of the document list as
+// "invoiceName/documentName" lines; documentName is the request's
+// documentName parameter, when it has one; file is the last path segment of
+// the download link (without its query), or "document" when it has none. Every character of a segment outside
 // [A-Za-z0-9._-] is written %XX (upper-case hex of each UTF-8 byte), and a
 // segment of only dots is written with %2E, so a name holds no ':' and no
 // empty, "." or ".." segment in either store.
 func ObjectName(req Request, link string) string {
 	p := req.Params
 	var parts []string
-	switch req.Kind {
-	case KindSubscriptionInvoice:
-		parts = []string{p.SubscriptionID, p.InvoiceName}
-	case KindSubscriptionDocuments:
+	docs := func() string {
 		h := sha256.New()
 		for _, d := range p.Documents {
 			h.Write([]byte(d.InvoiceName + "/" + d.DocumentName + "\n"))
 		}
-		parts = []string{p.SubscriptionID, "documents-" + hex.EncodeToString(h.Sum(nil))[:16]}
+		return "documents-" + hex.EncodeToString(h.Sum(nil))[:16]
+	}
+	switch req.Kind {
+	case KindSubscriptionInvoice, KindSubscriptionDocument:
+		parts = []string{p.SubscriptionID, p.InvoiceName}
+	case KindSubscriptionDocuments:
+		parts = []string{p.SubscriptionID, docs()}
+	case KindAccountDocuments:
+		parts = []string{p.BillingAccountName, docs()}
 	case KindInvoicePriceSheet:
 		parts = []string{p.BillingAccountName, p.BillingProfileName, p.InvoiceName}
-	default:
+	case KindProfilePriceSheet:
+		parts = []string{p.BillingAccountName, p.BillingProfileName}
+	default: // invoice-summary, account-document, invoice-transactions
 		parts = []string{p.BillingAccountName, p.InvoiceName}
+	}
+	if p.DocumentName != "" {
+		parts = append(parts, p.DocumentName)
 	}
 	file := "document"
 	if u, err := url.Parse(link); err == nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // PhaseArchiving is a claim: one worker is downloading the document behind
-// Archiving.URL into the archive store until ClaimedUntil (renewing the
+// Archiving.Event.URL into the archive store until ClaimedUntil (renewing the
 // claim as it goes). A worker that dies mid-upload leaves the claim to
 // expire; the operation is then archived again from the start.
 const PhaseArchiving Phase = "archiving"
@@ -19,14 +19,10 @@ const PhaseArchiving Phase = "archiving"
 // until it is stored (or given up, when the completion event goes out with
 // Azure's link and an archive error).
 type Archiving struct {
-	// URL, ExpiryTime and ValidTill are Azure's latest answer: the link to
-	// download and the completion event's fields.
-	URL        string     `json:"url"`
-	ExpiryTime *time.Time `json:"expiryTime,omitempty"`
-	ValidTill  *time.Time `json:"validTill,omitempty"`
-	// AnsweredAt is when Azure's final answer arrived (the event's
-	// completedAt).
-	AnsweredAt time.Time `json:"answeredAt"`
+	// Event is the completion event of Azure's latest answer: its url is
+	// the link to download; it goes out with the archive (or the archive's
+	// error) once the archive has ended.
+	Event messages.Completed `json:"event"`
 	// NeedLink is true while a new link is asked of Azure (the last one
 	// expired or was refused by storage).
 	NeedLink bool `json:"needLink,omitempty"`
@@ -100,42 +96,36 @@ type ArchiveAnswer struct {
 	Error string
 }
 
-// done records Azure's final answer r: the operation completes, or, when
-// its document is to be archived, it is claimed for the archive.
-func (m Machine) done(st *State, r *Result, now time.Time) {
-	if r.URL != "" && m.Archive.wants(st.Request) {
+// done records Azure's final answer, whose completion event is ev: the
+// operation completes, or, when its document is to be archived, it is
+// claimed for the archive.
+func (m Machine) done(st *State, ev messages.Completed, now time.Time) {
+	if ev.URL != "" && m.Archive.wants(st.Request) {
 		if !m.Archive.Store {
-			m.complete(st, r.URL, r.ExpiryTime, r.ValidTill, r.Invoice, now, &messages.Archive{Error: &messages.ArchiveError{
+			ev.Archive = &messages.Archive{Error: &messages.ArchiveError{
 				Code: messages.ArchiveNotConfigured, Message: "the request asked for an archive; this worker has no archive store",
-			}}, now)
+			}}
+			st.Complete(ev, now)
 			return
 		}
 		a := st.ownArchiving()
-		a.URL, a.ExpiryTime, a.ValidTill, a.AnsweredAt, a.NeedLink = r.URL, r.ExpiryTime, r.ValidTill, now, false
+		a.Event, a.NeedLink = ev, false
 		st.Failures = 0
 		m.claim(st, now)
 		return
 	}
-	m.complete(st, r.URL, r.ExpiryTime, r.ValidTill, r.Invoice, now, nil, now)
-}
-
-// complete ends the operation with its completion event.
-func (m Machine) complete(st *State, url string, expiry, validTill *time.Time, inv *messages.Invoice, answeredAt time.Time, archive *messages.Archive, now time.Time) {
-	st.Complete(messages.Completed{
-		Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
-		URL: url, ExpiryTime: expiry, ValidTill: validTill, Invoice: inv, Archive: archive,
-		AcceptedAt: st.AcceptedAt, CompletedAt: answeredAt, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
-	}, now)
+	st.Complete(ev, now)
 }
 
 // archiveEnd completes an archiving operation: with the stored object, or
 // with Azure's link and the archive error (nothing is lost).
 func (m Machine) archiveEnd(st *State, obj *messages.Archive, code messages.ArchiveCode, msg string, now time.Time) {
-	a := st.Archiving
 	if obj == nil {
 		obj = &messages.Archive{Error: &messages.ArchiveError{Code: code, Message: redact.String(msg)}}
 	}
-	m.complete(st, a.URL, a.ExpiryTime, a.ValidTill, nil, a.AnsweredAt, obj, now)
+	ev := st.Archiving.Event
+	ev.Archive, ev.AzureCalls = obj, st.AzureCalls
+	st.Complete(ev, now)
 }
 
 // Archived is the transition of an operation whose claimed archive attempt

@@ -23,7 +23,8 @@ func inArchive(attempts, relinks int) func(*operation.State) {
 	return func(s *operation.State) {
 		exp := t0.Add(time.Hour)
 		s.Location, s.Started, s.AzureCalls = "https://management.azure.com/op/1", true, 2
-		s.Archiving = &operation.Archiving{URL: link, ExpiryTime: &exp, AnsweredAt: t0.Add(-time.Second), Attempts: attempts, Relinks: relinks}
+		s.Archiving = &operation.Archiving{Event: messages.Completed{Version: 1, ID: s.Request.ID, Kind: s.Request.Kind,
+			URL: link, ExpiryTime: &exp, AcceptedAt: s.AcceptedAt, CompletedAt: t0.Add(-time.Second), AzureCalls: 2}, Attempts: attempts, Relinks: relinks}
 		s.Claim(me, t0.Add(-time.Second), t0.Add(39*time.Second))
 	}
 }
@@ -65,7 +66,7 @@ func TestDoneArchives(t *testing.T) {
 			switch {
 			case tc.action == operation.Archive:
 				if n.Phase != operation.PhaseArchiving || n.ClaimedBy != me || !n.ClaimedUntil.Equal(t0.Add(40*time.Second)) ||
-					n.Archiving == nil || n.Archiving.URL != link || !n.Archiving.AnsweredAt.Equal(t0) || n.Completed != nil || n.Unanswered != 0 {
+					n.Archiving == nil || n.Archiving.Event.URL != link || !n.Archiving.Event.CompletedAt.Equal(t0) || n.Completed != nil || n.Unanswered != 0 {
 					t.Errorf("%+v %+v", n, n.Archiving)
 				}
 			case tc.code != "":
@@ -220,7 +221,7 @@ func TestArchiveResumes(t *testing.T) {
 		{"a new link from Azure: archive it", func() operation.Step {
 			return m.Answer(relinking, operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{URL: newLink, ExpiryTime: &expiry}}, t0)
 		}, operation.Archive, func(t *testing.T, n *operation.State) {
-			if n.Archiving.URL != newLink || n.Archiving.NeedLink || n.Archiving.Relinks != 1 || n.AzureCalls != 3 || n.Phase != operation.PhaseArchiving {
+			if n.Archiving.Event.URL != newLink || n.Archiving.NeedLink || n.Archiving.Relinks != 1 || n.AzureCalls != 3 || n.Phase != operation.PhaseArchiving {
 				t.Errorf("%+v %+v", n, n.Archiving)
 			}
 		}},

@@ -158,7 +158,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	if !w.now().Before(st.Deadline) {
 		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveLate}, w.now()), rev, true
 	}
-	if exp := st.Archiving.ExpiryTime; exp != nil && !w.now().Before(*exp) {
+	if exp := st.Archiving.Event.ExpiryTime; exp != nil && !w.now().Before(*exp) {
 		// Past the expiry Azure gave (after a long backoff, say): no use
 		// downloading; ask for a new link.
 		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.LinkExpired,
@@ -167,7 +167,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	ctx, span := w.tracer.Start(ctx, "archive "+string(st.Request.Kind), trace.WithAttributes(
 		attrRequestID.String(st.Request.ID), attribute.String("billing.archive.store", w.archiver.Store.Kind()),
 		attribute.String("billing.archive.bucket", w.archiver.Store.Bucket()),
-		attribute.String("billing.archive.name", messages.ObjectName(st.Request, st.Archiving.URL)),
+		attribute.String("billing.archive.name", messages.ObjectName(st.Request, st.Archiving.Event.URL)),
 	))
 	defer span.End()
 	dl, cancel := context.WithDeadline(ctx, st.Deadline)
@@ -203,7 +203,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 		}
 	}()
 	start := w.now()
-	obj, err := w.archiver.Archive(dl, st.Request, st.Archiving.URL)
+	obj, err := w.archiver.Archive(dl, st.Request, st.Archiving.Event.URL)
 	close(stop)
 	<-beats
 	if lost != nil || err != nil && ctx.Err() != nil {
