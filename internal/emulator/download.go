@@ -88,7 +88,7 @@ func (s *Server) ServedFor(invoiceName string) []Served {
 func (s *Server) noteBlobs(op *operation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.dl.owner[op.id] = op.invoiceName
+	s.st.dl.owner[op.id] = op.scriptKey()
 }
 
 // chunk is the unit of a slow body's pauses.
