@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -67,4 +68,106 @@ func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return info.State.Msgs, nil
+}
+
+// ErrStopScan, returned by a ScanStates callback, ends the scan early
+// without an error.
+var ErrStopScan = errors.New("client: stop the scan")
+
+// ScanStates calls fn with every stored operation state, one at a time,
+// in no particular order, reading the state bucket's latest values with
+// one watcher: a caller that keeps what it needs (a page, counts) reads a
+// bucket of any size in bounded memory. A bucket that does not exist yet
+// holds no operation. A stored state that does not decode (a newer
+// worker's version) is skipped and counted in skipped. An error from fn
+// ends the scan and is returned, except ErrStopScan.
+func (c *Client) ScanStates(ctx context.Context, fn func(operation.State) error) (skipped int, err error) {
+	kv, err := c.bucket(ctx)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("state bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, fmt.Errorf("read states: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return skipped, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return skipped, errors.New("read states: the watcher stopped")
+			}
+			if e == nil {
+				return skipped, nil // every current value seen
+			}
+			st, err := operation.Decode(e.Value())
+			if err != nil {
+				skipped++
+				continue
+			}
+			if err := fn(st); errors.Is(err, ErrStopScan) {
+				return skipped, nil
+			} else if err != nil {
+				return skipped, err
+			}
+		}
+	}
+}
+
+// ConsumerStat is one durable consumer's backlog on the work stream.
+type ConsumerStat struct {
+	Name string
+	// Pending is the messages not yet delivered; AckPending those
+	// delivered and not yet acknowledged (or handed back with a delay);
+	// Redelivered those delivered more than once and still unacknowledged;
+	// Waiting the pull requests waiting for messages.
+	Pending, AckPending, Redelivered, Waiting uint64
+}
+
+// StreamStat is one stream's size.
+type StreamStat struct {
+	Name     string
+	Messages uint64
+	Bytes    uint64
+	// LastSeq counts every message the stream ever took.
+	LastSeq  uint64
+	LastTime time.Time
+}
+
+// Backlog returns the work stream's consumers (the worker's requests and
+// polls consumers, and any other) and the size of the work, events and
+// dead-letter streams; a stream that does not exist yet is left out.
+func (c *Client) Backlog(ctx context.Context) ([]ConsumerStat, []StreamStat, error) {
+	var consumers []ConsumerStat
+	var streams []StreamStat
+	for _, name := range []string{c.l.WorkStream(), c.l.EventsStream(), c.l.DeadLetterStream()} {
+		stream, err := c.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		} else if err != nil {
+			return nil, nil, err
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		streams = append(streams, StreamStat{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+			LastSeq: info.State.LastSeq, LastTime: info.State.LastTime})
+		if name != c.l.WorkStream() {
+			continue
+		}
+		lister := stream.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			consumers = append(consumers, ConsumerStat{Name: ci.Name, Pending: ci.NumPending,
+				AckPending: uint64(ci.NumAckPending), Redelivered: uint64(ci.NumRedelivered), Waiting: uint64(ci.NumWaiting)})
+		}
+		if err := lister.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return consumers, streams, nil
 }

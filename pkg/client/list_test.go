@@ -64,4 +64,33 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 	if n, err := other.DeadLetterCount(ctx); n != 0 || err != nil {
 		t.Errorf("dead letters, no stream: %d %v", n, err)
 	}
+
+	// ScanStates sees the same states one at a time, and stops when asked.
+	seen := map[string]bool{}
+	if skipped, err := s.Client.ScanStates(ctx, func(st operation.State) error {
+		seen[st.Request.ID] = len(st.Calls) == 1 && st.Calls[0].Status == 200
+		return nil
+	}); skipped != 0 || err != nil || len(seen) != 3 || !seen["list-1"] {
+		t.Errorf("scan: %v %v %v", skipped, err, seen)
+	}
+	n := 0
+	if _, err := s.Client.ScanStates(ctx, func(operation.State) error { n++; return client.ErrStopScan }); err != nil || n != 1 {
+		t.Errorf("scan stopped after one: %d %v", n, err)
+	}
+	if _, err := other.ScanStates(ctx, func(operation.State) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("scan, no bucket: %d %v", n, err)
+	}
+	// Backlog: the worker's two consumers, the three streams.
+	consumers, streams, err := s.Client.Backlog(ctx)
+	if err != nil || len(consumers) != 2 || len(streams) != 3 {
+		t.Fatalf("backlog: %v %+v %+v", err, consumers, streams)
+	}
+	for _, st := range streams {
+		if st.Name == s.Client.Layout().EventsStream() && st.Messages != 3 {
+			t.Errorf("events stream: %+v", st)
+		}
+	}
+	if c, st, err := other.Backlog(ctx); err != nil || len(c) != 0 || len(st) != 0 {
+		t.Errorf("backlog, no streams: %v %v %v", c, st, err)
+	}
 }
