@@ -22,6 +22,9 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 	if n, err := s.Client.DeadLetterCount(ctx); n != 0 || err != nil {
 		t.Errorf("dead letters of a new stack: %d, %v", n, err)
 	}
+	if dls, err := s.Client.DeadLetters(ctx, 0, 10); len(dls) != 0 || err != nil {
+		t.Errorf("dead letters of a new stack: %v, %v", dls, err)
+	}
 	if states, _, complete, err := s.Client.States(ctx, 0); len(states) != 0 || !complete || err != nil {
 		t.Errorf("states of a new stack: %d %v %v", len(states), complete, err)
 	}

@@ -1,0 +1,156 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/operation"
+)
+
+// Minutes is how many recent minutes the overview counts requests over.
+const Minutes = 15
+
+// overview is one reading of the worker's state, for the overview page.
+type overview struct {
+	At time.Time
+	// Phases counts the stored operations by phase; Total all of them;
+	// Skipped those that did not decode.
+	Phases  map[operation.Phase]int
+	Total   int
+	Skipped int
+	// Minutes are the last Minutes minutes, newest first; Recent sums them.
+	Minutes []minute
+	Recent  minute
+	// NextWake is the waiting operation due first; Oldest the one waiting
+	// since the longest time.
+	NextWake, Oldest *waiter
+	// Consumers and Streams are the work stream's backlog and the
+	// streams' sizes.
+	Consumers []client.ConsumerStat
+	Streams   []client.StreamStat
+	// DeadLetters is how many the dead-letter stream keeps.
+	DeadLetters uint64
+	// Err is what could not be read (the page shows the rest).
+	Err string
+}
+
+// minute counts what happened in one minute.
+type minute struct {
+	Start                       time.Time
+	Received, Completed, Failed int
+	ReceivedPct, CompletedPct   int // bar widths, against the busiest minute
+	FailedPct                   int
+	Max                         int
+}
+
+// waiter is a waiting operation.
+type waiter struct {
+	ID     string
+	Kind   messages.Kind
+	NextAt time.Time
+	Since  time.Time
+	Source string
+}
+
+// readOverview reads the bucket once (bounded memory: counts, not
+// states) and the streams.
+func (s *Server) readOverview(ctx context.Context) *overview {
+	now := s.o.Now()
+	ov := &overview{At: now, Phases: map[operation.Phase]int{}, Minutes: make([]minute, Minutes)}
+	top := now.Truncate(time.Minute)
+	for i := range ov.Minutes {
+		ov.Minutes[i].Start = top.Add(-time.Duration(i) * time.Minute)
+	}
+	slot := func(t time.Time) *minute {
+		if t.IsZero() || t.After(now) {
+			return nil
+		}
+		i := int(top.Sub(t.Truncate(time.Minute)) / time.Minute)
+		if i < 0 || i >= Minutes {
+			return nil
+		}
+		return &ov.Minutes[i]
+	}
+	skipped, err := s.o.Client.ScanStates(ctx, func(st operation.State) error {
+		ov.Total++
+		ov.Phases[st.Phase]++
+		if m := slot(st.AcceptedAt); m != nil {
+			m.Received++
+		}
+		if st.Completed != nil {
+			if m := slot(st.Completed.CompletedAt); m != nil {
+				m.Completed++
+			}
+		}
+		if st.Failed != nil {
+			if m := slot(st.Failed.FailedAt); m != nil {
+				m.Failed++
+			}
+		}
+		if st.Phase == operation.PhaseWaiting {
+			w := &waiter{ID: st.Request.ID, Kind: st.Request.Kind, NextAt: st.NextAt, Since: st.AcceptedAt, Source: st.LastWaitSource}
+			if ov.NextWake == nil || st.NextAt.Before(ov.NextWake.NextAt) {
+				ov.NextWake = w
+			}
+			if ov.Oldest == nil || st.AcceptedAt.Before(ov.Oldest.Since) {
+				ov.Oldest = w
+			}
+		}
+		return nil
+	})
+	ov.Skipped = skipped
+	if err != nil {
+		ov.Err = "reading the state bucket: " + err.Error()
+	}
+	most := 1
+	for _, m := range ov.Minutes {
+		most = max(most, m.Received, m.Completed, m.Failed)
+		ov.Recent.Received += m.Received
+		ov.Recent.Completed += m.Completed
+		ov.Recent.Failed += m.Failed
+	}
+	for i := range ov.Minutes {
+		m := &ov.Minutes[i]
+		m.Max = most
+		m.ReceivedPct, m.CompletedPct, m.FailedPct = 100*m.Received/most, 100*m.Completed/most, 100*m.Failed/most
+	}
+	consumers, streams, err := s.o.Client.Backlog(ctx)
+	if err != nil && ov.Err == "" {
+		ov.Err = "reading the streams: " + err.Error()
+	}
+	sort.Slice(consumers, func(i, j int) bool { return consumers[i].Name < consumers[j].Name })
+	ov.Consumers, ov.Streams = consumers, streams
+	for _, st := range streams {
+		if st.Name == s.o.Client.Layout().DeadLetterStream() {
+			ov.DeadLetters = st.Messages
+		}
+	}
+	return ov
+}
+
+// currentOverview returns a reading no older than OverviewCache, so that
+// many viewers refreshing read the bucket once.
+func (s *Server) currentOverview(ctx context.Context) *overview {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overview == nil || s.o.Now().Sub(s.overview.At) >= s.o.OverviewCache {
+		s.overview = s.readOverview(ctx)
+	}
+	return s.overview
+}
+
+// The phases, in the order the overview shows them.
+var phases = []operation.Phase{operation.PhaseStarting, operation.PhasePolling, operation.PhaseWaiting,
+	operation.PhaseCompleted, operation.PhaseFailed}
+
+func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "overview", s.page(r, "Overview", s.currentOverview(r.Context())))
+}
+
+func (s *Server) handleOverviewLive(w http.ResponseWriter, r *http.Request) {
+	s.renderFragment(w, r, "overview", "overview-live", s.page(r, "Overview", s.currentOverview(r.Context())))
+}
