@@ -74,7 +74,9 @@ func newBrowser(t *testing.T) *browserPage {
 			b.dialogs = append(b.dialogs, string(d.Type)+": "+d.Message)
 			b.mu.Unlock()
 			// Close it, or the page would hang; not from this goroutine.
-			go func() { _, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false}) }()
+			go func() {
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			}()
 		}
 	})
 	if err != nil {
