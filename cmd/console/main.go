@@ -131,6 +131,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if s.write && token != "" && len(token) < 16 {
 		return errors.New("the console token is too short: use 16 characters or more (openssl rand -hex 32)")
 	}
+	if s.write && token == "" && s.authHeader == "" {
+		return fmt.Errorf("write actions need a token (--console-token-file or %s) or an auth proxy header (--console-auth-header)", envName("console-token"))
+	}
 	cfg := config.Config{NATSURL: s.natsURL, NATSCredsFile: s.creds, NATSCAFile: s.ca, NATSCertFile: s.cert,
 		NATSKeyFile: s.key, NATSName: s.name, LogLevel: s.logLevel}
 	log, err := cfg.Logger(stderr)

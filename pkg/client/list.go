@@ -74,46 +74,65 @@ func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
 // without an error.
 var ErrStopScan = errors.New("client: stop the scan")
 
+// scanBatch is how many stored states ScanStates has in flight at most.
+const scanBatch = 256
+
 // ScanStates calls fn with every stored operation state, one at a time,
-// in no particular order, reading the state bucket's latest values with
-// one watcher: a caller that keeps what it needs (a page, counts) reads a
-// bucket of any size in bounded memory. A bucket that does not exist yet
-// holds no operation. A stored state that does not decode (a newer
-// worker's version) is skipped and counted in skipped. An error from fn
-// ends the scan and is returned, except ErrStopScan.
+// in no particular order: the state bucket's latest value of each key,
+// read with an ordered pull consumer that fetches scanBatch at a time, so
+// a caller that keeps what it needs (a page, counts) reads a bucket of any
+// size in bounded memory. A bucket that does not exist yet holds no
+// operation. A stored state that does not decode (a newer worker's
+// version) is skipped and counted in skipped. An error from fn ends the
+// scan and is returned, except ErrStopScan.
 func (c *Client) ScanStates(ctx context.Context, fn func(operation.State) error) (skipped int, err error) {
-	kv, err := c.bucket(ctx)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	name := "KV_" + c.l.StateBucket()
+	stream, err := c.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil
 	} else if err != nil {
 		return 0, fmt.Errorf("state bucket: %w", err)
 	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if info := stream.CachedInfo(); info != nil && info.State.Msgs == 0 {
+		return 0, nil
+	}
+	cons, err := c.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$KV." + c.l.StateBucket() + ".>"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read states: %w", err)
 	}
-	defer w.Stop()
+	it, err := cons.Messages(jetstream.PullMaxMessages(scanBatch))
+	if err != nil {
+		return 0, fmt.Errorf("read states: %w", err)
+	}
+	defer it.Stop()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return 0, nil // emptied since
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return skipped, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return skipped, errors.New("read states: the watcher stopped")
-			}
-			if e == nil {
-				return skipped, nil // every current value seen
-			}
-			st, err := operation.Decode(e.Value())
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return skipped, fmt.Errorf("read states: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return skipped, fmt.Errorf("read states: %w", err)
+		}
+		// A deleted or purged key leaves a marker with KV-Operation set.
+		if m.Headers().Get("KV-Operation") == "" {
+			st, err := operation.Decode(m.Data())
 			if err != nil {
 				skipped++
-				continue
-			}
-			if err := fn(st); errors.Is(err, ErrStopScan) {
+			} else if err := fn(st); errors.Is(err, ErrStopScan) {
 				return skipped, nil
 			} else if err != nil {
 				return skipped, err
 			}
+		}
+		if md.NumPending == 0 {
+			return skipped, nil // every current value seen
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
@@ -82,6 +84,22 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 	}
 	if _, err := other.ScanStates(ctx, func(operation.State) error { n++; return nil }); err != nil || n != 1 {
 		t.Errorf("scan, no bucket: %d %v", n, err)
+	}
+	// A deleted key is not seen.
+	js, err := jetstream.New(s.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, s.Client.Layout().StateBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "list-2"); err != nil {
+		t.Fatal(err)
+	}
+	seen = map[string]bool{}
+	if _, err := s.Client.ScanStates(ctx, func(st operation.State) error { seen[st.Request.ID] = true; return nil }); err != nil || len(seen) != 2 || seen["list-2"] {
+		t.Errorf("scan after a delete: %v %v", err, seen)
 	}
 	// Backlog: the worker's two consumers, the three streams.
 	consumers, streams, err := s.Client.Backlog(ctx)
