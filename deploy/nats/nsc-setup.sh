@@ -77,6 +77,8 @@ nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_operations.>' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_billing_operations.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_DEADLETTER.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_DEADLETTER.>' \
   --allow-pub 'billing.requests.>' \
   --allow-pub '$JS.API.STREAM.MSG.DELETE.BILLING_DEADLETTER' \
   --allow-sub '_INBOX.>'

@@ -296,6 +296,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The overview counts them, live.
 	b.do(t, chromedp.Navigate(tb.url+"/"), chromedp.WaitVisible(chromedp.CSS("#dead-letters")))
 	b.until(t, "three dead letters", `document.querySelector("#dead-letters").textContent.trim() == "3"`, 10*time.Second)
+	b.until(t, "three rejected, counted as received and failed", fmt.Sprintf(`document.querySelector("#recent-rejected") && document.querySelector("#recent-rejected").textContent == "3" && `+
+		`document.querySelector("#recent-received").textContent == "%d" && document.querySelector("#recent-failed").textContent == "4"`, total+3), 10*time.Second)
 	b.screenshot(t, "console-overview")
 
 	// The hostile payload renders as text, in the list and on its page.

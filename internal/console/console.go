@@ -180,12 +180,21 @@ func (s *Server) routes() {
 			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		s.refuse(w, r, http.StatusForbidden, "This request came from another site and was refused (cross-site request forgery protection).")
 	}))
-	post := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, cop.Handler(h)) }
+	post := func(pattern string, h http.HandlerFunc) {
+		s.mux.Handle(pattern, cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			h(w, r)
+		})))
+	}
 	post("POST /login", s.handleLogin)
 	post("POST /logout", s.handleLogout)
 	post("POST /deadletters/{seq}/replay", s.writeAction(s.handleReplay))
 	post("POST /deadletters/{seq}/delete", s.writeAction(s.handleDelete))
 }
+
+// maxForm bounds a posted form: an edited payload and a little more (the
+// worker refuses a request above its max-request-bytes anyway).
+const maxForm = 4 << 20
 
 // sessionCookie names the cookie a login sets.
 const sessionCookie = "billing_console_session"

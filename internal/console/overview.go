@@ -9,6 +9,7 @@ import (
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/pkg/redact"
 )
 
 // Minutes is how many recent minutes the overview counts requests over.
@@ -38,13 +39,14 @@ type overview struct {
 	Err string
 }
 
-// minute counts what happened in one minute.
+// minute counts what happened in one minute. Received counts the
+// operations accepted and the requests rejected (dead letters, which get
+// a failure event too, so they count in Failed as well as in Rejected).
 type minute struct {
-	Start                       time.Time
-	Received, Completed, Failed int
-	ReceivedPct, CompletedPct   int // bar widths, against the busiest minute
-	FailedPct                   int
-	Max                         int
+	Start                                 time.Time
+	Received, Completed, Failed, Rejected int
+	// Max is the busiest minute's count, the scale of the bars.
+	Max int
 }
 
 // waiter is a waiting operation.
@@ -104,7 +106,18 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 	})
 	ov.Skipped = skipped
 	if err != nil {
-		ov.Err = "reading the state bucket: " + err.Error()
+		ov.Err = "reading the state bucket: " + redact.String(err.Error())
+	}
+	err = s.o.Client.DeadLettersSince(ctx, ov.Minutes[Minutes-1].Start, func(at time.Time) error {
+		if m := slot(at); m != nil {
+			m.Rejected++
+			m.Received++
+			m.Failed++
+		}
+		return nil
+	})
+	if err != nil && ov.Err == "" {
+		ov.Err = "reading the dead letters: " + redact.String(err.Error())
 	}
 	most := 1
 	for _, m := range ov.Minutes {
@@ -112,15 +125,14 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 		ov.Recent.Received += m.Received
 		ov.Recent.Completed += m.Completed
 		ov.Recent.Failed += m.Failed
+		ov.Recent.Rejected += m.Rejected
 	}
 	for i := range ov.Minutes {
-		m := &ov.Minutes[i]
-		m.Max = most
-		m.ReceivedPct, m.CompletedPct, m.FailedPct = 100*m.Received/most, 100*m.Completed/most, 100*m.Failed/most
+		ov.Minutes[i].Max = most
 	}
 	consumers, streams, err := s.o.Client.Backlog(ctx)
 	if err != nil && ov.Err == "" {
-		ov.Err = "reading the streams: " + err.Error()
+		ov.Err = "reading the streams: " + redact.String(err.Error())
 	}
 	sort.Slice(consumers, func(i, j int) bool { return consumers[i].Name < consumers[j].Name })
 	ov.Consumers, ov.Streams = consumers, streams

@@ -190,3 +190,53 @@ func (c *Client) Backlog(ctx context.Context) ([]ConsumerStat, []StreamStat, err
 	}
 	return consumers, streams, nil
 }
+
+// DeadLettersSince calls fn with the time of every dead letter kept since
+// since, oldest first, reading headers only with an ordered pull consumer
+// (scanBatch in flight). A dead-letter stream that does not exist yet
+// holds none. An error from fn ends the read and is returned, except
+// ErrStopScan.
+func (c *Client) DeadLettersSince(ctx context.Context, since time.Time, fn func(time.Time) error) error {
+	name := c.l.DeadLetterStream()
+	stream, err := c.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if info := stream.CachedInfo(); info != nil && (info.State.Msgs == 0 || info.State.LastTime.Before(since)) {
+		return nil
+	}
+	cons, err := c.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since, HeadersOnly: true,
+	})
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(scanBatch))
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	defer it.Stop()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return nil
+	}
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("read dead letters: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("read dead letters: %w", err)
+		}
+		if err := fn(md.Timestamp); errors.Is(err, ErrStopScan) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if md.NumPending == 0 {
+			return nil
+		}
+	}
+}

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -101,13 +102,41 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 	if _, err := s.Client.ScanStates(ctx, func(st operation.State) error { seen[st.Request.ID] = true; return nil }); err != nil || len(seen) != 2 || seen["list-2"] {
 		t.Errorf("scan after a delete: %v %v", err, seen)
 	}
+	// DeadLettersSince: none yet, then the one kept, not before its time.
+	since := time.Now().Add(-time.Minute)
+	count := func(from time.Time) (n int) {
+		t.Helper()
+		if err := s.Client.DeadLettersSince(ctx, from, func(at time.Time) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(since); n != 0 {
+		t.Errorf("dead letters since a minute ago, none kept: %d", n)
+	}
+	if _, err := s.Client.SubmitRaw(ctx, s.Client.Layout().Request(messages.KindInvoice), "", []byte("not json"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); count(since) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the dead letter was not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := count(time.Now().Add(time.Minute)); n != 0 {
+		t.Errorf("dead letters since a minute from now: %d", n)
+	}
+	if err := other.DeadLettersSince(ctx, since, func(time.Time) error { return nil }); err != nil {
+		t.Errorf("dead letters since, no stream: %v", err)
+	}
+
 	// Backlog: the worker's two consumers, the three streams.
 	consumers, streams, err := s.Client.Backlog(ctx)
 	if err != nil || len(consumers) != 2 || len(streams) != 3 {
 		t.Fatalf("backlog: %v %+v %+v", err, consumers, streams)
 	}
 	for _, st := range streams {
-		if st.Name == s.Client.Layout().EventsStream() && st.Messages != 3 {
+		if st.Name == s.Client.Layout().EventsStream() && st.Messages != 4 { // three completed, one rejected
 			t.Errorf("events stream: %+v", st)
 		}
 	}
