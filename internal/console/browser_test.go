@@ -248,10 +248,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if tl := b.text(t, "#timeline"); !strings.Contains(tl, "first call") || !strings.Contains(tl, "202") || !strings.Contains(tl, "10m00s (retry-after)") || !strings.Contains(tl, "next call due") {
 		t.Errorf("waiting operation's timeline: %q", tl)
 	}
+	b.screenshot(t, "console-waiting")
 	st := tb.state(t, slow, anyPhase)
 	if tid := b.text(t, "#trace-id"); st.TraceParent != "" && !strings.Contains(st.TraceParent, strings.TrimSpace(tid)) {
 		t.Errorf("trace id %q, traceparent %q", tid, st.TraceParent)
 	}
+
+	b.do(t, chromedp.Navigate(tb.url+"/operations"), chromedp.WaitVisible(chromedp.CSS("#operations")))
+	b.screenshot(t, "console-operations")
 
 	// The list, filtered by kind and id, newest first.
 	b.do(t, chromedp.Navigate(tb.url+"/operations?kind=invoice-pricesheet&id=br-"), chromedp.WaitVisible(chromedp.CSS("#operations")))
@@ -346,6 +350,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	tb.state(t, "br-fixed", operation.Phase.Terminal)
 	b.do(t, chromedp.Navigate(tb.url+"/operations/br-fixed"), chromedp.WaitVisible(chromedp.CSS("#state")))
 	b.until(t, "the replayed request completed", `document.querySelector("#state").textContent.includes("completed")`, 20*time.Second)
+
+	b.do(t, chromedp.Navigate(tb.url+"/deadletters/"+strconv.FormatUint(hostileSeq, 10)), chromedp.WaitVisible(chromedp.CSS("#delete")))
+	b.screenshot(t, "console-deadletter")
 
 	// Replay one as it is: still invalid, so the worker keeps it again.
 	b.do(t, chromedp.Navigate(tb.url+"/deadletters/"+strconv.FormatUint(asIsSeq, 10)), chromedp.WaitVisible(chromedp.CSS("#replay")),
