@@ -15,6 +15,9 @@ import (
 // Minutes is how many recent minutes the overview counts requests over.
 const Minutes = 15
 
+// overviewTimeout bounds one reading of the bucket and the streams.
+const overviewTimeout = 30 * time.Second
+
 // overview is one reading of the worker's state, for the overview page.
 type overview struct {
 	At time.Time
@@ -150,7 +153,10 @@ func (s *Server) currentOverview(ctx context.Context) *overview {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.overview == nil || s.o.Now().Sub(s.overview.At) >= s.o.OverviewCache {
-		s.overview = s.readOverview(ctx)
+		// Shared by every viewer: not cut short when this one goes away.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), overviewTimeout)
+		defer cancel()
+		s.overview = s.readOverview(rctx)
 	}
 	return s.overview
 }
