@@ -10,10 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/console"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
 )
@@ -269,5 +272,25 @@ func TestOperationsPaging(t *testing.T) {
 		if code, _ := get(t, c, tb.url+missing); code != http.StatusNotFound {
 			t.Errorf("%s: %d, want 404", missing, code)
 		}
+	}
+}
+
+// An operation waiting after a 429 counts as throttled on the overview,
+// with when it calls again.
+func TestOverviewThrottled(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, console.Options{OverviewCache: time.Millisecond})
+	inv := devstack.InvoiceName("T4Z", 1)
+	tb.stack.Emulator.Script(inv, emulator.Throttled(http.StatusTooManyRequests, "Retry-After", "600"))
+	id := tb.submit(t, messages.KindInvoiceSummary, "throttled-1", inv)
+	st := tb.state(t, id, func(p operation.Phase) bool { return p == operation.PhaseWaiting })
+	c := httpClient(t)
+	_, body := get(t, c, tb.url+"/live/overview")
+	if !strings.Contains(body, `id="throttled">1<`) || !strings.Contains(body, st.NextAt.UTC().Format("15:04:05")) {
+		t.Errorf("throttled tile: %s", body)
+	}
+	_, body = get(t, c, tb.url+"/operations/"+id)
+	if !strings.Contains(body, "429") || !strings.Contains(body, "throttled") || !strings.Contains(body, "10m00s (retry-after)") {
+		t.Errorf("the operation's timeline: %s", body)
 	}
 }

@@ -32,6 +32,11 @@ type overview struct {
 	// NextWake is the waiting operation due first; Oldest the one waiting
 	// since the longest time.
 	NextWake, Oldest *waiter
+	// Throttled counts the waiting operations whose last answer was a 429
+	// or a 503 (Azure throttling them), and ThrottledUntil is when the
+	// last of them calls again.
+	Throttled      int
+	ThrottledUntil time.Time
 	// Consumers and Streams are the work stream's backlog and the
 	// streams' sizes.
 	Consumers []client.ConsumerStat
@@ -94,6 +99,12 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 		if st.Failed != nil {
 			if m := slot(st.Failed.FailedAt); m != nil {
 				m.Failed++
+			}
+		}
+		if st.Phase == operation.PhaseWaiting && (st.LastStatus == http.StatusTooManyRequests || st.LastStatus == http.StatusServiceUnavailable) {
+			ov.Throttled++
+			if st.NextAt.After(ov.ThrottledUntil) {
+				ov.ThrottledUntil = st.NextAt
 			}
 		}
 		if st.Phase == operation.PhaseWaiting {
