@@ -235,6 +235,11 @@ func newEnv(t *testing.T) *env {
 		"BILLING_BACKOFF_MAX=2s",
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
+		// The shared throttle is on, with buckets far above these tests'
+		// rates: the tests of the throttle set their own.
+		"BILLING_THROTTLE_BILLING_WRITES=1000/1s", "BILLING_THROTTLE_BILLING_WRITES_BURST=1000",
+		"BILLING_THROTTLE_BILLING_READS=1000/1s", "BILLING_THROTTLE_BILLING_READS_BURST=1000",
+		"BILLING_THROTTLE_COSTMANAGEMENT=1000/1s", "BILLING_THROTTLE_COSTMANAGEMENT_BURST=1000",
 	)
 	return e
 }

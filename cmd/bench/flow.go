@@ -184,6 +184,9 @@ func startBench(ctx context.Context, root, name string, conc int, def []emulator
 			c.Concurrency = conc
 			c.MaxAckPending = max(c.MaxAckPending, conc)
 			c.LogLevel = "error"
+			// These parts measure the worker, not Azure's budget (the
+			// throttle part does).
+			c.Throttle = false
 			if configure != nil {
 				configure(c)
 			}

@@ -15,6 +15,9 @@
 //     RSS, CPU, threads, consumer counts; beside it 100,000 azcore pollers
 //     waiting in goroutines in one process.
 //  4. profile: a CPU (and allocation) profile of the immediate path.
+//  5. throttle: three worker processes against an emulator budget of 20
+//     calls/s burst 40, 2,000 requests, with the shared throttle and
+//     without it (each operation backing off alone), side by side.
 //
 // Usage:
 //
@@ -72,6 +75,11 @@ type options struct {
 	profileN    int
 	profileConc int
 	profileOut  string
+
+	throttleN     int     // requests of the throttle part
+	throttleRate  float64 // the emulator's budget: calls per second per class
+	throttleBurst int
+	throttleConc  int // worker concurrency of each of the three processes
 }
 
 func main() {
@@ -134,6 +142,7 @@ func run(ctx context.Context, args []string) error {
 	do("polling", func() error { return runPolling(ctx, o, r) })
 	do("waiting", func() error { return runWaiting(ctx, o, r) })
 	do("profile", func() error { return runProfile(ctx, o, r) })
+	do("throttle", func() error { return runThrottle(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -161,6 +170,10 @@ func (o options) skipped(part string) string {
 		if o.profileN == 0 {
 			return "-profile-n 0"
 		}
+	case "throttle":
+		if o.throttleN == 0 {
+			return "-throttle-n 0"
+		}
 	}
 	return ""
 }
@@ -169,14 +182,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
 	var levels string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting or profile")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile or throttle")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -196,6 +209,10 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run (0: skip the profile)")
 	fs.IntVar(&o.profileConc, "profile-concurrency", 16, "profile: worker concurrency")
 	fs.StringVar(&o.profileOut, "profile-out", filepath.Join(os.TempDir(), "billing-bench"), "profile: file prefix of the CPU and allocation profiles")
+	fs.IntVar(&o.throttleN, "throttle-n", 2000, "throttle: requests (0: skip the throttle part)")
+	fs.Float64Var(&o.throttleRate, "throttle-rate", 20, "throttle: the emulator's budget, calls per second per class")
+	fs.IntVar(&o.throttleBurst, "throttle-burst", 40, "throttle: the emulator's burst per class")
+	fs.IntVar(&o.throttleConc, "throttle-concurrency", 64, "throttle: worker concurrency of each of the three processes")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -224,6 +241,7 @@ func parseOptions(args []string) (options, error) {
 		def("poll-n", &o.pollN, 200)
 		def("wait-n", &o.waitN, 300)
 		def("profile-n", &o.profileN, 500)
+		def("throttle-n", &o.throttleN, 100)
 		if !set["wait-retry-after"] {
 			o.waitAfter = 4 * time.Second
 		}
@@ -232,9 +250,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile":
+	case "", "immediate", "polling", "waiting", "profile", "throttle":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting or profile", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile or throttle", o.only)
 	}
 	if o.pollWait%time.Second != 0 || o.waitAfter%time.Second != 0 || o.pollWait <= 0 || o.waitAfter <= 0 {
 		return o, errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
@@ -244,10 +262,13 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
+	}
+	if o.throttleN > 0 && (!(o.throttleRate > 0) || o.throttleBurst < 1 || o.throttleBurst > o.throttleN || o.throttleConc < 1) {
+		return o, errors.New("-throttle-rate, -throttle-burst and -throttle-concurrency must be positive, the burst at most -throttle-n")
 	}
 	if o.repeat < 1 {
 		return o, fmt.Errorf("-repeat: %d, want at least 1", o.repeat)

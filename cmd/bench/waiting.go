@@ -111,6 +111,7 @@ func (e *procEnv) startWorker(name, url string, conc int, pollMaxWait time.Durat
 		"BILLING_POLL_MAX_WAIT="+max(15*time.Minute, pollMaxWait).String(),
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
+		"BILLING_THROTTLE=false", // the worker's capacity, not Azure's budget
 	), false)
 }
 

@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	audience := fs.String("audience", emulator.DefaultAudience, "ARM audience tokens must be issued for")
 	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued tokens")
 	verbose := fs.Bool("v", false, "log every ARM call and token request to stderr")
+	budgetRate := fs.Float64("budget-rate", 0, "throttle every tenant like Azure: calls per second refilled per class (writes, reads, Cost Management); 0: unlimited")
+	budgetBurst := fs.Int("budget-burst", 0, "size of each tenant's bucket per class (with -budget-rate)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-polls %d: want 0 or more", *polls)
 	case *lifetime <= 0:
 		return fmt.Errorf("-token-lifetime %s: want a positive duration", *lifetime)
+	case *budgetRate < 0 || *budgetBurst < 0 || (*budgetRate > 0) != (*budgetBurst > 0):
+		return fmt.Errorf("-budget-rate %v -budget-burst %d: want both positive, or both 0", *budgetRate, *budgetBurst)
 	case *plain && *caOut != "":
 		return errors.New("-ca-out needs HTTPS: drop -plain-http")
 	}
@@ -69,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TokenLifetime: *lifetime,
 		Default:       append(script, emulator.OK()),
 		PlainHTTP:     *plain,
+		Budget:        emulator.Budget{Rate: *budgetRate, Burst: *budgetBurst},
 	}
 	if *verbose {
 		opts.Logf = log.New(stderr, "", log.LstdFlags|log.Lmicroseconds).Printf

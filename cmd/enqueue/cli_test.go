@@ -183,8 +183,13 @@ func TestStats(t *testing.T) {
 	if o := rep.Oldest; o == nil || o.ID != "stats-slow" || o.Kind != "invoice-summary" || time.Until(o.NextAt) < time.Minute {
 		t.Errorf("oldest waiting: %+v", o)
 	}
+	// The 429 paused the shared throttle's scope of the POSTs.
+	if len(rep.Throttle) != 1 || rep.Throttle[0].Scope != "default.billing.writes" || rep.Throttle[0].Pauses != 1 || rep.Throttle[0].Calls != 4 {
+		t.Errorf("throttle: %+v", rep.Throttle)
+	}
 	r = enqueueWith(t, s, env{tty: true}, "stats")
-	if r.code != exitOK || !strings.Contains(r.stdout, "completed  2") || !strings.Contains(r.stdout, "oldest waiting: stats-slow (invoice-summary)") {
+	if r.code != exitOK || !strings.Contains(r.stdout, "completed  2") || !strings.Contains(r.stdout, "oldest waiting: stats-slow (invoice-summary)") ||
+		!strings.Contains(r.stdout, "throttle default.billing.writes: 10/1s burst 200") || !strings.Contains(r.stdout, "PAUSED until") {
 		t.Errorf("stats on a terminal: exit %d %q", r.code, r.stdout)
 	}
 	r = enqueue(t, s, "", "stats", "--limit", "2")

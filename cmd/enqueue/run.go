@@ -426,6 +426,13 @@ func describe(st operation.State) string {
 	if st.LastStatus == 429 || st.LastStatus == 503 {
 		throttled = fmt.Sprintf("throttled by Azure (last status %d); ", st.LastStatus)
 	}
+	if h := st.Throttled; h != nil && st.Phase == operation.PhaseWaiting {
+		why := "its budget"
+		if !h.PausedUntil.IsZero() {
+			why = "a pause"
+		}
+		throttled += fmt.Sprintf("held by the shared throttle (scope %s, %s); ", h.Scope, why)
+	}
 	switch st.Phase {
 	case operation.PhaseStarting:
 		return throttled + "accepted; calling Azure"

@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 func (a *app) statsCommand() *cobra.Command {
@@ -19,7 +21,9 @@ func (a *app) statsCommand() *cobra.Command {
 		Long: `Count the operations in the state bucket by phase: starting and polling
 (a worker holds them: an Azure call is in flight), waiting (the next call is
 due at a time), completed and failed (ended, kept until the bucket's TTL);
-and show the oldest waiting operation: id, kind, accepted at, next wake-up.
+and show the oldest waiting operation: id, kind, accepted at, next wake-up;
+then the shared throttle's scopes: rate and burst, calls free, counters,
+a pause in force and the budget Azure last reported.
 Reads at most --limit states.`,
 		GroupID: "read",
 		Args:    noArgs,
@@ -36,6 +40,8 @@ type statsReport struct {
 	Complete bool                    `json:"complete"`          // every state was read (not cut at --limit)
 	Skipped  int                     `json:"skipped,omitempty"` // states of an unknown version
 	Oldest   *oldestWaiting          `json:"oldestWaiting,omitempty"`
+	// Throttle is the shared throttle's scopes.
+	Throttle []throttle.Status `json:"throttle"`
 }
 
 type oldestWaiting struct {
@@ -68,6 +74,12 @@ func (a *app) stats(ctx context.Context, limit int) error {
 			r.Oldest = &oldestWaiting{ID: st.Request.ID, Kind: string(st.Request.Kind), AcceptedAt: st.AcceptedAt, NextAt: st.NextAt, Deadline: st.Deadline}
 		}
 	}
+	if r.Throttle, err = c.Throttle(ctx); err != nil {
+		return err
+	}
+	if r.Throttle == nil {
+		r.Throttle = []throttle.Status{}
+	}
 	if a.jsonOut() {
 		return json.NewEncoder(a.stdout).Encode(r)
 	}
@@ -86,5 +98,6 @@ func (a *app) stats(ctx context.Context, limit int) error {
 			o.ID, o.Kind, o.AcceptedAt.Format(time.RFC3339), o.NextAt.Format(time.RFC3339),
 			time.Until(o.NextAt).Round(time.Second), o.Deadline.Format(time.RFC3339))
 	}
+	fmt.Fprint(a.stdout, client.HumanThrottle(r.Throttle, time.Now()))
 	return nil
 }

@@ -38,10 +38,12 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_WORK' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.requests' \
@@ -56,6 +58,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_throttle.>' \
+  --allow-pub '$KV.billing_throttle.>' \
   --allow-pub 'billing.events.>' \
   --allow-pub 'billing.deadletter.>' \
   --allow-pub 'billing.internal.>' \
@@ -79,6 +83,9 @@ nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_billing_operations.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_DEADLETTER.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_DEADLETTER.>' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_throttle' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_throttle.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_throttle.*' \
   --allow-pub 'billing.requests.>' \
   --allow-pub '$JS.API.STREAM.MSG.DELETE.BILLING_DEADLETTER' \
   --allow-sub '_INBOX.>'

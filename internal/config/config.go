@@ -15,6 +15,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/throttle"
 	"github.com/azbilling/worker/pkg/worker"
 )
 
@@ -56,6 +57,15 @@ type Config struct {
 	PollDefaultWait time.Duration // 15s: wait after a 202 without Retry-After
 	BackoffInitial  time.Duration // 1s: first backoff after a throttle or error without hint
 	BackoffMax      time.Duration // 2m: backoff cap
+
+	// Shared throttle (package throttle).
+	Throttle                    bool          // true: one pause and token bucket per scope for every replica
+	ThrottleBillingWrites       throttle.Rate // 10/1s: rate of the billing.writes scopes
+	ThrottleBillingWritesBurst  int           // 200: burst of the billing.writes scopes
+	ThrottleBillingReads        throttle.Rate // 25/1s: rate of the billing.reads scopes
+	ThrottleBillingReadsBurst   int           // 250: burst of the billing.reads scopes
+	ThrottleCostManagement      throttle.Rate // 60/1m: rate of the costmanagement.requests scopes
+	ThrottleCostManagementBurst int           // 12: burst of the costmanagement.requests scopes
 
 	// Azure.
 	AzureCloud               string // public: public, china, usgov or custom
@@ -114,6 +124,13 @@ var Settings = []Setting{
 	dur("poll-default-wait", poll.DefaultPolicy().DefaultPollWait, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
 	dur("backoff-initial", poll.DefaultPolicy().InitialBackoff, "first backoff after a throttle or an error without a hint", func(c *Config) *time.Duration { return &c.BackoffInitial }),
 	dur("backoff-max", poll.DefaultPolicy().MaxBackoff, "cap of the backoff", func(c *Config) *time.Duration { return &c.BackoffMax }),
+	boolean("throttle", true, "share one throttle per scope (credential profile and class of call) between all replicas: pauses on 429/503 and a token bucket; false: each operation backs off alone", func(c *Config) *bool { return &c.Throttle }),
+	rate("throttle-billing-writes", defaultLimit(throttle.BillingWrites).Rate, "rate of the billing.writes scopes (the POST that starts a download), calls/period, for all replicas together", func(c *Config) *throttle.Rate { return &c.ThrottleBillingWrites }),
+	integer("throttle-billing-writes-burst", defaultLimit(throttle.BillingWrites).Burst, "burst of the billing.writes scopes", func(c *Config) *int { return &c.ThrottleBillingWritesBurst }),
+	rate("throttle-billing-reads", defaultLimit(throttle.BillingReads).Rate, "rate of the billing.reads scopes (GET of an invoice or of a Location), calls/period, for all replicas together", func(c *Config) *throttle.Rate { return &c.ThrottleBillingReads }),
+	integer("throttle-billing-reads-burst", defaultLimit(throttle.BillingReads).Burst, "burst of the billing.reads scopes", func(c *Config) *int { return &c.ThrottleBillingReadsBurst }),
+	rate("throttle-costmanagement", defaultLimit(throttle.CostManagement).Rate, "rate of the costmanagement.requests scopes (every price sheet call), calls/period, for all replicas together", func(c *Config) *throttle.Rate { return &c.ThrottleCostManagement }),
+	integer("throttle-costmanagement-burst", defaultLimit(throttle.CostManagement).Burst, "burst of the costmanagement.requests scopes", func(c *Config) *int { return &c.ThrottleCostManagementBurst }),
 	str("azure-cloud", "public", "Azure cloud: public, china, usgov or custom", func(c *Config) *string { return &c.AzureCloud }),
 	str("arm-endpoint", "", "ARM endpoint, overriding the cloud's", func(c *Config) *string { return &c.ARMEndpoint }),
 	str("arm-audience", "", "token audience, overriding the cloud's", func(c *Config) *string { return &c.ARMAudience }),
@@ -183,6 +200,11 @@ func (c *Config) Worker() worker.Options {
 		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
 		DrainTimeout: c.DrainTimeout, Policy: p,
+		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
+			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
+			throttle.BillingReads:   {Rate: c.ThrottleBillingReads, Burst: c.ThrottleBillingReadsBurst},
+			throttle.CostManagement: {Rate: c.ThrottleCostManagement, Burst: c.ThrottleCostManagementBurst},
+		}},
 	}
 }
 
@@ -209,6 +231,8 @@ func (c *Config) Validate() error {
 		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},
 		{"poll-max-wait", c.PollMaxWait == 0}, {"poll-default-wait", c.PollDefaultWait == 0},
 		{"backoff-initial", c.BackoffInitial == 0}, {"backoff-max", c.BackoffMax == 0},
+		{"throttle-billing-writes-burst", c.ThrottleBillingWritesBurst == 0}, {"throttle-billing-reads-burst", c.ThrottleBillingReadsBurst == 0},
+		{"throttle-costmanagement-burst", c.ThrottleCostManagementBurst == 0},
 	} {
 		if z.zero {
 			errs = append(errs, fmt.Errorf("%s must not be zero", z.name))
@@ -278,3 +302,11 @@ func dur(name string, def time.Duration, usage string, field func(*Config) *time
 		return value[time.Duration]{p: field(c), parse: time.ParseDuration, format: time.Duration.String}
 	}}
 }
+
+func rate(name string, def throttle.Rate, usage string, field func(*Config) *throttle.Rate) Setting {
+	return Setting{Flag: name, Env: envName(name), Default: def.String(), Usage: usage, value: func(c *Config) flag.Value {
+		return value[throttle.Rate]{p: field(c), parse: throttle.ParseRate, format: throttle.Rate.String}
+	}}
+}
+
+func defaultLimit(c throttle.Class) throttle.Limit { return throttle.DefaultLimits()[c] }

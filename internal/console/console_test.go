@@ -276,7 +276,7 @@ func TestOperationsPaging(t *testing.T) {
 }
 
 // An operation waiting after a 429 counts as throttled on the overview,
-// with when it calls again.
+// with when it calls again; the shared throttle's scopes show, paused.
 func TestOverviewThrottled(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, console.Options{OverviewCache: time.Millisecond})
@@ -292,5 +292,23 @@ func TestOverviewThrottled(t *testing.T) {
 	_, body = get(t, c, tb.url+"/operations/"+id)
 	if !strings.Contains(body, "429") || !strings.Contains(body, "throttled") || !strings.Contains(body, "10m00s (retry-after)") {
 		t.Errorf("the operation's timeline: %s", body)
+	}
+
+	// The 429 paused its scope of the shared throttle: the overview lists
+	// the scope, paused until when Azure said; another request of the
+	// scope is held, and its page says by what.
+	_, body = get(t, c, tb.url+"/live/overview")
+	if !strings.Contains(body, `id="scopes"`) || !strings.Contains(body, "billing.writes") || !strings.Contains(body, `class="paused"`) ||
+		!strings.Contains(body, "1 of 1 scopes paused") {
+		t.Errorf("the overview's throttle scopes: %s", body)
+	}
+	held := tb.submit(t, messages.KindInvoiceSummary, "throttled-2", devstack.InvoiceName("T4Z", 2))
+	hs := tb.state(t, held, func(p operation.Phase) bool { return p == operation.PhaseWaiting })
+	if hs.Throttled == nil {
+		t.Fatalf("the second request is not held: %+v", hs)
+	}
+	_, body = get(t, c, tb.url+"/operations/"+held)
+	if !strings.Contains(body, `id="hold"`) || !strings.Contains(body, hs.Throttled.Scope) || !strings.Contains(body, "paused by Azure") {
+		t.Errorf("the held operation's page: %s", body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Minutes is how many recent minutes the overview counts requests over.
@@ -43,6 +44,10 @@ type overview struct {
 	Streams   []client.StreamStat
 	// DeadLetters is how many the dead-letter stream keeps.
 	DeadLetters uint64
+	// Scopes are the shared throttle's scopes (none when it is off), and
+	// Paused how many of them Azure has paused now.
+	Scopes []throttle.Status
+	Paused int
 	// Err is what could not be read (the page shows the rest).
 	Err string
 }
@@ -153,6 +158,16 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 	for _, st := range streams {
 		if st.Name == s.o.Client.Layout().DeadLetterStream() {
 			ov.DeadLetters = st.Messages
+		}
+	}
+	scopes, err := s.o.Client.Throttle(ctx)
+	if err != nil && ov.Err == "" {
+		ov.Err = "reading the throttle: " + redact.String(err.Error())
+	}
+	ov.Scopes = scopes
+	for i := range scopes {
+		if scopes[i].Paused(now) {
+			ov.Paused++
 		}
 	}
 	return ov

@@ -46,6 +46,8 @@ type Call struct {
 	RetryAfter  string    `json:"retryAfter,omitempty"` // the Retry-After (or throttle header) answered, raw
 	Tenant      string    `json:"tenant,omitempty"`     // the tenant of the caller's token
 	Accepted    bool      `json:"accepted"`             // a start call that created an operation (200 or 202)
+	Budget      string    `json:"budget,omitempty"`     // the budget class charged (BudgetWrites...), when a Budget is set
+	Early       bool      `json:"early,omitempty"`      // it came before the end of the wait its bucket's last 429 announced
 }
 
 // armPrefix is where the emulated operations live.
@@ -239,6 +241,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		h.Set("Allow", rt.method)
 		s.reject(x, http.StatusMethodNotAllowed, "MethodNotAllowed", "",
 			"The HTTP method '%s' is not supported on this path; use %s.", r.Method, rt.method)
+	case !s.charge(x):
 	case rt.op == "":
 		s.poll(x, params["operation"])
 	default:

@@ -46,6 +46,16 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
+	mux.HandleFunc("PUT "+controlPrefix+"budget", func(w http.ResponseWriter, r *http.Request) {
+		var b Budget
+		if decodeBody(w, r, &b) {
+			s.SetBudget(b)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	mux.HandleFunc("GET "+controlPrefix+"budget", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.BudgetStats())
+	})
 	mux.HandleFunc("GET "+controlPrefix+"token", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		tenant, audience := q.Get("tenant"), q.Get("audience")

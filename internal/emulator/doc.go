@@ -66,6 +66,20 @@
 //	POST /_emulator/reset
 //	PUT  /_emulator/token-failure          body: {"mode": "ok" | "unavailable" | "hang"}
 //	GET  /_emulator/token?tenant=&audience= -> {"access_token", "token_type", "expires_in"}
+//	PUT  /_emulator/budget                 body: {"rate": 20, "burst": 40} (calls per second; zeros: unlimited)
+//	GET  /_emulator/budget                 -> []BucketStats
+//
+// # Throttling
+//
+// With a Budget (Options.Budget, SetBudget, PUT /_emulator/budget) every tenant has a token bucket
+// per class of call, shared by all clients: Microsoft.Billing writes (the POSTs) and reads (the
+// GETs), and Cost Management's calls. Every answer carries the remaining budget as Azure sends it
+// (x-ms-ratelimit-remaining-tenant-writes or -reads; for Cost Management
+// x-ms-ratelimit-microsoft.costmanagement-qpu-remaining); a call that finds its bucket empty is
+// answered 429 with Retry-After (Resource Manager) or the consumption and qpu retry-after headers
+// (Cost Management), in whole seconds until a token is back; a rejected call takes no token. The
+// call log names the class charged (Call.Budget) and marks a call that came before the wait the
+// bucket's last 429 announced had ended (Call.Early).
 //
 // Replies travel as JSON with the field names of Reply's tags; a delay is a Go duration string
 // such as "1.5s".

@@ -46,6 +46,8 @@ type Options struct {
 	// (httptest's for Start, one generated for the listen address for Listen). azidentity
 	// refuses an authority on plain HTTP: get tokens from IssueToken or /_emulator/token then.
 	PlainHTTP bool
+	// Budget throttles every tenant's calls per class like Azure (see Budget); zero: unlimited.
+	Budget Budget
 	// Logf, when set, receives one line per ARM call and token request, and the HTTP server's
 	// own errors. Default: silent.
 	Logf func(format string, args ...any)
@@ -80,6 +82,8 @@ type Server struct {
 
 	mu sync.Mutex
 	st state
+
+	budget budgets
 }
 
 // state is everything Reset forgets.
@@ -152,6 +156,7 @@ func newServer(opts Options) *Server {
 		closing: make(chan struct{}),
 		tokens:  map[string]tokenInfo{},
 		st:      newState(opts.Default),
+		budget:  budgets{b: opts.Budget, buckets: map[bucketKey]*bucket{}},
 	}
 }
 
@@ -295,12 +300,15 @@ func (s *Server) SetTokenFailure(f TokenFailure) {
 }
 
 // Reset forgets the logs of calls and token requests, the scripts, the default script set by
-// SetDefault, the running operations and the download URLs handed out, and ends a token
-// failure. Issued tokens stay valid.
+// SetDefault, the running operations and the download URLs handed out, ends a token
+// failure, and fills the budget's buckets. Issued tokens stay valid.
 func (s *Server) Reset() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.st = newState(s.opts.Default)
+	s.mu.Unlock()
+	s.budget.mu.Lock()
+	s.budget.buckets = map[bucketKey]*bucket{} // full again; the budget stays
+	s.budget.mu.Unlock()
 }
 
 // now is the emulator's clock: the wall clock, moved forward in tests of expiry.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Client talks to the worker's streams under one prefix.
@@ -353,4 +354,11 @@ func (c *Client) DeleteDeadLetter(ctx context.Context, seq uint64) error {
 		return err
 	}
 	return stream.DeleteMsg(ctx, seq)
+}
+
+// Throttle lists the shared throttle's scopes (see package throttle): each
+// one's pause, token bucket, the remaining budget Azure last reported and
+// counters, sorted by scope. None when no worker has set the throttle up.
+func (c *Client) Throttle(ctx context.Context) ([]throttle.Status, error) {
+	return throttle.List(ctx, c.js, c.l)
 }

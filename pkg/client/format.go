@@ -8,6 +8,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Human renders an event on a line or a few, for a terminal.
@@ -75,6 +76,13 @@ func HumanState(st operation.State) string {
 	if !st.NextAt.IsZero() {
 		row("next poll", "%s (in %s, %s)", st.NextAt.Format(time.RFC3339Nano), time.Until(st.NextAt).Round(time.Millisecond), st.LastWaitSource)
 	}
+	if h := st.Throttled; h != nil && st.Phase == operation.PhaseWaiting {
+		why := "waiting for a slot of its budget"
+		if !h.PausedUntil.IsZero() {
+			why = "paused by Azure until " + h.PausedUntil.Format(time.RFC3339Nano)
+		}
+		row("throttled", "until %s (in %s): scope %s, %s", h.Until.Format(time.RFC3339Nano), time.Until(h.Until).Round(time.Millisecond), h.Scope, why)
+	}
 	if st.Phase.Claimed() {
 		row("claimed by", "%s until %s", st.ClaimedBy, st.ClaimedUntil.Format(time.RFC3339))
 	}
@@ -96,6 +104,27 @@ func HumanState(st operation.State) string {
 		for _, k := range keys {
 			row("label", "%s=%s", k, st.Request.Labels[k])
 		}
+	}
+	return b.String()
+}
+
+// HumanThrottle renders the shared throttle's scopes (Client.Throttle) for
+// a terminal: one line per scope.
+func HumanThrottle(scopes []throttle.Status, now time.Time) string {
+	if len(scopes) == 0 {
+		return "throttle: no scope yet\n"
+	}
+	var b strings.Builder
+	for _, s := range scopes {
+		fmt.Fprintf(&b, "throttle %s: %s burst %d, %.0f free; %d calls, %d deferred, %d throttled, %d pauses (%.0fs)",
+			s.Scope, s.Rate, s.Burst, s.Tokens, s.Calls, s.Deferred, s.Throttled, s.Pauses, s.PausedSeconds)
+		if s.Paused(now) {
+			fmt.Fprintf(&b, "; PAUSED until %s (%s)", s.PausedUntil.Format(time.RFC3339), s.PauseSource)
+		}
+		if r := s.Remaining; r != nil {
+			fmt.Fprintf(&b, "; Azure reported %d left (%s, %s ago)", r.Value, r.Header, now.Sub(r.At).Round(time.Second))
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

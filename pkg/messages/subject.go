@@ -219,3 +219,7 @@ func DedupID(req Request) string {
 	}{req.Kind, req.Profile, req.Params})
 	return IDToken(req.ID) + ":" + hex.EncodeToString(h.Sum(nil)[:8])
 }
+
+// ThrottleBucket is the key-value bucket of the shared throttle, one entry
+// per scope (see package throttle): <prefix>_throttle.
+func (s Layout) ThrottleBucket() string { return s.Prefix + "_throttle" }

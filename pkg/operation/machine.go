@@ -2,6 +2,7 @@ package operation
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/azbilling/worker/pkg/messages"
@@ -33,6 +34,10 @@ type Machine struct {
 	// math/rand/v2).
 	Policy poll.Policy
 	Rand   func() float64
+	// HoldSpread spreads the calls a throttle hold without a slot of its
+	// own (the end of a pause) releases: each waits up to this much longer,
+	// at random, capped at the hold's own length.
+	HoldSpread time.Duration
 }
 
 // Action is what the caller does after storing Step.Next.
@@ -206,7 +211,50 @@ func (m Machine) Reclaim(st State, now time.Time) Step {
 	return Step{Next: &st, Action: Call}
 }
 
+// Defer is the transition of a call the shared throttle holds back: next
+// is the state a step decided to store for the call (claimed, by Accept,
+// Resume or Reclaim), and h the throttle's answer. The operation waits until
+// h.Until instead (plus a random part of HoldSpread when h is no slot of
+// its own, so that the calls a pause held are not released at once); the
+// call is not made, so a first call is not counted. When the deadline comes
+// first, it fails with timeout.
+func (m Machine) Defer(next State, h Hold, now time.Time) Step {
+	st := next
+	if st.Location == "" {
+		st.Unanswered = max(st.Unanswered-1, 0) // the claim counted a call that is not sent
+	}
+	at := h.Until
+	if !h.Slot && m.HoldSpread > 0 {
+		spread := min(m.HoldSpread, max(h.Until.Sub(now), 0))
+		at = at.Add(time.Duration(m.random() * float64(spread)))
+	}
+	if !at.Before(st.Deadline) {
+		reason := "its scope's budget"
+		if !h.PausedUntil.IsZero() {
+			reason = "its scope's pause"
+		}
+		m.fail(&st, messages.CodeTimeout, fmt.Sprintf("the shared throttle held the next call (scope %s, %s) until %s, past the deadline %s",
+			h.Scope, reason, at.Format(time.RFC3339), st.Deadline.Format(time.RFC3339)), nil, true, now)
+		return Step{Next: &st, Action: Publish}
+	}
+	st.Wait(poll.Decision{At: at, Wait: at.Sub(now), Source: SourceThrottle}, now)
+	st.Throttled = &h
+	return Step{Next: &st, Action: Schedule}
+}
+
+// SourceThrottle is State.LastWaitSource of a wait the shared throttle
+// imposed.
+const SourceThrottle = "throttle"
+
+func (m Machine) random() float64 {
+	if m.Rand != nil {
+		return m.Rand()
+	}
+	return rand.Float64()
+}
+
 func (m Machine) claim(st *State, now time.Time) {
+	st.Throttled = nil // the hold, if any, is over
 	st.Claim(m.Worker, now, now.Add(m.ClaimFor))
 	if st.Location == "" {
 		// Counted until its answer is stored, so that a worker dying

@@ -438,3 +438,87 @@ func TestAnswerRecordsCall(t *testing.T) {
 		t.Errorf("old record: %v %+v", err, st)
 	}
 }
+
+// The shared throttle holds a call back: the step decided for the call
+// becomes a wait, or a timeout when the deadline comes first.
+func TestDefer(t *testing.T) {
+	m := machine()
+	m.HoldSpread = 4 * time.Second
+	loc := "https://management.azure.com/op/1"
+	slot := t0.Add(3 * time.Second)
+	pauseEnd := t0.Add(10 * time.Second)
+	// The steps the machine decides for a call: a new request, a due poll.
+	first := *m.Accept(request(), operation.Trace{}, t0).Next
+	poll := *m.Resume(state(waiting(loc, 2, t0)), operation.Delivery{Wake: 2}, t0).Next
+	throttledStart := *m.Resume(state(waiting("", 2, t0)), operation.Delivery{Wake: 2}, t0).Next
+	nearDeadline := poll
+	nearDeadline.Deadline = t0.Add(2 * time.Second)
+	for _, tc := range []struct {
+		name       string
+		next       operation.State
+		h          operation.Hold
+		action     operation.Action
+		at         time.Time // NextAt, when Schedule
+		unanswered int
+	}{
+		{"new request, slot of the bucket in the future: wait for it, first call not counted", first,
+			operation.Hold{Scope: "default.billing.writes", Until: slot, Slot: true}, operation.Schedule, slot, 0},
+		{"first call again after a throttled start, scope paused: wait for the slot after the pause", throttledStart,
+			operation.Hold{Scope: "default.billing.writes", Until: pauseEnd, Slot: true, PausedUntil: pauseEnd}, operation.Schedule, pauseEnd, 0},
+		{"poll, pause without a slot: released with a spread (half of HoldSpread here)", poll,
+			operation.Hold{Scope: "default.billing.reads", Until: pauseEnd, PausedUntil: pauseEnd}, operation.Schedule, pauseEnd.Add(2 * time.Second), 0},
+		{"slot past the deadline: timeout", nearDeadline,
+			operation.Hold{Scope: "default.billing.reads", Until: slot, Slot: true}, operation.Publish, time.Time{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.next.Phase.Claimed() {
+				t.Fatal("rows start from a step's claimed state")
+			}
+			s := m.Defer(tc.next, tc.h, t0)
+			n := s.Next
+			if s.Action != tc.action || n == nil {
+				t.Fatalf("action %v, want %v", s.Action, tc.action)
+			}
+			if n.Unanswered != tc.unanswered || n.ClaimedBy != "" || n.AzureCalls != tc.next.AzureCalls {
+				t.Errorf("unanswered %d claimed by %q calls %d", n.Unanswered, n.ClaimedBy, n.AzureCalls)
+			}
+			switch tc.action {
+			case operation.Schedule:
+				if n.Phase != operation.PhaseWaiting || !n.NextAt.Equal(tc.at) || n.Wake != tc.next.Wake+1 ||
+					n.LastWaitSource != operation.SourceThrottle || n.Throttled == nil || *n.Throttled != tc.h {
+					t.Errorf("phase %s next %s wake %d source %q hold %+v", n.Phase, n.NextAt.Sub(t0), n.Wake, n.LastWaitSource, n.Throttled)
+				}
+				if n.Location != tc.next.Location {
+					t.Errorf("location %q", n.Location)
+				}
+			case operation.Publish:
+				if n.Failed == nil || n.Failed.Code != messages.CodeTimeout || !strings.Contains(n.Failed.Message, "shared throttle") {
+					t.Errorf("%+v", n.Failed)
+				}
+			}
+		})
+	}
+}
+
+// A slot held is used once it has come, and the hold ends with the claim.
+func TestSlotDue(t *testing.T) {
+	m := machine()
+	slot := t0.Add(-time.Second)
+	st := state(func(s *operation.State) {
+		waiting("", 3, slot)(s)
+		s.Throttled = &operation.Hold{Scope: "default.billing.writes", Until: slot, Slot: true}
+	})
+	if !st.SlotDue(t0) || st.SlotDue(slot.Add(-time.Millisecond)) {
+		t.Error("SlotDue")
+	}
+	s := m.Resume(st, operation.Delivery{Wake: 3}, t0)
+	if s.Action != operation.Call || s.Next.Throttled != nil {
+		t.Errorf("%v %+v", s.Action, s.Next.Throttled)
+	}
+	// An answer's wait replaces a hold.
+	held := *s.Next
+	held.Throttled = &operation.Hold{Scope: "x"}
+	if a := m.Answer(held, operation.Answer{Outcome: operation.Running, Status: 202, Location: "https://management.azure.com/op/1"}, t0); a.Next.Throttled != nil {
+		t.Errorf("hold kept after an answer: %+v", a.Next.Throttled)
+	}
+}

@@ -116,6 +116,9 @@ type State struct {
 	// polling; past ClaimedUntil the claim is void (its worker died).
 	ClaimedBy    string    `json:"claimedBy,omitempty"`
 	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+	// Throttled is the shared throttle's hold on the next call, while the
+	// operation waits for it (phase waiting); nil otherwise.
+	Throttled *Hold `json:"throttled,omitempty"`
 	// TraceParent and TraceState carry the request's trace across polls,
 	// replicas and restarts.
 	TraceParent string `json:"traceparent,omitempty"`
@@ -205,6 +208,7 @@ func (s *State) Wait(d poll.Decision, now time.Time) {
 	s.Phase = PhaseWaiting
 	s.NextAt = d.At
 	s.LastWait, s.LastWaitSource = d.Wait, d.Source
+	s.Throttled = nil
 	s.Wake++
 	s.ClaimedBy, s.ClaimedUntil, s.UpdatedAt = "", time.Time{}, now
 }
@@ -219,4 +223,24 @@ func (s *State) Complete(ev messages.Completed, now time.Time) {
 func (s *State) Fail(ev messages.Failed, now time.Time) {
 	s.Phase, s.Failed = PhaseFailed, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
+}
+
+// Hold is a wait the shared throttle put on an operation's next call.
+type Hold struct {
+	// Scope is the throttle scope of the call ("default.billing.writes").
+	Scope string `json:"scope"`
+	// Until is when the call may go.
+	Until time.Time `json:"until"`
+	// Slot is true when Until is a slot of the scope's token bucket taken
+	// for this call: when it comes the call goes without taking another.
+	Slot bool `json:"slot,omitempty"`
+	// PausedUntil is the end of the scope's pause (Azure answered 429 or
+	// 503) when the call fell due; zero when the scope was not paused.
+	PausedUntil time.Time `json:"pausedUntil,omitzero"`
+}
+
+// SlotDue reports whether the operation holds a slot of the throttle's
+// bucket that has come at now: its call takes no other.
+func (s *State) SlotDue(now time.Time) bool {
+	return s.Throttled != nil && s.Throttled.Slot && !now.Before(s.Throttled.Until)
 }

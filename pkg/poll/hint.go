@@ -185,3 +185,39 @@ func values(h http.Header, name string) []string {
 	}
 	return out
 }
+
+// LongestHint returns the longest wait that any of the wait headers asks
+// for (every form HintFrom reads; invalid values are ignored), or ok=false
+// when none is present and valid. Where HintFrom picks one header by
+// precedence for an operation's own next call, a pause of a whole throttle
+// scope waits for the longest: each header may name a different quota, and
+// calls succeed only once all of them allow it.
+func LongestHint(h http.Header, now time.Time) (Hint, bool) {
+	var best Hint
+	found := false
+	consider := func(d time.Duration, source string) {
+		if !found || d > best.Wait {
+			best, found = Hint{Wait: d, Source: source}, true
+		}
+	}
+	for _, name := range []string{HeaderRetryAfterMs, HeaderXMsRetryAfterMs} {
+		for _, v := range values(h, name) {
+			if d, err := parseNumber(v, time.Millisecond); err == nil {
+				consider(d, name)
+			}
+		}
+	}
+	for _, name := range throttleHeaders {
+		for _, v := range values(h, name) {
+			if d, err := parseNumber(v, time.Second); err == nil {
+				consider(d, name)
+			}
+		}
+	}
+	for _, v := range values(h, HeaderRetryAfter) {
+		if d, err := ParseRetryAfter(v, now); err == nil {
+			consider(d, HeaderRetryAfter)
+		}
+	}
+	return best, found
+}

@@ -169,3 +169,27 @@ func TestHintFrom(t *testing.T) {
 		})
 	}
 }
+
+func TestLongestHint(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		h      http.Header
+		wait   time.Duration
+		source string
+		ok     bool
+	}{
+		{"none", http.Header{}, 0, "", false},
+		{"milliseconds shorter than Retry-After: the longest wins", http.Header{"Retry-After-Ms": {"1500"}, "Retry-After": {"4"}}, 4 * time.Second, HeaderRetryAfter, true},
+		{"consumption header longest", http.Header{"Retry-After": {"2"}, "X-Ms-Ratelimit-Microsoft.consumption-Retry-After": {"9"}}, 9 * time.Second, HeaderConsumptionRetryAfter, true},
+		{"an HTTP date", http.Header{"Retry-After": {now.Add(30 * time.Second).Format(http.TimeFormat)}}, 30 * time.Second, HeaderRetryAfter, true},
+		{"invalid values ignored", http.Header{"Retry-After": {"soon"}, "X-Ms-Retry-After-Ms": {"250"}}, 250 * time.Millisecond, HeaderXMsRetryAfterMs, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, ok := LongestHint(tc.h, now)
+			if ok != tc.ok || h.Wait != tc.wait || h.Source != tc.source {
+				t.Errorf("%v %+v, want %s from %s", ok, h, tc.wait, tc.source)
+			}
+		})
+	}
+}

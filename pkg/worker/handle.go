@@ -117,6 +117,16 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		}
 	}()
 	for redecided := 0; ; {
+		if step.Action == operation.Call && !held && w.thr != nil {
+			// The shared throttle may hold the call back: then the
+			// operation waits for it instead.
+			var h operation.Hold
+			var wait bool
+			if calls, h, wait = w.gate(calls, &cur, step.Next, log); wait {
+				step = w.machine.Defer(*step.Next, h, w.now())
+				log.DebugContext(ctx, "held by the shared throttle", "scope", h.Scope, "until", h.Until, "paused_until", h.PausedUntil)
+			}
+		}
 		if step.Next != nil {
 			if step.Action == operation.Call && !held {
 				// Acting from before the claim is stored until the answer
@@ -221,6 +231,9 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 		return operation.Step{}, false
 	}
 	a := answerOf(resp, err, late)
+	if !late {
+		w.observe(ctx, &st, &a, log)
+	}
 	// The operation's deadline, not http-timeout, bounded this call, and it
 	// ended without an answer when (or just before, for the token: see
 	// billing.AuthFailureMargin) the deadline ran out. The error only says

@@ -43,6 +43,7 @@ func setup(t *testing.T, configure ...func(*config.Config)) *testBundle {
 		Configure: func(c *config.Config) {
 			c.Concurrency = 16
 			c.MaxAckPending = 64
+			roomyThrottle(c)
 			for _, f := range configure {
 				f(c)
 			}

@@ -88,6 +88,9 @@ type Options struct {
 	// Policy decides the waits between calls; each zero field defaults to
 	// poll.DefaultPolicy's.
 	Policy poll.Policy
+	// Throttle configures the shared throttle; the zero value is off
+	// (cmd/worker turns it on by default).
+	Throttle ThrottleOptions
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -162,6 +165,9 @@ func (o Options) Validate() error {
 	check(o.MaxBadAnswers >= 1, "max-bad-answers must be at least 1")
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
+	for c, l := range o.Throttle.Limits {
+		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)
+	}
 	if err := o.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // Consumer names on the work stream.
@@ -94,4 +95,15 @@ func consumerConfig(name, filter, desc string, c *Options) jetstream.ConsumerCon
 		MaxAckPending: c.MaxAckPending,
 		Replicas:      c.Replicas,
 	}
+}
+
+// ensureThrottle creates or updates the shared throttle's bucket, with the
+// replicas of the streams; operators' tools read it even while the
+// throttle is off.
+func ensureThrottle(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *Options) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(s, c.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", s.ThrottleBucket(), err)
+	}
+	return kv, nil
 }

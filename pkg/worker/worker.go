@@ -27,6 +27,7 @@ import (
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
 	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/pkg/throttle"
 )
 
 // instrumentationName names the worker's tracer and meter.
@@ -64,6 +65,9 @@ type Worker struct {
 	tel      *telemetry.Telemetry
 	tracer   trace.Tracer
 	m        *instruments
+	// thr is the shared throttle (nil when it is off); tm its metrics.
+	thr *throttle.Throttle
+	tm  *throttleInstruments
 
 	// calls holds the ids of the operations this process is calling Azure
 	// for right now.
@@ -109,10 +113,13 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		Policy: cfg.Policy,
+		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread,
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
+	}
+	if w.tm, err = newThrottleInstruments(w.m.meter); err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	return w, nil
@@ -139,8 +146,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// JetStream may not be ready yet (a cluster electing its leader, NATS
 	// still starting): keep trying until it is, or until we are stopped.
 	setup := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst), backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
+	var tkv jetstream.KeyValue
 	kv, err := backoff.RetryNotifyWithData(func() (jetstream.KeyValue, error) {
-		return ensure(ctx, w.js, w.subj, &w.cfg)
+		kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
+		if err == nil {
+			tkv, err = ensureThrottle(ctx, w.js, w.subj, &w.cfg)
+		}
+		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
 		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
 	})
@@ -151,6 +163,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: set up JetStream: %w", err)
 	}
 	w.kv = kv
+	if w.cfg.Throttle.Shared {
+		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
+	}
 	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}

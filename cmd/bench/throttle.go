@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/throttle"
+)
+
+// throttleResult is one run of the throttle part.
+type throttleResult struct {
+	shared    bool
+	elapsed   time.Duration
+	calls     int
+	throttled int
+	early     int
+	// perReplicaWindow is the most 429s the emulator answered within one
+	// of its announced waits (a pause window), over every window.
+	perWindow int
+}
+
+// runThrottle measures the shared throttle: three worker processes, one
+// nats-server process and an emulator budget well below the workers'
+// speed, with the shared throttle on, then off (each operation backing off
+// alone), side by side.
+func runThrottle(ctx context.Context, o options, r *report) error {
+	budget := emulator.Budget{Rate: o.throttleRate, Burst: o.throttleBurst}
+	r.printf("\n## 5. Shared throttle (%s requests, 3 worker processes, an Azure budget of %g calls/s burst %d)\n\n",
+		thousands(float64(o.throttleN)), budget.Rate, budget.Burst)
+	dir := filepath.Join(o.dir, "throttle")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	progress("throttle: building nats-server and cmd/worker")
+	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	if err != nil {
+		return err
+	}
+	secret := "bench-secret"
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		return err
+	}
+	// Every request: a POST answered 202 (Retry-After 1), a poll answered
+	// 200: one call of each class, each class with its own bucket.
+	emu := emulator.Start(emulator.Options{
+		Audience: devstack.DevAudience,
+		Clients:  map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}},
+		Default:  []emulator.Reply{emulator.Accepted("1"), emulator.OK()},
+		Budget:   budget,
+	})
+	defer emu.Close()
+	ca := filepath.Join(dir, "emulator-ca.pem")
+	if err := emu.WriteCACert(ca); err != nil {
+		return err
+	}
+	e := &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}
+	var results []throttleResult
+	for _, shared := range []bool{true, false} {
+		res, err := throttleRun(ctx, o, e, shared)
+		if err != nil {
+			return fmt.Errorf("shared=%v: %w", shared, err)
+		}
+		results = append(results, res)
+	}
+	// The budget's lower bound: the burst at once, the other POSTs at the
+	// rate, and the last POST's poll one Retry-After (1 s) later.
+	bound := time.Duration(float64(o.throttleN-budget.Burst)/budget.Rate*float64(time.Second)) + time.Second
+	r.printf("Each request is a POST (answered 202, Retry-After 1) and a poll (200); the emulator keeps one bucket per "+
+		"class (POSTs, GETs) for the tenant, shared by the three worker processes (concurrency %d each), answers 429 with "+
+		"Retry-After (whole seconds until a token is back) when one is empty (a rejected call takes no token). Shared: "+
+		"`-throttle-billing-writes %s` and `-reads` the same, bursts %d. Per replica: `-throttle=false` (each operation "+
+		"backs off alone on its own 429s, the behaviour before the shared throttle). The budget's lower bound: the burst "+
+		"at once, the remaining POSTs at the rate, plus the last poll's Retry-After: %s.\n\n",
+		o.throttleConc, throttleRate(budget).String(), budget.Burst, secs(bound))
+	r.printf("| throttle | completion | vs lower bound | 429s received | most 429s in one pause window | early calls | Azure calls per request |\n|---|---|---|---|---|---|---|\n")
+	for _, res := range results {
+		name := "per replica (off)"
+		if res.shared {
+			name = "shared"
+		}
+		r.printf("| %s | %s | %+.1f%% | %d | %d | %d | %.3f |\n", name, secs(res.elapsed),
+			100*(res.elapsed.Seconds()/bound.Seconds()-1), res.throttled, res.perWindow, res.early, float64(res.calls)/float64(o.throttleN))
+	}
+	sh, off := results[0], results[1]
+	r.printf("\nEarly: a call that reached the emulator before the end of the wait its bucket's last 429 announced. " +
+		"A pause window: the wait one 429 announced; the column counts the 429s answered within the worst one.\n")
+	r.goal(sh.elapsed.Seconds() <= 1.1*bound.Seconds(), "shared throttle: completion within 10%% of the budget's lower bound: %s vs %s", secs(sh.elapsed), secs(bound))
+	r.goal(sh.early == 0, "shared throttle: no early call: %d", sh.early)
+	r.goal(sh.perWindow <= 3, "shared throttle: at most one 429 per replica per pause window: %d at most in one window", sh.perWindow)
+	r.goal(sh.throttled*5 <= off.throttled, "shared throttle: at least five times fewer 429s than per replica: %d vs %d", sh.throttled, off.throttled)
+	return nil
+}
+
+func throttleRate(b emulator.Budget) throttle.Rate {
+	return throttle.Rate{Calls: b.Rate, Per: time.Second}
+}
+
+// throttleRun runs the batch once against fresh processes and a full
+// budget.
+func throttleRun(ctx context.Context, o options, e *procEnv, shared bool) (throttleResult, error) {
+	res := throttleResult{shared: shared}
+	name := "throttle-off"
+	if shared {
+		name = "throttle-shared"
+	}
+	progress("throttle: %s, %d requests", name, o.throttleN)
+	e.emu.Reset()
+	ns, url, err := e.startNATS(name + "-nats")
+	if err != nil {
+		return res, err
+	}
+	defer ns.stop(10 * time.Second)
+	rate := throttleRate(emulator.Budget{Rate: o.throttleRate}).String()
+	burst := strconv.Itoa(o.throttleBurst)
+	env := append(devstack.WorkerEnv(e.emu, e.ca, e.secretFile),
+		"BILLING_NATS_URL="+url,
+		"BILLING_CONCURRENCY="+strconv.Itoa(o.throttleConc),
+		"BILLING_LOG_LEVEL=warn",
+		"BILLING_HEALTH_ADDR=127.0.0.1:0",
+		"BILLING_THROTTLE="+strconv.FormatBool(shared),
+		"BILLING_THROTTLE_BILLING_WRITES="+rate, "BILLING_THROTTLE_BILLING_WRITES_BURST="+burst,
+		"BILLING_THROTTLE_BILLING_READS="+rate, "BILLING_THROTTLE_BILLING_READS_BURST="+burst,
+	)
+	var workers []*child
+	defer func() {
+		for _, w := range workers {
+			w.stop(15 * time.Second)
+		}
+	}()
+	for i := range 3 {
+		w, err := startChild(fmt.Sprintf("%s-worker-%d", name, i), e.dir, []string{e.workerBin},
+			append(env, fmt.Sprintf("BILLING_NATS_NAME=%s-%d", name, i)), false)
+		if err != nil {
+			return res, err
+		}
+		workers = append(workers, w)
+	}
+	bc, err := connectBench(url)
+	if err != nil {
+		return res, err
+	}
+	defer bc.nc.Close()
+	for _, w := range workers {
+		if err := waitConsumers(ctx, bc.js, messages.NewLayout("").WorkStream(), w); err != nil {
+			return res, err
+		}
+	}
+	b, err := newBatch(bc.cl.Layout(), "thr", o.throttleN)
+	if err != nil {
+		return res, err
+	}
+	// Generous: per replica, storms can take several times the bound.
+	timeout := timeoutFor(o.throttleN, 10*time.Duration(float64(o.throttleN)/o.throttleRate*float64(time.Second)))
+	elapsed, got, err := b.run(ctx, bc.cl, bc.js, timeout)
+	if err != nil {
+		return res, err
+	}
+	res.elapsed = elapsed
+	for i, c := range got.completed {
+		if c == nil {
+			return res, fmt.Errorf("request %s: no completion", b.ids[i])
+		}
+	}
+	calls := e.emu.Calls()
+	res.calls = len(calls)
+	var windowEnd time.Time
+	inWindow := 0
+	for _, c := range calls {
+		if c.Early {
+			res.early++
+		}
+		if c.Status != 429 {
+			continue
+		}
+		res.throttled++
+		if c.Time.Before(windowEnd) {
+			inWindow++
+		} else {
+			ra, _ := strconv.Atoi(c.RetryAfter)
+			windowEnd, inWindow = c.Time.Add(time.Duration(ra)*time.Second), 1
+		}
+		res.perWindow = max(res.perWindow, inWindow)
+	}
+	return res, nil
+}

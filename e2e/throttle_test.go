@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/throttle"
+)
+
+// Three worker processes: a 429 one of them receives pauses the scope for
+// all three. The emulator sees no call of the scope until the pause ends,
+// the other workers log holds, and another scope's calls go on meanwhile.
+func TestThrottlePauseAcrossReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run")
+	}
+	e := newEnv(t)
+	// One budget for all three, far above this test's calls: every answer
+	// carries the remaining budget; the 429 is scripted.
+	e.emu.SetBudget(emulator.Budget{Rate: 1000, Burst: 1000})
+	ns := startNATS(t, "pause-nats", filepath.Join(t.TempDir(), "js"))
+	workers := make([]*proc, 3)
+	for i := range workers {
+		workers[i] = e.worker(t, fmt.Sprintf("pause-worker-%c", 'a'+i), ns.url(), "BILLING_LOG_LEVEL=debug")
+	}
+	_, js := connect(t, ns.url())
+	waitStream(t, js, messages.NewLayout("").WorkStream(), 30*time.Second)
+
+	const pause = 4 * time.Second
+	first := devstack.InvoiceName("PA", 0)
+	e.emu.Script(first, emulator.Throttled(429, "Retry-After", "4"), emulator.OK())
+	publishAll(t, js, []messages.Request{devstack.Sample(messages.KindInvoiceSummary, "pa-first", first)})
+	var throttledAt time.Time
+	eventually(t, 30*time.Second, func() bool {
+		calls := e.emu.CallsFor(first)
+		if len(calls) > 0 {
+			throttledAt = calls[0].Time
+		}
+		return len(calls) > 0
+	})
+	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	eventually(t, 10*time.Second, func() bool {
+		st, err := throttle.List(context.Background(), js, messages.NewLayout(""))
+		return err == nil && len(st) > 0 && st[len(st)-1].Scope == scope && st[len(st)-1].Pauses == 1
+	})
+
+	// During the pause: 12 requests of the paused scope (POSTs), 3 of
+	// another (invoice reads).
+	var held, other []messages.Request
+	for i := 1; i <= 15; i++ {
+		inv := devstack.InvoiceName("PA", i)
+		e.emu.Script(inv, emulator.OK())
+		if i <= 12 {
+			held = append(held, devstack.Sample(messages.KindInvoiceSummary, fmt.Sprintf("pa-held-%02d", i), inv))
+		} else {
+			other = append(other, devstack.Sample(messages.KindInvoice, fmt.Sprintf("pa-other-%02d", i), inv))
+		}
+	}
+	publishAll(t, js, append(append([]messages.Request{}, held...), other...))
+	for eventsKept(js) < 16 {
+		checkAlive(t, workers...)
+		if time.Since(throttledAt) > time.Minute {
+			t.Fatalf("only %d of 16 events", eventsKept(js))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	end := throttledAt.Add(pause)
+	for _, r := range other {
+		if c := e.emu.CallsFor(r.Params.InvoiceName); len(c) != 1 || !c[0].Time.Before(end) {
+			t.Errorf("%s (another scope) was held by the pause: %+v", r.ID, c)
+		}
+	}
+	var firstAfter time.Time
+	for _, c := range e.emu.Calls() {
+		if c.Operation != emulator.OpInvoiceSummary || c.Phase != emulator.PhaseStart || c.InvoiceName == first {
+			continue
+		}
+		if c.Time.Before(end) {
+			t.Errorf("call in the paused scope %s after the 429, before the pause ended (%s)", c.Time.Sub(throttledAt), c.InvoiceName)
+		}
+		if firstAfter.IsZero() || c.Time.Before(firstAfter) {
+			firstAfter = c.Time
+		}
+	}
+	counts, outcomes := eventCounts(t, js)
+	for _, r := range append(held, other...) {
+		if counts[r.ID] != 1 || outcomes[r.ID] != messages.OutcomeCompleted {
+			t.Errorf("%s: %d events, %s", r.ID, counts[r.ID], outcomes[r.ID])
+		}
+	}
+	// The replica that got the 429 paused the scope; the others held
+	// their calls because of it.
+	pausers, holders := 0, 0
+	for _, w := range workers {
+		log, _ := os.ReadFile(w.log)
+		paused := strings.Contains(string(log), "throttle scope paused")
+		if paused {
+			pausers++
+		}
+		if !paused && strings.Contains(string(log), "held by the shared throttle") {
+			holders++
+		}
+	}
+	if pausers != 1 || holders == 0 {
+		t.Errorf("%d replicas paused the scope, %d others held calls; want 1 and at least 1", pausers, holders)
+	}
+	t.Logf("pause of %s: first call of the scope %s after the 429; %d other replicas held calls", pause, firstAfter.Sub(throttledAt).Round(time.Millisecond), holders)
+}
+
+// Three worker processes share an emulator budget of 10 calls a second
+// (burst 10) with throttles set to it; one is SIGKILLed while it holds
+// slots. The others go on at once: no gap in the calls longer than a
+// couple of seconds, every request ends once, and at most one call per
+// replica is throttled.
+func TestThrottleReplicaKilledHoldingBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run")
+	}
+	e := newEnv(t)
+	e.emu.SetBudget(emulator.Budget{Rate: 10, Burst: 10})
+	ns := startNATS(t, "kill-nats", filepath.Join(t.TempDir(), "js"))
+	limits := []string{"BILLING_THROTTLE_BILLING_WRITES=10/1s", "BILLING_THROTTLE_BILLING_WRITES_BURST=10", "BILLING_CONCURRENCY=8"}
+	workers := make([]*proc, 3)
+	for i := range workers {
+		workers[i] = e.worker(t, fmt.Sprintf("kill-worker-%c", 'a'+i), ns.url(), limits...)
+	}
+	_, js := connect(t, ns.url())
+	waitStream(t, js, messages.NewLayout("").WorkStream(), 30*time.Second)
+
+	const n = 100
+	reqs := make([]messages.Request, n)
+	for i := range reqs {
+		inv := devstack.InvoiceName("KB", i)
+		e.emu.Script(inv, emulator.OK())
+		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, "kb-"+inv, inv)
+	}
+	start := time.Now()
+	publishAll(t, js, reqs)
+	eventually(t, 30*time.Second, func() bool { return len(e.emu.Calls()) >= 30 })
+	killedAt := time.Now()
+	workers[0].signal(t, syscall.SIGKILL, 5*time.Second)
+	for eventsKept(js) < n {
+		checkAlive(t, workers[1:]...)
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("only %d of %d events", eventsKept(js), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(start)
+	counts, outcomes := eventCounts(t, js)
+	for _, r := range reqs {
+		if counts[r.ID] != 1 || outcomes[r.ID] != messages.OutcomeCompleted {
+			t.Errorf("%s: %d events, %s", r.ID, counts[r.ID], outcomes[r.ID])
+		}
+	}
+	var times []time.Time
+	throttled := 0
+	for _, c := range e.emu.Calls() {
+		times = append(times, c.Time)
+		if c.Status == 429 {
+			throttled++
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	var gap time.Duration
+	for i := 1; i < len(times); i++ {
+		if times[i].After(killedAt) {
+			gap = max(gap, times[i].Sub(maxTime(times[i-1], killedAt)))
+		}
+	}
+	// A call the killed replica had in flight comes back after ack-wait
+	// (5 s here); the slots it took and never stored are lost: at most
+	// its concurrency, 0.8 s of the budget.
+	bound := time.Duration(n-10)*time.Second/10 + 5*time.Second + 5*time.Second
+	// The emulator's buckets start full at their first call, the workers'
+	// at their first slot; the first call also waits for a token, so the
+	// two clocks can differ by that much: at most one 429 per replica.
+	if gap > 2*time.Second || throttled > 3 || took > bound {
+		t.Errorf("after the kill: longest gap between calls %s, %d calls throttled, all done in %s (bound %s)", gap, throttled, took, bound)
+	}
+	t.Logf("%d requests, one replica killed after %s: done in %s (budget's lower bound %s), longest gap after the kill %s, %d calls, %d throttled",
+		n, killedAt.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond), time.Duration(n-10)*time.Second/10, gap.Round(time.Millisecond), len(times), throttled)
+}
+
+// Pacing from the remaining-budget headers: the emulator's budget is N = 20
+// calls (refilled at 10 a second), the workers believe in a burst of 200 at
+// the same rate, and 3N requests come at once. The headers slow the
+// workers down (less the calls let through after the reported one): the
+// 429s stay within the documented bound, the calls in flight before the
+// first answer (replicas × concurrency = 12, less the budget left).
+func TestThrottlePacingFromRemainingHeaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run")
+	}
+	e := newEnv(t)
+	const budget, replicas, concurrency = 20, 3, 4
+	e.emu.SetBudget(emulator.Budget{Rate: 10, Burst: budget})
+	ns := startNATS(t, "pace-nats", filepath.Join(t.TempDir(), "js"))
+	for i := range replicas {
+		e.worker(t, fmt.Sprintf("pace-worker-%c", 'a'+i), ns.url(),
+			"BILLING_THROTTLE_BILLING_WRITES=10/1s", "BILLING_THROTTLE_BILLING_WRITES_BURST=200", fmt.Sprintf("BILLING_CONCURRENCY=%d", concurrency))
+	}
+	_, js := connect(t, ns.url())
+	waitStream(t, js, messages.NewLayout("").WorkStream(), 30*time.Second)
+	reqs := make([]messages.Request, 3*budget)
+	for i := range reqs {
+		inv := devstack.InvoiceName("PH", i)
+		e.emu.Script(inv, emulator.OK())
+		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, "ph-"+inv, inv)
+	}
+	publishAll(t, js, reqs)
+	eventually(t, 2*time.Minute, func() bool { return eventsKept(js) >= uint64(len(reqs)) })
+	throttled, early := 0, 0
+	for _, c := range e.emu.Calls() {
+		if c.Status == 429 {
+			throttled++
+		}
+		if c.Early {
+			early++
+		}
+	}
+	if throttled > replicas*concurrency {
+		t.Errorf("%d calls throttled, want at most %d", throttled, replicas*concurrency)
+	}
+	t.Logf("budget %d, %d requests: %d calls, %d throttled (bound %d), %d early", budget, len(reqs), len(e.emu.Calls()), throttled, replicas*concurrency, early)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,80 @@
+package emulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// A tenant's bucket per class: remaining budget on every answer, 429 with
+// the class's retry headers when empty, other classes unaffected, early
+// calls counted; the control API sets and reads it.
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{Budget: Budget{Rate: 0.5, Burst: 2}})
+	for i, want := range []string{"1", "0"} {
+		resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv))
+		if resp.StatusCode >= 300 || resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes") != want {
+			t.Fatalf("write %d: %d remaining %q, want %s", i, resp.StatusCode, resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes"), want)
+		}
+	}
+	resp, body := b.call(t, opRequest(OpInvoiceDownload, "INV1"))
+	wantError(t, resp, body, http.StatusTooManyRequests, "TooManyRequests", "")
+	if ra := resp.Header.Get("Retry-After"); ra != "2" && ra != "3" && ra != "4" {
+		t.Errorf("Retry-After %q", ra)
+	}
+	if c := lastCall(t, b.srv); c.Budget != BudgetWrites || c.Status != 429 || c.RetryAfter == "" || c.Early {
+		t.Errorf("call %+v", c)
+	}
+	// Before the announced wait: early, and throttled again.
+	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode != 429 || !lastCall(t, b.srv).Early {
+		t.Errorf("second try: %d %+v", resp.StatusCode, lastCall(t, b.srv))
+	}
+	// Reads and Cost Management have buckets of their own.
+	resp, _ = b.call(t, opRequest(OpInvoiceGet, testInv))
+	if resp.StatusCode != 200 || resp.Header.Get("x-ms-ratelimit-remaining-tenant-reads") != "1" {
+		t.Errorf("read: %d %q", resp.StatusCode, resp.Header.Get("x-ms-ratelimit-remaining-tenant-reads"))
+	}
+	for range 2 {
+		if resp, _ := b.call(t, opRequest(OpPricesheetDownload, "INV2")); resp.StatusCode >= 300 {
+			t.Fatalf("price sheet: %d", resp.StatusCode)
+		}
+	}
+	resp, _ = b.call(t, opRequest(OpPricesheetDownload, "INV2"))
+	if resp.StatusCode != 429 || resp.Header.Get("x-ms-ratelimit-microsoft.consumption-retry-after") == "" ||
+		!strings.HasSuffix(resp.Header.Get("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining"), ":0") || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("price sheet throttled: %d %v", resp.StatusCode, resp.Header)
+	}
+	stats := b.srv.BudgetStats()
+	if len(stats) != 3 {
+		t.Fatalf("%+v", stats)
+	}
+	for _, st := range stats {
+		if st.Tenant != testTenant {
+			t.Errorf("%+v", st)
+		}
+		if st.Class == BudgetWrites && (st.Calls != 4 || st.Throttled != 2 || st.Early != 1) {
+			t.Errorf("writes %+v", st)
+		}
+	}
+
+	// Over the control API: off again, and the stats.
+	c := b.srv.Client()
+	req, _ := http.NewRequest(http.MethodPut, b.srv.URL()+"/_emulator/budget", strings.NewReader(`{"rate": 0, "burst": 0}`))
+	if r, err := c.Do(req); err != nil || r.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT budget: %v %v", r, err)
+	}
+	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode == 429 || resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes") != "" {
+		t.Errorf("unlimited: %d %v", resp.StatusCode, resp.Header)
+	}
+	r, err := c.Get(b.srv.URL() + "/_emulator/budget")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var got []BucketStats
+	if err := json.NewDecoder(r.Body).Decode(&got); err != nil || len(got) != 0 {
+		t.Errorf("GET budget: %v %+v", err, got)
+	}
+}

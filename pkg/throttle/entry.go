@@ -1,0 +1,222 @@
+package throttle
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EntryVersion is the schema version of Entry.
+const EntryVersion = 1
+
+// Entry is the value of a scope's key in the throttle bucket, as JSON
+// (README.md, "Throttling", documents it for operators). Replicas change it
+// only by compare-and-set on the entry's revision.
+type Entry struct {
+	Version int   `json:"version"`
+	Scope   Scope `json:"scope"`
+	// Rate and Burst are the limit the last writer enforced ("10/1s").
+	Rate  string `json:"rate"`
+	Burst int    `json:"burst"`
+	// TAT is the bucket's theoretical arrival time: the bucket is full when
+	// it is not after now, and each call reserved moves it on by one
+	// interval (Per/Calls). The next free slot is TAT - (Burst-1) intervals.
+	TAT time.Time `json:"tat"`
+	// PausedUntil is when the scope's pause ends (zero or past: none).
+	// PauseSource is the header that set it, e.g. "retry-after".
+	PausedUntil time.Time `json:"pausedUntil,omitzero"`
+	PauseSource string    `json:"pauseSource,omitempty"`
+	// Remaining is the budget Azure last reported for the scope.
+	Remaining *Remaining `json:"remaining,omitempty"`
+	// Counters, over every replica since the entry was created.
+	Calls     int64 `json:"calls"`     // slots reserved (calls let through)
+	Deferred  int64 `json:"deferred"`  // calls given a slot in the future
+	Throttled int64 `json:"throttled"` // 429 and 503 answers received
+	Pauses    int64 `json:"pauses"`    // pauses set or extended
+	// PausedSeconds adds up the time the scope was paused for.
+	PausedSeconds float64   `json:"pausedSeconds"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+}
+
+// Remaining is a remaining-budget header Azure sent: its name, its value
+// (the smallest count of the windows it names) and when it was read.
+type Remaining struct {
+	Header string    `json:"header"`
+	Value  int64     `json:"value"`
+	At     time.Time `json:"at"`
+}
+
+// Paused reports whether the scope is paused at now.
+func (e *Entry) Paused(now time.Time) bool { return now.Before(e.PausedUntil) }
+
+// Tokens returns the calls the bucket allows at once at now under l.
+func (e *Entry) Tokens(l Limit, now time.Time) float64 {
+	iv := l.Rate.Interval()
+	if iv <= 0 {
+		return float64(l.Burst)
+	}
+	if !e.TAT.After(now) {
+		return float64(l.Burst)
+	}
+	window := time.Duration(l.Burst) * iv
+	free := window - e.TAT.Sub(now)
+	return math.Max(0, math.Min(float64(l.Burst), float64(free)/float64(iv)))
+}
+
+// Reserve takes the earliest slot of the bucket for one call, at now or
+// later (never within a pause), and returns it.
+func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
+	e.stamp(l, now)
+	iv := l.Rate.Interval()
+	slot := now
+	if s := e.TAT.Add(-time.Duration(l.Burst-1) * iv); s.After(slot) {
+		slot = s
+	}
+	if e.PausedUntil.After(slot) {
+		slot = e.PausedUntil
+	}
+	e.TAT = maxTime(e.TAT, slot).Add(iv)
+	e.Calls++
+	if slot.After(now) {
+		e.Deferred++
+	}
+	return slot
+}
+
+// Pause pauses the scope until until (Azure's wait, source its header)
+// and counts the throttled answer. When the pause ends the bucket is taken
+// as empty: calls resume at the rate, not in a burst. It returns the time
+// the pause was set or extended by (0: it was paused that long already).
+func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) time.Duration {
+	e.stamp(l, now)
+	e.Throttled++
+	if !until.After(now) || !until.After(e.PausedUntil) {
+		return 0
+	}
+	added := until.Sub(maxTime(now, e.PausedUntil))
+	e.PausedSeconds += added.Seconds()
+	e.PausedUntil, e.PauseSource = until, source
+	e.Pauses++
+	iv := l.Rate.Interval()
+	e.TAT = maxTime(e.TAT, until.Add(time.Duration(l.Burst-1)*iv))
+	return added
+}
+
+// Report records the remaining budget Azure reported at now for a call,
+// and slows the bucket down when Azure has less left than the bucket
+// allows. after is the number of calls the bucket let through after that
+// call (in flight, or waiting for their slots): Azure had not counted them
+// yet, so the bucket then holds no more than value - after calls (fewer
+// than none: it owes the difference). It never speeds the bucket up (a
+// report can be older than calls already let through). It reports whether
+// the bucket changed.
+func (e *Entry) Report(l Limit, r Remaining, after int64, now time.Time) bool {
+	e.stamp(l, now)
+	e.Remaining = &r
+	iv := l.Rate.Interval()
+	left := r.Value - max(after, 0)
+	target := now.Add(time.Duration(l.Burst)*iv - time.Duration(left)*iv)
+	if !target.After(maxTime(e.TAT, now)) {
+		return false
+	}
+	e.TAT = target
+	return true
+}
+
+func (e *Entry) stamp(l Limit, now time.Time) {
+	e.Version, e.Rate, e.Burst, e.UpdatedAt = EntryVersion, l.Rate.String(), l.Burst, now
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// DecodeEntry reads an entry of the bucket.
+func DecodeEntry(data []byte) (Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Entry{}, fmt.Errorf("throttle: entry does not decode: %w", err)
+	}
+	if e.Version != EntryVersion {
+		return Entry{}, fmt.Errorf("throttle: entry of version %d; this code reads version %d", e.Version, EntryVersion)
+	}
+	return e, nil
+}
+
+func (e *Entry) encode() []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		panic(fmt.Sprintf("throttle: encode entry: %v", err)) // plain data: cannot happen
+	}
+	return b
+}
+
+// Remaining-budget headers Azure sends (docs/azure.md, Throttling).
+const (
+	HeaderRemainingTenantWrites       = "x-ms-ratelimit-remaining-tenant-writes"
+	HeaderRemainingTenantReads        = "x-ms-ratelimit-remaining-tenant-reads"
+	HeaderRemainingSubscriptionWrites = "x-ms-ratelimit-remaining-subscription-writes"
+	HeaderRemainingSubscriptionReads  = "x-ms-ratelimit-remaining-subscription-reads"
+	HeaderCostManagementQPURemaining  = "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining"
+	HeaderCostManagementTenantRemain  = "x-ms-ratelimit-remaining-microsoft.costmanagement-tenant-requests"
+	HeaderCostManagementEntityRemain  = "x-ms-ratelimit-remaining-microsoft.costmanagement-entity-requests"
+)
+
+// remainingHeaders are the headers that count a class's budget.
+var remainingHeaders = map[Class][]string{
+	BillingWrites:  {HeaderRemainingTenantWrites, HeaderRemainingSubscriptionWrites},
+	BillingReads:   {HeaderRemainingTenantReads, HeaderRemainingSubscriptionReads},
+	CostManagement: {HeaderCostManagementQPURemaining, HeaderCostManagementTenantRemain, HeaderCostManagementEntityRemain},
+}
+
+// RemainingOf reads the smallest remaining budget of class c from an
+// answer's headers: a plain count ("195") or Cost Management's windows
+// ("QueriesPerHour:597,QueriesPerMin:57,QueriesPer10Sec:9", the smallest
+// counts). ok is false when no header of the class is present and valid.
+func RemainingOf(c Class, h http.Header, now time.Time) (Remaining, bool) {
+	var best Remaining
+	found := false
+	for _, name := range remainingHeaders[c] {
+		for k, vs := range h {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			for _, v := range vs {
+				if n, ok := parseRemaining(v); ok && (!found || n < best.Value) {
+					best, found = Remaining{Header: name, Value: n, At: now}, true
+				}
+			}
+		}
+	}
+	return best, found
+}
+
+// parseRemaining reads "195" or "Name:9,Name:57" (the smallest count).
+func parseRemaining(v string) (int64, bool) {
+	if len(v) > 256 {
+		return 0, false
+	}
+	found := false
+	var least int64
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if i := strings.LastIndexByte(part, ':'); i >= 0 {
+			part = strings.TrimSpace(part[i+1:])
+		}
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		if !found || n < least {
+			least, found = n, true
+		}
+	}
+	return least, found
+}

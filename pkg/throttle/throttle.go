@@ -1,0 +1,284 @@
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// BucketTTL is how long a scope's entry is kept after its last change;
+// a scope nobody called for that long starts again from a full bucket.
+const BucketTTL = 24 * time.Hour
+
+// BucketConfig is the throttle bucket's configuration under layout l, with
+// replicas replicas (the worker's setting, as for its streams).
+func BucketConfig(l messages.Layout, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      l.ThrottleBucket(),
+		Description: "Shared throttle of the billing workers: one entry per scope (credential profile and class of Azure call)",
+		History:     1,
+		TTL:         BucketTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// maxAttempts bounds the compare-and-set attempts of one change; past
+// that the change is given up (the caller goes on without it).
+const maxAttempts = 64
+
+// conflictWait bounds the random wait after a lost race, so that replicas
+// racing for one entry fall out of step.
+const conflictWait = 5 * time.Millisecond
+
+// ErrContended is returned when a change lost maxAttempts races in a row.
+var ErrContended = errors.New("throttle: the scope's entry kept changing under this worker")
+
+// Throttle is one replica's handle on the shared throttle. Its methods are
+// safe for concurrent use; within a process the changes of one scope are
+// serialised, so replicas, not goroutines, race for an entry.
+type Throttle struct {
+	kv     jetstream.KeyValue
+	limits map[Class]Limit
+	now    func() time.Time
+
+	mu    sync.Mutex
+	locks map[Scope]*sync.Mutex
+}
+
+// New returns a throttle on bucket kv enforcing limits (a class missing
+// from it takes DefaultLimits's).
+func New(kv jetstream.KeyValue, limits map[Class]Limit) *Throttle {
+	all := DefaultLimits()
+	for c, l := range limits {
+		all[c] = l
+	}
+	return &Throttle{kv: kv, limits: all, now: time.Now, locks: map[Scope]*sync.Mutex{}}
+}
+
+// Limit returns the limit of scope s.
+func (t *Throttle) Limit(s Scope) Limit {
+	if l, ok := t.limits[s.Class()]; ok {
+		return l
+	}
+	return t.limits[BillingReads]
+}
+
+// Grant is the slot a call got.
+type Grant struct {
+	// At is the slot: now, or the time the call is to wait for.
+	At time.Time
+	// PausedUntil is the end of the scope's pause, when it is paused.
+	PausedUntil time.Time
+	// Seq numbers the slot among all the scope's calls (Entry.Calls once
+	// taken); Observe takes it to count the calls let through after it.
+	Seq int64
+}
+
+// Reserve takes a slot for one call in scope s.
+func (t *Throttle) Reserve(ctx context.Context, s Scope) (Grant, error) {
+	var g Grant
+	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		g.At = e.Reserve(t.Limit(s), now)
+		g.Seq = e.Calls
+		if e.Paused(now) {
+			g.PausedUntil = e.PausedUntil
+		}
+		return true
+	})
+	return g, err
+}
+
+// PausedUntil returns the end of scope s's pause, or zero when it is not
+// paused.
+func (t *Throttle) PausedUntil(ctx context.Context, s Scope) (time.Time, error) {
+	e, _, err := t.get(ctx, s)
+	if err != nil || !e.Paused(t.now()) {
+		return time.Time{}, err
+	}
+	return e.PausedUntil, nil
+}
+
+// Pause records a throttled answer (429 or 503) in scope s and pauses the
+// scope for every replica until until, unless it is paused longer already.
+// It returns the time the pause was set or extended by (0: the scope was
+// paused that long already).
+func (t *Throttle) Pause(ctx context.Context, s Scope, until time.Time, source string) (time.Duration, error) {
+	var added time.Duration
+	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		added = e.Pause(t.Limit(s), until, source, now)
+		return true
+	})
+	return added, err
+}
+
+// reportEvery is how often an unchanged remaining budget is written.
+const reportEvery = time.Second
+
+// Observe reads the remaining-budget headers of the answer to a call in
+// scope s and records them, slowing the scope's bucket when Azure has less
+// left than it allows. seq is the call's Grant.Seq (0: unknown); the calls
+// let through after it are taken off what Azure reported. It returns what
+// it read (ok false: no such header).
+func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header, seq int64) (Remaining, bool, error) {
+	r, ok := RemainingOf(s.Class(), h, t.now())
+	if !ok {
+		return r, false, nil
+	}
+	l := t.Limit(s)
+	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		old := e.Remaining
+		r.At = now
+		var after int64
+		if seq > 0 {
+			after = e.Calls - seq
+		}
+		tightened := e.Report(l, r, after, now)
+		// Worth a write when it slows the bucket, or to keep the report
+		// operators see fresh.
+		return tightened || old == nil || old.Value != r.Value && now.Sub(old.At) >= reportEvery || now.Sub(old.At) >= 10*reportEvery
+	})
+	return r, true, err
+}
+
+// change applies f to scope s's entry with compare-and-set, retrying when
+// another replica changed it meanwhile. f returns false to write nothing.
+func (t *Throttle) change(ctx context.Context, s Scope, f func(e *Entry, now time.Time) bool) (Entry, error) {
+	lock := t.lock(s)
+	lock.Lock()
+	defer lock.Unlock()
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			tm := time.NewTimer(time.Duration(rand.Int64N(int64(conflictWait))))
+			select {
+			case <-ctx.Done():
+				tm.Stop()
+				return Entry{}, ctx.Err()
+			case <-tm.C:
+			}
+		}
+		e, rev, err := t.get(ctx, s)
+		if err != nil {
+			return e, err
+		}
+		now := t.now()
+		if e.Scope == "" {
+			e.Scope = s
+		}
+		if !f(&e, now) {
+			return e, nil
+		}
+		if rev == 0 {
+			_, err = t.kv.Create(ctx, string(s), e.encode())
+		} else {
+			_, err = t.kv.Update(ctx, string(s), e.encode(), rev)
+		}
+		switch {
+		case err == nil:
+			return e, nil
+		case errors.Is(err, jetstream.ErrKeyExists), isWrongSequence(err):
+			continue // another replica was first: start again from its entry
+		default:
+			return e, fmt.Errorf("throttle: store %s: %w", s, err)
+		}
+	}
+	return Entry{}, fmt.Errorf("%w: %s", ErrContended, s)
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// get reads scope s's entry and its revision (0: none yet, or one that
+// does not decode, which is then written over).
+func (t *Throttle) get(ctx context.Context, s Scope) (Entry, uint64, error) {
+	kve, err := t.kv.Get(ctx, string(s))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return Entry{}, 0, nil
+	case err != nil:
+		return Entry{}, 0, fmt.Errorf("throttle: read %s: %w", s, err)
+	}
+	e, derr := DecodeEntry(kve.Value())
+	if derr != nil {
+		return Entry{Scope: s}, kve.Revision(), nil
+	}
+	return e, kve.Revision(), nil
+}
+
+func (t *Throttle) lock(s Scope) *sync.Mutex {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.locks[s]
+	if l == nil {
+		l = &sync.Mutex{}
+		t.locks[s] = l
+	}
+	return l
+}
+
+// Status is a scope as operators see it: its entry, and the calls its
+// bucket allows at once when read (under the limit the entry names).
+type Status struct {
+	Entry
+	Tokens float64 `json:"tokens"`
+}
+
+// List reads every scope of the throttle bucket under layout l, sorted by
+// scope. A missing bucket (no worker ran the shared throttle yet) lists
+// none.
+func List(ctx context.Context, js jetstream.JetStream, l messages.Layout) ([]Status, error) {
+	kv, err := js.KeyValue(ctx, l.ThrottleBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("throttle: bucket %s: %w", l.ThrottleBucket(), err)
+	}
+	return ListBucket(ctx, kv)
+}
+
+// ListBucket reads every scope of kv, sorted by scope.
+func ListBucket(ctx context.Context, kv jetstream.KeyValue) ([]Status, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("throttle: list: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	now := time.Now()
+	var out []Status
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return out, nil
+			}
+			if kve == nil { // the current values are all in
+				sort.Slice(out, func(i, j int) bool { return out[i].Scope < out[j].Scope })
+				return out, nil
+			}
+			e, err := DecodeEntry(kve.Value())
+			if err != nil {
+				continue
+			}
+			st := Status{Entry: e}
+			if r, err := ParseRate(e.Rate); err == nil {
+				st.Tokens = e.Tokens(Limit{Rate: r, Burst: e.Burst}, now)
+			}
+			out = append(out, st)
+		}
+	}
+}
