@@ -20,6 +20,7 @@ import (
 
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/operation"
 )
@@ -302,6 +303,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.until(t, "three dead letters", `document.querySelector("#dead-letters").textContent.trim() == "3"`, 10*time.Second)
 	b.until(t, "three rejected, counted as received and failed", fmt.Sprintf(`document.querySelector("#recent-rejected") && document.querySelector("#recent-rejected").textContent == "3" && `+
 		`document.querySelector("#recent-received").textContent == "%d" && document.querySelector("#recent-failed").textContent == "4"`, total+3), 10*time.Second)
+	// Azure throttles a price sheet for five minutes: its scope of the
+	// shared throttle shows paused, live.
+	pausedInv := devstack.InvoiceName("PSD", 1)
+	tb.stack.Emulator.Script(pausedInv, emulator.Throttled(http.StatusTooManyRequests, "Retry-After", "300"))
+	tb.submit(t, messages.KindInvoicePriceSheet, "br-paused", pausedInv)
+	b.until(t, "a throttled operation and its paused scope", `document.querySelector("#throttled").textContent == "1" && `+
+		`document.querySelector("#paused-scopes") && document.querySelector("#paused-scopes").textContent.includes("1 of 3 scopes paused") && `+
+		`document.querySelector("#scopes tr.paused") && document.querySelector("#scopes tr.paused").textContent.includes("costmanagement")`, 15*time.Second)
 	b.screenshot(t, "console-overview")
 
 	// The hostile payload renders as text, in the list and on its page.
