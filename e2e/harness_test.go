@@ -171,15 +171,22 @@ type natsNode struct {
 
 func startNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
 	t.Helper()
+	n := newNATS(t, name, dir, extra...)
+	n.start(t)
+	n.waitReady(t)
+	return n
+}
+
+// newNATS is a nats-server process on a port of its own, not started yet.
+func newNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
+	t.Helper()
 	port := freePort(t)
 	n := &natsNode{port: port, proc: proc{
 		name: name,
 		args: append([]string{bin.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "-n", name}, extra...),
 		log:  filepath.Join(t.TempDir(), name+".log"),
 	}}
-	n.start(t)
 	t.Cleanup(func() { n.signal(t, syscall.SIGTERM, 10*time.Second) })
-	n.waitReady(t)
 	return n
 }
 
@@ -260,7 +267,7 @@ func (e *env) worker(t *testing.T, name, natsURL string, extra ...string) *proc 
 // script gives request i one of a few realistic flows and returns the
 // request.
 func script(emu *emulator.Server, i int, prefix string) messages.Request {
-	kind := messages.Kinds[i%len(messages.Kinds)]
+	kind := devstack.ScriptedKinds()[i%len(devstack.ScriptedKinds())]
 	inv := devstack.InvoiceName(prefix, i)
 	switch i % 10 {
 	case 0, 1, 2:

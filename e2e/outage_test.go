@@ -45,7 +45,7 @@ func TestNATSOutageWithCallsInFlight(t *testing.T) {
 				} else {
 					e.emu.Script(inv, emulator.Accepted("1").After(2*time.Second), emulator.OK())
 				}
-				reqs[i] = devstack.Sample(messages.Kinds[i%len(messages.Kinds)], fmt.Sprintf("out-%s-%02d", sig, i), inv)
+				reqs[i] = devstack.Sample(devstack.ScriptedKinds()[i%len(devstack.ScriptedKinds())], fmt.Sprintf("out-%s-%02d", sig, i), inv)
 			}
 			publishAll(t, js, reqs)
 			// Stop the server once every first call is in flight.

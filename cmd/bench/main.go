@@ -18,6 +18,9 @@
 //  5. throttle: three worker processes against an emulator budget of 20
 //     calls/s burst 40, 2,000 requests, with the shared throttle and
 //     without it (each operation backing off alone), side by side.
+//  6. collection: a collection of 2,000 documents, each download answered
+//     202 + Retry-After then 200 with a latency: wall time against the
+//     ideal for the collection window, Azure calls per document, memory.
 //
 // Usage:
 //
@@ -76,10 +79,15 @@ type options struct {
 	profileConc int
 	profileOut  string
 
-	throttleN     int     // requests of the throttle part
-	throttleRate  float64 // the emulator's budget: calls per second per class
-	throttleBurst int
-	throttleConc  int // worker concurrency of each of the three processes
+	collN          int           // documents of the collection part
+	collWindows    []int         // collection windows to run
+	collLatency    time.Duration // latency of every emulated call
+	collRetryAfter time.Duration // Retry-After of each download's 202
+	collSingles    int           // single requests published while a collection runs
+	throttleN      int           // requests of the throttle part
+	throttleRate   float64       // the emulator's budget: calls per second per class
+	throttleBurst  int
+	throttleConc   int // worker concurrency of each of the three processes
 }
 
 func main() {
@@ -143,6 +151,7 @@ func run(ctx context.Context, args []string) error {
 	do("waiting", func() error { return runWaiting(ctx, o, r) })
 	do("profile", func() error { return runProfile(ctx, o, r) })
 	do("throttle", func() error { return runThrottle(ctx, o, r) })
+	do("collection", func() error { return runCollection(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -174,6 +183,10 @@ func (o options) skipped(part string) string {
 		if o.throttleN == 0 {
 			return "-throttle-n 0"
 		}
+	case "collection":
+		if o.collN == 0 {
+			return "-collection-n 0"
+		}
 	}
 	return ""
 }
@@ -182,14 +195,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
-	var levels string
+	var levels, collWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile or throttle")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle or collection")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -209,6 +222,11 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.profileN, "profile-n", 20000, "profile: requests of the profiled immediate run (0: skip the profile)")
 	fs.IntVar(&o.profileConc, "profile-concurrency", 16, "profile: worker concurrency")
 	fs.StringVar(&o.profileOut, "profile-out", filepath.Join(os.TempDir(), "billing-bench"), "profile: file prefix of the CPU and allocation profiles")
+	fs.IntVar(&o.collN, "collection-n", 2000, "collection: documents (0: skip the collection part)")
+	fs.StringVar(&collWindows, "collection-windows", "16,64", "collection: collection windows to run")
+	fs.DurationVar(&o.collLatency, "collection-latency", 150*time.Millisecond, "collection: latency of every emulated Azure call")
+	fs.DurationVar(&o.collRetryAfter, "collection-retry-after", time.Second, "collection: Retry-After of each download's 202 (whole seconds)")
+	fs.IntVar(&o.collSingles, "collection-singles", 100, "collection: single requests published (one every 200 ms) while the collection fans out")
 	fs.IntVar(&o.throttleN, "throttle-n", 2000, "throttle: requests (0: skip the throttle part)")
 	fs.Float64Var(&o.throttleRate, "throttle-rate", 20, "throttle: the emulator's budget, calls per second per class")
 	fs.IntVar(&o.throttleBurst, "throttle-burst", 40, "throttle: the emulator's burst per class")
@@ -226,6 +244,13 @@ func parseOptions(args []string) (options, error) {
 		}
 		o.levels = append(o.levels, n)
 	}
+	for _, s := range strings.Split(collWindows, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-collection-windows: %q is not a positive number", s)
+		}
+		o.collWindows = append(o.collWindows, n)
+	}
 	if o.smoke {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -241,6 +266,8 @@ func parseOptions(args []string) (options, error) {
 		def("poll-n", &o.pollN, 200)
 		def("wait-n", &o.waitN, 300)
 		def("profile-n", &o.profileN, 500)
+		def("collection-n", &o.collN, 100)
+		def("collection-singles", &o.collSingles, 10)
 		def("throttle-n", &o.throttleN, 100)
 		if !set["wait-retry-after"] {
 			o.waitAfter = 4 * time.Second
@@ -250,9 +277,12 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile or throttle", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle or collection", o.only)
+	}
+	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
+		return o, errors.New("-collection-retry-after must be whole seconds")
 	}
 	if o.pollWait%time.Second != 0 || o.waitAfter%time.Second != 0 || o.pollWait <= 0 || o.waitAfter <= 0 {
 		return o, errors.New("-poll-retry-after and -wait-retry-after must be whole seconds (Retry-After carries seconds)")
@@ -262,7 +292,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}

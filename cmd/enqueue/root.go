@@ -61,9 +61,12 @@ command failed, 2 usage error or invalid request, 3 --wait gave up.`,
 
 	root.AddGroup(&cobra.Group{ID: "submit", Title: "Submit a request:"}, &cobra.Group{ID: "read", Title: "Read and repair:"})
 	for _, k := range messages.Kinds {
+		if k == messages.KindCollection {
+			continue // enqueue collect
+		}
 		root.AddCommand(a.kindCommand(k))
 	}
-	root.AddCommand(a.fileCommand(), a.statusCommand(), a.statsCommand(),
+	root.AddCommand(a.collectCommand(), a.fileCommand(), a.statusCommand(), a.statsCommand(),
 		a.deadLettersCommand(), a.replayCommand(), a.deleteCommand(), a.versionCommand())
 	return root
 }

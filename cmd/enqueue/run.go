@@ -46,6 +46,10 @@ var flagOf = map[string]string{
 	"params.invoiceName":        "--invoice-name",
 	"params.downloadToken":      "--download-token",
 	"params.documents":          "--document",
+	"params.documentName":       "--document-name",
+	"params.periodStartDate":    "--from",
+	"params.periodEndDate":      "--to",
+	"params.documentKinds":      "--kinds",
 	"id":                        "--id",
 	"labels":                    "--label",
 	"profile":                   "--profile",
@@ -74,12 +78,15 @@ func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 	fs.StringVar(&req.ID, "id", "", "request id (default: generated)")
 	// Every parameter flag on every kind, as the request has them: one
 	// that is not the kind's is refused by the request rules, by name.
-	fs.StringVar(&req.Params.SubscriptionID, "subscription-id", "", "billing subscription id, a GUID (subscription-invoice, subscription-documents)")
-	fs.StringVar(&req.Params.BillingAccountName, "billing-account", "", "billing account name (invoice-summary, invoice-pricesheet, invoice)")
-	fs.StringVar(&req.Params.BillingProfileName, "billing-profile", "", "billing profile name (invoice-pricesheet)")
-	fs.StringVar(&req.Params.InvoiceName, "invoice-name", "", "invoice name (all but subscription-documents)")
+	fs.StringVar(&req.Params.SubscriptionID, "subscription-id", "", "billing subscription id, a GUID (subscription-*)")
+	fs.StringVar(&req.Params.BillingAccountName, "billing-account", "", "billing account name (invoice-*, account-*, profile-pricesheet, invoice)")
+	fs.StringVar(&req.Params.BillingProfileName, "billing-profile", "", "billing profile name (invoice-pricesheet, profile-pricesheet)")
+	fs.StringVar(&req.Params.InvoiceName, "invoice-name", "", "invoice name (the downloads of one invoice, invoice)")
 	fs.StringVar(&req.Params.DownloadToken, "download-token", "", "download token, e.g. DRS_12345 (subscription-invoice)")
-	fs.StringArrayVar(&docs, "document", nil, "documentName:invoiceName, repeatable (subscription-documents)")
+	fs.StringArrayVar(&docs, "document", nil, "documentName:invoiceName, repeatable (subscription-documents, account-documents: the name may be empty)")
+	fs.StringVar(&req.Params.DocumentName, "document-name", "", "document name from the invoice's documents (account-document, subscription-document; default the invoice)")
+	fs.StringVar(&req.Params.PeriodStartDate, "from", "", "first day of the period, YYYY-MM-DD (account-invoices, subscription-invoices)")
+	fs.StringVar(&req.Params.PeriodEndDate, "to", "", "last day of the period, YYYY-MM-DD (account-invoices, subscription-invoices)")
 	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")

@@ -489,6 +489,27 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	submit(req.ID+":again", req.Kind, body)
 	waitEvent(req.ID, messages.OutcomeCompleted)
 
+	// Two collections: an MCA account's invoices, summaries, transactions
+	// and price sheets, and a billing subscription's invoices. The worker
+	// writes their listed pages, requests their children (each kind it may),
+	// and counts the children's ends.
+	emu.SetListing(50, 2)
+	for _, coll := range []messages.Request{
+		{Version: 1, ID: "perm-coll-account", Kind: messages.KindCollection, Params: messages.Params{
+			BillingAccountName: devstack.SampleMCAAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31",
+			DocumentKinds: []string{messages.DocInvoice, messages.DocSummary, messages.DocTransactions, messages.DocPriceSheet}}},
+		{Version: 1, ID: "perm-coll-subscription", Kind: messages.KindCollection, Params: messages.Params{
+			SubscriptionID: devstack.SampleSubscriptionID, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31",
+			DocumentKinds: []string{messages.DocInvoice}}},
+	} {
+		body, err := json.Marshal(coll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		submit(coll.ID, coll.Kind, body)
+		waitEvent(coll.ID, messages.OutcomeCompleted)
+	}
+
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)

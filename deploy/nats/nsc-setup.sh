@@ -39,17 +39,22 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.CREATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_operations' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_throttle' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_collections' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_WORK' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.UPDATE.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_collections' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.ended.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.requests' \
   --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.polls' \
+  --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.ended' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.requests' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.polls' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.ended' \
   --allow-pub '$JS.ACK.BILLING_WORK.>' \
   --allow-pub '$JS.ACK.*.*.BILLING_WORK.>' \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
@@ -60,6 +65,13 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$KV.billing_operations.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_throttle.>' \
   --allow-pub '$KV.billing_throttle.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
+  --allow-pub '$KV.billing_collections.>' \
+  --allow-pub 'billing.requests.account-document' \
+  --allow-pub 'billing.requests.subscription-document' \
+  --allow-pub 'billing.requests.invoice-summary' \
+  --allow-pub 'billing.requests.invoice-transactions' \
+  --allow-pub 'billing.requests.invoice-pricesheet' \
   --allow-pub 'billing.events.>' \
   --allow-pub 'billing.deadletter.>' \
   --allow-pub 'billing.internal.>' \

@@ -11,16 +11,20 @@ import (
 
 // Connect opens the NATS connection the configuration describes:
 // credentials file, TLS, and endless reconnection (the worker's state is
-// in JetStream; a lost connection only pauses it).
+// in JetStream; a lost connection only pauses it). A server that cannot be
+// reached at start is waited for the same way: the connection starts out
+// reconnecting, and the worker's JetStream set-up retries until it comes
+// (a worker started before NATS, or during an outage, does not exit).
 func (c *Config) Connect(log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(c.NATSName),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", "error", err)
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
+		nats.ReconnectHandler(func(nc *nats.Conn) { // also the first connection, when it was retried
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 	}

@@ -38,6 +38,19 @@ func InvoiceName(family string, n int) string {
 	return string(b)
 }
 
+// ScriptedKinds lists the kinds whose Sample request the emulator scripts
+// by invoiceName: every kind but the listings and collections, which are
+// scripted by the billing account or subscription they list.
+func ScriptedKinds() []messages.Kind {
+	var out []messages.Kind
+	for _, k := range messages.Kinds {
+		if !k.Lists() && k != messages.KindCollection {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Sample returns a valid request of kind k for invoiceName.
 func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 	r := messages.Request{Version: messages.Version, ID: id, Kind: k}
@@ -52,6 +65,26 @@ func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 		}}
 	case messages.KindInvoicePriceSheet:
 		r.Params = messages.Params{BillingAccountName: SampleCMAccount, BillingProfileName: SampleBillingProfile, InvoiceName: invoiceName}
+	case messages.KindAccountDocument:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, InvoiceName: invoiceName, DocumentName: "CN-" + invoiceName}
+	case messages.KindAccountDocuments:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, Documents: []messages.DocumentRef{
+			{InvoiceName: invoiceName}, {DocumentName: "TR-" + invoiceName, InvoiceName: invoiceName},
+		}}
+	case messages.KindSubscriptionDocument:
+		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, InvoiceName: invoiceName}
+	case messages.KindInvoiceTransactions:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, InvoiceName: invoiceName}
+	case messages.KindProfilePriceSheet:
+		// The emulator scripts a profile's price sheet by the last part of its name.
+		r.Params = messages.Params{BillingAccountName: SampleCMAccount, BillingProfileName: "PROFILE-" + invoiceName}
+	case messages.KindAccountInvoices:
+		// A listing is scripted by its scope, not by invoiceName.
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
+	case messages.KindSubscriptionInvoices:
+		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
+	case messages.KindCollection:
+		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	default:
 		panic(fmt.Sprintf("devstack: no sample for kind %q", k))
 	}

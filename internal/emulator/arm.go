@@ -20,34 +20,53 @@ const (
 	OpDocumentsDownload  = "documents-download"  // #3
 	OpPricesheetDownload = "pricesheet-download" // #4
 	OpInvoiceGet         = "invoice-get"         // #5
+	// The rest of the family (docs/azure.md, "The rest of the family").
+	OpAccountDocument         = "account-document-download"      // Invoices - Download By Billing Account
+	OpAccountDocuments        = "account-documents-download"     // Invoices - Download Documents By Billing Account
+	OpSubscriptionDocument    = "subscription-document-download" // Invoices - Download By Billing Subscription (2024-04-01)
+	OpTransactionsDownload    = "transactions-download"          // Transactions - Transactions Download By Invoice
+	OpProfilePricesheet       = "profile-pricesheet-download"    // Price Sheet - Download By Billing Profile
+	OpAccountInvoiceList      = "account-invoice-list"           // Invoices - List By Billing Account
+	OpSubscriptionInvoiceList = "subscription-invoice-list"      // Invoices - List By Billing Subscription
 )
 
 // operations lists every operation name.
-var operations = [...]string{OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload, OpInvoiceGet}
+var operations = [...]string{OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload, OpInvoiceGet,
+	OpAccountDocument, OpAccountDocuments, OpSubscriptionDocument, OpTransactionsDownload, OpProfilePricesheet,
+	OpAccountInvoiceList, OpSubscriptionInvoiceList}
+
+// listing reports whether op is one of the paged listings (GET, not long-running).
+func listing(op string) bool { return op == OpAccountInvoiceList || op == OpSubscriptionInvoiceList }
 
 // Call phases.
 const (
 	PhaseStart = "start" // the POST of #1-#4, the GET of #5
 	PhasePoll  = "poll"  // a GET of an operation's Location
+	PhasePage  = "page"  // a GET of a listing's nextLink
 )
 
 // Call is one logged ARM call.
 type Call struct {
-	Time        time.Time `json:"time"`
-	Method      string    `json:"method"`
-	Path        string    `json:"path"`
-	Query       string    `json:"query"`
-	Host        string    `json:"host"`
-	Operation   string    `json:"operation"` // one of the Op constants; empty when the path matched none
-	Phase       string    `json:"phase"`     // PhaseStart or PhasePoll
-	InvoiceName string    `json:"invoiceName"`
-	OpID        string    `json:"opId,omitempty"`
-	Status      int       `json:"status"`               // 0: the connection was reset
-	RetryAfter  string    `json:"retryAfter,omitempty"` // the Retry-After (or throttle header) answered, raw
-	Tenant      string    `json:"tenant,omitempty"`     // the tenant of the caller's token
-	Accepted    bool      `json:"accepted"`             // a start call that created an operation (200 or 202)
-	Budget      string    `json:"budget,omitempty"`     // the budget class charged (BudgetWrites...), when a Budget is set
-	Early       bool      `json:"early,omitempty"`      // it came before the end of the wait its bucket's last 429 announced
+	Time      time.Time `json:"time"`
+	Method    string    `json:"method"`
+	Path      string    `json:"path"`
+	Query     string    `json:"query"`
+	Host      string    `json:"host"`
+	Operation string    `json:"operation"` // one of the Op constants; empty when the path matched none
+	Phase     string    `json:"phase"`     // PhaseStart or PhasePoll
+	// InvoiceName is the invoice the call is about; for a listing, the billing account or
+	// subscription listed; for a billing profile's price sheet, the last hyphen-separated part
+	// of the profile's name. Scripts are looked up by it.
+	InvoiceName string `json:"invoiceName"`
+	// DocumentName is the documentName of a document download, when it names one.
+	DocumentName string `json:"documentName,omitempty"`
+	OpID         string `json:"opId,omitempty"`
+	Status       int    `json:"status"`               // 0: the connection was reset
+	RetryAfter   string `json:"retryAfter,omitempty"` // the Retry-After (or throttle header) answered, raw
+	Tenant       string `json:"tenant,omitempty"`     // the tenant of the caller's token
+	Accepted     bool   `json:"accepted"`             // a start call that created an operation (200 or 202)
+	Budget       string `json:"budget,omitempty"`     // the budget class charged (BudgetWrites...), when a Budget is set
+	Early        bool   `json:"early,omitempty"`      // it came before the end of the wait its bucket's last 429 announced
 }
 
 // armPrefix is where the emulated operations live.
@@ -109,25 +128,69 @@ var routes = []route{
 		segs:     strings.Split("{billingAccountName}/invoices/{invoiceName}", "/"),
 		patterns: map[string]*regexp.Regexp{"billingAccountName": billingAccountPattern, "invoiceName": invoiceNamePattern},
 	},
+	{
+		op: OpAccountDocument, method: http.MethodPost, apiVersion: "2024-04-01",
+		segs:     strings.Split("{billingAccountName}/invoices/{invoiceName}/download", "/"),
+		patterns: map[string]*regexp.Regexp{"billingAccountName": billingAccountPattern, "invoiceName": invoiceNamePattern},
+	},
+	{
+		op: OpAccountDocuments, method: http.MethodPost, apiVersion: "2024-04-01",
+		segs:     strings.Split("{billingAccountName}/downloadDocuments", "/"),
+		patterns: map[string]*regexp.Regexp{"billingAccountName": billingAccountPattern},
+	},
+	{
+		// The path of #1 in another api-version: matchRoute prefers the route of the
+		// request's api-version.
+		op: OpSubscriptionDocument, method: http.MethodPost, apiVersion: "2024-04-01",
+		segs:     strings.Split("default/billingSubscriptions/{subscriptionId}/invoices/{invoiceName}/download", "/"),
+		patterns: map[string]*regexp.Regexp{"subscriptionId": guidPattern, "invoiceName": invoiceNamePattern},
+	},
+	{
+		op: OpTransactionsDownload, method: http.MethodPost, apiVersion: "2024-04-01",
+		segs:     strings.Split("{billingAccountName}/invoices/{invoiceName}/transactionsDownload", "/"),
+		patterns: map[string]*regexp.Regexp{"billingAccountName": billingAccountPattern, "invoiceName": invoiceNamePattern},
+	},
+	{
+		op: OpProfilePricesheet, method: http.MethodPost, apiVersion: "2023-11-01",
+		segs: strings.Split("{billingAccountName}/billingProfiles/{billingProfileName}"+
+			"/providers/Microsoft.CostManagement/pricesheets/default/download", "/"),
+		patterns: map[string]*regexp.Regexp{"billingAccountName": cmBillingAccountPattern, "billingProfileName": cmBillingProfilePattern},
+	},
+	{
+		op: OpAccountInvoiceList, method: http.MethodGet, apiVersion: "2024-04-01",
+		segs:     strings.Split("{billingAccountName}/invoices", "/"),
+		patterns: map[string]*regexp.Regexp{"billingAccountName": billingAccountPattern},
+	},
+	{
+		op: OpSubscriptionInvoiceList, method: http.MethodGet, apiVersion: "2024-04-01",
+		segs:     strings.Split("default/billingSubscriptions/{subscriptionId}/invoices", "/"),
+		patterns: map[string]*regexp.Regexp{"subscriptionId": guidPattern},
+	},
+	{method: http.MethodGet, segs: strings.Split("{billingAccountName}/invoices/{invoiceName}/operationResults/{operation}", "/")},
 	{method: http.MethodGet, segs: strings.Split("default/billingSubscriptions/{subscriptionId}/operationResults/{operation}", "/")},
 	{method: http.MethodGet, segs: strings.Split("{billingAccountName}/operationResults/{operation}", "/")},
 	{method: http.MethodGet, segs: strings.Split("{billingAccountName}/billingProfiles/{billingProfileName}/providers/Microsoft.CostManagement/operationResults/{operation}", "/")},
 }
 
 // matchRoute finds the route whose shape p has, whatever the method. Literal segments compare
-// case-insensitively, as ARM does.
-func matchRoute(p string) (*route, map[string]string) {
+// case-insensitively, as ARM does. When two operations share a path in different api-versions,
+// the one of apiVersion wins; else the first.
+func matchRoute(p, apiVersion string) (*route, map[string]string) {
 	if len(p) < len(armPrefix) || !strings.EqualFold(p[:len(armPrefix)], armPrefix) {
 		return nil, nil
 	}
 	segs := strings.Split(p[len(armPrefix):], "/")
+	var found *route
+	var foundParams map[string]string
 	for i := range routes {
 		rt := &routes[i]
 		if params, ok := rt.match(segs); ok {
-			return rt, params
+			if found == nil || rt.apiVersion == apiVersion && found.apiVersion != apiVersion {
+				found, foundParams = rt, params
+			}
 		}
 	}
-	return nil, nil
+	return found, foundParams
 }
 
 func (rt *route) match(segs []string) (map[string]string, bool) {
@@ -163,7 +226,30 @@ type operation struct {
 	op                                             string // one of the Op constants
 	apiVersion                                     string
 	invoiceName                                    string
+	documentName                                   string // of a document download, when named
 	subscriptionID, billingAccount, billingProfile string
+}
+
+// scriptKey is the name the operation's script is looked up by (Call.InvoiceName).
+func (o *operation) scriptKey() string {
+	switch {
+	case o.op == OpProfilePricesheet:
+		return o.billingProfile[strings.LastIndex(o.billingProfile, "-")+1:]
+	case o.op == OpAccountInvoiceList:
+		return o.billingAccount
+	case o.op == OpSubscriptionInvoiceList:
+		return o.subscriptionID
+	}
+	return o.invoiceName
+}
+
+// trackName is the name of the operation's position in its script: one per document of an
+// invoice, so that the documents of one invoice are downloaded independently.
+func (o *operation) trackName() string {
+	if o.documentName != "" {
+		return o.scriptKey() + "/" + o.documentName
+	}
+	return o.scriptKey()
 }
 
 // pollTarget is the path and query of the operation's Location, in the shapes of docs/azure.md
@@ -177,18 +263,32 @@ func (o *operation) pollTarget() (p, query string) {
 		p = armPrefix + o.billingAccount + "/operationResults/invoiceSummaryDownload_" + o.id
 	case OpDocumentsDownload:
 		p = armPrefix + "default/billingSubscriptions/" + o.subscriptionID + "/operationResults/documentsDownload_" + o.id
-	case OpPricesheetDownload:
+	case OpPricesheetDownload, OpProfilePricesheet:
 		p = armPrefix + o.billingAccount + "/billingProfiles/" + o.billingProfile + "/providers/Microsoft.CostManagement/operationResults/" + o.id
 		query = "sessiontoken=0:000000&api-version=" + o.apiVersion + "&OperationType=PriceSheet"
+	case OpAccountDocument:
+		p = armPrefix + o.billingAccount + "/invoices/" + o.invoiceName + "/operationResults/invoiceDownload_" + o.id
+	case OpAccountDocuments:
+		p = armPrefix + o.billingAccount + "/operationResults/invoiceDownload_" + o.id
+	case OpSubscriptionDocument:
+		p = armPrefix + "default/billingSubscriptions/" + o.subscriptionID + "/operationResults/invoiceDownload_" + o.id
+	case OpTransactionsDownload:
+		p = armPrefix + o.billingAccount + "/operationResults/transactionsDownload_" + o.id
 	}
 	return p, query
+}
+
+// costManagement reports whether the operation is Cost Management's (its Location names the
+// port, its 202 carries OData-EntityId).
+func (o *operation) costManagement() bool {
+	return o.op == OpPricesheetDownload || o.op == OpProfilePricesheet
 }
 
 // location is the absolute Location URL of the operation on scheme://host, the address the
 // client used. Cost Management's always names the port, as Azure's does
 // ("https://management.azure.com:443/...").
 func (o *operation) location(scheme, host string) string {
-	if o.op == OpPricesheetDownload {
+	if o.costManagement() {
 		if _, _, err := net.SplitHostPort(host); err != nil {
 			port := "443"
 			if scheme == "http" {
@@ -222,13 +322,18 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{w: w, r: r, query: r.URL.Query(), call: Call{
 		Time: s.now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
 	}}
-	rt, params := matchRoute(r.URL.Path)
+	rt, params := matchRoute(r.URL.Path, x.query.Get("api-version"))
 	switch {
 	case rt == nil:
 	case rt.op == "":
 		x.call.Phase = PhasePoll
 	default:
-		x.call.Operation, x.call.Phase, x.call.InvoiceName = rt.op, PhaseStart, params["invoiceName"]
+		x.call.Operation, x.call.Phase = rt.op, PhaseStart
+		x.call.InvoiceName = (&operation{op: rt.op, invoiceName: params["invoiceName"], billingAccount: params["billingAccountName"],
+			billingProfile: params["billingProfileName"], subscriptionID: params["subscriptionId"]}).scriptKey()
+		if listing(rt.op) && x.query.Has(skipTokenParam) {
+			x.call.Phase = PhasePage
+		}
 	}
 	if !s.authenticate(x) {
 		return
@@ -341,23 +446,40 @@ func (s *Server) begin(x *exchange, rt *route, params map[string]string) {
 		invoiceName:    params["invoiceName"],
 		subscriptionID: params["subscriptionId"],
 		billingAccount: params["billingAccountName"],
+		billingProfile: params["billingProfileName"],
 	}
 	switch rt.op {
+	case OpAccountDocument, OpSubscriptionDocument:
+		if x.query.Has("documentName") {
+			doc := x.query.Get("documentName")
+			if doc == "" || len(doc) > maxDocumentName || !printableText(doc) {
+				s.reject(x, http.StatusBadRequest, "InvalidParameter", "documentName",
+					"The query parameter 'documentName' must be 1 to %d printable characters.", maxDocumentName)
+				return
+			}
+			op.documentName, x.call.DocumentName = doc, doc
+			if missingDocument(doc) {
+				s.reject(x, http.StatusNotFound, "DocumentNotFound", "documentName",
+					"The document '%s' of invoice '%s' was not found.", doc, op.invoiceName)
+				return
+			}
+		}
+	case OpAccountInvoiceList, OpSubscriptionInvoiceList:
+		s.list(x, op)
+		return
 	case OpInvoiceDownload:
 		if token := x.query.Get("downloadToken"); len(token) > maxDownloadToken || !downloadTokenPattern.MatchString(token) {
 			s.reject(x, http.StatusBadRequest, "InvalidParameter", "downloadToken",
 				"The query parameter 'downloadToken' is required: 1 to 1024 printable characters without spaces.")
 			return
 		}
-	case OpDocumentsDownload:
+	case OpDocumentsDownload, OpAccountDocuments:
 		invoice, target, problem := readDocuments(x)
 		if problem != "" {
 			s.reject(x, http.StatusBadRequest, "InvalidRequestContent", target, "%s", problem)
 			return
 		}
 		op.invoiceName, x.call.InvoiceName = invoice, invoice
-	case OpPricesheetDownload:
-		op.billingProfile = params["billingProfileName"]
 	}
 	s.answer(x, op, s.take(x, op, true))
 }
@@ -399,7 +521,7 @@ func (s *Server) poll(x *exchange, name string) {
 		s.reject(x, http.StatusNotFound, "NotFound", "", "The operation '%s' was not found at this path.", name)
 		return
 	}
-	x.call.Operation, x.call.InvoiceName, x.call.OpID = op.op, op.invoiceName, op.id
+	x.call.Operation, x.call.InvoiceName, x.call.DocumentName, x.call.OpID = op.op, op.scriptKey(), op.documentName, op.id
 	if !s.checkAPIVersion(x, op.apiVersion) {
 		return
 	}
@@ -410,11 +532,14 @@ func (s *Server) poll(x *exchange, name string) {
 // answered 200 or 202 creates the operation: it gets an id and, when it is 202, a Location.
 // The reply is returned with its status normalised.
 func (s *Server) take(x *exchange, op *operation, start bool) Reply {
-	key := trackKey{op.op, op.invoiceName}
+	key := trackKey{op.op, op.trackName()}
 	s.mu.Lock()
 	t := s.st.tracks[key]
 	if t == nil || start && t.exhausted() {
-		replies, own := s.st.scripts[op.invoiceName]
+		replies, own := s.st.scripts[op.trackName()]
+		if !own {
+			replies, own = s.st.scripts[op.scriptKey()]
+		}
 		if !own {
 			replies = s.st.def
 		}
@@ -425,8 +550,8 @@ func (s *Server) take(x *exchange, op *operation, start bool) Reply {
 	switch {
 	case rep.Status == 0:
 		rep.Status = http.StatusOK
-	case rep.Status == http.StatusAccepted && op.op == OpInvoiceGet:
-		rep.Status = http.StatusOK // #5 is not long-running
+	case rep.Status == http.StatusAccepted && (op.op == OpInvoiceGet || listing(op.op)):
+		rep.Status = http.StatusOK // #5 and the listings are not long-running
 	}
 	if !rep.Reset { // a reset is logged with status 0
 		x.call.Status = rep.Status
@@ -476,7 +601,7 @@ func (s *Server) answer(x *exchange, op *operation, rep Reply) {
 			loc = op.location(s.scheme(), x.r.Host)
 		}
 		h.Set("Location", loc)
-		if op.op == OpPricesheetDownload {
+		if op.costManagement() {
 			h.Set("OData-EntityId", op.id)
 		}
 	}

@@ -72,7 +72,7 @@ func TestValidation(t *testing.T) {
 		row{"documents without documentName", docs("application/json", `[{"invoiceName":"G1"}]`), 202, "", ""},
 		row{"literals are case-insensitive", withPath(opRequest(OpInvoiceSummary, testInv), "/providers/Microsoft.Billing/", "/PROVIDERS/microsoft.billing/"), 202, "", ""},
 		row{"unknown path", request{method: http.MethodGet, path: "/subscriptions/" + testSub + "?api-version=2024-04-01"}, 404, "NotFound", ""},
-		row{"unknown billing path", request{method: http.MethodGet, path: armPrefix + eaAccount + "/invoices?api-version=2024-04-01"}, 404, "NotFound", ""},
+		row{"unknown billing path", request{method: http.MethodGet, path: armPrefix + eaAccount + "/statements?api-version=2024-04-01"}, 404, "NotFound", ""},
 		row{"unknown operation", request{method: http.MethodGet, path: armPrefix + eaAccount + "/operationResults/invoiceSummaryDownload_x?api-version=2024-04-01"}, 404, "NotFound", ""},
 		row{"GET a download", request{method: http.MethodGet, path: opRequest(OpInvoiceSummary, testInv).path}, 405, "MethodNotAllowed", ""},
 		row{"POST an invoice", request{method: http.MethodPost, path: opRequest(OpInvoiceGet, testInv).path}, 405, "MethodNotAllowed", ""},
@@ -109,10 +109,15 @@ var (
 	rfc3339Seconds = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
 	sevenDigits    = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$`)
 	fileSuffix     = map[string]string{
-		OpInvoiceDownload:    testInv + ".pdf",
-		OpInvoiceSummary:     testInv + "_summary.pdf",
-		OpDocumentsDownload:  ".zip",
-		OpPricesheetDownload: ".csv",
+		OpInvoiceDownload:      testInv + ".pdf",
+		OpInvoiceSummary:       testInv + "_summary.pdf",
+		OpDocumentsDownload:    ".zip",
+		OpPricesheetDownload:   ".csv",
+		OpAccountDocument:      testInv + "_CN-" + testInv + ".pdf",
+		OpAccountDocuments:     ".zip",
+		OpSubscriptionDocument: testInv + ".pdf",
+		OpTransactionsDownload: testInv + "_transactions.csv",
+		OpProfilePricesheet:    "_pricesheet.zip",
 	}
 )
 
@@ -127,6 +132,17 @@ func locationRE(op, base string) *regexp.Regexp {
 		return regexp.MustCompile(`^` + billing + eaAccount + `/operationResults/invoiceSummaryDownload_` + guidRE + `\?api-version=2024-04-01$`)
 	case OpDocumentsDownload:
 		return regexp.MustCompile(`^` + billing + `default/billingSubscriptions/` + testSub + `/operationResults/documentsDownload_` + guidRE + `\?api-version=2024-04-01$`)
+	case OpAccountDocument:
+		return regexp.MustCompile(`^` + billing + eaAccount + `/invoices/` + testInv + `/operationResults/invoiceDownload_` + guidRE + `\?api-version=2024-04-01$`)
+	case OpAccountDocuments:
+		return regexp.MustCompile(`^` + billing + eaAccount + `/operationResults/invoiceDownload_` + guidRE + `\?api-version=2024-04-01$`)
+	case OpSubscriptionDocument:
+		return regexp.MustCompile(`^` + billing + `default/billingSubscriptions/` + testSub + `/operationResults/invoiceDownload_` + guidRE + `\?api-version=2024-04-01$`)
+	case OpTransactionsDownload:
+		return regexp.MustCompile(`^` + billing + eaAccount + `/operationResults/transactionsDownload_` + guidRE + `\?api-version=2024-04-01$`)
+	case OpProfilePricesheet:
+		return regexp.MustCompile(`^` + billing + q(cmAccount+"/billingProfiles/PROF-"+testInv+"/providers/Microsoft.CostManagement/operationResults/") +
+			`(` + guidRE + `)` + q("?sessiontoken=0:000000&api-version=2023-11-01&OperationType=PriceSheet") + `$`)
 	default:
 		return regexp.MustCompile(`^` + billing + q(cmAccount+"/billingProfiles/"+cmProfile+"/providers/Microsoft.CostManagement/operationResults/") +
 			`(` + guidRE + `)` + q("?sessiontoken=0:000000&api-version=2023-11-01&OperationType=PriceSheet") + `$`)
@@ -135,7 +151,7 @@ func locationRE(op, base string) *regexp.Regexp {
 
 func TestLongRunning(t *testing.T) {
 	t.Parallel()
-	for _, op := range operations[:4] {
+	for _, op := range longRunning {
 		t.Run(op, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, Options{})
@@ -153,7 +169,7 @@ func TestLongRunning(t *testing.T) {
 			if ra := resp.Header.Get("Retry-After"); ra != "2" {
 				t.Errorf("Retry-After = %q, want 2", ra)
 			}
-			if op == OpPricesheetDownload {
+			if op == OpPricesheetDownload || op == OpProfilePricesheet {
 				u, _ := url.Parse(loc)
 				if u.Port() == "" || resp.Header.Get("OData-EntityId") != path.Base(u.Path) {
 					t.Errorf("Location %q must name its port; OData-EntityId = %q", loc, resp.Header.Get("OData-EntityId"))
@@ -199,26 +215,39 @@ func TestLongRunning(t *testing.T) {
 func checkResult(t *testing.T, b *testBundle, op string, body []byte) {
 	t.Helper()
 	var res struct {
-		URL         string `json:"url"`
-		DownloadURL string `json:"downloadUrl"`
-		ExpiryTime  string `json:"expiryTime"`
-		ValidTill   string `json:"validTill"`
+		URL                    string          `json:"url"`
+		DownloadURL            string          `json:"downloadUrl"`
+		ExpiryTime             string          `json:"expiryTime"`
+		ValidTill              string          `json:"validTill"`
+		DownloadFileProperties json.RawMessage `json:"downloadFileProperties"`
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
 		t.Fatalf("result %s: %v", body, err)
 	}
 	link, format := res.URL, rfc3339Seconds
-	if op == OpPricesheetDownload {
+	switch op {
+	case OpPricesheetDownload:
 		link, format = res.DownloadURL, sevenDigits
 		if res.ValidTill != res.ExpiryTime {
 			t.Errorf("validTill %q != expiryTime %q", res.ValidTill, res.ExpiryTime)
 		}
+	case OpProfilePricesheet:
+		link, format = res.DownloadURL, sevenDigits
+		if res.ValidTill != "" || !bytes.HasPrefix(res.DownloadFileProperties, []byte("{")) {
+			t.Errorf("profile price sheet: validTill %q, downloadFileProperties %s", res.ValidTill, res.DownloadFileProperties)
+		}
 	}
-	if !format.MatchString(res.ExpiryTime) {
-		t.Errorf("expiryTime = %q, want the format %s", res.ExpiryTime, format)
-	}
-	if exp, err := time.Parse(time.RFC3339Nano, res.ExpiryTime); err != nil || time.Until(exp) < 59*time.Minute || time.Until(exp) > time.Hour {
-		t.Errorf("expiryTime %q is not an hour ahead (%v)", res.ExpiryTime, err)
+	if op == OpTransactionsDownload {
+		if res.ExpiryTime != "" {
+			t.Errorf("transactions expiryTime = %q, want none (as the specification's example)", res.ExpiryTime)
+		}
+	} else {
+		if !format.MatchString(res.ExpiryTime) {
+			t.Errorf("expiryTime = %q, want the format %s", res.ExpiryTime, format)
+		}
+		if exp, err := time.Parse(time.RFC3339Nano, res.ExpiryTime); err != nil || time.Until(exp) < 59*time.Minute || time.Until(exp) > time.Hour {
+			t.Errorf("expiryTime %q is not an hour ahead (%v)", res.ExpiryTime, err)
+		}
 	}
 	u, err := url.Parse(link)
 	if err != nil || !strings.HasPrefix(link, b.srv.URL()+blobPrefix) || !strings.HasSuffix(u.Path, fileSuffix[op]) {
@@ -232,7 +261,7 @@ func checkResult(t *testing.T, b *testBundle, op string, body []byte) {
 	if resp.StatusCode != http.StatusOK || len(file) == 0 {
 		t.Fatalf("fetching the download URL: %d %q", resp.StatusCode, file)
 	}
-	if op == OpDocumentsDownload {
+	if op == OpDocumentsDownload || op == OpAccountDocuments || op == OpProfilePricesheet {
 		if _, err := zip.NewReader(bytes.NewReader(file), int64(len(file))); err != nil {
 			t.Errorf("documents are not a zip: %v", err)
 		}

@@ -30,6 +30,13 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, s.Calls())
 	})
+	mux.HandleFunc("PUT "+controlPrefix+"listing", func(w http.ResponseWriter, r *http.Request) {
+		var body listingSettings
+		if decodeBody(w, r, &body) {
+			s.SetListing(body.PageSize, body.InvoicesPerMonth)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
 	mux.HandleFunc("GET "+controlPrefix+"token-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.TokenRequests())
 	})

@@ -1,5 +1,5 @@
-// Package emulator is a scriptable stand-in for the Azure services the worker talks to: the five
-// Azure Billing / Cost Management operations of docs/azure.md, served on Azure Resource Manager paths,
+// Package emulator is a scriptable stand-in for the Azure services the worker talks to: the
+// Azure Billing / Cost Management operations of docs/azure.md (five, then the rest of the family), served on Azure Resource Manager paths,
 // and a minimal Entra ID (Azure AD) token endpoint that guards them. It runs in-process on top
 // of net/http/httptest for integration tests and dev mode, or as its own process
 // (cmd/emulator) for multi-process tests.
@@ -14,6 +14,25 @@
 //	#4 POST {account}/billingProfiles/{profile}/invoices/{invoice}/providers/Microsoft.CostManagement/pricesheets/default/download
 //	                                                                          api-version=2023-11-01
 //	#5 GET  {account}/invoices/{invoice}                                     api-version=2024-04-01
+//
+// and the rest of the family (docs/azure.md), all 2024-04-01 but the price sheet:
+//
+//	POST {account}/invoices/{invoice}/download[?documentName=]               Download By Billing Account
+//	POST {account}/downloadDocuments                                         Download Documents By Billing Account (JSON body)
+//	POST default/billingSubscriptions/{sub}/invoices/{invoice}/download[?documentName=]
+//	                                                                          Download By Billing Subscription (#1's path, told apart by api-version)
+//	POST {account}/invoices/{invoice}/transactionsDownload                   Transactions Download By Invoice (result without expiryTime)
+//	POST {account}/billingProfiles/{profile}/providers/Microsoft.CostManagement/pricesheets/default/download
+//	                                                                          Price Sheet - Download By Billing Profile (2023-11-01; downloadFileProperties)
+//	GET  {account}/invoices[?periodStartDate=&periodEndDate=&top=]           List By Billing Account
+//	GET  default/billingSubscriptions/{sub}/invoices[?...]                   List By Billing Subscription
+//
+// The listings serve invoices made up from the scope's name and the period (the same every
+// time): DefaultInvoicesPerMonth a month, each with a mix of documents (Invoice, TaxReceipt,
+// CreditNote, Summary, Transactions, VoidNote, a kind the specification does not list, and
+// now and then a document named MissingDocumentPrefix+... whose download answers 404
+// DocumentNotFound), statuses including PastDue, DefaultPageSize to a page with a nextLink
+// (SetListing changes both).
 //
 // Requests are checked as Azure would: a bearer token issued by this emulator for
 // Options.Audience (else 401 with a WWW-Authenticate header), the exact api-version, the
@@ -47,8 +66,13 @@
 // Once the script is exhausted its last reply repeats for polls, and the next start call begins
 // the script again, so a second download of the same invoice behaves like the first. Operations
 // (#1 to #5) keep separate positions: fetching an invoice with #5 does not advance the script of
-// #2 for the same invoice. #3 is scripted by the invoiceName of its first document. Invoices
-// without a script of their own follow the default script (Options.Default, SetDefault): one 202
+// #2 for the same invoice. #3 (and the documents zip by billing account) is scripted by the
+// invoiceName of its first document. The document downloads with a documentName keep one
+// position per document, and look for a script named "{invoice}/{documentName}" before the
+// invoice's. A billing profile's price sheet is scripted by the last hyphen-separated part of
+// the profile's name (PROFILE-G123456789 follows G123456789's script), and a listing by the
+// billing account or subscription listed; its first page is its start call, the pages after it
+// (Call.Phase "page") its polls. Invoices without a script of their own follow the default script (Options.Default, SetDefault): one 202
 // with Retry-After "1", then 200.
 //
 // Every ARM call is logged (Calls, CallsFor), including the ones rejected for auth or
@@ -63,6 +87,7 @@
 //	PUT  /_emulator/default                body: []Reply (an empty list restores Options.Default)
 //	GET  /_emulator/calls[?invoiceName=]   -> []Call
 //	GET  /_emulator/token-requests         -> []TokenRequest
+//	PUT  /_emulator/listing                body: {"pageSize": n, "invoicesPerMonth": n} (0 keeps a value)
 //	POST /_emulator/reset
 //	PUT  /_emulator/token-failure          body: {"mode": "ok" | "unavailable" | "hang"}
 //	GET  /_emulator/token?tenant=&audience= -> {"access_token", "token_type", "expires_in"}

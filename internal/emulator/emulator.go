@@ -96,6 +96,7 @@ type state struct {
 	calls        []Call
 	tokenReqs    []TokenRequest
 	tokenFailure TokenFailure
+	listing      listingSettings
 }
 
 func newState(def []Reply) state {
@@ -105,6 +106,7 @@ func newState(def []Reply) state {
 		tracks:  map[trackKey]*track{},
 		ops:     map[string]*operation{},
 		blobs:   map[blobKey]time.Time{},
+		listing: listingSettings{PageSize: DefaultPageSize, InvoicesPerMonth: DefaultInvoicesPerMonth},
 	}
 }
 
@@ -243,8 +245,10 @@ func (s *Server) Script(invoiceName string, replies ...Reply) {
 	} else {
 		s.st.scripts[invoiceName] = replies
 	}
-	for _, op := range operations {
-		delete(s.st.tracks, trackKey{op, invoiceName})
+	for k := range s.st.tracks {
+		if k.invoice == invoiceName || strings.HasPrefix(k.invoice, invoiceName+"/") {
+			delete(s.st.tracks, k)
+		}
 	}
 }
 

@@ -104,10 +104,33 @@ func opRequest(op, invoice string) request {
 	case OpPricesheetDownload:
 		return request{method: http.MethodPost,
 			path: armPrefix + cmAccount + "/billingProfiles/" + cmProfile + "/invoices/" + invoice + "/providers/Microsoft.CostManagement/pricesheets/default/download?api-version=2023-11-01"}
+	case OpAccountDocument:
+		return request{method: http.MethodPost, path: armPrefix + eaAccount + "/invoices/" + invoice + "/download?api-version=2024-04-01&documentName=CN-" + invoice}
+	case OpAccountDocuments:
+		return request{method: http.MethodPost,
+			path:   armPrefix + eaAccount + "/downloadDocuments?api-version=2024-04-01",
+			body:   `[{"invoiceName":"` + invoice + `"},{"documentName":"TR-1","invoiceName":"` + invoice + `"}]`,
+			header: map[string]string{"Content-Type": "application/json"}}
+	case OpSubscriptionDocument:
+		return request{method: http.MethodPost,
+			path: armPrefix + "default/billingSubscriptions/" + testSub + "/invoices/" + invoice + "/download?api-version=2024-04-01"}
+	case OpTransactionsDownload:
+		return request{method: http.MethodPost, path: armPrefix + eaAccount + "/invoices/" + invoice + "/transactionsDownload?api-version=2024-04-01"}
+	case OpProfilePricesheet:
+		return request{method: http.MethodPost,
+			path: armPrefix + cmAccount + "/billingProfiles/PROF-" + invoice + "/providers/Microsoft.CostManagement/pricesheets/default/download?api-version=2023-11-01"}
+	case OpAccountInvoiceList:
+		return request{method: http.MethodGet, path: armPrefix + eaAccount + "/invoices?api-version=2024-04-01&periodStartDate=2026-01-01&periodEndDate=2026-03-31"}
+	case OpSubscriptionInvoiceList:
+		return request{method: http.MethodGet, path: armPrefix + "default/billingSubscriptions/" + testSub + "/invoices?api-version=2024-04-01"}
 	default:
 		return request{method: http.MethodGet, path: armPrefix + mcaAccount + "/invoices/" + invoice + "?api-version=2024-04-01"}
 	}
 }
+
+// longRunning lists the long-running operations.
+var longRunning = []string{OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload,
+	OpAccountDocument, OpAccountDocuments, OpSubscriptionDocument, OpTransactionsDownload, OpProfilePricesheet}
 
 // call sends req to the emulator with the bundle's token.
 func (b *testBundle) call(t *testing.T, req request) (*http.Response, []byte) {

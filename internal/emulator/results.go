@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,28 @@ type priceSheetURL struct {
 	DownloadURL string `json:"downloadUrl"`
 	ExpiryTime  string `json:"expiryTime"`
 	ValidTill   string `json:"validTill"`
+}
+
+// profilePriceSheet is the result of Price Sheet - Download By Billing Profile: no validTill,
+// and a description of the files in the zip.
+type profilePriceSheet struct {
+	DownloadURL            string         `json:"downloadUrl"`
+	ExpiryTime             string         `json:"expiryTime"`
+	DownloadFileProperties fileProperties `json:"downloadFileProperties"`
+}
+
+// fileProperties describes the files of a price sheet download. Its inner shape is not pinned
+// down by the specification; the worker passes it on as it is.
+type fileProperties struct {
+	FileFormat    string `json:"fileFormat"`
+	NumberOfFiles int    `json:"numberOfFiles"`
+	SizeInBytes   int    `json:"sizeInBytes"`
+}
+
+// documentURL is DocumentDownloadResult with expiryTime optional, as the specification has it.
+type documentURL struct {
+	URL        string `json:"url"`
+	ExpiryTime string `json:"expiryTime,omitempty"`
 }
 
 // costManagementTime is how Cost Management writes times: seven fractional digits
@@ -51,6 +74,22 @@ func (s *Server) result(op *operation, r *http.Request) any {
 	case OpPricesheetDownload:
 		t := expiry.Format(costManagementTime)
 		return priceSheetURL{DownloadURL: sas(op.invoiceName + "_pricesheet.csv"), ExpiryTime: t, ValidTill: t}
+	case OpAccountDocument, OpSubscriptionDocument:
+		name := op.invoiceName + ".pdf"
+		if op.documentName != "" {
+			name = op.invoiceName + "_" + safeFileName(op.documentName) + ".pdf"
+		}
+		return downloadURL{URL: sas(name), ExpiryTime: expiry.Format(time.RFC3339)}
+	case OpAccountDocuments:
+		return downloadURL{URL: sas("documents.zip"), ExpiryTime: expiry.Format(time.RFC3339)}
+	case OpTransactionsDownload:
+		// The specification's own example of these downloads gives no expiryTime.
+		return documentURL{URL: sas(op.invoiceName + "_transactions.csv")}
+	case OpProfilePricesheet:
+		return profilePriceSheet{
+			DownloadURL: sas(safeFileName(op.billingProfile) + "_pricesheet.zip"), ExpiryTime: expiry.Format(costManagementTime),
+			DownloadFileProperties: fileProperties{FileFormat: "Csv", NumberOfFiles: 1, SizeInBytes: len(priceSheetCSV)},
+		}
 	default:
 		return newInvoice(op, now, sas)
 	}
@@ -93,15 +132,31 @@ func storageError(w http.ResponseWriter, code, message string) {
 	writeRaw(w, http.StatusForbidden, "application/xml", []byte(body))
 }
 
+const priceSheetCSV = "MeterId,MeterName,UnitOfMeasure,UnitPrice,Currency\n" +
+	"00000000-0000-0000-0000-000000000001,Emulated meter,1 Hour,0.10,USD\n"
+
+// safeFileName keeps letters, digits, '-' and '_' of a caller's name, for a blob's file name.
+func safeFileName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
 // blobContent makes a small file of the type file's extension says.
 func blobContent(file string) (contentType string, body []byte) {
 	pdf := []byte("%PDF-1.4\n% " + file + ", made up by the Azure Billing emulator\n%%EOF\n")
 	switch path.Ext(file) {
 	case ".zip":
+		if strings.HasSuffix(file, "_pricesheet.zip") {
+			return "application/zip", zipOf("pricesheet_1.csv", []byte(priceSheetCSV))
+		}
 		return "application/zip", zipOf("invoice.pdf", pdf)
 	case ".csv":
-		return "text/csv", []byte("MeterId,MeterName,UnitOfMeasure,UnitPrice,Currency\n" +
-			"00000000-0000-0000-0000-000000000001,Emulated meter,1 Hour,0.10,USD\n")
+		return "text/csv", []byte(priceSheetCSV)
 	default:
 		return "application/pdf", pdf
 	}
@@ -151,6 +206,7 @@ type invoiceProperties struct {
 	Payments                  []struct{}        `json:"payments"` // none: the invoice is due
 	PurchaseOrderNumber       string            `json:"purchaseOrderNumber"`
 	Status                    string            `json:"status"`
+	SubscriptionID            string            `json:"subscriptionId,omitempty"`
 	SubTotal                  amount            `json:"subTotal"`
 	TaxAmount                 amount            `json:"taxAmount"`
 	TotalAmount               amount            `json:"totalAmount"`
@@ -164,7 +220,8 @@ type amount struct {
 type invoiceDocument struct {
 	Kind            string   `json:"kind"`
 	Name            string   `json:"name"`
-	URL             string   `json:"url"`
+	URL             string   `json:"url,omitempty"`
+	ExternalURL     string   `json:"externalUrl,omitempty"`
 	Source          string   `json:"source"`
 	DocumentNumbers []string `json:"documentNumbers"`
 }

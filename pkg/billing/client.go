@@ -155,8 +155,9 @@ func (c *Client) Start(ctx context.Context, kind messages.Kind, p messages.Param
 	return c.do(withKind(ctx, kind), op, op.Method, u, op.Body(p), true)
 }
 
-// Poll GETs a Location handed back by an earlier 202 of operation kind. The
-// Location is checked again (CheckLocation) before anything is sent.
+// Poll GETs a Location handed back by an earlier 202 of operation kind, or
+// the nextLink of a listing's page. The URL is checked again
+// (CheckLocation) before anything is sent.
 func (c *Client) Poll(ctx context.Context, kind messages.Kind, location string) (*Response, error) {
 	op := OperationFor(kind)
 	if op == nil {
@@ -197,6 +198,14 @@ func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.UR
 		res, err := ParseResult(op.Result, payload)
 		if err != nil {
 			return nil, err
+		}
+		if res.NextLink != "" {
+			// The next page is fetched with the bearer token, as a Location is.
+			next, err := CheckLocation(c.endpoint, res.NextLink)
+			if err != nil {
+				return nil, err
+			}
+			res.NextLink = next.String()
 		}
 		return &Response{Status: http.StatusOK, Header: resp.Header, Result: &res}, nil
 	case resp.StatusCode == http.StatusAccepted:

@@ -1,5 +1,7 @@
-// Package billing is the worker's Azure client for the five Billing and Cost
-// Management operations: one Operation descriptor per request kind (method,
+// Package billing is the worker's Azure client for the Billing and Cost
+// Management operations (the five first ones, the rest of the download
+// family, and the paged invoice listings, whose nextLink it checks as it
+// checks a Location): one Operation descriptor per request kind (method,
 // path template, api-version, query, body, result shape), and a Client that
 // starts an operation and polls its Location on azcore's pipeline with an
 // azidentity (or any azcore.TokenCredential) credential.

@@ -85,10 +85,12 @@ func FuzzParseResult(f *testing.F) {
 		`{"url":"javascript:alert(1)"}`,
 		`{"url":"https://x","expiryTime":"tomorrow"}`,
 		``,
+		`{"downloadUrl":"https://x/p.zip","expiryTime":"2020-12-08T05:55:59.4394737Z","downloadFileProperties":{"fileFormat":"Csv"}}`,
+		`{"value":[{"id":"/x","name":"G1","properties":{"status":"PastDue","documents":[{"kind":"Statement","name":"S"}]}}],"nextLink":"https://m/n"}`,
 	} {
 		f.Add(uint8(0), s)
 	}
-	shapes := []ResultShape{ShapeDownloadURL, ShapeDocumentResult, ShapePriceSheetURL, ShapeInvoice}
+	shapes := []ResultShape{ShapeDownloadURL, ShapeDocumentResult, ShapePriceSheetURL, ShapeInvoice, ShapeProfilePriceSheet, ShapeInvoiceList}
 	f.Fuzz(func(t *testing.T, shape uint8, body string) {
 		s := shapes[int(shape)%len(shapes)]
 		r, err := ParseResult(s, []byte(body))
@@ -101,6 +103,14 @@ func FuzzParseResult(f *testing.F) {
 		if s == ShapeInvoice {
 			if r.Invoice == nil {
 				t.Fatal("invoice shape without invoice")
+			}
+			return
+		}
+		if s == ShapeInvoiceList {
+			for _, inv := range r.Invoices {
+				if inv.ID == "" || inv.Name == "" {
+					t.Fatalf("listed invoice without id or name: %+v", inv)
+				}
 			}
 			return
 		}

@@ -45,6 +45,11 @@ const (
 	ShapeDocumentResult ResultShape = "DocumentDownloadResult" // {url, expiryTime}, 2024-04-01
 	ShapePriceSheetURL  ResultShape = "DownloadURL"            // {downloadUrl, expiryTime, validTill}, Cost Management
 	ShapeInvoice        ResultShape = "Invoice"                // the invoice resource
+	// ShapeProfilePriceSheet is Cost Management's result of a billing
+	// profile's price sheet: {downloadUrl, expiryTime, downloadFileProperties}.
+	ShapeProfilePriceSheet ResultShape = "PricesheetDownloadProperties"
+	// ShapeInvoiceList is one page of a listing: {value: [Invoice], nextLink}.
+	ShapeInvoiceList ResultShape = "InvoiceListResult"
 )
 
 var operations = map[messages.Kind]*Operation{
@@ -86,6 +91,78 @@ var operations = map[messages.Kind]*Operation{
 			return billingAccounts + seg(p.BillingAccountName) + "/invoices/" + seg(p.InvoiceName)
 		},
 	},
+	messages.KindAccountDocument: {
+		Kind: messages.KindAccountDocument, Name: "Invoices_DownloadByBillingAccount",
+		Method: http.MethodPost, APIVersion: APIVersion20240401, LongRunning: true, Result: ShapeDocumentResult,
+		path: func(p messages.Params) string {
+			return billingAccounts + seg(p.BillingAccountName) + "/invoices/" + seg(p.InvoiceName) + "/download"
+		},
+		query: documentName,
+	},
+	messages.KindAccountDocuments: {
+		Kind: messages.KindAccountDocuments, Name: "Invoices_DownloadDocumentsByBillingAccount",
+		Method: http.MethodPost, APIVersion: APIVersion20240401, LongRunning: true, Result: ShapeDocumentResult,
+		path: func(p messages.Params) string {
+			return billingAccounts + seg(p.BillingAccountName) + "/downloadDocuments"
+		},
+		body: func(p messages.Params) any { return p.Documents },
+	},
+	messages.KindSubscriptionDocument: {
+		Kind: messages.KindSubscriptionDocument, Name: "Invoices_DownloadByBillingSubscription",
+		Method: http.MethodPost, APIVersion: APIVersion20240401, LongRunning: true, Result: ShapeDocumentResult,
+		path: func(p messages.Params) string {
+			return billingAccounts + "default/billingSubscriptions/" + seg(p.SubscriptionID) + "/invoices/" + seg(p.InvoiceName) + "/download"
+		},
+		query: documentName,
+	},
+	messages.KindInvoiceTransactions: {
+		Kind: messages.KindInvoiceTransactions, Name: "Transactions_TransactionsDownloadByInvoice",
+		Method: http.MethodPost, APIVersion: APIVersion20240401, LongRunning: true, Result: ShapeDocumentResult,
+		path: func(p messages.Params) string {
+			return billingAccounts + seg(p.BillingAccountName) + "/invoices/" + seg(p.InvoiceName) + "/transactionsDownload"
+		},
+	},
+	messages.KindProfilePriceSheet: {
+		Kind: messages.KindProfilePriceSheet, Name: "PriceSheet_DownloadByBillingProfile",
+		Method: http.MethodPost, APIVersion: APIVersion20231101, LongRunning: true, Result: ShapeProfilePriceSheet,
+		path: func(p messages.Params) string {
+			return billingAccounts + seg(p.BillingAccountName) + "/billingProfiles/" + seg(p.BillingProfileName) +
+				"/providers/Microsoft.CostManagement/pricesheets/default/download"
+		},
+	},
+	messages.KindAccountInvoices: {
+		Kind: messages.KindAccountInvoices, Name: "Invoices_ListByBillingAccount",
+		Method: http.MethodGet, APIVersion: APIVersion20240401, Result: ShapeInvoiceList,
+		path:  func(p messages.Params) string { return billingAccounts + seg(p.BillingAccountName) + "/invoices" },
+		query: period,
+	},
+	messages.KindSubscriptionInvoices: {
+		Kind: messages.KindSubscriptionInvoices, Name: "Invoices_ListByBillingSubscription",
+		Method: http.MethodGet, APIVersion: APIVersion20240401, Result: ShapeInvoiceList,
+		path: func(p messages.Params) string {
+			return billingAccounts + "default/billingSubscriptions/" + seg(p.SubscriptionID) + "/invoices"
+		},
+		query: period,
+	},
+}
+
+// documentName sets the optional documentName query parameter of the
+// 2024-04-01 downloads.
+func documentName(p messages.Params, q url.Values) {
+	if p.DocumentName != "" {
+		q.Set("documentName", p.DocumentName)
+	}
+}
+
+// period sets the optional period of a listing (2024-04-01 names the
+// parameters without a $ prefix).
+func period(p messages.Params, q url.Values) {
+	if p.PeriodStartDate != "" {
+		q.Set("periodStartDate", p.PeriodStartDate)
+	}
+	if p.PeriodEndDate != "" {
+		q.Set("periodEndDate", p.PeriodEndDate)
+	}
 }
 
 // OperationFor returns the descriptor of kind k, or nil for an unknown kind.

@@ -37,6 +37,30 @@ func TestOperationsBuildTheExactRequest(t *testing.T) {
 		{messages.KindInvoice, messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"},
 			http.MethodGet, "/providers/Microsoft.Billing/billingAccounts/12345678/invoices/G123456789",
 			"api-version=2024-04-01", "", false},
+		{messages.KindAccountDocument, messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789", DocumentName: "CN 1/2"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/invoices/G123456789/download",
+			"api-version=2024-04-01&documentName=CN+1%2F2", "", true},
+		{messages.KindAccountDocument, messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/invoices/G123456789/download",
+			"api-version=2024-04-01", "", true},
+		{messages.KindAccountDocuments, messages.Params{BillingAccountName: "12345678", Documents: []messages.DocumentRef{{InvoiceName: "G123456789"}, {DocumentName: "TR1", InvoiceName: "G123456789"}}},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/downloadDocuments",
+			"api-version=2024-04-01", `[{"invoiceName":"G123456789"},{"documentName":"TR1","invoiceName":"G123456789"}]`, true},
+		{messages.KindSubscriptionDocument, messages.Params{SubscriptionID: sub, InvoiceName: "E123456789", DocumentName: "12345678"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/default/billingSubscriptions/" + sub + "/invoices/E123456789/download",
+			"api-version=2024-04-01&documentName=12345678", "", true},
+		{messages.KindInvoiceTransactions, messages.Params{BillingAccountName: "12345678", InvoiceName: "G123456789"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/invoices/G123456789/transactionsDownload",
+			"api-version=2024-04-01", "", true},
+		{messages.KindProfilePriceSheet, messages.Params{BillingAccountName: "aabb-ccdd:eeff-0011_2024-01-31", BillingProfileName: "AB-CD"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/aabb-ccdd:eeff-0011_2024-01-31/billingProfiles/AB-CD/providers/Microsoft.CostManagement/pricesheets/default/download",
+			"api-version=2023-11-01", "", true},
+		{messages.KindAccountInvoices, messages.Params{BillingAccountName: "12345678", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"},
+			http.MethodGet, "/providers/Microsoft.Billing/billingAccounts/12345678/invoices",
+			"api-version=2024-04-01&periodEndDate=2026-03-31&periodStartDate=2026-01-01", "", false},
+		{messages.KindSubscriptionInvoices, messages.Params{SubscriptionID: sub},
+			http.MethodGet, "/providers/Microsoft.Billing/billingAccounts/default/billingSubscriptions/" + sub + "/invoices",
+			"api-version=2024-04-01", "", false},
 	}
 	for _, c := range cases {
 		op := OperationFor(c.kind)
@@ -62,6 +86,31 @@ func TestOperationsBuildTheExactRequest(t *testing.T) {
 
 func TestParseResultShapes(t *testing.T) {
 	t.Parallel()
+	ps, err := ParseResult(ShapeProfilePriceSheet, []byte(`{"downloadUrl":"https://x/ps.zip?sig=a","expiryTime":"2020-12-08T05:55:59.4394737Z",`+
+		`"downloadFileProperties":{"fileType":"csv","files":[{"fileName":"a.csv","sizeInBytes":100}]}}`))
+	if err != nil || ps.URL != "https://x/ps.zip?sig=a" || ps.ValidTill != nil || ps.ExpiryTime == nil ||
+		string(ps.DownloadFileProperties) != `{"fileType":"csv","files":[{"fileName":"a.csv","sizeInBytes":100}]}` {
+		t.Errorf("profile price sheet %+v %v", ps, err)
+	}
+	if _, err := ParseResult(ShapeProfilePriceSheet, []byte(`{"downloadUrl":"https://x/ps.zip","downloadFileProperties":[1]}`)); err == nil {
+		t.Error("downloadFileProperties that is not an object accepted")
+	}
+	page, err := ParseResult(ShapeInvoiceList, []byte(`{"value":[{"id":"/a/invoices/G1","name":"G1","properties":{"status":"PastDue",`+
+		`"documents":[{"kind":"Statement","name":"S1","source":"Elsewhere","externalUrl":"https://ext/doc"}]}}],"nextLink":"https://m/next?skiptoken=x"}`))
+	if err != nil || len(page.Invoices) != 1 || page.NextLink != "https://m/next?skiptoken=x" {
+		t.Fatalf("page %+v %v", page, err)
+	}
+	if inv := page.Invoices[0]; inv.Status != "PastDue" || inv.Documents[0].Kind != "Statement" || inv.Documents[0].ExternalURL != "https://ext/doc" {
+		t.Errorf("open enums not passed on: %+v", inv)
+	}
+	if last, err := ParseResult(ShapeInvoiceList, []byte(`{"value":[]}`)); err != nil || last.NextLink != "" || len(last.Invoices) != 0 {
+		t.Errorf("empty last page %+v %v", last, err)
+	}
+	for _, body := range []string{`{"nextLink":"x"}`, `{"value":[{"name":"G1"}]}`, `{"value":{}}`} {
+		if _, err := ParseResult(ShapeInvoiceList, []byte(body)); err == nil {
+			t.Errorf("%s accepted", body)
+		}
+	}
 	r, err := ParseResult(ShapePriceSheetURL, []byte(`{"downloadUrl":"https://x/p.csv?sig=a","expiryTime":"2020-12-08T05:55:59.4394737Z","validTill":"2020-12-08T05:55:59.4394737Z"}`))
 	if err != nil {
 		t.Fatal(err)

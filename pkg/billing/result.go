@@ -1,7 +1,9 @@
 package billing
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -18,8 +20,16 @@ type Result struct {
 	ExpiryTime *time.Time
 	// ValidTill is the price sheet's validity (Cost Management only).
 	ValidTill *time.Time
+	// DownloadFileProperties is Cost Management's description of a billing
+	// profile's price sheet files, as sent.
+	DownloadFileProperties json.RawMessage
 	// Invoice is the invoice, for KindInvoice.
 	Invoice *messages.Invoice
+	// Invoices are one page of a listing; NextLink is the URL of the next
+	// page (empty on the last one), as Azure sent it: Client.Poll checks it
+	// before following it.
+	Invoices []messages.Invoice
+	NextLink string
 }
 
 // ParseResult decodes the body of a 200 answer in the given shape. It fails
@@ -34,6 +44,29 @@ func ParseResult(shape ResultShape, body []byte) (Result, error) {
 	switch shape {
 	case ShapeInvoice:
 		return parseInvoice(body)
+	case ShapeInvoiceList:
+		return parseInvoiceList(body)
+	case ShapeProfilePriceSheet:
+		var r struct {
+			DownloadURL            string          `json:"downloadUrl"`
+			ExpiryTime             string          `json:"expiryTime"`
+			DownloadFileProperties json.RawMessage `json:"downloadFileProperties"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return bad("not a %s: %v", shape, jsonProblem(err))
+		}
+		res := Result{URL: r.DownloadURL}
+		if p := bytes.TrimSpace(r.DownloadFileProperties); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+			if p[0] != '{' {
+				return bad("downloadFileProperties is not an object")
+			}
+			res.DownloadFileProperties = p
+		}
+		var err error
+		if res.ExpiryTime, err = optionalTime("expiryTime", r.ExpiryTime); err != nil {
+			return bad("%v", err)
+		}
+		return checkURL(res, shape)
 	case ShapePriceSheetURL:
 		var r struct {
 			DownloadURL string `json:"downloadUrl"`
@@ -151,13 +184,50 @@ type azureInvoice struct {
 	} `json:"properties"`
 }
 
+// parseInvoiceList reads one page of a listing. Every enum of the invoice
+// (status, kinds, sources) is taken as a string, so a value the
+// specification does not list (PastDue) passes.
+func parseInvoiceList(body []byte) (Result, error) {
+	var page struct {
+		Value    *[]json.RawMessage `json:"value"`
+		NextLink string             `json:"nextLink"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return Result{}, &MalformedError{Status: 200, Reason: "not an InvoiceListResult: " + jsonProblem(err)}
+	}
+	if page.Value == nil {
+		return Result{}, &MalformedError{Status: 200, Reason: "InvoiceListResult without value"}
+	}
+	res := Result{NextLink: page.NextLink, Invoices: make([]messages.Invoice, 0, len(*page.Value))}
+	for i, raw := range *page.Value {
+		inv, err := readInvoice(raw)
+		if err != nil {
+			var me *MalformedError
+			if errors.As(err, &me) {
+				me.Reason = fmt.Sprintf("value[%d]: %s", i, me.Reason)
+			}
+			return Result{}, err
+		}
+		res.Invoices = append(res.Invoices, *inv)
+	}
+	return res, nil
+}
+
 func parseInvoice(body []byte) (Result, error) {
+	inv, err := readInvoice(body)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Invoice: inv}, nil
+}
+
+func readInvoice(body []byte) (*messages.Invoice, error) {
 	var a azureInvoice
 	if err := json.Unmarshal(body, &a); err != nil {
-		return Result{}, &MalformedError{Status: 200, Reason: "not an Invoice: " + jsonProblem(err)}
+		return nil, &MalformedError{Status: 200, Reason: "not an Invoice: " + jsonProblem(err)}
 	}
 	if a.ID == "" || a.Name == "" {
-		return Result{}, &MalformedError{Status: 200, Reason: "Invoice without id or name"}
+		return nil, &MalformedError{Status: 200, Reason: "Invoice without id or name"}
 	}
 	p := a.Properties
 	inv := &messages.Invoice{
@@ -177,7 +247,7 @@ func parseInvoice(body []byte) (Result, error) {
 	} {
 		t, err := optionalTime(d.field, d.value)
 		if err != nil {
-			return Result{}, &MalformedError{Status: 200, Reason: err.Error()}
+			return nil, &MalformedError{Status: 200, Reason: err.Error()}
 		}
 		*d.dst = t
 	}
@@ -194,5 +264,5 @@ func parseInvoice(body []byte) (Result, error) {
 		}
 		inv.Amounts[name] = *a
 	}
-	return Result{Invoice: inv}, nil
+	return inv, nil
 }

@@ -37,6 +37,20 @@ func (o Outcome) Human() string {
 				fmt.Fprintf(&b, "\n  document:   %s (%s)", d.Name, d.Kind)
 			}
 		}
+		if len(c.Invoices) > 0 {
+			fmt.Fprintf(&b, "\n  invoices:   %d", len(c.Invoices))
+		}
+		if sum := c.Collected; sum != nil {
+			fmt.Fprintf(&b, "\n  documents:  %d of %d invoices: %d completed, %d failed", sum.Documents, sum.Invoices, sum.Completed, sum.Failed)
+			for _, ch := range sum.Children {
+				if ch.Outcome == "failed" {
+					fmt.Fprintf(&b, "\n  failed:     %s %s (%s): %s", ch.InvoiceName, ch.DocumentName, ch.Code, ch.Message)
+				}
+			}
+		}
+		if c.Collection != nil {
+			fmt.Fprintf(&b, "\n  collection: %s (document %d)", c.Collection.ID, c.Collection.Index)
+		}
 	case o.Failed != nil:
 		f := o.Failed
 		id := f.ID
@@ -46,6 +60,9 @@ func (o Outcome) Human() string {
 		fmt.Fprintf(&b, "FAILED    %s %s: %s (retryable: %v)\n  %s", id, f.Kind, f.Code, f.Retryable, f.Message)
 		if f.Azure != nil {
 			fmt.Fprintf(&b, "\n  azure:     %d %s: %s", f.Azure.Status, f.Azure.Code, f.Azure.Message)
+		}
+		if f.Collection != nil {
+			fmt.Fprintf(&b, "\n  collection: %s (document %d)", f.Collection.ID, f.Collection.Index)
 		}
 	}
 	if tp := telemetry.HeaderCarrier(o.Header).Get("traceparent"); tp != "" { // either case

@@ -160,6 +160,7 @@ func TestAsyncAPIChannelsMatchLayout(t *testing.T) {
 		streams := map[string]string{
 			"requests": l.WorkStream(), "completed": l.EventsStream(), "failed": l.EventsStream(),
 			"deadLetters": l.DeadLetterStream(), "schedules": l.WorkStream(), "polls": l.WorkStream(),
+			"ended": l.WorkStream(),
 		}
 		for _, k := range kinds {
 			if k.Valid() {
@@ -179,6 +180,7 @@ func TestAsyncAPIChannelsMatchLayout(t *testing.T) {
 			want["schedules"] = append(want["schedules"], layoutCase{map[string]string{"prefix": prefix, "id": messages.IDToken(id)}, l.Schedule(id), []string{l.Internal()}})
 		}
 		want["polls"] = []layoutCase{{map[string]string{"prefix": prefix}, l.Polls(), []string{l.Internal()}}}
+		want["ended"] = []layoutCase{{map[string]string{"prefix": prefix}, l.ChildrenEnded(), []string{l.Internal()}}}
 
 		if got, w := sortedKeys(channels), sortedKeys(toAny(want)); !reflect.DeepEqual(got, w) {
 			t.Fatalf("channels %v, want %v", got, w)

@@ -1,6 +1,9 @@
 package messages
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Completed is published when a request's operation succeeded.
 type Completed struct {
@@ -14,8 +17,18 @@ type Completed struct {
 	ExpiryTime *time.Time `json:"expiryTime,omitempty"`
 	// ValidTill is the price sheet's own validity, for KindInvoicePriceSheet.
 	ValidTill *time.Time `json:"validTill,omitempty"`
+	// DownloadFileProperties is what Cost Management says of the files of a
+	// KindProfilePriceSheet download, passed on as Azure sent it.
+	DownloadFileProperties json.RawMessage `json:"downloadFileProperties,omitempty"`
 	// Invoice is the invoice read by a KindInvoice request.
 	Invoice *Invoice `json:"invoice,omitempty"`
+	// Invoices are the invoices a listing (KindAccountInvoices,
+	// KindSubscriptionInvoices) found, every page, in Azure's order.
+	Invoices []Invoice `json:"invoices,omitempty"`
+	// Collected is a KindCollection's outcome: counts, and every child.
+	Collected *CollectionSummary `json:"collected,omitempty"`
+	// Collection names the collection of a request the worker made for one.
+	Collection *ChildOf `json:"collection,omitempty"`
 	// AcceptedAt is when the worker first took the request.
 	AcceptedAt time.Time `json:"acceptedAt"`
 	// CompletedAt is when the final answer arrived.
@@ -41,7 +54,9 @@ type Failed struct {
 	Azure *AzureError `json:"azure,omitempty"`
 	// Retryable says whether submitting the request again (with a new id)
 	// could succeed.
-	Retryable  bool              `json:"retryable"`
+	Retryable bool `json:"retryable"`
+	// Collection names the collection of a request the worker made for one.
+	Collection *ChildOf          `json:"collection,omitempty"`
 	AcceptedAt *time.Time        `json:"acceptedAt,omitempty"`
 	FailedAt   time.Time         `json:"failedAt"`
 	AzureCalls int               `json:"azureCalls"`
@@ -107,6 +122,10 @@ const (
 	// went unanswered max-unanswered-calls times (timeouts, broken
 	// connections, workers stopping mid-call); it is not sent again.
 	CodeInterrupted Code = "interrupted"
+	// CodeTooMany: a listing found more invoices than MaxListedInvoices,
+	// or a collection more documents than the worker's max-documents
+	// setting; nothing was downloaded. Narrow the period.
+	CodeTooMany Code = "too_many"
 	// CodeInternal: the worker failed to handle the request repeatedly.
 	CodeInternal Code = "internal_error"
 )
@@ -115,7 +134,7 @@ const (
 var Codes = []Code{
 	CodeInvalidRequest, CodeUnknownProfile, CodeAzureError, CodeAccessDenied,
 	CodeAuthFailed, CodeAuthUnavailable, CodeTimeout, CodeBadResponse,
-	CodeLocationRejected, CodeIDConflict, CodeInterrupted, CodeInternal,
+	CodeLocationRejected, CodeIDConflict, CodeInterrupted, CodeTooMany, CodeInternal,
 }
 
 // Invoice is the part of an Azure invoice resource a KindInvoice request
@@ -144,11 +163,14 @@ type Amount struct {
 }
 
 // InvoiceDocument is one document of an invoice; Name is the documentName
-// that KindSubscriptionDocuments accepts.
+// that KindSubscriptionDocuments, KindAccountDocument and the other
+// document downloads accept. Kind and Source are open enums: Azure may send
+// values its specification does not list.
 type InvoiceDocument struct {
 	Kind            string   `json:"kind,omitempty"`
 	Name            string   `json:"name,omitempty"`
 	URL             string   `json:"url,omitempty"`
+	ExternalURL     string   `json:"externalUrl,omitempty"`
 	Source          string   `json:"source,omitempty"`
 	DocumentNumbers []string `json:"documentNumbers,omitempty"`
 }

@@ -22,6 +22,39 @@ const (
 	// carries the invoice instead of a URL (Microsoft.Billing 2024-04-01,
 	// Invoices - Get By Billing Account).
 	KindInvoice Kind = "invoice"
+
+	// The rest of the download family (docs/azure.md, "The rest of the
+	// family"): the operations a collection routes its documents to, and the
+	// listings it starts from.
+
+	// KindAccountDocument downloads one document of an invoice of a billing
+	// account; without documentName, the invoice itself (Microsoft.Billing
+	// 2024-04-01, Invoices - Download By Billing Account).
+	KindAccountDocument Kind = "account-document"
+	// KindAccountDocuments downloads documents of a billing account as one
+	// zip (Microsoft.Billing 2024-04-01, Invoices - Download Documents By
+	// Billing Account).
+	KindAccountDocuments Kind = "account-documents"
+	// KindSubscriptionDocument downloads one document of an invoice of a
+	// billing subscription (Microsoft.Billing 2024-04-01, Invoices - Download
+	// By Billing Subscription).
+	KindSubscriptionDocument Kind = "subscription-document"
+	// KindInvoiceTransactions downloads the transactions of an invoice of an
+	// EA billing account (Microsoft.Billing 2024-04-01, Transactions -
+	// Transactions Download By Invoice).
+	KindInvoiceTransactions Kind = "invoice-transactions"
+	// KindProfilePriceSheet downloads the current price sheet of a billing
+	// profile (Microsoft.CostManagement 2023-11-01, Price Sheet - Download By
+	// Billing Profile).
+	KindProfilePriceSheet Kind = "profile-pricesheet"
+	// KindAccountInvoices lists the invoices of a billing account in a
+	// period, every page; its completion event carries them
+	// (Microsoft.Billing 2024-04-01, Invoices - List By Billing Account).
+	KindAccountInvoices Kind = "account-invoices"
+	// KindSubscriptionInvoices lists the invoices of a billing subscription
+	// in a period (Microsoft.Billing 2024-04-01, Invoices - List By Billing
+	// Subscription).
+	KindSubscriptionInvoices Kind = "subscription-invoices"
 )
 
 // Kinds lists every kind, in the order of docs/azure.md (#1 to #5).
@@ -31,6 +64,14 @@ var Kinds = []Kind{
 	KindSubscriptionDocuments,
 	KindInvoicePriceSheet,
 	KindInvoice,
+	KindAccountDocument,
+	KindAccountDocuments,
+	KindSubscriptionDocument,
+	KindInvoiceTransactions,
+	KindProfilePriceSheet,
+	KindAccountInvoices,
+	KindSubscriptionInvoices,
+	KindCollection,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -49,7 +90,15 @@ const (
 	pInvoiceName        param = "invoiceName"
 	pDownloadToken      param = "downloadToken"
 	pDocuments          param = "documents"
+	pDocumentName       param = "documentName"
+	pPeriodStartDate    param = "periodStartDate"
+	pPeriodEndDate      param = "periodEndDate"
+	pDocumentKinds      param = "documentKinds"
 )
+
+// allParams lists every parameter, in the order problems are reported.
+var allParams = []param{pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceName, pDownloadToken, pDocuments,
+	pDocumentName, pPeriodStartDate, pPeriodEndDate, pDocumentKinds}
 
 // kindParams lists, per kind, the parameters it requires; every other
 // parameter is refused for that kind.
@@ -59,8 +108,32 @@ var kindParams = map[Kind][]param{
 	KindSubscriptionDocuments: {pSubscriptionID, pDocuments},
 	KindInvoicePriceSheet:     {pBillingAccountName, pBillingProfileName, pInvoiceName},
 	KindInvoice:               {pBillingAccountName, pInvoiceName},
+	KindAccountDocument:       {pBillingAccountName, pInvoiceName},
+	KindAccountDocuments:      {pBillingAccountName, pDocuments},
+	KindSubscriptionDocument:  {pSubscriptionID, pInvoiceName},
+	KindInvoiceTransactions:   {pBillingAccountName, pInvoiceName},
+	KindProfilePriceSheet:     {pBillingAccountName, pBillingProfileName},
+	KindAccountInvoices:       {pBillingAccountName},
+	KindSubscriptionInvoices:  {pSubscriptionID},
+	KindCollection:            {},
 }
 
+// kindOptional lists, per kind, the parameters it takes but does not
+// require.
+var kindOptional = map[Kind][]param{
+	KindAccountDocument:      {pDocumentName},
+	KindSubscriptionDocument: {pDocumentName},
+	KindAccountInvoices:      {pPeriodStartDate, pPeriodEndDate},
+	KindSubscriptionInvoices: {pPeriodStartDate, pPeriodEndDate},
+	// A collection's rules are its own (validateCollection).
+	KindCollection: {pBillingAccountName, pSubscriptionID, pPeriodStartDate, pPeriodEndDate, pDocumentKinds},
+}
+
+// Lists reports whether the kind lists invoices (a paged GET); its
+// completion event carries the invoices instead of a URL.
+func (k Kind) Lists() bool { return k == KindAccountInvoices || k == KindSubscriptionInvoices }
+
 // ReturnsURL reports whether the kind's completion event carries a download
-// URL (every kind but KindInvoice, whose event carries the invoice).
-func (k Kind) ReturnsURL() bool { return k != KindInvoice }
+// URL: every kind but KindInvoice, whose event carries the invoice, and the
+// listings, whose event carries the invoices.
+func (k Kind) ReturnsURL() bool { return k != KindInvoice && !k.Lists() && k != KindCollection }

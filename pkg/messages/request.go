@@ -13,6 +13,12 @@ import (
 // Version is the schema version of every document this package defines.
 const Version = 1
 
+// MaxListedInvoices bounds the invoices a listing (KindAccountInvoices,
+// KindSubscriptionInvoices) may find: its completion event carries them all,
+// and one event stays well under NATS's default 1 MB message size. A listing
+// that finds more fails with CodeTooMany.
+const MaxListedInvoices = 500
+
 // MaxRequestBytes is the default limit on the size of an encoded request.
 const MaxRequestBytes = 64 << 10
 
@@ -36,6 +42,9 @@ type Request struct {
 	// Profile names the credential profile to call Azure with; empty means
 	// the worker's default profile.
 	Profile string `json:"profile,omitempty"`
+	// Collection is set on the requests the worker makes for a collection's
+	// documents; never on a caller's own request.
+	Collection *ChildOf `json:"collection,omitempty"`
 }
 
 // Params holds the parameters of every kind; each kind uses a subset and
@@ -47,11 +56,26 @@ type Params struct {
 	InvoiceName        string        `json:"invoiceName,omitempty"`
 	DownloadToken      string        `json:"downloadToken,omitempty"`
 	Documents          []DocumentRef `json:"documents,omitempty"`
+	// DocumentName names one document of an invoice (its documents[].name);
+	// optional for KindAccountDocument and KindSubscriptionDocument, where
+	// none means the invoice itself.
+	DocumentName string `json:"documentName,omitempty"`
+	// PeriodStartDate and PeriodEndDate (YYYY-MM-DD, optional) bound the
+	// invoices a listing returns.
+	PeriodStartDate string `json:"periodStartDate,omitempty"`
+	PeriodEndDate   string `json:"periodEndDate,omitempty"`
+	// DocumentKinds are the document kinds a KindCollection fetches
+	// (default DefaultDocumentKinds), as invoices list them: Invoice,
+	// CreditNote, TaxReceipt, VoidNote, Summary, Transactions, or a kind Azure
+	// adds.
+	DocumentKinds []string `json:"documentKinds,omitempty"`
 }
 
-// DocumentRef names one document for KindSubscriptionDocuments.
+// DocumentRef names one document for KindSubscriptionDocuments and
+// KindAccountDocuments. DocumentName is required for the former; for the
+// latter none means the invoice's latest PDF.
 type DocumentRef struct {
-	DocumentName string `json:"documentName"`
+	DocumentName string `json:"documentName,omitempty"`
 	InvoiceName  string `json:"invoiceName"`
 }
 

@@ -122,8 +122,11 @@ func compareType(t *testing.T, path string, root, node map[string]any, typ refle
 func compareParams(t *testing.T, path string, root map[string]any) {
 	defs := root["$defs"].(map[string]any)
 	union := map[string]any{}
-	for _, name := range []string{"subscriptionInvoiceParams", "accountInvoiceParams", "subscriptionDocumentsParams", "priceSheetParams"} {
-		for p := range defs[name].(map[string]any)["properties"].(map[string]any) {
+	for name, def := range defs {
+		if !strings.HasSuffix(name, "Params") {
+			continue
+		}
+		for p := range def.(map[string]any)["properties"].(map[string]any) {
 			union[p] = true
 		}
 	}

@@ -141,6 +141,14 @@ func (s Layout) DeadLetter(k Kind, seq uint64) string {
 // DeadLetters is the filter of every dead-letter subject.
 func (s Layout) DeadLetters() string { return s.Prefix + ".deadletter.>" }
 
+// CollectionBucket is the key-value bucket of the documents collections
+// listed, one entry per listed page: <prefix>_collections.
+func (s Layout) CollectionBucket() string { return s.Prefix + "_collections" }
+
+// ChildrenEnded is the worker's internal subject of notices that a
+// collection's child ended.
+func (s Layout) ChildrenEnded() string { return s.Prefix + ".internal.ended" }
+
 // Polls is the worker's internal subject of due polls.
 func (s Layout) Polls() string { return s.Prefix + ".internal.polls" }
 

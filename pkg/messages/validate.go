@@ -3,7 +3,9 @@ package messages
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -43,7 +45,9 @@ func SameOperation(a, b Request) bool {
 func (p Params) equal(q Params) bool {
 	if p.SubscriptionID != q.SubscriptionID || p.BillingAccountName != q.BillingAccountName ||
 		p.BillingProfileName != q.BillingProfileName || p.InvoiceName != q.InvoiceName ||
-		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) {
+		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) ||
+		p.DocumentName != q.DocumentName || p.PeriodStartDate != q.PeriodStartDate || p.PeriodEndDate != q.PeriodEndDate ||
+		!slices.Equal(p.DocumentKinds, q.DocumentKinds) {
 		return false
 	}
 	for i := range p.Documents {
@@ -92,13 +96,29 @@ func (r Request) Validate() error {
 	if r.Profile != "" {
 		v.match("profile", r.Profile, profilePattern, "a lower-case DNS label")
 	}
+	if r.Kind == KindCollection && len(r.ID) > MaxCollectionIDLen {
+		v.add("id", "max_length", fmt.Sprintf("a collection's id must be at most %d characters (its children's ids add 17)", MaxCollectionIDLen))
+	}
+	if c := r.Collection; c != nil {
+		switch {
+		case r.Kind == KindCollection || r.Kind.Lists():
+			v.add("collection", "not_allowed", fmt.Sprintf("kind %s cannot be a collection's child", r.Kind))
+		case !ValidID(c.ID) || len(c.ID) > MaxCollectionIDLen:
+			v.add("collection.id", "pattern", "must be a collection's id")
+		case c.Index < 0:
+			v.add("collection.index", "format", "must not be negative")
+		}
+	}
 	return v.err()
 }
 
 func (p Params) validate(k Kind, v *validator) {
-	want := map[param]bool{}
+	want, optional := map[param]bool{}, map[param]bool{}
 	for _, name := range kindParams[k] {
 		want[name] = true
+	}
+	for _, name := range kindOptional[k] {
+		optional[name] = true
 	}
 	present := map[param]bool{
 		pSubscriptionID:     p.SubscriptionID != "",
@@ -107,13 +127,17 @@ func (p Params) validate(k Kind, v *validator) {
 		pInvoiceName:        p.InvoiceName != "",
 		pDownloadToken:      p.DownloadToken != "",
 		pDocuments:          p.Documents != nil,
+		pDocumentName:       p.DocumentName != "",
+		pPeriodStartDate:    p.PeriodStartDate != "",
+		pPeriodEndDate:      p.PeriodEndDate != "",
+		pDocumentKinds:      p.DocumentKinds != nil,
 	}
-	for _, name := range []param{pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceName, pDownloadToken, pDocuments} {
+	for _, name := range allParams {
 		field := "params." + string(name)
 		switch {
 		case want[name] && !present[name]:
 			v.add(field, "required", fmt.Sprintf("is required for kind %s", k))
-		case !want[name] && present[name]:
+		case !want[name] && !optional[name] && present[name]:
 			v.add(field, "not_allowed", fmt.Sprintf("is not a parameter of kind %s", k))
 		}
 	}
@@ -147,12 +171,82 @@ func (p Params) validate(k Kind, v *validator) {
 		}
 	case KindSubscriptionDocuments:
 		if present[pDocuments] {
-			validateDocuments(p.Documents, v)
+			validateDocuments(p.Documents, true, v)
 		}
+	case KindAccountDocument, KindInvoiceTransactions:
+		if present[pBillingAccountName] {
+			v.match("params.billingAccountName", p.BillingAccountName, accountPattern, "")
+		}
+		if present[pInvoiceName] {
+			v.match("params.invoiceName", p.InvoiceName, invoicePattern, "")
+		}
+	case KindSubscriptionDocument:
+		if present[pInvoiceName] {
+			v.match("params.invoiceName", p.InvoiceName, invoicePattern, "")
+		}
+	case KindAccountDocuments:
+		if present[pBillingAccountName] {
+			v.match("params.billingAccountName", p.BillingAccountName, accountPattern, "")
+		}
+		if present[pDocuments] {
+			validateDocuments(p.Documents, false, v)
+		}
+	case KindProfilePriceSheet:
+		if present[pBillingAccountName] {
+			v.match("params.billingAccountName", p.BillingAccountName, cmAccountPattern, "")
+		}
+		if present[pBillingProfileName] {
+			v.match("params.billingProfileName", p.BillingProfileName, cmProfilePattern, "")
+		}
+	case KindAccountInvoices:
+		if present[pBillingAccountName] {
+			v.match("params.billingAccountName", p.BillingAccountName, accountPattern, "")
+		}
+	case KindCollection:
+		p.validateCollection(v)
+	}
+	if present[pDocumentName] {
+		validatePrintable("params.documentName", p.DocumentName, v)
+	}
+	validatePeriod(p.PeriodStartDate, p.PeriodEndDate, v)
+}
+
+// validatePeriod checks the optional period of a listing: ISO dates
+// (YYYY-MM-DD), the start not after the end.
+func validatePeriod(start, end string, v *validator) {
+	var from, to time.Time
+	var err error
+	if start != "" {
+		if from, err = time.Parse(time.DateOnly, start); err != nil {
+			v.add("params.periodStartDate", "format", fmt.Sprintf("%q must be a date YYYY-MM-DD", clip(start)))
+		}
+	}
+	if end != "" {
+		if to, err = time.Parse(time.DateOnly, end); err != nil {
+			v.add("params.periodEndDate", "format", fmt.Sprintf("%q must be a date YYYY-MM-DD", clip(end)))
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		v.add("params.periodEndDate", "format", fmt.Sprintf("%s is before periodStartDate %s", end, start))
 	}
 }
 
-func validateDocuments(docs []DocumentRef, v *validator) {
+// validatePrintable checks a free-form name Azure takes as a path segment
+// or query value: 1 to 256 bytes of printable UTF-8.
+func validatePrintable(field, value string, v *validator) {
+	switch {
+	case value == "":
+		v.add(field, "required", "is required")
+	case len(value) > maxDocFieldLen:
+		v.add(field, "max_length", fmt.Sprintf("must be at most %d bytes", maxDocFieldLen))
+	case !printable(value):
+		v.add(field, "pattern", "must be printable UTF-8 without control characters")
+	}
+}
+
+// validateDocuments checks a documents list; documentName is required when
+// named is true.
+func validateDocuments(docs []DocumentRef, named bool, v *validator) {
 	switch {
 	case len(docs) == 0:
 		v.add("params.documents", "required", "must list at least one document")
@@ -161,15 +255,10 @@ func validateDocuments(docs []DocumentRef, v *validator) {
 	}
 	for i, d := range docs[:min(len(docs), MaxDocuments)] {
 		for _, f := range []struct{ name, value string }{{"documentName", d.DocumentName}, {"invoiceName", d.InvoiceName}} {
-			field := fmt.Sprintf("params.documents[%d].%s", i, f.name)
-			switch {
-			case f.value == "":
-				v.add(field, "required", "is required")
-			case len(f.value) > maxDocFieldLen:
-				v.add(field, "max_length", fmt.Sprintf("must be at most %d bytes", maxDocFieldLen))
-			case !printable(f.value):
-				v.add(field, "pattern", "must be printable UTF-8 without control characters")
+			if f.value == "" && f.name == "documentName" && !named {
+				continue
 			}
+			validatePrintable(fmt.Sprintf("params.documents[%d].%s", i, f.name), f.value, v)
 		}
 	}
 }

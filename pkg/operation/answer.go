@@ -1,6 +1,7 @@
 package operation
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -61,12 +62,17 @@ type Answer struct {
 	CutAtDeadline bool
 }
 
-// Result is what a finished operation yields.
+// Result is what a finished operation (or one page of a listing) yields.
 type Result struct {
-	URL        string
-	ExpiryTime *time.Time
-	ValidTill  *time.Time
-	Invoice    *messages.Invoice
+	URL                    string
+	ExpiryTime             *time.Time
+	ValidTill              *time.Time
+	DownloadFileProperties json.RawMessage
+	Invoice                *messages.Invoice
+	// Invoices are one page of a listing; NextLink, when not empty, is the
+	// checked URL of the next page.
+	Invoices []messages.Invoice
+	NextLink string
 }
 
 // sent reports whether the call reached Azure (or may have).
@@ -110,10 +116,34 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 	switch a.Outcome {
 	case Done:
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
+		st.Failures, st.BadAnswers = 0, 0
 		r := a.Result
+		if st.Request.Kind == messages.KindCollection {
+			return m.collected(st, r, now)
+		}
+		var listed []messages.Invoice
+		if st.Request.Kind.Lists() {
+			listed = append(st.Listed, r.Invoices...)
+			if len(listed) > messages.MaxListedInvoices {
+				m.fail(&st, messages.CodeTooMany, fmt.Sprintf("the listing found more than %d invoices (%d after %d pages); "+
+					"narrow the period", messages.MaxListedInvoices, len(listed), st.Polls+1), nil, false, now)
+				return m.settle(&st)
+			}
+			if r.NextLink != "" {
+				// Another page: fetch it now, from where this one ended.
+				st.Listed, st.Location = listed, r.NextLink
+				m.claim(&st, now)
+				return Step{Next: &st, Action: Call}
+			}
+			if listed == nil {
+				listed = []messages.Invoice{}
+			}
+			st.Listed = nil
+		}
 		st.Complete(messages.Completed{
 			Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
-			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
+			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
+			Invoice: r.Invoice, Invoices: listed,
 			AcceptedAt: st.AcceptedAt, CompletedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
 		}, now)
 	case Running:

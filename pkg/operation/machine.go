@@ -30,6 +30,9 @@ type Machine struct {
 	// MaxUnanswered first calls without an answer end the operation with
 	// interrupted.
 	MaxUnanswered int
+	// MaxDocuments bounds a collection's documents; Window bounds its
+	// children in flight at once.
+	MaxDocuments, Window int
 	// Policy decides the waits; Rand is its jitter source (nil:
 	// math/rand/v2).
 	Policy poll.Policy
@@ -83,6 +86,10 @@ func (a Action) String() string {
 		return "retry"
 	case Conflict:
 		return "conflict"
+	case Spawn:
+		return "spawn"
+	case Finish:
+		return "finish"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -95,6 +102,10 @@ type Step struct {
 	Next   *State
 	Action Action
 	Delay  time.Duration // for Retry
+	// Chunk, for a collection's listed page, is to be stored before Next.
+	Chunk *Chunk
+	// Spawn, for Action Spawn, names the children to request.
+	Spawn *Range
 }
 
 // staleReadRetry is how soon a wake-up that found a stale state comes
@@ -128,12 +139,32 @@ type Delivery struct {
 	// Acting is true when this worker's process is making a call for the
 	// operation right now.
 	Acting bool
+	// Child, for a collection, is the notice that one of its children
+	// ended.
+	Child *ChildNotice
+}
+
+// ChildNotice tells a collection that its child Index ended.
+type ChildNotice struct {
+	Index  int
+	Failed bool
+	// ID is the id of the request that ended; Listed, when the collection
+	// has listed document Index, is that document (from its chunk). A
+	// notice from a request that is not the child made for it is ignored.
+	ID     string
+	Listed *Child
 }
 
 // Resume is the transition of a stored operation that a message brought
 // back: a wake-up that fell due (or not), a request seen again, a
 // redelivery after a crash.
 func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
+	if d.Child != nil {
+		if c := d.Child; c.Listed != nil && ChildRequest(st.Request, c.Index, *c.Listed).ID != c.ID {
+			return Step{Action: Ack} // not this collection's child
+		}
+		return m.ChildEnded(st, d.Child.Index, d.Child.Failed, now)
+	}
 	if d.Request != nil && !messages.SameOperation(st.Request, *d.Request) {
 		return Step{Action: Conflict}
 	}
@@ -149,6 +180,14 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 	switch {
 	case st.Phase.Terminal():
 		return Step{Action: Republish}
+
+	case st.Phase == PhaseCollecting:
+		// Its children are requested and counted as they end; a finish cut
+		// short is done again.
+		if st.Collection.Done() {
+			return Step{Action: Finish}
+		}
+		return Step{Action: Ack}
 
 	case st.Phase == PhaseWaiting && current && !now.Before(st.NextAt),
 		st.ClaimExpired(now) || orphan:

@@ -3,6 +3,7 @@ package operation_test
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,15 @@ func ended(completed bool) func(*operation.State) {
 			s.Fail(messages.Failed{ID: s.Request.ID, Code: messages.CodeTimeout}, t0)
 		}
 	}
+}
+
+// invoices makes n listed invoices named prefix0, prefix1, ...
+func invoices(prefix string, n int) []messages.Invoice {
+	out := make([]messages.Invoice, n)
+	for i := range out {
+		out[i] = messages.Invoice{ID: "/x/" + prefix, Name: prefix + strconv.Itoa(i)}
+	}
+	return out
 }
 
 func TestAccept(t *testing.T) {
@@ -202,6 +212,17 @@ func TestAnswer(t *testing.T) {
 	badTwice := state(func(s *operation.State) { claimed(me, loc, t0.Add(30*time.Second), 0)(s); s.BadAnswers = 2 })
 	denied := &messages.AzureError{Status: 403, Code: "AuthorizationFailed"}
 	refused := &messages.AzureError{Status: 400, Code: "InvalidInvoice"}
+	listing := func(location string, listed int) operation.State {
+		st := state(claimed(me, location, t0.Add(30*time.Second), 0))
+		if location == "" {
+			st.Unanswered = 1
+		}
+		st.Request.Kind, st.Request.Params = messages.KindAccountInvoices, messages.Params{BillingAccountName: "12345678"}
+		st.Listed = invoices("P", listed)
+		return st
+	}
+	next := "https://management.azure.com/providers/Microsoft.Billing/billingAccounts/12345678/invoices?skiptoken=2"
+	files := []byte(`{"fileType":"csv","files":[{"fileName":"ps1.csv","sizeInBytes":12}]}`)
 	for _, tc := range []struct {
 		name       string
 		st         operation.State
@@ -287,6 +308,49 @@ func TestAnswer(t *testing.T) {
 			operation.Publish, messages.CodeTimeout, 1, 1, 0, func(t *testing.T, n *operation.State) {
 				if !strings.Contains(n.Failed.Message, "context deadline exceeded") {
 					t.Errorf("message %q", n.Failed.Message)
+				}
+			}},
+		{"price sheet of a profile: downloadFileProperties passed on", first, operation.Answer{Outcome: operation.Done, Status: 200,
+			Result: &operation.Result{URL: "https://x/ps.zip?sig=s", ExpiryTime: &expiry, DownloadFileProperties: files}},
+			operation.Publish, "", 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if string(n.Completed.DownloadFileProperties) != string(files) {
+					t.Errorf("downloadFileProperties %s", n.Completed.DownloadFileProperties)
+				}
+			}},
+		{"listing, first page with a nextLink: keep its invoices, fetch the next page at once", listing("", 0),
+			operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices("A", 3), NextLink: next}},
+			operation.Call, "", 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if n.Location != next || len(n.Listed) != 3 || n.Phase != operation.PhasePolling || n.ClaimedBy != me || n.Completed != nil {
+					t.Errorf("%+v", n)
+				}
+			}},
+		{"listing, a middle page: appended, the next page claimed", listing(loc, 3),
+			operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices("B", 2), NextLink: next}},
+			operation.Call, "", 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if n.Location != next || len(n.Listed) != 5 || n.Listed[3].Name != "B0" || n.Polls != 1 {
+					t.Errorf("%+v", n)
+				}
+			}},
+		{"listing, last page: completed with every page's invoices in order", listing(loc, 3),
+			operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices("C", 1)}},
+			operation.Publish, "", 1, 0, 0, func(t *testing.T, n *operation.State) {
+				c := n.Completed
+				if c == nil || len(c.Invoices) != 4 || c.Invoices[0].Name != "P0" || c.Invoices[3].Name != "C0" || n.Listed != nil || c.URL != "" {
+					t.Errorf("%+v %+v", c, n.Listed)
+				}
+			}},
+		{"listing throttled on a page: wait, keep the page's URL and what was listed", listing(loc, 3),
+			operation.Answer{Outcome: operation.Throttled, Status: 429, Header: hdr("Retry-After", "5"), Error: "throttled"},
+			operation.Schedule, "", 1, 0, 5 * time.Second, func(t *testing.T, n *operation.State) {
+				if n.Location != loc || len(n.Listed) != 3 {
+					t.Errorf("%+v", n)
+				}
+			}},
+		{"listing past the limit: too_many", listing(loc, messages.MaxListedInvoices-1),
+			operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices("D", 2), NextLink: next}},
+			operation.Publish, messages.CodeTooMany, 1, 0, 0, func(t *testing.T, n *operation.State) {
+				if n.Failed.Retryable || !strings.Contains(n.Failed.Message, "narrow the period") {
+					t.Errorf("%+v", n.Failed)
 				}
 			}},
 		{"Azure asks to wait past the deadline: timeout at once", nearDeadline, operation.Answer{Outcome: operation.Running, Status: 202, Header: hdr("Retry-After", "60")},

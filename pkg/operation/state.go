@@ -116,6 +116,11 @@ type State struct {
 	// polling; past ClaimedUntil the claim is void (its worker died).
 	ClaimedBy    string    `json:"claimedBy,omitempty"`
 	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+	// Listed holds the invoices of the pages a listing fetched so far;
+	// Location is then the next page's URL. Emptied when it completes.
+	Listed []messages.Invoice `json:"listed,omitempty"`
+	// Collection is a collection's progress (kind collection).
+	Collection *Collection `json:"collection,omitempty"`
 	// Throttled is the shared throttle's hold on the next call, while the
 	// operation waits for it (phase waiting); nil otherwise.
 	Throttled *Hold `json:"throttled,omitempty"`
@@ -215,12 +220,14 @@ func (s *State) Wait(d poll.Decision, now time.Time) {
 
 // Complete ends the operation with ev.
 func (s *State) Complete(ev messages.Completed, now time.Time) {
+	ev.Collection = s.Request.Collection
 	s.Phase, s.Completed = PhaseCompleted, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
 }
 
 // Fail ends the operation with ev.
 func (s *State) Fail(ev messages.Failed, now time.Time) {
+	ev.Collection = s.Request.Collection
 	s.Phase, s.Failed = PhaseFailed, &ev
 	s.ClaimedBy, s.ClaimedUntil, s.NextAt, s.UpdatedAt = "", time.Time{}, time.Time{}, now
 }

@@ -111,6 +111,12 @@ func TestScopeOf(t *testing.T) {
 		{messages.KindInvoice, false, "default.billing.reads"},
 		{messages.KindInvoicePriceSheet, false, "default.costmanagement.requests"},
 		{messages.KindInvoicePriceSheet, true, "default.costmanagement.requests"},
+		{messages.KindProfilePriceSheet, false, "default.costmanagement.requests"},
+		{messages.KindAccountDocument, false, "default.billing.writes"},
+		{messages.KindAccountDocument, true, "default.billing.reads"},
+		{messages.KindInvoiceTransactions, false, "default.billing.writes"},
+		{messages.KindAccountInvoices, false, "default.billing.reads"},
+		{messages.KindAccountInvoices, true, "default.billing.reads"},
 	} {
 		if got := throttle.ScopeOf("default", tc.kind, tc.polling); got != tc.want {
 			t.Errorf("%s polling=%v: %s, want %s", tc.kind, tc.polling, got, tc.want)

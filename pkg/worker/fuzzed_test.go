@@ -50,7 +50,7 @@ func TestFuzzedRequestsEndInEvents(t *testing.T) {
 	expected := map[string]int{} // id the event will carry -> how many
 	ctx := context.Background()
 	for i := range n {
-		kind := messages.Kinds[i%len(messages.Kinds)]
+		kind := devstack.ScriptedKinds()[i%len(devstack.ScriptedKinds())]
 		req := devstack.Sample(kind, "fz-"+itoa(int64(i)), b.invoice())
 		doc, _ := json.Marshal(req)
 		data := mutate(rng, doc)

@@ -117,6 +117,9 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 		}
 	}()
 	for redecided := 0; ; {
+		if err := w.prepare(ctx, step); err != nil {
+			return err // the redelivery decides again
+		}
 		if step.Action == operation.Call && !held && w.thr != nil {
 			// The shared throttle may hold the call back: then the
 			// operation waits for it instead.
@@ -187,6 +190,15 @@ func (w *Worker) carry(ctx context.Context, msg jetstream.Msg, cur operation.Sta
 			_ = msg.Ack()
 		case operation.Retry:
 			_ = msg.NakWithDelay(step.Delay)
+		case operation.Spawn:
+			_ = msg.Ack()
+		case operation.Finish:
+			ends, err := w.gather(ctx, &cur)
+			if err != nil {
+				return err
+			}
+			step = w.machine.Finish(cur, ends, w.now())
+			continue
 		case operation.Conflict:
 			w.deadLetter(ctx, msg, *d.Request, messages.Failed{
 				Code: messages.CodeIDConflict,
@@ -217,9 +229,9 @@ func (w *Worker) call(ctx context.Context, msg jetstream.Msg, st operation.State
 	if !late {
 		call, cancel := context.WithDeadline(ctx, st.Deadline)
 		if st.Location != "" {
-			resp, err = client.Poll(call, st.Request.Kind, st.Location)
+			resp, err = client.Poll(call, st.Request.CallKind(), st.Location)
 		} else {
-			resp, err = client.Start(call, st.Request.Kind, st.Request.Params)
+			resp, err = client.Start(call, st.Request.CallKind(), st.Request.Params)
 		}
 		cancel()
 	}
@@ -267,7 +279,8 @@ func answerOf(resp *billing.Response, err error, late bool) operation.Answer {
 	case err == nil && resp.Done():
 		r := resp.Result
 		return operation.Answer{Outcome: operation.Done, Status: resp.Status, Header: resp.Header, Result: &operation.Result{
-			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, Invoice: r.Invoice,
+			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
+			Invoice: r.Invoice, Invoices: r.Invoices, NextLink: r.NextLink,
 		}}
 	case err == nil:
 		return operation.Answer{Outcome: operation.Running, Status: resp.Status, Header: resp.Header, Location: resp.Location}

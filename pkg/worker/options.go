@@ -29,6 +29,8 @@ const (
 	DefaultMaxBadAnswers      = 3
 	DefaultMaxUnanswered      = 3
 	DefaultDrainTimeout       = 45 * time.Second
+	DefaultMaxDocuments       = 10000
+	DefaultCollectionWindow   = 16
 )
 
 // Options configure a Worker. The zero value of every field means its
@@ -82,6 +84,12 @@ type Options struct {
 	// MaxUnanswered first calls sent without an answer end an operation
 	// with interrupted; defaults to DefaultMaxUnanswered.
 	MaxUnanswered int
+	// MaxDocuments bounds the documents of one collection: one that lists
+	// more fails with too_many before any download; defaults to
+	// DefaultMaxDocuments. CollectionWindow bounds a collection's children
+	// in flight at once (the next one is requested when one ends); defaults
+	// to DefaultCollectionWindow.
+	MaxDocuments, CollectionWindow int
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -125,6 +133,8 @@ func (o Options) withDefaults() Options {
 	def(&o.HTTPTimeout, DefaultHTTPTimeout)
 	num(&o.MaxBadAnswers, DefaultMaxBadAnswers)
 	num(&o.MaxUnanswered, DefaultMaxUnanswered)
+	num(&o.MaxDocuments, DefaultMaxDocuments)
+	num(&o.CollectionWindow, DefaultCollectionWindow)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	p := poll.DefaultPolicy()
 	def(&o.Policy.MinWait, p.MinWait)
@@ -164,6 +174,8 @@ func (o Options) Validate() error {
 	check(o.DuplicateWindow > 0 && o.EventsMaxAge >= o.DuplicateWindow, "duplicate-window must be positive and at most events-max-age")
 	check(o.MaxBadAnswers >= 1, "max-bad-answers must be at least 1")
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
+	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
+	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	for c, l := range o.Throttle.Limits {
 		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -66,10 +67,39 @@ func (w *Worker) publishOutcome(ctx context.Context, st *operation.State, again 
 			return fmt.Errorf("look up the stored %s event: %w", outcome, err)
 		}
 		if stored != nil {
-			return w.publishLive(ctx, stored, msgID)
+			if err := w.publishLive(ctx, stored, msgID); err != nil {
+				return err
+			}
+			return w.endedChild(ctx, st)
 		}
 	}
-	return w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, msgID, ev)
+	if err := w.publishEvent(ctx, outcome, st.Request.Kind, st.Request.ID, msgID, ev); err != nil {
+		return err
+	}
+	return w.endedChild(ctx, st)
+}
+
+// endedChild tells a child's collection that the child ended (after its
+// event: a crash in between tells it on the redelivery).
+func (w *Worker) endedChild(ctx context.Context, st *operation.State) error {
+	if st.Request.Collection == nil {
+		return nil
+	}
+	return w.notifyEnded(ctx, st.Request, st.Failed != nil)
+}
+
+// rejectedChild tells a rejected child's collection (the request was
+// dead-lettered, its failure event published) that it ended, then
+// terminates msg; if the notice cannot be sent, msg comes back.
+func (w *Worker) rejectedChild(ctx context.Context, msg jetstream.Msg, req messages.Request, log *slog.Logger) {
+	if req.Collection != nil {
+		if err := w.notifyEnded(ctx, req, true); err != nil {
+			log.WarnContext(ctx, "tell the collection", "error", err)
+			w.nakLater(msg)
+			return
+		}
+	}
+	_ = msg.TermWithReason("rejected")
 }
 
 // storedEvent returns the message the events stream holds on subject with
@@ -211,13 +241,17 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 			return
 		}
 		if stored != nil {
-			_ = msg.TermWithReason(string(failed.Code))
+			w.rejectedChild(ctx, msg, req, log)
 			return
 		}
 	}
 	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, msgID, failed); err != nil {
 		log.WarnContext(ctx, "publish rejection", "error", err)
 		w.nakLater(msg)
+		return
+	}
+	if req.Collection != nil {
+		w.rejectedChild(ctx, msg, req, log)
 		return
 	}
 	w.m.rejected(ctx, req.Kind, failed.Code)

@@ -78,7 +78,8 @@ func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
 	if profile == "" {
 		profile = w.profiles.Default
 	}
-	return throttle.ScopeOf(profile, st.Request.Kind, st.Location != "")
+	// A collection's calls are its listing's.
+	return throttle.ScopeOf(profile, st.Request.CallKind(), st.Location != "")
 }
 
 // gate asks the shared throttle whether the call that next (claimed, not

@@ -38,8 +38,11 @@ func (w *Worker) startProcess(ctx context.Context, msg jetstream.Msg, consumer s
 	ctx = telemetry.Extract(ctx, msg.Headers())
 	// Span names carry the subject without the request id (low cardinality).
 	name := "process " + w.subj.Requests()
-	if consumer == PollsConsumer {
+	switch consumer {
+	case PollsConsumer:
 		name = "process " + w.subj.Polls()
+	case EndedConsumer:
+		name = "process " + w.subj.ChildrenEnded()
 	}
 	ctx, span := w.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer))
 	if !span.IsRecording() {

@@ -57,6 +57,7 @@ type Worker struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
+	chunks   jetstream.KeyValue // the pages collections listed
 	profiles Profiles
 	machine  operation.Machine
 	log      *slog.Logger
@@ -113,6 +114,7 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
+		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow,
 		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread,
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
@@ -151,6 +153,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		kv, err := ensure(ctx, w.js, w.subj, &w.cfg)
 		if err == nil {
 			tkv, err = ensureThrottle(ctx, w.js, w.subj, &w.cfg)
+		}
+		if err == nil {
+			w.chunks, err = ensureCollections(ctx, w.js, w.subj, &w.cfg)
 		}
 		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
@@ -204,7 +209,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, c := range []struct {
 		name   string
 		handle handler
-	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}} {
+	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}, {EndedConsumer, w.handleEnded}} {
 		cons, err := w.js.Consumer(ctx, w.subj.WorkStream(), c.name)
 		if err != nil {
 			return fmt.Errorf("worker: consumer %s: %w", c.name, err)

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// collectCommand submits a collection: every document of a scope's
+// invoices of a period.
+func (a *app) collectCommand() *cobra.Command {
+	req := messages.Request{Version: messages.Version, Kind: messages.KindCollection}
+	var (
+		labels   []string
+		deadline string
+		wf       waitFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "collect (--billing-account ACCT | --subscription-id GUID) --from YYYY-MM-DD --to YYYY-MM-DD [--kinds Invoice,CreditNote] [flags]",
+		Short: "Submit a collection: every document of the invoices of a period",
+		Long: `Submit a collection: the worker lists every invoice of the billing account
+(or billing subscription) in the period and downloads each document of the
+kinds asked for (default: Invoice, CreditNote, TaxReceipt, VoidNote, Summary,
+Transactions). With --wait, a progress bar on a terminal (JSON lines when
+piped) and a summary at the end; the exit status is 0 only when every
+document was fetched.`,
+		GroupID: "submit",
+		Args:    noArgs,
+		RunE: a.mark(func(cmd *cobra.Command, _ []string) error {
+			return a.collect(cmd.Context(), req, labels, deadline, wf)
+		}),
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&req.ID, "id", "", "collection id, at most 100 characters (default: generated)")
+	fs.StringVar(&req.Params.BillingAccountName, "billing-account", "", "the billing account whose invoices are collected")
+	fs.StringVar(&req.Params.SubscriptionID, "subscription-id", "", "the billing subscription whose invoices are collected (a GUID)")
+	fs.StringVar(&req.Params.PeriodStartDate, "from", "", "first day of the period, YYYY-MM-DD")
+	fs.StringVar(&req.Params.PeriodEndDate, "to", "", "last day of the period, YYYY-MM-DD")
+	fs.StringSliceVar(&req.Params.DocumentKinds, "kinds", nil, "document kinds to fetch, comma-separated (default: Invoice,CreditNote,TaxReceipt,VoidNote,Summary,Transactions)")
+	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
+	fs.StringVar(&deadline, "deadline", "", "deadline of the listing: a duration from now (45m) or an RFC 3339 time")
+	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")
+	wf.bind(fs)
+	return cmd
+}
+
+func (a *app) collect(ctx context.Context, req messages.Request, labels []string, deadline string, wf waitFlags) error {
+	if req.ID == "" {
+		req.ID = newID()
+	}
+	if !wf.wait {
+		return a.submitKind(ctx, req, nil, labels, deadline, wf)
+	}
+	// Submit without waiting, then follow the collection.
+	quiet := *a
+	quiet.stdout = discard{}
+	if err := quiet.submitKind(ctx, req, nil, labels, deadline, waitFlags{}); err != nil {
+		return err
+	}
+	return a.follow(ctx, req.ID, wf.timeout)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// follow shows a collection's progress until its event, then its summary.
+func (a *app) follow(ctx context.Context, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nc, c, err := a.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := c.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	events := make(chan client.Outcome, 1)
+	go func() {
+		for {
+			o, err := w.Next(ctx)
+			if err != nil {
+				return
+			}
+			if o.ID == id {
+				events <- o
+				return
+			}
+		}
+	}()
+	every := a.pollFor
+	if every <= 0 {
+		every = 500 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last := ""
+	for {
+		// The stored state first: the collection may have ended already.
+		v, err := c.Collection(ctx, id, false)
+		switch {
+		case err == nil && v.State.Phase.Terminal():
+			if o, ok := c.OutcomeOf(v.State); ok {
+				return a.summarize(o)
+			}
+		case err == nil:
+			line := a.progressLine(v)
+			if line != last {
+				a.printProgress(v, line)
+				last = line
+			}
+		case !errors.Is(err, client.ErrNoState):
+			return err
+		}
+		select {
+		case o := <-events:
+			return a.summarize(o)
+		case <-ctx.Done():
+			if a.tty && !a.jsonOut() {
+				fmt.Fprintln(a.stderr)
+			}
+			fmt.Fprintf(a.stderr, "enqueue: gave up waiting for collection %s\n", id)
+			return exitError(exitTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// progressLine is the state of a collection in a line: a bar and counts.
+func (a *app) progressLine(v client.CollectionView) string {
+	p := v.Progress
+	if v.State.Phase != "collecting" {
+		return fmt.Sprintf("listing invoices: %d documents so far (page %d)", p.Documents, v.State.Polls+1)
+	}
+	const width = 30
+	done := p.Completed + p.Failed
+	filled := 0
+	if p.Documents > 0 {
+		filled = done * width / p.Documents
+	}
+	return fmt.Sprintf("[%s%s] %d/%d documents, %d failed, %d waiting on Azure, %d throttled",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.Documents, p.Failed, p.Waiting, p.Throttled)
+}
+
+func (a *app) printProgress(v client.CollectionView, line string) {
+	if a.jsonOut() {
+		b, _ := json.Marshal(struct {
+			ID    string `json:"id"`
+			Phase string `json:"phase"`
+			client.Progress
+		}{v.State.Request.ID, string(v.State.Phase), v.Progress})
+		fmt.Fprintln(a.stdout, string(b))
+		return
+	}
+	fmt.Fprintf(a.stderr, "\r\033[K%s", line)
+}
+
+// summarize prints a collection's outcome and sets the exit status: 0
+// only when every document was fetched.
+func (a *app) summarize(o client.Outcome) error {
+	if a.jsonOut() {
+		fmt.Fprintln(a.stdout, string(o.Data))
+	} else {
+		fmt.Fprint(a.stderr, "\r\033[K")
+		if o.Failed != nil {
+			fmt.Fprintln(a.stdout, o.Human())
+		} else {
+			a.printSummary(o.Completed)
+		}
+	}
+	if o.Failed != nil || o.Completed.Collected == nil || o.Completed.Collected.Failed > 0 {
+		return exitError(exitFailed)
+	}
+	return nil
+}
+
+func (a *app) printSummary(ev *messages.Completed) {
+	sum := ev.Collected
+	fmt.Fprintf(a.stdout, "collection %s: %d documents of %d invoices: %d completed, %d failed\n\n",
+		ev.ID, sum.Documents, sum.Invoices, sum.Completed, sum.Failed)
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "OUTCOME\tINVOICE\tDOCUMENT\tKIND\tDETAIL")
+	for _, c := range sum.Children {
+		detail := ""
+		if c.Outcome == messages.OutcomeFailed {
+			detail = string(c.Code) + ": " + clipText(c.Message, 60)
+		} else if c.ExpiryTime != nil {
+			detail = "link expires " + c.ExpiryTime.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Outcome, c.InvoiceName, c.DocumentName, c.DocumentKind, detail)
+	}
+	_ = tw.Flush()
+	if sum.Truncated {
+		fmt.Fprintln(a.stdout, "\n(the list is truncated; each child's own event has its link: enqueue status "+ev.ID+")")
+	}
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// statusCollection prints a collection's state and every child.
+func (a *app) statusCollection(ctx context.Context, c *client.Client, id string) error {
+	v, err := c.Collection(ctx, id, true)
+	if err != nil {
+		return err
+	}
+	v.State.Location = ""
+	if a.jsonOut() {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	fmt.Fprint(a.stdout, client.HumanState(v.State))
+	p := v.Progress
+	fmt.Fprintf(a.stdout, "documents: %d, completed %d, failed %d, in flight %d (%d waiting on Azure, %d throttled)\n\n",
+		p.Documents, p.Completed, p.Failed, p.InFlight, p.Waiting, p.Throttled)
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHILD\tINVOICE\tDOCUMENT\tKIND\tPHASE\tCODE")
+	for _, ch := range v.Children {
+		phase := string(ch.Phase)
+		if phase == "" {
+			phase = "not requested yet"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ch.ID, ch.InvoiceName, ch.DocumentName, ch.Kind, phase, ch.Code)
+	}
+	return tw.Flush()
+}
