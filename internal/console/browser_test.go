@@ -211,10 +211,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A mark that a reload would erase.
 	eval[chromedp.Void](t, b, "window.noReload = true")
 
-	// Requests of every kind, one that waits, one that Azure refuses, one
-	// throttled first.
+	// Requests of every kind (a collection comes at the end), one that
+	// waits, one that Azure refuses, one throttled first.
 	var ids []string
-	for i, k := range messages.Kinds {
+	for i, k := range devstack.ScriptedKinds() {
 		ids = append(ids, tb.submit(t, k, fmt.Sprintf("br-%s", k), devstack.InvoiceName("BRW", i+1)))
 	}
 	slow := tb.submit(t, messages.KindInvoiceSummary, "br-slow", slowInvoice)
@@ -406,5 +406,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	if strings.Contains(b.text(t, "#deadletters"), "onerror") {
 		t.Error("the deleted dead letter is still listed")
 	}
+	// A collection: listed, its children fetched; the collections page
+	// shows its progress, its page every child.
+	coll := tb.submit(t, messages.KindCollection, "br-coll", "")
+	cst := tb.state(t, coll, operation.Phase.Terminal)
+	if cst.Completed == nil || cst.Completed.Collected == nil || cst.Completed.Collected.Documents == 0 {
+		t.Fatalf("the collection: %+v", cst.Completed)
+	}
+	docs := cst.Completed.Collected.Documents
+	b.do(t, chromedp.Navigate(tb.url+"/collections"), chromedp.WaitVisible(chromedp.CSS("#collections")))
+	if row := b.text(t, "#collections tbody tr"); !strings.Contains(row, coll) || !strings.Contains(row, "completed") || !strings.Contains(row, strconv.Itoa(docs)) {
+		t.Errorf("collections list: %q", row)
+	}
+	b.do(t, chromedp.Click(chromedp.CSS(`#collections a[href="/collections/br-coll"]`)), chromedp.WaitVisible(chromedp.CSS("#children")))
+	if p := b.text(t, "#progress"); !strings.Contains(p, fmt.Sprintf("%d of %d documents ended (100%%)", docs, docs)) {
+		t.Errorf("collection progress: %q", p)
+	}
+	if n := eval[int](t, b, `[...document.querySelectorAll("#children tbody tr")].filter(tr => tr.textContent.includes("completed") || tr.textContent.includes("failed")).length`); n != docs {
+		t.Errorf("%d children shown ended, want %d", n, docs)
+	}
+	b.screenshot(t, "console-collection")
+
 	b.clean(t, "status of 401", "status of 403") // the wrong token, the forged post
 }

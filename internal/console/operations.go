@@ -85,6 +85,8 @@ type row struct {
 	NextAt     time.Time
 	AzureCalls int
 	Code       messages.Code // a failure's code
+	// Progress is a collection's: documents listed, children ended.
+	Progress *client.Progress
 }
 
 func rowOf(st operation.State) row {
@@ -93,7 +95,24 @@ func rowOf(st operation.State) row {
 	if st.Failed != nil {
 		r.Code = st.Failed.Code
 	}
+	if st.Request.Kind == messages.KindCollection {
+		r.Progress = progressOf(st)
+	}
 	return r
+}
+
+// progressOf counts a collection's children from its stored state: the
+// running count, or its completion event's summary once it has ended.
+func progressOf(st operation.State) *client.Progress {
+	switch {
+	case st.Collection != nil:
+		c := st.Collection
+		return &client.Progress{Documents: c.Total, Completed: c.Completed, Failed: c.Failed, InFlight: c.InFlight()}
+	case st.Completed != nil && st.Completed.Collected != nil:
+		c := st.Completed.Collected
+		return &client.Progress{Documents: c.Documents, Completed: c.Completed, Failed: c.Failed}
+	}
+	return &client.Progress{}
 }
 
 func (r row) cursor() cursor { return cursor{At: r.AcceptedAt, ID: r.ID} }
