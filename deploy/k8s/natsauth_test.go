@@ -540,7 +540,18 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 
 	// The operations console, with its own user: every page, then a
 	// replay and a delete (write actions on).
-	checkConsole(t, ns, op, cfg.Prefix, log)
+	// A collection left running (its children wait ten minutes on Azure),
+	// whose page reads its listed pages.
+	emu.SetDefault(emulator.Accepted("600"))
+	running := messages.Request{Version: 1, ID: "perm-coll-running", Kind: messages.KindCollection, Params: messages.Params{
+		SubscriptionID: devstack.SampleSubscriptionID, PeriodStartDate: "2026-02-01", PeriodEndDate: "2026-02-28",
+		DocumentKinds: []string{messages.DocInvoice}}}
+	body, err = json.Marshal(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit(running.ID, running.Kind, body)
+	checkConsole(t, ns, op, cfg.Prefix, log, running.ID)
 	if v := log.take(); len(v) > 0 {
 		t.Errorf("permission violations of the console:\n%s", strings.Join(v, "\n"))
 	}
@@ -590,7 +601,7 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 
 // checkConsole serves the console on the billing-console user's
 // connection and goes through its pages and write actions.
-func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix string, log *violationLog) {
+func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix string, log *violationLog, runningCollection string) {
 	t.Helper()
 	cnc, err := nats.Connect(ns.ClientURL(), nats.UserCredentials(op.creds["billing-console"]))
 	if err != nil {
@@ -636,7 +647,19 @@ func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix str
 		t.Fatalf("dead letters under the console's permissions: %v %d", err, len(dls))
 	}
 	seq := strconv.FormatUint(dls[0].Sequence, 10)
-	for _, p := range []string{"/", "/live/overview", "/operations", "/operations?state=completed", "/operations/perm-ok", "/live/operations/perm-ok", "/deadletters", "/deadletters/" + seq} {
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st, err := cl.Status(ctx, runningCollection)
+		if err == nil && st.Collection != nil && st.Collection.Spawned > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collection %s has not requested children: %v", runningCollection, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range []string{"/", "/live/overview", "/operations", "/operations?state=completed", "/operations/perm-ok", "/live/operations/perm-ok",
+		"/collections", "/collections/perm-coll-account", "/live/collections/perm-coll-subscription", "/collections/" + runningCollection,
+		"/deadletters", "/deadletters/" + seq} {
 		do(http.MethodGet, p, nil, http.StatusOK)
 	}
 	do(http.MethodPost, "/login", url.Values{"token": {token}}, http.StatusSeeOther)
