@@ -312,3 +312,41 @@ func TestOverviewThrottled(t *testing.T) {
 		t.Errorf("the held operation's page: %s", body)
 	}
 }
+
+// A running collection: counted on the overview, listed with its
+// progress, its page showing the children in flight.
+func TestCollectionRunning(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, console.Options{OverviewCache: time.Millisecond})
+	tb.stack.Emulator.SetDefault(emulator.Accepted("600")) // the children wait
+	id := tb.submit(t, messages.KindCollection, "coll-1", "")
+	var st operation.State
+	waitFor(t, 20*time.Second, "the collection's children", func() bool {
+		st, _ = tb.stack.Client.Status(context.Background(), id)
+		return st.Collection != nil && st.Collection.Spawned > 0
+	})
+	c := httpClient(t)
+	_, body := get(t, c, tb.url+"/live/overview")
+	if !strings.Contains(body, `id="collections-running"><a href="/collections">1</a>`) || !strings.Contains(body, "documents listed so far ended") {
+		t.Errorf("overview: %s", body)
+	}
+	_, body = get(t, c, tb.url+"/collections")
+	if !strings.Contains(body, `href="/collections/coll-1"`) || !strings.Contains(body, "1 collections") {
+		t.Errorf("collections: %s", body)
+	}
+	code, body := get(t, c, tb.url+"/collections/coll-1")
+	if code != http.StatusOK || !strings.Contains(body, "in flight") || !strings.Contains(body, "phase-waiting") || !strings.Contains(body, `href="/operations/coll-1-`) {
+		t.Errorf("collection page: %d %s", code, body)
+	}
+	if code, _ := get(t, c, tb.url+"/live/collections/coll-1"); code != http.StatusOK {
+		t.Errorf("live part: %d", code)
+	}
+	// A child's page links its collection.
+	child := regexp.MustCompile(`href="/operations/(coll-1-[0-9a-f]+)"`).FindStringSubmatch(body)
+	if child == nil {
+		t.Fatal("no child link")
+	}
+	if _, body := get(t, c, tb.url+"/operations/"+child[1]); !strings.Contains(body, `<a href="/collections/coll-1">coll-1</a>`) {
+		t.Errorf("child page: %s", body)
+	}
+}

@@ -44,6 +44,10 @@ type overview struct {
 	Streams   []client.StreamStat
 	// DeadLetters is how many the dead-letter stream keeps.
 	DeadLetters uint64
+	// Collections counts the collections running, and Docs their
+	// documents listed and ended so far.
+	Collections     int
+	Docs, DocsEnded int
 	// Scopes are the shared throttle's scopes (none when it is off), and
 	// Paused how many of them Azure has paused now.
 	Scopes []throttle.Status
@@ -105,6 +109,12 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 			if m := slot(st.Failed.FailedAt); m != nil {
 				m.Failed++
 			}
+		}
+		if st.Request.Kind == messages.KindCollection && !st.Phase.Terminal() {
+			p := progressOf(st)
+			ov.Collections++
+			ov.Docs += p.Documents
+			ov.DocsEnded += p.Completed + p.Failed
 		}
 		if st.Phase == operation.PhaseWaiting && (st.LastStatus == http.StatusTooManyRequests || st.LastStatus == http.StatusServiceUnavailable) {
 			ov.Throttled++
