@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# The billing worker as a static binary in a distroless, non-root image.
+# The billing worker as a static binary in a distroless, non-root image,
+# with the operations console beside it (/console).
 #
 #   docker build -t billing-worker .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/billing-worker:<tag> --push .
@@ -21,6 +22,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     GOOS=$TARGETOS GOARCH=$TARGETARCH sh deploy/build-static.sh /out/worker
 
 FROM gcr.io/distroless/static-debian12:nonroot
+# The operations console (cmd/console), for deploy/k8s/components/console.
+COPY --from=build /out/console /console
 COPY --from=build /out/worker /worker
 # The image's nonroot user (uid and gid 65532); the Kubernetes manifests set
 # runAsUser 65532 so that runAsNonRoot can be verified.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -30,8 +32,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/worker"
 )
@@ -536,6 +540,24 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	// What KEDA reads: /jsz for the account, as the scaler asks for it.
 	checkKEDAView(t, ns, op.accountPub, render(t, "base"))
 
+	// The operations console, with its own user: every page, then a
+	// replay and a delete (write actions on).
+	// A collection left running (its children wait ten minutes on Azure),
+	// whose page reads its listed pages.
+	emu.SetDefault(emulator.Accepted("600"))
+	running := messages.Request{Version: 1, ID: "perm-coll-running", Kind: messages.KindCollection, Params: messages.Params{
+		SubscriptionID: devstack.SampleSubscriptionID, PeriodStartDate: "2026-02-01", PeriodEndDate: "2026-02-28",
+		DocumentKinds: []string{messages.DocInvoice}}}
+	body, err = json.Marshal(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit(running.ID, running.Kind, body)
+	checkConsole(t, ns, op, cfg.Prefix, log, running.ID)
+	if v := log.take(); len(v) > 0 {
+		t.Errorf("permission violations of the console:\n%s", strings.Join(v, "\n"))
+	}
+
 	// Least privilege: what neither user may do.
 	denied := func(user string, try func(nc *nats.Conn) error) {
 		t.Helper()
@@ -573,6 +595,78 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	denied("billing-submitter", pub("$KV.billing_operations.perm-ok"))
 	denied("billing-submitter", pub("billing.internal.polls"))
 	denied("billing-submitter", sub("billing.internal.>"))
+	denied("billing-console", pub("$KV.billing_operations.perm-ok"))
+	denied("billing-console", pub("$JS.API.STREAM.DELETE.BILLING_DEADLETTER"))
+	denied("billing-console", pub("$JS.API.STREAM.PURGE.KV_billing_operations"))
+	denied("billing-console", pub("billing.internal.polls"))
+}
+
+// checkConsole serves the console on the billing-console user's
+// connection and goes through its pages and write actions.
+func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix string, log *violationLog, runningCollection string) {
+	t.Helper()
+	cnc, err := nats.Connect(ns.ClientURL(), nats.UserCredentials(op.creds["billing-console"]))
+	if err != nil {
+		t.Fatalf("the console cannot connect: %v", err)
+	}
+	defer cnc.Close()
+	log.watch(cnc, "billing-console")
+	cl, err := client.New(cnc, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "permissions-test-console-token"
+	srv, err := console.New(console.Options{Client: cl, Write: true, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path string, form url.Values, want int) string {
+		t.Helper()
+		req, err := http.NewRequest(method, hs.URL+path, strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != want {
+			t.Errorf("console %s %s: %d, want %d; server: %v\n%s", method, path, res.StatusCode, want, log.take(), body)
+		}
+		return string(body)
+	}
+	ctx := context.Background()
+	dls, err := cl.DeadLetters(ctx, 0, 10)
+	if err != nil || len(dls) == 0 {
+		t.Fatalf("dead letters under the console's permissions: %v %d", err, len(dls))
+	}
+	seq := strconv.FormatUint(dls[0].Sequence, 10)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st, err := cl.Status(ctx, runningCollection)
+		if err == nil && st.Collection != nil && st.Collection.Spawned > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collection %s has not requested children: %v", runningCollection, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range []string{"/", "/live/overview", "/operations", "/operations?state=completed", "/operations/perm-ok", "/live/operations/perm-ok",
+		"/collections", "/collections/perm-coll-account", "/live/collections/perm-coll-subscription", "/collections/" + runningCollection,
+		"/deadletters", "/deadletters/" + seq} {
+		do(http.MethodGet, p, nil, http.StatusOK)
+	}
+	do(http.MethodPost, "/login", url.Values{"token": {token}}, http.StatusSeeOther)
+	do(http.MethodPost, "/deadletters/"+seq+"/replay", url.Values{"mode": {"as-is"}, "confirm": {"yes"}}, http.StatusOK)
+	do(http.MethodPost, "/deadletters/"+seq+"/delete", url.Values{"confirm": {"yes"}}, http.StatusSeeOther)
 }
 
 // checkKEDAView queries the monitoring endpoint the way KEDA's

@@ -3,8 +3,9 @@
 # (https://github.com/nats-io/nsc) in operator (JWT) mode:
 #
 #   operator billing-operator (with a signing key), system account SYS,
-#   account BILLING with JetStream, users billing-worker and
-#   billing-submitter with the permissions of permissions.yaml.
+#   account BILLING with JetStream, users billing-worker,
+#   billing-submitter and billing-console with the permissions of
+#   permissions.yaml.
 #
 #   deploy/nats/nsc-setup.sh [OUTDIR]        (default ./nats-secrets)
 #
@@ -13,6 +14,7 @@
 #                           account JWTs to preload, for the NATS Helm chart (ConfigMap nats-auth)
 #   billing-worker.creds    the worker's credentials (Secret billing-worker-nats)
 #   billing-submitter.creds credentials for an upstream system
+#   billing-console.creds   the operations console's (Secret billing-console-nats, key console.creds)
 #   billing-account         the BILLING account's public key (KEDA's "account")
 #
 # deploy/k8s/README.md shows what to do with each. The permission lists
@@ -84,7 +86,30 @@ nsc add user --account BILLING --name billing-submitter \
   --allow-sub '_INBOX.>' \
   --allow-sub 'billing.events.>'
 
+nsc add user --account BILLING --name billing-console \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_EVENTS' \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_DEADLETTER' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_operations' \
+  --allow-pub '$JS.API.CONSUMER.LIST.BILLING_WORK' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_DEADLETTER' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_operations.>' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_billing_operations.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_DEADLETTER.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_DEADLETTER.>' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_throttle' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_throttle.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_throttle.*' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_collections' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
+  --allow-pub 'billing.requests.>' \
+  --allow-pub '$JS.API.STREAM.MSG.DELETE.BILLING_DEADLETTER' \
+  --allow-sub '_INBOX.>'
+
 nsc generate creds --account BILLING --name billing-worker > "$out/billing-worker.creds"
+nsc generate creds --account BILLING --name billing-console > "$out/billing-console.creds"
 nsc generate creds --account BILLING --name billing-submitter > "$out/billing-submitter.creds"
 nsc describe account --name BILLING --field sub | tr -d '"' > "$out/billing-account"
 
@@ -103,4 +128,4 @@ acc=$(cat "$out/billing-account")
   echo "}"
 } > "$out/auth.conf"
 
-echo "wrote $out: auth.conf billing-worker.creds billing-submitter.creds billing-account"
+echo "wrote $out: auth.conf billing-worker.creds billing-submitter.creds billing-console.creds billing-account"

@@ -2,6 +2,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/telemetry"
@@ -39,6 +42,47 @@ type DevOptions struct {
 	Exit bool
 	// Telemetry the worker and the samples use (default: none).
 	Telemetry *telemetry.Telemetry
+	// ConsoleAddr is where the operations console listens (default
+	// DevConsoleAddr, or any free loopback port when that one is taken).
+	ConsoleAddr string
+}
+
+// DevConsoleAddr is where dev mode's console listens when the port is
+// free.
+const DevConsoleAddr = "127.0.0.1:8090"
+
+// startConsole serves the operations console on the stack, with write
+// actions on behind a token made for this run.
+func startConsole(ctx context.Context, stack *Stack, o DevOptions) (url, token string, stop func(), err error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", nil, err
+	}
+	token = hex.EncodeToString(b)
+	srv, err := console.New(console.Options{Client: stack.Client, Write: true, Token: token, Logger: o.Logger})
+	if err != nil {
+		return "", "", nil, err
+	}
+	addr := o.ConsoleAddr
+	if addr == "" {
+		addr = DevConsoleAddr
+	}
+	l, err := console.Listen(addr)
+	if err != nil && o.ConsoleAddr == "" {
+		l, err = console.Listen("127.0.0.1:0")
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(cctx, l); err != nil && o.Logger != nil {
+			o.Logger.Error("console", "error", err)
+		}
+	}()
+	return "http://" + l.Addr().String(), token, func() { cancel(); <-done }, nil
 }
 
 // Dev runs the development mode: an embedded NATS server, the emulator and
@@ -82,6 +126,12 @@ func Dev(ctx context.Context, o DevOptions) error {
 	}
 	defer stack.Close()
 	fmt.Fprintf(o.Out, "dev mode: NATS %s, Azure Billing emulator %s, one worker\n", stack.NATS.ClientURL(), stack.Emulator.URL())
+	consoleURL, token, stopConsole, err := startConsole(ctx, stack, o)
+	if err != nil {
+		return err
+	}
+	defer stopConsole()
+	fmt.Fprintf(o.Out, "dev mode: console %s (replay and delete dead letters after logging in with the token %s)\n", consoleURL, token)
 	fmt.Fprintf(o.Out, "try, from another terminal:\n  go run ./cmd/enqueue --server %s invoice-summary --billing-account %s --invoice-name G123456789 --wait\n\n",
 		stack.NATS.ClientURL(), SampleBillingAccount)
 

@@ -286,6 +286,9 @@ func (c *Client) DeadLetters(ctx context.Context, from uint64, limit int) ([]Dea
 		return nil, err
 	}
 	var out []DeadLetter
+	if info.State.Msgs == 0 {
+		return nil, nil // FirstSeq is past LastSeq, or both 0 for a new stream
+	}
 	seq := max(from, info.State.FirstSeq)
 	for ; seq <= info.State.LastSeq && len(out) < limit; seq++ {
 		dl, err := c.DeadLetter(ctx, seq)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/pkg/redact"
 )
 
 // Outcome says what became of one Azure call, in the machine's terms.
@@ -109,6 +110,7 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 			}
 		}
 		m.timedOut(&st, "", now)
+		recordCall(&st, a, polling, now)
 		return m.settle(&st)
 	}
 	switch a.Outcome {
@@ -155,7 +157,49 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 	default:
 		m.failed(&st, a, now)
 	}
+	recordCall(&st, a, polling, now)
 	return m.settle(&st)
+}
+
+// recordCall adds the answer to st's call history, with the wait chosen
+// after it (none when the operation ended).
+func recordCall(st *State, a Answer, polling bool, now time.Time) {
+	c := CallRecord{At: now, Poll: polling, Status: a.Status, Outcome: a.Outcome.String(), Error: redact.String(a.Error)}
+	if st.Phase == PhaseWaiting {
+		c.Wait, c.WaitSource = st.LastWait, st.LastWaitSource
+	}
+	st.record(c)
+}
+
+// String names an outcome in snake_case, as the call history stores it.
+func (o Outcome) String() string {
+	switch o {
+	case Done:
+		return "done"
+	case Running:
+		return "running"
+	case Throttled:
+		return "throttled"
+	case Transient:
+		return "transient"
+	case Refused:
+		return "refused"
+	case Denied:
+		return "denied"
+	case Malformed:
+		return "malformed"
+	case LocationRefused:
+		return "location_refused"
+	case AuthRefused:
+		return "auth_refused"
+	case AuthUnavailable:
+		return "auth_unavailable"
+	case NoAnswer:
+		return "no_answer"
+	case Late:
+		return "late"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
 // settle is the step after an answer was recorded in st.

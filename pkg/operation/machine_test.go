@@ -446,6 +446,63 @@ func TestDecodeRefusesUnknownVersion(t *testing.T) {
 	}
 }
 
+// Every answer taken is kept in the call history: when, which call, the
+// status, what it meant and the wait honoured after it; the history is
+// bounded, and errors in it are redacted.
+func TestAnswerRecordsCall(t *testing.T) {
+	m := machine()
+	loc := "https://management.azure.com/op/1"
+	hdr := func(k, v string) http.Header { h := http.Header{}; h.Set(k, v); return h }
+	first := state(claimed(me, "", t0.Add(30*time.Second), 1))
+	polling := state(claimed(me, loc, t0.Add(30*time.Second), 0))
+	full := state(func(s *operation.State) {
+		claimed(me, loc, t0.Add(30*time.Second), 0)(s)
+		for i := range operation.MaxCalls {
+			s.Calls = append(s.Calls, operation.CallRecord{At: t0.Add(time.Duration(i-100) * time.Second), Poll: true, Status: 202, Outcome: "running"})
+		}
+		s.CallsDropped = 3
+	})
+	for _, tc := range []struct {
+		name    string
+		st      operation.State
+		a       operation.Answer
+		want    operation.CallRecord
+		n       int // calls kept after
+		dropped int
+	}{
+		{"202 on the first call: its Retry-After honoured", first, operation.Answer{Outcome: operation.Running, Status: 202, Location: loc, Header: hdr("Retry-After", "7")},
+			operation.CallRecord{At: t0, Status: 202, Outcome: "running", Wait: 7 * time.Second, WaitSource: "retry-after"}, 1, 0},
+		{"429 on a poll: throttled, its wait", polling, operation.Answer{Outcome: operation.Throttled, Status: 429, Header: hdr("Retry-After", "30"), Error: "throttled"},
+			operation.CallRecord{At: t0, Poll: true, Status: 429, Outcome: "throttled", Wait: 30 * time.Second, WaitSource: "retry-after", Error: "throttled"}, 1, 0},
+		{"200 on a poll: done, no wait", polling, operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{URL: "https://x/doc?sig=s"}},
+			operation.CallRecord{At: t0, Poll: true, Status: 200, Outcome: "done"}, 1, 0},
+		{"no token: no status, backoff, the error redacted", first, operation.Answer{Outcome: operation.AuthUnavailable, Error: "GET https://x/y?sig=secret failed"},
+			operation.CallRecord{At: t0, Outcome: "auth_unavailable", Wait: time.Second, WaitSource: "backoff", Error: "GET https://x/y?sig=REDACTED failed"}, 1, 0},
+		{"400: refused, the operation ends without a wait", first, operation.Answer{Outcome: operation.Refused, Status: 400, Error: "azure answered 400"},
+			operation.CallRecord{At: t0, Status: 400, Outcome: "refused", Error: "azure answered 400"}, 1, 0},
+		{"a full history drops its oldest", full, operation.Answer{Outcome: operation.Running, Status: 202, Header: hdr("Retry-After", "5")},
+			operation.CallRecord{At: t0, Poll: true, Status: 202, Outcome: "running", Wait: 5 * time.Second, WaitSource: "retry-after"}, operation.MaxCalls, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := m.Answer(tc.st, tc.a, t0).Next
+			if len(n.Calls) != tc.n || n.CallsDropped != tc.dropped {
+				t.Fatalf("%d calls, %d dropped; want %d and %d", len(n.Calls), n.CallsDropped, tc.n, tc.dropped)
+			}
+			if got := n.Calls[len(n.Calls)-1]; got != tc.want {
+				t.Errorf("recorded %+v\nwant     %+v", got, tc.want)
+			}
+			if len(tc.st.Calls) > 0 && &tc.st.Calls[0] == &n.Calls[0] {
+				t.Error("the history shares its array with the state it came from")
+			}
+		})
+	}
+	// A record stored before the history existed still decodes, with none.
+	old := `{"version":1,"request":{"version":1,"id":"req-1","kind":"invoice-summary"},"phase":"waiting","wake":2}`
+	if st, err := operation.Decode([]byte(old)); err != nil || st.Calls != nil || st.Wake != 2 {
+		t.Errorf("old record: %v %+v", err, st)
+	}
+}
+
 // The shared throttle holds a call back: the step decided for the call
 // becomes a wait, or a timeout when the deadline comes first.
 func TestDefer(t *testing.T) {

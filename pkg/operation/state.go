@@ -137,6 +137,45 @@ type State struct {
 	// final answer until the completion event (which keeps the archive's
 	// outcome in Completed.Archive).
 	Archiving *Archiving `json:"archiving,omitempty"`
+	// Calls is the operation's recent Azure calls, oldest first: the last
+	// MaxCalls answers taken (CallsDropped counts the older ones left
+	// out). Records written before it existed have none.
+	Calls        []CallRecord `json:"calls,omitempty"`
+	CallsDropped int          `json:"callsDropped,omitempty"`
+}
+
+// MaxCalls bounds State.Calls, so that a record stays small however long
+// an operation polls.
+const MaxCalls = 20
+
+// CallRecord is one answer taken for an operation: an Azure call, or an attempt
+// that sent none (no token could be had, or the deadline had come).
+type CallRecord struct {
+	// At is when the answer was taken.
+	At time.Time `json:"at"`
+	// Poll is true for a GET of the Location, false for the first call.
+	Poll bool `json:"poll,omitempty"`
+	// Status is the HTTP status (0: no answer, or no call sent).
+	Status int `json:"status,omitempty"`
+	// Outcome names what the answer meant (see Outcome.String).
+	Outcome string `json:"outcome"`
+	// Wait is the wait chosen after the answer and WaitSource what set it
+	// (retry-after, backoff, ...); zero when the operation ended.
+	Wait       time.Duration `json:"wait,omitempty"`
+	WaitSource string        `json:"waitSource,omitempty"`
+	// Error describes a failed call, redacted.
+	Error string `json:"error,omitempty"`
+}
+
+// record appends c to the call history, dropping the oldest beyond
+// MaxCalls.
+func (s *State) record(c CallRecord) {
+	if len(s.Calls) >= MaxCalls {
+		n := len(s.Calls) - MaxCalls + 1
+		s.Calls = append(s.Calls[:0:0], s.Calls[n:]...)
+		s.CallsDropped += n
+	}
+	s.Calls = append(s.Calls, c)
 }
 
 // NewState returns the state of a request accepted at now; the deadline is

@@ -1,0 +1,62 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// consoleProbe is dev mode's output: when the console's line is written,
+// it loads the console's overview (the console serves by then).
+type consoleProbe struct {
+	mu     sync.Mutex
+	out    bytes.Buffer
+	status int
+	body   string
+}
+
+var consoleLine = regexp.MustCompile(`dev mode: console (http://127\.0\.0\.1:\d+) \(.* token ([0-9a-f]{32})\)`)
+
+func (p *consoleProbe) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m := consoleLine.FindSubmatch(b); m != nil && p.status == 0 {
+		res, err := http.Get(string(m[1]) + "/")
+		if err != nil {
+			return 0, err
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		p.status, p.body = res.StatusCode, string(body)
+	}
+	return p.out.Write(b)
+}
+
+// Dev mode serves the console, prints its address and a token, and the
+// samples complete.
+func TestDevServesConsole(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := &consoleProbe{}
+	if err := devstack.Dev(ctx, devstack.DevOptions{Out: p, Exit: true, ConsoleAddr: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Overview") {
+		t.Errorf("the console's overview: %d\n%s", p.status, p.out.String())
+	}
+	if n := strings.Count(p.out.String(), "COMPLETED"); n < len(messages.Kinds) {
+		t.Errorf("%d samples completed:\n%s", n, p.out.String())
+	}
+}
