@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -186,6 +187,13 @@ func TestSigAndEscaping(t *testing.T) {
 	if !strings.Contains(body, "sig=") || !strings.Contains(strings.ReplaceAll(body, "&amp;", "&"), st.Completed.URL[strings.Index(st.Completed.URL, "sig="):]) {
 		t.Errorf("the operation's page lacks its link: %s", body)
 	}
+	// The dev stack archives to the Object Store: the page names the
+	// object and its digest.
+	if a := st.Completed.Archive; a == nil || a.Error != nil || a.SHA256 == "" {
+		t.Fatalf("archive: %+v", a)
+	} else if !strings.Contains(body, html.EscapeString(a.Name)) || !strings.Contains(body, `<code id="archive-sha256">`+a.SHA256+`</code>`) {
+		t.Errorf("the operation's page lacks its archive %s (%s): %s", a.Name, a.SHA256, body)
+	}
 	for _, page := range []string{"/", "/live/overview", "/operations", "/operations?state=completed", "/deadletters"} {
 		if code, body := get(t, c, tb.url+page); code != http.StatusOK || strings.Contains(body, "sig=") {
 			t.Errorf("%s: %d, shows a sig", page, code)
@@ -348,5 +356,30 @@ func TestCollectionRunning(t *testing.T) {
 	}
 	if _, body := get(t, c, tb.url+"/operations/"+child[1]); !strings.Contains(body, `<a href="/collections/coll-1">coll-1</a>`) {
 		t.Errorf("child page: %s", body)
+	}
+}
+
+// An operation whose document is being archived says so on its page, and
+// counts as accepted (a worker is at it) in the list's filter.
+func TestOperationArchiving(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, console.Options{})
+	inv := devstack.InvoiceName("ARC", 1)
+	// 1 MiB served in 64 KiB chunks with a pause after each: a few
+	// seconds of archiving.
+	tb.stack.Emulator.Script(inv, emulator.OK())
+	tb.stack.Emulator.SetDownload(inv, emulator.Download{Size: 1 << 20, Delay: 200 * time.Millisecond})
+	id := tb.submit(t, messages.KindInvoiceSummary, "archiving-1", inv)
+	tb.state(t, id, func(p operation.Phase) bool { return p == operation.PhaseArchiving })
+	c := httpClient(t)
+	if _, body := get(t, c, tb.url+"/operations/"+id); !strings.Contains(body, `id="archiving"`) || !strings.Contains(body, "being archived") {
+		t.Errorf("the page of an operation being archived does not say so: %s", body)
+	}
+	if _, body := get(t, c, tb.url+"/operations?state="+console.FilterAccepted); !strings.Contains(body, id) {
+		t.Errorf("the accepted filter leaves out an operation being archived: %s", body)
+	}
+	st := tb.state(t, id, operation.Phase.Terminal)
+	if st.Completed == nil || st.Completed.Archive == nil || st.Completed.Archive.Size != 1<<20 {
+		t.Fatalf("completed: %+v", st.Completed)
 	}
 }

@@ -34,7 +34,7 @@ func matchState(filter string, p operation.Phase) bool {
 	case "":
 		return true
 	case FilterAccepted:
-		return p == operation.PhaseStarting || p == operation.PhasePolling
+		return p.Claimed() // a worker is at it: a call to Azure, or the archive
 	default:
 		return string(p) == filter
 	}

@@ -199,7 +199,7 @@ func (s *Server) currentOverview(ctx context.Context) *overview {
 
 // The phases, in the order the overview shows them.
 var phases = []operation.Phase{operation.PhaseStarting, operation.PhasePolling, operation.PhaseWaiting,
-	operation.PhaseCompleted, operation.PhaseFailed}
+	operation.PhaseArchiving, operation.PhaseCompleted, operation.PhaseFailed}
 
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "overview", s.page(r, "Overview", s.currentOverview(r.Context())))
