@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -30,38 +28,20 @@ import (
 func runArchive(ctx context.Context, o options, r *report) error {
 	size := o.archiveSize
 	r.printf("\n## 8. Archive (%d documents of %s at once, NATS Object Store)\n\n", o.archiveN, mibBytes(size))
-	dir := filepath.Join(o.dir, "archive")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	progress("archive: building nats-server and cmd/worker")
-	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	e, closeEmu, err := newProcEnv(ctx, o, "archive", emulator.Options{
+		Default: []emulator.Reply{emulator.OK()},
+	})
 	if err != nil {
 		return err
 	}
-	secret := "bench-secret"
-	secretFile := filepath.Join(dir, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		return err
-	}
-	emu := emulator.Start(emulator.Options{
-		Audience: devstack.DevAudience,
-		Clients:  map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}},
-		Default:  []emulator.Reply{emulator.OK()},
-	})
-	defer emu.Close()
-	ca := filepath.Join(dir, "emulator-ca.pem")
-	if err := emu.WriteCACert(ca); err != nil {
-		return err
-	}
-	e := &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}
+	defer closeEmu()
 	ns, url, err := e.startNATS("archive-nats")
 	if err != nil {
 		return err
 	}
 	defer ns.stop(20 * time.Second)
 	conc := max(o.archiveN, 4)
-	wk, err := startChild("archive-worker", dir, []string{workerBin}, append(devstack.WorkerEnv(emu, ca, secretFile),
+	wk, err := startChild("archive-worker", e.dir, []string{e.workerBin}, append(devstack.WorkerEnv(e.emu, e.ca, e.secretFile),
 		"BILLING_NATS_URL="+url, "BILLING_NATS_NAME=archive-worker",
 		"BILLING_CONCURRENCY="+strconv.Itoa(conc), "BILLING_LOG_LEVEL=warn", "BILLING_HEALTH_ADDR=127.0.0.1:0",
 		"BILLING_ARCHIVE_STORE=nats",
@@ -102,7 +82,7 @@ func runArchive(ctx context.Context, o options, r *report) error {
 	reqs := make([]messages.Request, o.archiveN)
 	for i := range reqs {
 		inv := devstack.InvoiceName("AR", i)
-		emu.SetDownload(inv, emulator.Download{Size: size})
+		e.emu.SetDownload(inv, emulator.Download{Size: size})
 		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, fmt.Sprintf("archive-%d", i), inv)
 	}
 	var (
@@ -141,10 +121,10 @@ func runArchive(ctx context.Context, o options, r *report) error {
 		a := ev.Completed.Archive
 		inv := reqs[i].Params.InvoiceName
 		deadline := time.Now().Add(5 * time.Second)
-		for len(emu.ServedFor(inv)) == 0 && time.Now().Before(deadline) {
+		for len(e.emu.ServedFor(inv)) == 0 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		served := emu.ServedFor(inv)
+		served := e.emu.ServedFor(inv)
 		if len(served) != 1 || served[0].SHA256 != a.SHA256 || a.Size != size {
 			return fmt.Errorf("%s: archive %+v, the emulator served %+v", ev.ID, a, served)
 		}
@@ -153,7 +133,7 @@ func runArchive(ctx context.Context, o options, r *report) error {
 
 	// The plain copy: the same links (still valid), the same bucket, the
 	// same concurrency, no worker.
-	hc := config.PooledTransport(conc, emu.CertPool())
+	hc := config.PooledTransport(conc, e.emu.CertPool())
 	obs, err := bc.js.ObjectStore(ctx, l.ArchiveBucket())
 	if err != nil {
 		return err

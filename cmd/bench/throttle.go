@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -34,34 +32,16 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 	budget := emulator.Budget{Rate: o.throttleRate, Burst: o.throttleBurst}
 	r.printf("\n## 5. Shared throttle (%s requests, 3 worker processes, an Azure budget of %g calls/s burst %d)\n\n",
 		thousands(float64(o.throttleN)), budget.Rate, budget.Burst)
-	dir := filepath.Join(o.dir, "throttle")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	progress("throttle: building nats-server and cmd/worker")
-	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	// Every request: a POST answered 202 (Retry-After 1), a poll answered
+	// 200: one call of each class, each class with its own bucket.
+	e, closeEmu, err := newProcEnv(ctx, o, "throttle", emulator.Options{
+		Default: []emulator.Reply{emulator.Accepted("1"), emulator.OK()},
+		Budget:  budget,
+	})
 	if err != nil {
 		return err
 	}
-	secret := "bench-secret"
-	secretFile := filepath.Join(dir, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		return err
-	}
-	// Every request: a POST answered 202 (Retry-After 1), a poll answered
-	// 200: one call of each class, each class with its own bucket.
-	emu := emulator.Start(emulator.Options{
-		Audience: devstack.DevAudience,
-		Clients:  map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}},
-		Default:  []emulator.Reply{emulator.Accepted("1"), emulator.OK()},
-		Budget:   budget,
-	})
-	defer emu.Close()
-	ca := filepath.Join(dir, "emulator-ca.pem")
-	if err := emu.WriteCACert(ca); err != nil {
-		return err
-	}
-	e := &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}
+	defer closeEmu()
 	var results []throttleResult
 	for _, shared := range []bool{true, false} {
 		res, err := throttleRun(ctx, o, e, shared)

@@ -30,38 +30,18 @@ type point struct {
 func runWaiting(ctx context.Context, o options, r *report) error {
 	ra := strconv.Itoa(int(o.waitAfter / time.Second))
 	r.printf("\n## 3. Waiting capacity (%s operations on Retry-After %s s)\n\n", thousands(float64(o.waitN)), ra)
-	dir := filepath.Join(o.dir, "waiting")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	progress("waiting: building nats-server and cmd/worker")
-	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	e, closeEmu, err := newProcEnv(ctx, o, "waiting", emulator.Options{
+		Default: []emulator.Reply{emulator.OK()},
+	})
 	if err != nil {
 		return err
 	}
-	secret := "bench-secret"
-	secretFile := filepath.Join(dir, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		return err
-	}
-	// The emulator runs in this process, so its work is not in the
-	// figures of the measured processes.
-	emu := emulator.Start(emulator.Options{
-		Audience: devstack.DevAudience,
-		Clients:  map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}},
-		Default:  []emulator.Reply{emulator.OK()},
-	})
-	defer emu.Close()
-	ca := filepath.Join(dir, "emulator-ca.pem")
-	if err := emu.WriteCACert(ca); err != nil {
-		return err
-	}
-	e := &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}
+	defer closeEmu()
 	if err := waitingWorker(ctx, o, r, e); err != nil {
 		return err
 	}
 	if o.pollers {
-		if err := waitingPollers(ctx, o, r, dir, emu, ca, secretFile); err != nil {
+		if err := waitingPollers(ctx, o, r, e.dir, e.emu, e.ca, e.secretFile); err != nil {
 			return fmt.Errorf("azcore pollers: %w", err)
 		}
 	}
@@ -80,6 +60,36 @@ func (o options) settle() time.Duration {
 type procEnv struct {
 	dir, natsBin, workerBin, ca, secretFile string
 	emu                                     *emulator.Server
+}
+
+// newProcEnv prepares a multi-process part in o.dir/name: nats-server and
+// cmd/worker built, the client secret written, and an emulator in this
+// process (so its work is not in the figures of the measured processes)
+// started with emuOpts and the dev client; close stops the emulator.
+func newProcEnv(ctx context.Context, o options, name string, emuOpts emulator.Options) (e *procEnv, close func(), err error) {
+	dir := filepath.Join(o.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	progress("%s: building nats-server and cmd/worker", name)
+	natsBin, workerBin, err := buildBinaries(ctx, filepath.Join(dir, "bin"))
+	if err != nil {
+		return nil, nil, err
+	}
+	secret := "bench-secret"
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		return nil, nil, err
+	}
+	emuOpts.Audience = devstack.DevAudience
+	emuOpts.Clients = map[string]emulator.Client{devstack.DevClientID: {Tenant: devstack.DevTenant, Secret: secret}}
+	emu := emulator.Start(emuOpts)
+	ca := filepath.Join(dir, "emulator-ca.pem")
+	if err := emu.WriteCACert(ca); err != nil {
+		emu.Close()
+		return nil, nil, err
+	}
+	return &procEnv{dir: dir, natsBin: natsBin, workerBin: workerBin, ca: ca, secretFile: secretFile, emu: emu}, emu.Close, nil
 }
 
 // startNATS starts a nats-server process with JetStream.
