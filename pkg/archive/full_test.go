@@ -7,27 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/pkg/archive"
 )
 
 // A bucket that is full refuses the put at once, and nothing is visible.
 func TestObjectStoreFull(t *testing.T) {
 	t.Parallel()
-	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := testJetStream(t)
 	ctx := context.Background()
 	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "full", MaxBytes: 300 << 10})
 	if err != nil {

@@ -21,7 +21,8 @@ import (
 	"github.com/azbilling/worker/pkg/messages"
 )
 
-func natsStore(t *testing.T) *archive.ObjectStore {
+// testJetStream is JetStream on an embedded server of the test's own.
+func testJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
@@ -33,7 +34,16 @@ func natsStore(t *testing.T) *archive.ObjectStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func natsStore(t *testing.T) *archive.ObjectStore {
+	t.Helper()
+	js := testJetStream(t)
 	obs, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "test_archive"})
 	if err != nil {
 		t.Fatal(err)
