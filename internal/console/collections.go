@@ -19,17 +19,8 @@ const allChildrenUpTo = 500
 
 func (s *Server) handleCollections(w http.ResponseWriter, r *http.Request) {
 	q := listQuery{Kind: messages.KindCollection, ID: strings.TrimSpace(r.URL.Query().Get("id"))}
-	if b := r.URL.Query().Get("before"); b != "" {
-		c, err := parseCursor(b)
-		if err != nil {
-			s.refuse(w, r, http.StatusBadRequest, "That page link is not valid.")
-			return
-		}
-		q.Before = c
-	}
-	p, err := s.listOperations(r, q, s.o.PageSize)
-	if err != nil {
-		s.refuse(w, r, http.StatusBadGateway, "Reading the stored operations failed: "+redact.String(err.Error()))
+	p, ok := s.listPage(w, r, q)
+	if !ok {
 		return
 	}
 	p.Next = strings.Replace(p.Next, "/operations?", "/collections?", 1)

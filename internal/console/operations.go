@@ -214,20 +214,30 @@ func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusBadRequest, "Unknown kind.")
 		return
 	}
-	if b := v.Get("before"); b != "" {
+	p, ok := s.listPage(w, r, q)
+	if !ok {
+		return
+	}
+	s.render(w, r, http.StatusOK, "operations", s.page(r, "Operations", p))
+}
+
+// listPage lists the page of q that the request's "before" cursor names;
+// on an error it answers the request itself and returns false.
+func (s *Server) listPage(w http.ResponseWriter, r *http.Request, q listQuery) (*operationsPage, bool) {
+	if b := r.URL.Query().Get("before"); b != "" {
 		c, err := parseCursor(b)
 		if err != nil {
 			s.refuse(w, r, http.StatusBadRequest, "That page link is not valid.")
-			return
+			return nil, false
 		}
 		q.Before = c
 	}
 	p, err := s.listOperations(r, q, s.o.PageSize)
 	if err != nil {
 		s.refuse(w, r, http.StatusBadGateway, "Reading the stored operations failed: "+redact.String(err.Error()))
-		return
+		return nil, false
 	}
-	s.render(w, r, http.StatusOK, "operations", s.page(r, "Operations", p))
+	return p, true
 }
 
 // detail is what an operation's page shows.
