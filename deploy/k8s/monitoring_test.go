@@ -122,7 +122,7 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 			return nil, err
 		}
 		if hasSample(mf["billing_requests_outcomes_total"], "billing_outcome", "completed") && mf["billing_deadletters_total"] != nil &&
-			mf["billing_archive_failures_total"] != nil {
+			mf["billing_archive_failures_total"] != nil && mf["billing_throttle_paused_seconds_total"] != nil {
 			return mf, nil
 		}
 		select {
@@ -314,21 +314,23 @@ func TestMonitoringManifests(t *testing.T) {
 func TestWorkerMetricNames(t *testing.T) {
 	mf := workerMetrics(t)
 	want := map[string][]string{
-		"billing_requests_received_total":      {"billing_kind"},
-		"billing_requests_outcomes_total":      {"billing_kind", "billing_outcome", "billing_code"},
-		"billing_azure_calls_total":            {"billing_kind", "http_response_status_code"},
-		"billing_azure_throttled_total":        {"billing_kind", "http_response_status_code"},
-		"billing_operation_duration_seconds":   {"billing_kind", "billing_outcome"},
-		"billing_operation_polls":              {"billing_kind", "billing_outcome"},
-		"billing_operations_waiting":           nil,
-		"billing_deadletters_total":            {"billing_kind", "billing_code"},
-		"billing_archive_attempts_total":       {"billing_kind", "billing_code"},
-		"billing_archive_failures_total":       {"billing_kind", "billing_code"},
-		"billing_archive_bytes_total":          {"billing_kind"},
-		"billing_deadletter_stored":            nil,
-		"billing_deadletter_size_bytes":        nil,
-		"billing_deadletter_limit_bytes":       nil,
-		"http_client_request_duration_seconds": {"billing_kind", "http_request_method", "http_response_status_code", "server_address", "error_type"},
+		"billing_requests_received_total":       {"billing_kind"},
+		"billing_requests_outcomes_total":       {"billing_kind", "billing_outcome", "billing_code"},
+		"billing_azure_calls_total":             {"billing_kind", "http_response_status_code"},
+		"billing_azure_throttled_total":         {"billing_kind", "http_response_status_code"},
+		"billing_operation_duration_seconds":    {"billing_kind", "billing_outcome"},
+		"billing_operation_polls":               {"billing_kind", "billing_outcome"},
+		"billing_operations_waiting":            nil,
+		"billing_deadletters_total":             {"billing_kind", "billing_code"},
+		"billing_archive_attempts_total":        {"billing_kind", "billing_code"},
+		"billing_archive_failures_total":        {"billing_kind", "billing_code"},
+		"billing_archive_bytes_total":           {"billing_kind"},
+		"billing_throttle_throttled_total":      {"billing_throttle_scope"},
+		"billing_throttle_paused_seconds_total": {"billing_throttle_scope"},
+		"billing_deadletter_stored":             nil,
+		"billing_deadletter_size_bytes":         nil,
+		"billing_deadletter_limit_bytes":        nil,
+		"http_client_request_duration_seconds":  {"billing_kind", "http_request_method", "http_response_status_code", "server_address", "error_type"},
 	}
 	for name, lbls := range want {
 		f, ok := mf[name]
