@@ -103,8 +103,18 @@ const failureMemory = time.Second
 const AuthFailureMargin = 250 * time.Millisecond
 
 func (t *tagged) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tk, err := t.getToken(ctx, opts)
+	if ae, ok := err.(*AuthError); ok {
+		if a := attemptOf(ctx); a != nil {
+			a.failed(ae)
+		}
+	}
+	return tk, err
+}
+
+func (t *tagged) getToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	if err := ctx.Err(); err != nil {
-		return azcore.AccessToken{}, &AuthError{Err: err}
+		return azcore.AccessToken{}, newAuthError(err)
 	}
 	t.mu.Lock()
 	if t.err != nil && time.Since(t.failedAt) < failureMemory {
@@ -191,4 +201,68 @@ func credentialName(err error) string {
 		return first
 	}
 	return "credential"
+}
+
+// attempt is what one call met on its way to Azure: whether its request
+// was handed to the transport, and the last token failure. azcore's retry
+// policy answers with the bare context error of the call when the call's
+// deadline has passed by the time the token policy returns, dropping the
+// *AuthError (the margin the credential gets cannot prevent that on a
+// loaded machine, least of all with a few milliseconds left); the attempt
+// tells such a call, which sent nothing, from a call that Azure did not
+// answer in time.
+type attempt struct {
+	mu   sync.Mutex
+	sent bool
+	auth *AuthError
+}
+
+type attemptKey struct{}
+
+func withAttempt(ctx context.Context) (context.Context, *attempt) {
+	a := &attempt{}
+	return context.WithValue(ctx, attemptKey{}, a), a
+}
+
+func attemptOf(ctx context.Context) *attempt {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return a
+}
+
+func (a *attempt) failed(ae *AuthError) {
+	a.mu.Lock()
+	a.auth = ae
+	a.mu.Unlock()
+}
+
+// result is the error of the call, err from the pipeline: when nothing
+// was sent, an *AuthError (the credential's own, when it failed).
+func (a *attempt) result(err error) error {
+	a.mu.Lock()
+	sent, ae := a.sent, a.auth
+	a.mu.Unlock()
+	if sent || errors.As(err, new(*AuthError)) {
+		return err
+	}
+	switch {
+	case ae != nil:
+		return ae
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The time ran out waiting for a token another call was getting.
+		return newAuthError(err)
+	}
+	return err
+}
+
+// sentPolicy, the last before the transport, records that the request was
+// sent.
+type sentPolicy struct{}
+
+func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
+	if a := attemptOf(req.Raw().Context()); a != nil {
+		a.mu.Lock()
+		a.sent = true
+		a.mu.Unlock()
+	}
+	return req.Next()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,3 +267,47 @@ func emulatorClient(t *testing.T, emu *emulator.Server, tenant, client, secret s
 }
 
 var _ policy.Transporter = (*http.Client)(nil)
+
+// slowCredential answers only once the call's own deadline has passed, as
+// a token request cut short by its margin does when the machine is too
+// loaded to return within it.
+type slowCredential struct{ call context.Context }
+
+func (c slowCredential) GetToken(ctx context.Context, _ policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	<-c.call.Done()
+	return azcore.AccessToken{}, errors.New("SlowCredential: the token endpoint did not answer")
+}
+
+// countingTransport counts the requests it is handed, and answers none.
+type countingTransport struct{ n *int32 }
+
+func (t countingTransport) Do(*http.Request) (*http.Response, error) {
+	atomic.AddInt32(t.n, 1)
+	return nil, errors.New("no ARM here")
+}
+
+// A token failure that comes back after the call's deadline is still an
+// *AuthError, with the credential's own text: azcore's retry policy answers
+// such a call with a bare deadline error, which passed for a call that
+// Azure left unanswered (counted as sent, failing as a slow Azure).
+func TestAuthFailureAfterTheCallDeadline(t *testing.T) {
+	t.Parallel()
+	var sent int32
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	client, err := NewClient(slowCredential{call: ctx}, Options{Endpoint: "https://management.example", Transport: countingTransport{&sent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Start(ctx, messages.KindInvoiceSummary, summaryParams)
+	var ae *AuthError
+	if !errors.As(err, &ae) || !errors.Is(err, ErrAuth) {
+		t.Fatalf("error %v (%T), want an AuthError", err, err)
+	}
+	if ae.Permanent || !strings.Contains(err.Error(), "the token endpoint did not answer") {
+		t.Errorf("AuthError %+v: %v", ae, err)
+	}
+	if n := atomic.LoadInt32(&sent); n != 0 {
+		t.Errorf("%d requests sent without a token", n)
+	}
+}

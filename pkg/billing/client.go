@@ -104,6 +104,7 @@ func NewClient(cred azcore.TokenCredential, opts Options) (*Client, error) {
 		}
 		perRetry = append(perRetry, metricPolicy{d})
 	}
+	perRetry = append(perRetry, sentPolicy{})
 	clientOpts := &policy.ClientOptions{
 		Transport: opts.Transport,
 		// Waiting belongs to the queue: one try per call, never a sleep.
@@ -173,6 +174,7 @@ func (c *Client) Poll(ctx context.Context, kind messages.Kind, location string) 
 func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.URL, body any, start bool) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	ctx, at := withAttempt(ctx)
 	req, err := runtime.NewRequest(ctx, method, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("billing: build request: %w", err)
@@ -187,7 +189,7 @@ func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.UR
 	}
 	resp, err := c.pl.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, at.result(err)
 	}
 	payload, err := runtime.Payload(resp)
 	if err != nil {

@@ -105,7 +105,11 @@ func (w *Worker) gate(ctx context.Context, cur, next *operation.State, log *slog
 		log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
 		return ctx, operation.Hold{}, false
 	}
-	if !g.At.After(now.Add(slotTolerance)) {
+	// The slot is compared with the time the grant came back, not with
+	// the time asked: the reservation (a lock per scope, a read and a
+	// write of the bucket) can take longer than slotTolerance on a loaded
+	// machine, and a slot that came meanwhile is no reason to wait.
+	if !g.At.After(w.now().Add(slotTolerance)) {
 		return context.WithValue(ctx, slotKey{}, g.Seq), operation.Hold{}, false
 	}
 	w.tm.deferred.Add(ctx, 1, metric.WithAttributes(attrScope.String(string(scope))))
