@@ -9,13 +9,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/natstest"
 	"github.com/azbilling/worker/pkg/archive"
 )
 
 // A bucket that is full refuses the put at once, and nothing is visible.
 func TestObjectStoreFull(t *testing.T) {
 	t.Parallel()
-	js := testJetStream(t)
+	js := natstest.JetStream(t)
 	ctx := context.Background()
 	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "full", MaxBytes: 300 << 10})
 	if err != nil {

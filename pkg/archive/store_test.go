@@ -12,38 +12,17 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/azurite"
-	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/natstest"
 	"github.com/azbilling/worker/pkg/archive"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
-// testJetStream is JetStream on an embedded server of the test's own.
-func testJetStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 func natsStore(t *testing.T) *archive.ObjectStore {
 	t.Helper()
-	js := testJetStream(t)
+	js := natstest.JetStream(t)
 	obs, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "test_archive"})
 	if err != nil {
 		t.Fatal(err)

@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/natstest"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/throttle"
 )
@@ -19,20 +18,7 @@ import (
 // throttle bucket and its JetStream context.
 func bucket(t *testing.T) (jetstream.KeyValue, jetstream.JetStream) {
 	t.Helper()
-	srv, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(messages.NewLayout(""), 1))
