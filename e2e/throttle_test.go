@@ -14,7 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // Three worker processes: a 429 one of them receives pauses the scope for

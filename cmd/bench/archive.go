@@ -14,7 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/archive"
+	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -171,7 +171,7 @@ func runArchive(ctx context.Context, o options, r *report) error {
 	growth := (peak - idle.rssKB) * 1024
 	r.printf("| what | time | throughput |\n|---|---:|---:|\n")
 	r.printf("| the worker: publish to the last completion event (download, SHA-256, Object Store put, event) | %s | %.0f MiB/s |\n", secs(wall), wMBs)
-	r.printf("| plain streaming copy: GET each link, pkg/archive's Object Store put, %d at once, in the bench process | %s | %.0f MiB/s |\n", o.archiveN, secs(copyTook), cMBs)
+	r.printf("| plain streaming copy: GET each link, internal/archive's Object Store put, %d at once, in the bench process | %s | %.0f MiB/s |\n", o.archiveN, secs(copyTook), cMBs)
 	r.printf("| the same copy through the client library's ObjectStore.Put, %d at once | %s | %s |\n", o.archiveN, timeOf(libTook, libErr), rateOf(libTook, libErr))
 	r.printf("| the same copy through the client library's ObjectStore.Put, one at a time | %s | %s |\n\n", timeOf(seqTook, seqErr), rateOf(seqTook, seqErr))
 	r.printf("Worker RSS: idle %s, peak while archiving %s: growth %s for %s of documents in flight (VmHWM %s).\n",

@@ -60,10 +60,10 @@ func runProfile(ctx context.Context, o options, r *report) error {
 	r.printf("Share of the CPU samples by component (`go tool pprof -top -nodefraction=0 -focus=<regexp>`; the components overlap where one calls another):\n\n")
 	r.printf("| component | -focus= | share of CPU samples |\n|---|---|---|\n")
 	for _, c := range []struct{ name, focus, ignore string }{
-		{"worker handlers, everything they call", `azbilling/worker/pkg/worker\.`, ""},
+		{"worker handlers, everything they call", `azbilling/worker/internal/worker\.`, ""},
 		{"... of which the Azure call (pkg/billing, azcore, net/http client)", `azbilling/worker/pkg/billing\.`, ""},
-		{"... of which JetStream calls (KV create/update, publish, ack)", `azbilling/worker/pkg/worker\.`, ""},
-		{"... the worker's own code (not inside nats.go, azcore, pkg/billing)", `azbilling/worker/pkg/worker\.`, `nats%2ego|nats\.go/jetstream|azcore|pkg/billing`},
+		{"... of which JetStream calls (KV create/update, publish, ack)", `azbilling/worker/internal/worker\.`, ""},
+		{"... the worker's own code (not inside nats.go, azcore, pkg/billing)", `azbilling/worker/internal/worker\.`, `nats%2ego|nats\.go/jetstream|azcore|pkg/billing`},
 		{"nats-server (embedded)", `nats-server/v2/server`, ""},
 		{"nats.go connection loops (read, flush)", `nats%2ego\.\(\*Conn\)\.(readLoop|flusher)`, ""},
 		{"emulator (its HTTP server)", `net/http\.\(\*conn\)\.serve`, ""},
@@ -91,10 +91,10 @@ func runProfile(ctx context.Context, o options, r *report) error {
 	r.printf("\n")
 	views := []struct{ title, args string }{
 		{"whole process, flat", "-top -nodecount=25 " + cpuFile},
-		{"the worker's handlers (focus pkg/worker), cumulative", "-top -cum -nodecount=45 -focus=azbilling/worker/pkg/worker " + cpuFile},
-		{"the worker's own code (pkg/worker, not inside nats.go, azcore or pkg/billing), cumulative",
-			"-top -cum -nodecount=30 -focus=azbilling/worker/pkg/worker -ignore=nats%2ego|jetstream|azcore|pkg/billing " + cpuFile},
-		{"allocations (space, during the run) under the worker's handlers", "-top -sample_index=alloc_space -nodecount=30 -focus=azbilling/worker/pkg/worker -base " + allocBase + " " + allocFile},
+		{"the worker's handlers (focus internal/worker), cumulative", "-top -cum -nodecount=45 -focus=azbilling/worker/internal/worker " + cpuFile},
+		{"the worker's own code (internal/worker, not inside nats.go, azcore or pkg/billing), cumulative",
+			"-top -cum -nodecount=30 -focus=azbilling/worker/internal/worker -ignore=nats%2ego|jetstream|azcore|pkg/billing " + cpuFile},
+		{"allocations (space, during the run) under the worker's handlers", "-top -sample_index=alloc_space -nodecount=30 -focus=azbilling/worker/internal/worker -base " + allocBase + " " + allocFile},
 	}
 	for _, v := range views {
 		out, err := exec.CommandContext(ctx, "go", append([]string{"tool", "pprof"}, strings.Fields(v.args)...)...).CombinedOutput()

@@ -9,7 +9,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // throttleResult is one run of the throttle part.

@@ -16,7 +16,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // point is the state of the measured processes at one moment.

@@ -10,7 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
 
-	"github.com/azbilling/worker/pkg/archive"
+	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/pkg/client"
 )
 

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/internal/telemetry"
 )
 
 // Exit statuses.

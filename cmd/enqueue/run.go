@@ -23,8 +23,8 @@ import (
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/telemetry"
 )
 
 // waitFlags are shared by the submitting commands.

@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 func (a *app) statsCommand() *cobra.Command {

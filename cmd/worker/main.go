@@ -26,8 +26,8 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/version"
-	"github.com/azbilling/worker/pkg/telemetry"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 func main() {

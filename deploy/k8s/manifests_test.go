@@ -25,7 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // TestRender renders every kustomization with the kustomize Go API (what

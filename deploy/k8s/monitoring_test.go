@@ -29,8 +29,8 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/telemetry"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // Metrics the alerts and the dashboard use that the worker does not

@@ -22,7 +22,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/internal/telemetry"
 
 	"github.com/azbilling/worker/internal/config"
 
@@ -37,7 +37,7 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // TestWorkerUnderDeployedPermissions runs the real worker, configured by

@@ -9,9 +9,9 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/azbilling/worker/pkg/archive"
-	"github.com/azbilling/worker/pkg/azauth"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/archive"
+	"github.com/azbilling/worker/internal/azauth"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // ArchiveBlob returns the Azure Blob Storage archive the configuration

@@ -10,9 +10,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/azauth"
+	"github.com/azbilling/worker/internal/azauth"
 	"github.com/azbilling/worker/pkg/billing"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // AzureDeps are what the Azure clients are built with besides the

@@ -15,8 +15,8 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
-	"github.com/azbilling/worker/pkg/throttle"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // Config holds every setting of cmd/worker. Every field is a setting with a

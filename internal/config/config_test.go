@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/poll"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 func TestBindReadsEnvironmentAndFlags(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/internal/operation"
 )
 
 // chromiumPath is Debian's chromium, which .ci/run installs; CHROMIUM

@@ -9,7 +9,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // allChildrenUpTo is the largest collection whose page reads every

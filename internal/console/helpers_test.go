@@ -15,7 +15,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/internal/operation"
 )
 
 const testToken = "console-test-token-0123456789"

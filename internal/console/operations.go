@@ -13,8 +13,8 @@ import (
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // The state filter's values. Accepted covers the two phases of a call in

@@ -8,9 +8,9 @@ import (
 
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/redact"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // Minutes is how many recent minutes the overview counts requests over.

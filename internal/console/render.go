@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/internal/version"
-	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/internal/operation"
 )
 
 // page is what every template gets.

@@ -21,8 +21,8 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/telemetry"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // DevNATSPort is where dev mode's NATS listens when the port is free, so

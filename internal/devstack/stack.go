@@ -19,7 +19,7 @@ import (
 
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 // The identity the stack's workers use against the emulator.

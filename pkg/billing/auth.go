@@ -15,7 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // ErrAuth is matched by every *AuthError.

@@ -18,7 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/azauth"
+	"github.com/azbilling/worker/internal/azauth"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

@@ -17,7 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/internal/telemetry"
 )
 
 // Defaults of Options.

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // Sentinels to branch on with errors.Is.

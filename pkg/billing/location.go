@@ -4,7 +4,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // MaxLocationLen bounds a polling URL (Azure's are opaque and can be long).

@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/telemetry"
+	"github.com/azbilling/worker/internal/telemetry"
 )
 
 // metricPolicy records http.client.request.duration for every HTTP request

@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/azauth"
+	"github.com/azbilling/worker/internal/azauth"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

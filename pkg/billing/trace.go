@@ -10,7 +10,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/redact"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // tracePolicy makes an OpenTelemetry HTTP client span of every call, with

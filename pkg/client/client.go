@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // Client talks to the worker's streams under one prefix.

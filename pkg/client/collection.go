@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/internal/operation"
 )
 
 // Child is one child of a collection, as its stored state shows it.

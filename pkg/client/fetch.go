@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/archive"
+	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

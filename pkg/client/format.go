@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/telemetry"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // Human renders an event on a line or a few, for a terminal.

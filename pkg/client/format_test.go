@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/throttle"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/throttle"
 )
 
 // An operation held by the shared throttle says so, with its scope and

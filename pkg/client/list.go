@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/operation"
+	"github.com/azbilling/worker/internal/operation"
 )
 
 // States returns the stored states of up to limit operations (limit <= 0:

@@ -11,8 +11,8 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/operation"
-	"github.com/azbilling/worker/pkg/worker"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/worker"
 )
 
 func TestStatesAndDeadLetterCount(t *testing.T) {

@@ -1,0 +1,334 @@
+package operation_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/internal/operation"
+)
+
+func collectionMachine() operation.Machine {
+	m := machine()
+	m.MaxDocuments, m.Window = 10, 2
+	return m
+}
+
+func collectionRequest(kinds ...string) messages.Request {
+	return messages.Request{Version: 1, ID: "coll-1", Kind: messages.KindCollection, Labels: map[string]string{"team": "finops"},
+		Params: messages.Params{BillingAccountName: "12345678", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31", DocumentKinds: kinds}}
+}
+
+// listedPage makes invoices named G00000000<n>, each with the given
+// document kinds (a document named <kind>-<invoice>).
+func listedPage(first, n int, kinds ...string) []messages.Invoice {
+	var out []messages.Invoice
+	for i := first; i < first+n; i++ {
+		inv := messages.Invoice{ID: "/x", Name: fmt.Sprintf("G%09d", i)}
+		for _, k := range kinds {
+			inv.Documents = append(inv.Documents, messages.InvoiceDocument{Kind: k, Name: k + "-" + inv.Name})
+		}
+		out = append(out, inv)
+	}
+	return out
+}
+
+// collecting is a collection state that listed total children (none
+// invalid) and requested spawned of them.
+func collecting(total, spawned int) operation.State {
+	st := operation.NewState(collectionRequest(), t0.Add(-time.Minute), time.Hour, 24*time.Hour)
+	st.Phase = operation.PhaseCollecting
+	st.Collection = &operation.Collection{Pages: []int{total}, Total: total, Spawned: spawned, Invoices: total}
+	return st
+}
+
+func TestCollectionListing(t *testing.T) {
+	m := collectionMachine()
+	first := operation.NewState(collectionRequest(), t0, time.Hour, 24*time.Hour)
+	m.Accept(first.Request, operation.Trace{}, t0) // a collection is accepted as any request
+	first.Phase, first.ClaimedBy, first.Unanswered = operation.PhaseStarting, me, 1
+	next := "https://management.azure.com/providers/Microsoft.Billing/billingAccounts/12345678/invoices?skiptoken=2"
+	page := func(invoices []messages.Invoice, link string) operation.Answer {
+		return operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices, NextLink: link}}
+	}
+
+	// A page with a nextLink: its documents (the kinds asked for, by default
+	// not the unknown Statement) go into chunk 0; the next page is fetched.
+	s := m.Answer(first, page(listedPage(0, 2, "Invoice", "Statement", "Summary"), next), t0)
+	if s.Action != operation.Call || s.Chunk == nil || s.Chunk.Key != "coll-1.0" || len(s.Chunk.Children) != 4 || s.Next.Location != next {
+		t.Fatalf("first page: %v %+v %+v", s.Action, s.Chunk, s.Next)
+	}
+	if c := s.Next.Collection; c.Total != 4 || c.Invoices != 2 || len(c.Pages) != 1 || c.Spawned != 0 {
+		t.Errorf("collection after page 1: %+v", c)
+	}
+	// The last page: collecting, and the first children (up to the window)
+	// requested.
+	s2 := m.Answer(*s.Next, page(listedPage(2, 1, "Invoice", "CreditNote"), ""), t0)
+	if s2.Action != operation.Spawn || s2.Spawn == nil || *s2.Spawn != (operation.Range{From: 0, To: 2}) || s2.Chunk.Key != "coll-1.1" {
+		t.Fatalf("last page: %v %+v %+v", s2.Action, s2.Spawn, s2.Chunk)
+	}
+	if n := s2.Next; n.Phase != operation.PhaseCollecting || n.Location != "" || n.ClaimedBy != "" || n.Collection.Total != 6 || n.Collection.Spawned != 2 {
+		t.Errorf("collecting state %+v %+v", n, n.Collection)
+	}
+	// The page before is unchanged (the machine copies what it changes).
+	if s.Next.Collection.Total != 4 {
+		t.Error("a transition changed the state it was given")
+	}
+
+	// Named kinds, the unknown one included.
+	firstKinds := first
+	firstKinds.Request = collectionRequest("Statement")
+	s3 := m.Answer(firstKinds, page(listedPage(0, 2, "Invoice", "Statement"), ""), t0)
+	if len(s3.Chunk.Children) != 2 || s3.Chunk.Children[0].DocKind != "Statement" {
+		t.Errorf("documentKinds [Statement]: %+v", s3.Chunk.Children)
+	}
+	// No documents at all: finished at once.
+	if s := m.Answer(first, page(nil, ""), t0); s.Action != operation.Finish || s.Next.Collection.Total != 0 {
+		t.Errorf("empty period: %v %+v", s.Action, s.Next)
+	}
+	// Price sheets on request: one per invoice, by the invoice's billing
+	// profile (an MCA account; an EA account's breaks Cost Management's
+	// pattern and the child is failed from the start).
+	mca := first
+	mca.Request = collectionRequest("PriceSheet")
+	mca.Request.Params.BillingAccountName = "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31"
+	withProfile := listedPage(0, 2, "Invoice")
+	for i := range withProfile {
+		withProfile[i].BillingProfileID = "/providers/Microsoft.Billing/billingAccounts/x/billingProfiles/AB-CD-EF"
+	}
+	s7 := m.Answer(mca, page(withProfile, ""), t0)
+	if kids := s7.Chunk.Children; len(kids) != 2 || kids[0].DocKind != "PriceSheet" || kids[0].Profile != "AB-CD-EF" || kids[0].Invalid != "" {
+		t.Fatalf("price sheets: %+v", kids)
+	}
+	if r := operation.ChildRequest(mca.Request, 0, s7.Chunk.Children[0]); r.Kind != messages.KindInvoicePriceSheet || r.Params.BillingProfileName != "AB-CD-EF" {
+		t.Errorf("price sheet child %+v", r)
+	}
+	ea := first
+	ea.Request = collectionRequest("PriceSheet")
+	if s := m.Answer(ea, page(withProfile, ""), t0); s.Chunk.Children[0].Invalid == "" || s.Next.Collection.Failed != 2 {
+		t.Errorf("price sheets of an EA account: %+v", s.Chunk.Children)
+	}
+	// Too many documents: failed before any child, with too_many.
+	s4 := m.Answer(first, page(listedPage(0, 6, "Invoice", "CreditNote"), next), t0)
+	if s4.Action != operation.Publish || s4.Next.Failed == nil || s4.Next.Failed.Code != messages.CodeTooMany || s4.Chunk != nil {
+		t.Errorf("too many: %v %+v", s4.Action, s4.Next.Failed)
+	}
+	// A document whose names break the request rules is failed from the
+	// start: the cursor passes it without using the window (the worker
+	// requests no child for it).
+	bad := listedPage(0, 1, "Invoice")
+	bad[0].Documents = append(bad[0].Documents, messages.InvoiceDocument{Kind: "CreditNote", Name: "bad\u0001name"})
+	s5 := m.Answer(first, page(bad, ""), t0)
+	c := s5.Next.Collection
+	if s5.Chunk.Children[1].Invalid == "" || c.Failed != 1 || c.Spawned != 2 || *s5.Spawn != (operation.Range{From: 0, To: 2}) || c.InFlight() != 1 {
+		t.Errorf("invalid child: %+v %+v %+v", s5.Chunk.Children, c, s5.Spawn)
+	}
+	// A listing throttled: waits like any operation.
+	s6 := m.Answer(first, operation.Answer{Outcome: operation.Throttled, Status: 429, Error: "throttled"}, t0)
+	if s6.Action != operation.Schedule {
+		t.Errorf("throttled listing: %v", s6.Action)
+	}
+}
+
+func TestCollectionChildEnded(t *testing.T) {
+	m := collectionMachine()
+	for _, tc := range []struct {
+		name   string
+		st     operation.State
+		child  int
+		failed bool
+		action operation.Action
+		check  func(t *testing.T, s operation.Step)
+	}{
+		{"a child ends: counted, the next one requested", collecting(5, 2), 0, false, operation.Spawn, func(t *testing.T, s operation.Step) {
+			c := s.Next.Collection
+			if c.Completed != 1 || c.Spawned != 3 || *s.Spawn != (operation.Range{From: 2, To: 3}) || c.InFlight() != 2 {
+				t.Errorf("%+v %+v", c, s.Spawn)
+			}
+		}},
+		{"a failed child: counted as failed", collecting(5, 2), 1, true, operation.Spawn, func(t *testing.T, s operation.Step) {
+			if s.Next.Collection.Failed != 1 || s.Next.Collection.Completed != 0 {
+				t.Errorf("%+v", s.Next.Collection)
+			}
+		}},
+		{"every child requested: stored, nothing more to request", collecting(2, 2), 1, false, operation.Ack, func(t *testing.T, s operation.Step) {
+			if s.Next == nil || s.Next.Collection.Completed != 1 {
+				t.Errorf("%+v", s.Next)
+			}
+		}},
+		{"the last child: finish", func() operation.State {
+			st := collecting(2, 2)
+			_ = m // child 0 ended before
+			st.Collection.Ended, st.Collection.Completed = []byte{1}, 1
+			return st
+		}(), 1, true, operation.Finish, func(t *testing.T, s operation.Step) {
+			if !s.Next.Collection.Done() || s.Next.Collection.Failed != 1 {
+				t.Errorf("%+v", s.Next.Collection)
+			}
+		}},
+		{"told twice: counted once", func() operation.State {
+			st := collecting(3, 2)
+			st.Collection.Ended, st.Collection.Completed = []byte{1}, 1
+			return st
+		}(), 0, false, operation.Ack, func(t *testing.T, s operation.Step) {
+			if s.Next != nil {
+				t.Errorf("stored %+v", s.Next)
+			}
+		}},
+		{"told twice after all ended, not finished yet: finish again", func() operation.State {
+			st := collecting(1, 1)
+			st.Collection.Ended, st.Collection.Completed = []byte{1}, 1
+			return st
+		}(), 0, false, operation.Finish, nil},
+		{"an index it never listed: ignored", collecting(2, 2), 7, false, operation.Ack, nil},
+		{"a child ahead of the stored cursor (ended before its spawn was stored): come back", collecting(5, 2), 3, false, operation.Retry, nil},
+		{"a child ended while the last page's state was not stored yet: come back", func() operation.State {
+			st := collecting(0, 0)
+			st.Phase, st.Location = operation.PhasePolling, "https://management.azure.com/next"
+			return st
+		}(), 0, false, operation.Retry, nil},
+		{"a notice for an operation that is no collection: ignored", state(claimed(me, "", t0.Add(time.Minute), 1)), 0, false, operation.Ack, nil},
+		{"the collection ended already", func() operation.State {
+			st := collecting(1, 1)
+			st.Complete(messages.Completed{ID: st.Request.ID}, t0)
+			return st
+		}(), 0, false, operation.Ack, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := m.ChildEnded(tc.st, tc.child, tc.failed, t0)
+			if s.Action != tc.action {
+				t.Fatalf("action %v, want %v", s.Action, tc.action)
+			}
+			if tc.check != nil {
+				tc.check(t, s)
+			}
+		})
+	}
+	// A notice is checked against the document listed at its place.
+	listed := operation.Child{Invoice: "G1", Document: "D1", DocKind: "Invoice"}
+	own := operation.ChildRequest(collectionRequest(), 0, listed).ID
+	if s := m.Resume(collecting(3, 2), operation.Delivery{Child: &operation.ChildNotice{Index: 0, ID: own, Listed: &listed}}, t0); s.Action != operation.Spawn {
+		t.Errorf("the child's own notice: %v", s.Action)
+	}
+	if s := m.Resume(collecting(3, 2), operation.Delivery{Child: &operation.ChildNotice{Index: 0, ID: "someone-else", Listed: &listed}}, t0); s.Action != operation.Ack || s.Next != nil {
+		t.Errorf("a notice from another request: %v", s.Action)
+	}
+	// Resume of a collecting state (the collection request seen again).
+	if s := m.Resume(collecting(3, 2), operation.Delivery{Request: ptr(collectionRequest())}, t0); s.Action != operation.Ack {
+		t.Errorf("resume while collecting: %v", s.Action)
+	}
+	done := collecting(1, 1)
+	done.Collection.Ended, done.Collection.Completed = []byte{1}, 1
+	if s := m.Resume(done, operation.Delivery{Request: ptr(collectionRequest())}, t0); s.Action != operation.Finish {
+		t.Errorf("resume of a collection whose finish was cut short: %v", s.Action)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestCollectionFinish(t *testing.T) {
+	m := collectionMachine()
+	st := collecting(3, 3)
+	st.Collection.Ended, st.Collection.Completed, st.Collection.Failed = []byte{7}, 2, 1
+	expiry := t0.Add(time.Hour)
+	ends := []operation.ChildEnd{
+		{Child: operation.Child{Invoice: "G1", Document: "G1", DocKind: "Invoice"}, Completed: &messages.Completed{URL: "https://x/1?sig=a", ExpiryTime: &expiry}},
+		{Child: operation.Child{Invoice: "G1", Document: "GONE-G1", DocKind: "TaxReceipt"}, Failed: &messages.Failed{Code: messages.CodeAzureError, Message: "404"}},
+		{Child: operation.Child{Invoice: "G2", Document: "SUM-G2", DocKind: "Summary"}, Completed: &messages.Completed{URL: "https://x/2?sig=b"}},
+	}
+	s := m.Finish(st, ends, t0)
+	if s.Action != operation.Publish || s.Next.Completed == nil {
+		t.Fatalf("%v %+v", s.Action, s.Next)
+	}
+	ev := s.Next.Completed
+	sum := ev.Collected
+	if ev.Kind != messages.KindCollection || ev.Labels["team"] != "finops" || sum.Documents != 3 || sum.Completed != 2 || sum.Failed != 1 || sum.Truncated {
+		t.Fatalf("event %+v summary %+v", ev, sum)
+	}
+	f, c := sum.Children[0], sum.Children[1]
+	if f.Outcome != "failed" || f.Code != messages.CodeAzureError || f.DocumentName != "GONE-G1" || f.ID != messages.ChildID("coll-1", "G1", "GONE-G1") ||
+		f.Kind != messages.KindAccountDocument {
+		t.Errorf("failed child %+v", f)
+	}
+	if c.Outcome != "completed" || c.URL != "https://x/1?sig=a" || !c.ExpiryTime.Equal(expiry) || sum.Children[2].Kind != messages.KindInvoiceSummary {
+		t.Errorf("completed children %+v %+v", c, sum.Children[2])
+	}
+	if s := m.Finish(*s.Next, ends, t0); s.Action != operation.Republish {
+		t.Errorf("finish twice: %v", s.Action)
+	}
+	// A child whose id holds another request's state (it was refused with
+	// id_conflict), and one with no state at all.
+	other := messages.Request{Kind: messages.KindInvoice}
+	odd := []operation.ChildEnd{
+		{Child: operation.Child{Invoice: "G1", Document: "G1", DocKind: "Invoice"}, Completed: &messages.Completed{URL: "https://x/1"}, Request: &other},
+		{Child: operation.Child{Invoice: "G2", Document: "G2", DocKind: "Invoice"}},
+	}
+	st2 := collecting(2, 2)
+	st2.Collection.Ended, st2.Collection.Failed = []byte{3}, 2
+	sum2 := m.Finish(st2, odd, t0).Next.Completed.Collected
+	if sum2.Failed != 2 || sum2.Children[0].Code != messages.CodeIDConflict || sum2.Children[1].Code != messages.CodeInternal {
+		t.Errorf("odd children: %+v", sum2.Children)
+	}
+
+	// A list too long for one event: completed children lose their url,
+	// then the last ones are left out; failures are all kept.
+	const n = 6000
+	big := collecting(n, n)
+	var many []operation.ChildEnd
+	for i := range n {
+		e := operation.ChildEnd{Child: operation.Child{Invoice: fmt.Sprintf("G%09d", i), Document: fmt.Sprintf("DOC-%09d", i), DocKind: "Invoice"}}
+		if i%1000 == 0 {
+			e.Failed = &messages.Failed{Code: messages.CodeTimeout}
+		} else {
+			e.Completed = &messages.Completed{URL: "https://x/" + strings.Repeat("u", 200), ExpiryTime: &expiry}
+		}
+		many = append(many, e)
+	}
+	ev2 := m.Finish(big, many, t0).Next.Completed
+	b, _ := json.Marshal(ev2)
+	if !ev2.Collected.Truncated || len(b) > messages.MaxCollectionEventBytes+1024 || ev2.Collected.Failed != 6 || ev2.Collected.Children[5].Outcome != "failed" {
+		t.Errorf("truncated: %v, %d bytes, %d children", ev2.Collected.Truncated, len(b), len(ev2.Collected.Children))
+	}
+	if ev2.Collected.Children[6].URL != "" {
+		t.Error("a truncated list keeps urls")
+	}
+}
+
+func TestChildRequestRouting(t *testing.T) {
+	coll := collectionRequest()
+	coll.Profile = "contoso"
+	for _, tc := range []struct {
+		docKind string
+		kind    messages.Kind
+		doc     string
+	}{
+		{"Invoice", messages.KindAccountDocument, "D"},
+		{"CreditNote", messages.KindAccountDocument, "D"},
+		{"TaxReceipt", messages.KindAccountDocument, "D"},
+		{"VoidNote", messages.KindAccountDocument, "D"},
+		{"Statement", messages.KindAccountDocument, "D"},
+		{"Summary", messages.KindInvoiceSummary, ""},
+		{"Transactions", messages.KindInvoiceTransactions, ""},
+	} {
+		r := operation.ChildRequest(coll, 4, operation.Child{Invoice: "G123456789", Document: "D", DocKind: tc.docKind})
+		if r.Kind != tc.kind || r.Params.DocumentName != tc.doc || r.Profile != "contoso" || r.Collection.ID != "coll-1" || r.Collection.Index != 4 {
+			t.Errorf("%s: %+v", tc.docKind, r)
+		}
+		if err := r.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.docKind, err)
+		}
+	}
+	sub := collectionRequest()
+	sub.Params.BillingAccountName, sub.Params.SubscriptionID = "", "11111111-2222-3333-4444-555555555555"
+	if r := operation.ChildRequest(sub, 0, operation.Child{Invoice: "G123456789", Document: "SUM-1", DocKind: "Summary"}); r.Kind != messages.KindSubscriptionDocument || r.Params.DocumentName != "SUM-1" {
+		t.Errorf("a subscription's summary: %+v", r)
+	}
+	// Deterministic ids.
+	a := operation.ChildRequest(coll, 0, operation.Child{Invoice: "G1", Document: "D"}).ID
+	if b := operation.ChildRequest(coll, 9, operation.Child{Invoice: "G1", Document: "D"}).ID; a != b || !messages.ValidID(a) {
+		t.Errorf("ids %q %q", a, b)
+	}
+}

@@ -1,0 +1,161 @@
+package throttle_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/internal/throttle"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// 20 calls a second, burst 40: the benchmark's budget.
+var limit = throttle.Limit{Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 40}
+
+func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
+	var e throttle.Entry
+	for i := range 40 {
+		if at := e.Reserve(limit, t0); !at.Equal(t0) {
+			t.Fatalf("call %d of the burst: slot %s, want now", i, at.Sub(t0))
+		}
+	}
+	for i := 1; i <= 20; i++ {
+		if at := e.Reserve(limit, t0); at.Sub(t0) != time.Duration(i)*50*time.Millisecond {
+			t.Fatalf("call %d past the burst: slot +%s, want +%s", i, at.Sub(t0), time.Duration(i)*50*time.Millisecond)
+		}
+	}
+	if e.Calls != 60 || e.Deferred != 20 {
+		t.Errorf("calls %d deferred %d", e.Calls, e.Deferred)
+	}
+	// Idle for 2 s: the bucket is full again.
+	if got := e.Tokens(limit, t0.Add(3*time.Second)); got != 40 {
+		t.Errorf("tokens after idling: %v", got)
+	}
+}
+
+func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
+	var e throttle.Entry
+	until := t0.Add(10 * time.Second)
+	if added := e.Pause(limit, until, "retry-after", t0); added != 10*time.Second {
+		t.Fatalf("pause set for %s", added)
+	}
+	if added := e.Pause(limit, t0.Add(5*time.Second), "retry-after", t0.Add(time.Second)); added != 0 {
+		t.Errorf("a shorter pause changed it by %s", added)
+	}
+	if added := e.Pause(limit, t0.Add(12*time.Second), "retry-after", t0.Add(time.Second)); added != 2*time.Second {
+		t.Errorf("extended by %s, want 2s", added)
+	}
+	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) {
+		t.Errorf("%+v", e)
+	}
+	until = t0.Add(12 * time.Second)
+	for i := range 3 {
+		want := until.Add(time.Duration(i) * 50 * time.Millisecond)
+		if at := e.Reserve(limit, t0.Add(time.Second)); !at.Equal(want) {
+			t.Errorf("call %d: slot %s, want %s", i, at.Sub(t0), want.Sub(t0))
+		}
+	}
+}
+
+func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
+	var e throttle.Entry
+	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, 0, t0) {
+		t.Fatal("a report of 2 left did not slow a full bucket")
+	}
+	if got := e.Tokens(limit, t0); got != 2 {
+		t.Errorf("tokens %v, want 2", got)
+	}
+	if e.Report(limit, throttle.Remaining{Value: 30}, 0, t0) {
+		t.Error("a report of more than the bucket holds changed it")
+	}
+	if e.Report(limit, throttle.Remaining{Value: 5}, 3, t0) {
+		t.Error("5 left less 3 let through since is still the 2 the bucket holds")
+	}
+	e.Reserve(limit, t0)
+	e.Reserve(limit, t0)
+	if at := e.Reserve(limit, t0); at.Sub(t0) != 50*time.Millisecond {
+		t.Errorf("third call: +%s", at.Sub(t0))
+	}
+}
+
+func TestRemainingOf(t *testing.T) {
+	h := http.Header{}
+	h.Set(throttle.HeaderRemainingTenantWrites, "195")
+	h.Set(throttle.HeaderRemainingTenantReads, "12")
+	h.Set(throttle.HeaderCostManagementQPURemaining, "QueriesPerHour:597,QueriesPerMin:57,QueriesPer10Sec:9")
+	for _, tc := range []struct {
+		c    throttle.Class
+		want int64
+		ok   bool
+	}{{throttle.BillingWrites, 195, true}, {throttle.BillingReads, 12, true}, {throttle.CostManagement, 9, true}} {
+		r, ok := throttle.RemainingOf(tc.c, h, t0)
+		if ok != tc.ok || r.Value != tc.want {
+			t.Errorf("%s: %v %+v", tc.c, ok, r)
+		}
+	}
+	if _, ok := throttle.RemainingOf(throttle.BillingWrites, http.Header{"X-Ms-Ratelimit-Remaining-Tenant-Writes": {"lots"}}, t0); ok {
+		t.Error("a value that is not a count was read")
+	}
+}
+
+func TestScopeOf(t *testing.T) {
+	for _, tc := range []struct {
+		kind    messages.Kind
+		polling bool
+		want    throttle.Scope
+	}{
+		{messages.KindInvoiceSummary, false, "default.billing.writes"},
+		{messages.KindInvoiceSummary, true, "default.billing.reads"},
+		{messages.KindInvoice, false, "default.billing.reads"},
+		{messages.KindInvoicePriceSheet, false, "default.costmanagement.requests"},
+		{messages.KindInvoicePriceSheet, true, "default.costmanagement.requests"},
+		{messages.KindProfilePriceSheet, false, "default.costmanagement.requests"},
+		{messages.KindAccountDocument, false, "default.billing.writes"},
+		{messages.KindAccountDocument, true, "default.billing.reads"},
+		{messages.KindInvoiceTransactions, false, "default.billing.writes"},
+		{messages.KindAccountInvoices, false, "default.billing.reads"},
+		{messages.KindAccountInvoices, true, "default.billing.reads"},
+	} {
+		if got := throttle.ScopeOf("default", tc.kind, tc.polling); got != tc.want {
+			t.Errorf("%s polling=%v: %s, want %s", tc.kind, tc.polling, got, tc.want)
+		}
+	}
+	s := throttle.ScopeOf("tenant-b", messages.KindInvoice, false)
+	if s.Profile() != "tenant-b" || s.Class() != throttle.BillingReads {
+		t.Errorf("%s: %s %s", s, s.Profile(), s.Class())
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]string{"10/1s": "10/1s", "10/s": "10/1s", "600/1h": "600/1h", "12/10s": "12/10s", "1.5/1m": "1.5/1m", "3/1500ms": "3/1.5s"} {
+		r, err := throttle.ParseRate(in)
+		if err != nil || r.String() != want {
+			t.Errorf("%q: %v %q, want %q", in, err, r, want)
+		}
+	}
+	for _, bad := range []string{"", "10", "0/1s", "-1/1s", "10/0s", "x/1s", "10/fortnight"} {
+		if _, err := throttle.ParseRate(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Calls let through after the reported one were not counted by Azure yet:
+// the bucket holds what Azure reported less those, and owes any excess.
+func TestReportCountsCallsInFlight(t *testing.T) {
+	var e throttle.Entry
+	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, t0) {
+		t.Fatal("not slowed")
+	}
+	if got := e.Tokens(limit, t0); got != 8 {
+		t.Errorf("tokens %v, want 8", got)
+	}
+	var owed throttle.Entry
+	owed.Report(limit, throttle.Remaining{Value: 0}, 4, t0)
+	// Four calls owed: the next slot is five intervals away.
+	if at := owed.Reserve(limit, t0); at.Sub(t0) != 250*time.Millisecond {
+		t.Errorf("next slot +%s, want +250ms", at.Sub(t0))
+	}
+}

@@ -1,0 +1,132 @@
+package throttle_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/internal/natstest"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/internal/throttle"
+)
+
+// bucket starts a real NATS server with JetStream and returns the
+// throttle bucket and its JetStream context.
+func bucket(t *testing.T) (jetstream.KeyValue, jetstream.JetStream) {
+	t.Helper()
+	js := natstest.JetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, throttle.BucketConfig(messages.NewLayout(""), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv, js
+}
+
+// Three handles (three replicas) reserving at once in one scope share one
+// bucket: no slot is handed out twice, and the slots past the burst follow
+// the rate.
+func TestReplicasShareOneBucket(t *testing.T) {
+	t.Parallel()
+	kv, js := bucket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lim := map[throttle.Class]throttle.Limit{throttle.BillingWrites: {Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 10}}
+	replicas := []*throttle.Throttle{throttle.New(kv, lim), throttle.New(kv, lim), throttle.New(kv, lim)}
+	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	start := time.Now()
+	var mu sync.Mutex
+	var slots []time.Time
+	var wg sync.WaitGroup
+	for _, r := range replicas {
+		for range 10 {
+			wg.Go(func() {
+				g, err := r.Reserve(ctx, scope)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				slots = append(slots, g.At)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	// 30 calls, burst 10, 20/s: the last slot is 20 intervals (1 s) after
+	// the burst; every slot is distinct.
+	seen := map[time.Time]bool{}
+	var last time.Time
+	for _, s := range slots {
+		if s.After(start) && seen[s] {
+			t.Errorf("slot %s handed out twice", s.Sub(start))
+		}
+		seen[s] = true
+		if s.After(last) {
+			last = s
+		}
+	}
+	if d := last.Sub(start); d < 950*time.Millisecond || d > 2*time.Second {
+		t.Errorf("last slot after %s, want about 1s", d)
+	}
+	st, err := throttle.List(ctx, js, messages.NewLayout(""))
+	if err != nil || len(st) != 1 || st[0].Scope != scope || st[0].Calls != 30 || st[0].Deferred != 20 || st[0].Rate != "20/1s" {
+		t.Fatalf("list: %v %+v", err, st)
+	}
+}
+
+// A pause set by one replica holds the others' calls until it ends; the
+// scope's other classes are not held.
+func TestPauseIsSharedAndScoped(t *testing.T) {
+	t.Parallel()
+	kv, js := bucket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, b := throttle.New(kv, nil), throttle.New(kv, nil)
+	writes := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	reads := throttle.ScopeOf("default", messages.KindInvoiceSummary, true)
+	until := time.Now().Add(30 * time.Second).Truncate(time.Millisecond)
+	if added, err := a.Pause(ctx, writes, until, "retry-after"); err != nil || added <= 0 {
+		t.Fatalf("pause: %v %v", added, err)
+	}
+	g, err := b.Reserve(ctx, writes)
+	if err != nil || g.At.Before(until) || !g.PausedUntil.Equal(until) {
+		t.Fatalf("reserve in the paused scope: %v %+v", err, g)
+	}
+	if p, err := b.PausedUntil(ctx, writes); err != nil || !p.Equal(until) {
+		t.Errorf("paused until %v %v", p, err)
+	}
+	g, err = b.Reserve(ctx, reads)
+	if err != nil || time.Until(g.At) > 0 || !g.PausedUntil.IsZero() {
+		t.Fatalf("reserve in another scope: %v %+v", err, g)
+	}
+	h := http.Header{}
+	h.Set(throttle.HeaderRemainingTenantReads, "3")
+	if r, ok, err := a.Observe(ctx, reads, h, 0); err != nil || !ok || r.Value != 3 {
+		t.Fatalf("observe: %v %v %+v", err, ok, r)
+	}
+	st, err := throttle.List(ctx, js, messages.NewLayout(""))
+	if err != nil || len(st) != 2 {
+		t.Fatalf("list: %v %+v", err, st)
+	}
+	if st[0].Scope != reads || st[0].Remaining == nil || st[0].Remaining.Value != 3 || st[0].Tokens > 3.5 {
+		t.Errorf("reads: %+v", st[0])
+	}
+	if st[1].Scope != writes || st[1].Pauses != 1 || st[1].Throttled != 1 || !st[1].PausedUntil.Equal(until) {
+		t.Errorf("writes: %+v", st[1])
+	}
+}
+
+func TestListWithoutBucket(t *testing.T) {
+	t.Parallel()
+	_, js := bucket(t)
+	st, err := throttle.List(context.Background(), js, messages.NewLayout("other"))
+	if err != nil || len(st) != 0 {
+		t.Errorf("%v %v", st, err)
+	}
+}

@@ -1,0 +1,170 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/internal/operation"
+)
+
+// The pieces around the handlers: recovery from a panic, and the limit on
+// redeliveries of a message that keeps failing (ending its operation and
+// keeping a dead-letter copy).
+
+// handler handles one message. It settles the message itself, or returns
+// an error: the message could not be settled (NATS unavailable, the state
+// store failing) and is to come back later, when the stored state decides.
+type handler func(ctx context.Context, msg jetstream.Msg) error
+
+// recovered turns a panic in h into an error, so that one bad message
+// does not crash the worker.
+func recovered(h handler) handler {
+	return func(ctx context.Context, msg jetstream.Msg) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("handler panic: %v", r)
+			}
+		}()
+		return h(ctx, msg)
+	}
+}
+
+// limited runs h and hands a message it failed on back for a later
+// delivery, with a growing delay; once the message has been delivered
+// max-deliver times it ends it instead (retryLater), so nothing is
+// redelivered for ever.
+func (w *Worker) limited(h handler) func(context.Context, jetstream.Msg) {
+	return func(ctx context.Context, msg jetstream.Msg) {
+		if err := h(ctx, msg); err != nil {
+			w.log.WarnContext(ctx, "handling failed; the message comes back later", "subject", msg.Subject(), "error", err)
+			w.retryLater(ctx, msg, err)
+		}
+	}
+}
+
+// retryLater redelivers msg after a backoff after an internal failure
+// (NATS unavailable, a panic), or dead-letters it once it has been
+// delivered MaxDeliver times.
+func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
+	delivered := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		delivered = meta.NumDelivered
+	}
+	if delivered >= uint64(w.cfg.MaxDeliver) {
+		reason := fmt.Sprintf("handling failed %d times; last: %v", delivered, cause)
+		if msg.Subject() == w.subj.Polls() {
+			w.abandon(ctx, msg, reason)
+			return
+		}
+		req, derr := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
+		failed := messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
+		switch {
+		case derr != nil:
+			// Not a request the worker can run (it failed validation this
+			// time around): reject it.
+			w.deadLetter(ctx, msg, req, failed)
+		case !w.endWithCopy(ctx, msg, req, failed):
+			// The operation could not be ended through its state (the store
+			// failing, a state this worker cannot read): a rejection now
+			// could contradict the outcome a healthy worker publishes
+			// later, so keep trying.
+			w.nakLater(msg)
+		}
+		return
+	}
+	delay := min(time.Duration(1<<min(delivered, 6))*redeliverFirst, redeliverMax)
+	if err := msg.NakWithDelay(delay); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Warn("nak", "error", err)
+	}
+}
+
+// endWithCopy ends the operation of a valid request that keeps failing:
+// the message is kept in the dead-letter stream for inspection, and the
+// operation ends through its stored state with an internal_error event
+// under the request's own event id, so that no other delivery can publish
+// a second outcome. It reports false when the state cannot be written.
+func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) bool {
+	if _, _, err := w.keep(ctx, msg, req, failed); err != nil {
+		return false
+	}
+	st, again, err := w.endOperation(ctx, req.ID, &req, failed.Message)
+	if err != nil || w.publishOutcome(ctx, st, again) != nil {
+		return false
+	}
+	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
+	_ = msg.TermWithReason(string(failed.Code))
+	return true
+}
+
+// abandon ends the operation of a wake-up that keeps failing with an
+// internal_error event, so that it does not stay waiting forever.
+func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
+	var wk wake
+	_ = json.Unmarshal(msg.Data(), &wk)
+	log := w.log.With("request_id", messages.IDToken(wk.ID))
+	st, again, err := w.endOperation(ctx, wk.ID, nil, reason)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadState) {
+		log.ErrorContext(ctx, "abandon: no usable state; dropping the wake-up", "error", err)
+		_ = msg.Term()
+		return
+	}
+	if err == nil {
+		err = w.publishOutcome(ctx, st, again)
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "abandon", "error", err)
+		w.nakLater(msg)
+		return
+	}
+	log.ErrorContext(ctx, "operation abandoned", "error", reason)
+	_ = msg.Term()
+}
+
+// endOperation ends the operation of request id through the machine's
+// Abandon, and returns its final state, and whether it had ended before.
+// With req, an operation that was never stored is stored failed.
+func (w *Worker) endOperation(ctx context.Context, id string, req *messages.Request, reason string) (*operation.State, bool, error) {
+	entry, err := w.kv.Get(ctx, id)
+	for range maxRedecide { // another worker may change it meanwhile
+		var (
+			cur *operation.State
+			rev uint64
+		)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) && req != nil:
+		case err != nil:
+			return nil, false, err
+		default:
+			st, derr := decode(entry)
+			if derr != nil {
+				return nil, false, derr
+			}
+			cur, rev = &st, entry.Revision()
+		}
+		step := w.machine.Abandon(cur, req, reason, traceOf(ctx), w.now())
+		if step.Next == nil {
+			return cur, true, nil // it had ended
+		}
+		_, found, perr := w.put(ctx, step.Next, rev)
+		switch {
+		case errors.Is(perr, errConflict) && found != nil:
+			entry, err = found, nil
+			continue
+		case errors.Is(perr, errConflict):
+			entry, err = nil, jetstream.ErrKeyNotFound // the entry is gone
+			continue
+		case perr != nil:
+			return nil, false, perr
+		}
+		w.m.ended(ctx, step.Next)
+		return step.Next, false, nil
+	}
+	return nil, false, fmt.Errorf("the state of %s kept changing", id)
+}

@@ -1,0 +1,89 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/azbilling/worker/internal/operation"
+)
+
+// errConflict: the operation's stored state changed under this worker (or
+// the entry it meant to create already exists). It is never taken as proof
+// that another worker owns the operation: the caller decides again from
+// the entry that is stored now.
+var errConflict = errors.New("the operation's state changed under this worker")
+
+// errBadState: a stored state that does not decode, or whose version this
+// worker does not know.
+var errBadState = errors.New("stored state is unusable")
+
+// Timings of the store's retries: a write is retried for up to ack-wait
+// (after that the message comes back anyway), starting at storeRetryFirst
+// and backing off to storeRetryMax between attempts.
+const (
+	storeRetryFirst = 100 * time.Millisecond
+	storeRetryMax   = 2 * time.Second
+)
+
+// put writes st under its request id: over revision rev, or as a new entry
+// when rev is 0, and returns the new revision.
+//
+// A write whose reply was lost (NATS went away, the request timed out) may
+// still have been applied: the client keeps it in its reconnect buffer and
+// sends it when the server is back. So after any failure put reads the
+// entry back: a stored value equal to its own is its own write; the old
+// revision still stored means the write did not land, and it is tried
+// again; anything else is errConflict, returned with the entry found
+// (nil if the entry is gone). Other failures are retried for up to
+// ack-wait.
+func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint64, jetstream.KeyValueEntry, error) {
+	key, value := st.Request.ID, operation.Encode(st)
+	var found jetstream.KeyValueEntry
+	write := func() (uint64, error) {
+		var next uint64
+		var err error
+		if rev == 0 {
+			next, err = w.kv.Create(ctx, key, value)
+		} else {
+			next, err = w.kv.Update(ctx, key, value, rev)
+		}
+		if err == nil {
+			return next, nil
+		}
+		entry, gerr := w.kv.Get(ctx, key)
+		switch {
+		case gerr == nil && bytes.Equal(entry.Value(), value):
+			return entry.Revision(), nil // our own write, applied after all
+		case gerr == nil && entry.Revision() != rev:
+			found = entry
+			return 0, backoff.Permanent(errConflict)
+		case errors.Is(gerr, jetstream.ErrKeyNotFound) && rev != 0:
+			return 0, backoff.Permanent(errConflict) // the entry is gone
+		}
+		return 0, err // not applied (or not known yet): write again
+	}
+	policy := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(storeRetryFirst),
+		backoff.WithMaxInterval(storeRetryMax),
+		backoff.WithMaxElapsedTime(w.cfg.AckWait))
+	next, err := backoff.RetryWithData(write, backoff.WithContext(policy, ctx))
+	if err != nil {
+		return 0, found, fmt.Errorf("store the state of %s: %w", key, err)
+	}
+	return next, nil, nil
+}
+
+// decode reads a stored state.
+func decode(entry jetstream.KeyValueEntry) (operation.State, error) {
+	st, err := operation.Decode(entry.Value())
+	if err != nil {
+		return st, fmt.Errorf("%w: %s: %v", errBadState, entry.Key(), err)
+	}
+	return st, nil
+}

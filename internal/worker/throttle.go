@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/poll"
+	"github.com/azbilling/worker/internal/throttle"
+)
+
+// This file connects the runner to the shared throttle (package
+// throttle): a slot before each call, the answer's pause and remaining
+// budget after it. The waits themselves are the machine's (Defer).
+
+// ThrottleOptions configure the shared throttle. Its zero value turns it
+// off: each operation then backs off alone on its own throttled answers.
+type ThrottleOptions struct {
+	// Shared turns the shared throttle on: one pause and one token bucket
+	// per scope for every replica, kept in the throttle bucket.
+	Shared bool
+	// Limits are the token buckets per class; a class missing takes
+	// throttle.DefaultLimits's (Azure's documented limits).
+	Limits map[throttle.Class]throttle.Limit
+}
+
+// DefaultHoldSpread spreads the calls a pause released without a slot of
+// their own (operation.Machine.HoldSpread).
+const DefaultHoldSpread = 2 * time.Second
+
+// slotTolerance: a slot this close is taken as now.
+const slotTolerance = 10 * time.Millisecond
+
+// attrScope is the metric attribute of a throttle scope.
+const attrScope = attribute.Key("billing.throttle.scope")
+
+// throttleInstruments are the shared throttle's metrics, per scope.
+type throttleInstruments struct {
+	pauses, deferred, throttled metric.Int64Counter
+	paused                      metric.Float64Counter
+	remaining                   sync.Map // throttle.Scope -> int64, the last report
+}
+
+func newThrottleInstruments(m metric.Meter) (*throttleInstruments, error) {
+	in := &throttleInstruments{}
+	var err, e error
+	in.pauses, e = m.Int64Counter("billing.throttle.pauses", metric.WithDescription("Pauses of a throttle scope set or extended by this replica (Azure answered 429 or 503 with a wait)."), metric.WithUnit("{pause}"))
+	err = errors.Join(err, e)
+	in.paused, e = m.Float64Counter("billing.throttle.paused", metric.WithDescription("Time a throttle scope was paused for, by the pauses this replica set or extended."), metric.WithUnit("s"))
+	err = errors.Join(err, e)
+	in.deferred, e = m.Int64Counter("billing.throttle.deferred", metric.WithDescription("Calls rescheduled to wait for their throttle scope (a pause, or the scope's token bucket)."), metric.WithUnit("{call}"))
+	err = errors.Join(err, e)
+	in.throttled, e = m.Int64Counter("billing.throttle.throttled", metric.WithDescription("Throttled answers (429, 503) received, by throttle scope."), metric.WithUnit("{call}"))
+	err = errors.Join(err, e)
+	_, e = m.Int64ObservableGauge("billing.throttle.remaining",
+		metric.WithDescription("The remaining budget Azure last reported to this replica, by throttle scope (the smallest count of its remaining-budget headers)."),
+		metric.WithUnit("{call}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			in.remaining.Range(func(k, v any) bool {
+				o.Observe(v.(int64), metric.WithAttributes(attrScope.String(string(k.(throttle.Scope)))))
+				return true
+			})
+			return nil
+		}))
+	err = errors.Join(err, e)
+	return in, err
+}
+
+// scopeOf is the throttle scope of the call st is claimed for.
+func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
+	profile := st.Request.Profile
+	if profile == "" {
+		profile = w.profiles.Default
+	}
+	// A collection's calls are its listing's.
+	return throttle.ScopeOf(profile, st.Request.CallKind(), st.Location != "")
+}
+
+// gate asks the shared throttle whether the call that next (claimed, not
+// stored yet) is decided for may go now. cur is the state the decision was
+// made from: when it holds a slot that has come, the call takes no other
+// unless the scope was paused since. It returns the hold to wait for, or
+// false to call now. Without the throttle (it is off, or unreachable) the
+// call goes.
+//
+// A call that goes now carries its slot's number in the returned context,
+// for observe.
+func (w *Worker) gate(ctx context.Context, cur, next *operation.State, log *slog.Logger) (context.Context, operation.Hold, bool) {
+	scope := w.scopeOf(next)
+	now := w.now()
+	if cur.SlotDue(now) && cur.Throttled.Scope == string(scope) {
+		paused, err := w.thr.PausedUntil(ctx, scope)
+		if err != nil || paused.IsZero() {
+			return ctx, operation.Hold{}, false
+		}
+	}
+	g, err := w.thr.Reserve(ctx, scope)
+	if err != nil {
+		log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
+		return ctx, operation.Hold{}, false
+	}
+	// The slot is compared with the time the grant came back, not with
+	// the time asked: the reservation (a lock per scope, a read and a
+	// write of the bucket) can take longer than slotTolerance on a loaded
+	// machine, and a slot that came meanwhile is no reason to wait.
+	if !g.At.After(w.now().Add(slotTolerance)) {
+		return context.WithValue(ctx, slotKey{}, g.Seq), operation.Hold{}, false
+	}
+	w.tm.deferred.Add(ctx, 1, metric.WithAttributes(attrScope.String(string(scope))))
+	return ctx, operation.Hold{Scope: string(scope), Until: g.At.UTC(), Slot: true, PausedUntil: g.PausedUntil.UTC()}, true
+}
+
+// slotKey keys the slot number of the call a context carries.
+type slotKey struct{}
+
+// observe tells the throttle what an answer in st's scope said: a
+// throttled answer's wait pauses the scope for every replica, and the
+// remaining budget slows its bucket.
+func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.Answer, log *slog.Logger) {
+	scope := w.scopeOf(st)
+	attrs := metric.WithAttributes(attrScope.String(string(scope)))
+	if a.Status == 429 || a.Status == 503 {
+		w.tm.throttled.Add(ctx, 1, attrs)
+	}
+	if w.thr == nil || a.Header == nil {
+		return
+	}
+	now := w.now()
+	if a.Outcome == operation.Throttled {
+		if hint, ok := poll.LongestHint(a.Header, now); ok && hint.Wait > 0 {
+			until := now.Add(hint.Wait)
+			added, err := w.thr.Pause(ctx, scope, until, hint.Source)
+			switch {
+			case err != nil:
+				log.WarnContext(ctx, "could not pause the throttle scope", "scope", string(scope), "error", err)
+			case added > 0:
+				w.tm.pauses.Add(ctx, 1, attrs)
+				w.tm.paused.Add(ctx, added.Seconds(), attrs)
+				log.InfoContext(ctx, "throttle scope paused", "scope", string(scope), "until", until, "source", hint.Source)
+			}
+		}
+	}
+	seq, _ := ctx.Value(slotKey{}).(int64)
+	r, ok, err := w.thr.Observe(ctx, scope, a.Header, seq)
+	if ok {
+		w.tm.remaining.Store(scope, r.Value)
+	}
+	if err != nil {
+		log.WarnContext(ctx, "could not record the remaining budget", "scope", string(scope), "error", err)
+	}
+}
