@@ -1,6 +1,6 @@
 // Submits one download request to the billing worker and waits for its
 // event, using only the published contract (docs/asyncapi.json, the JSON
-// Schemas in pkg/messages/schema, README.md "Message contract").
+// Schemas in pkg/messages/schema, docs/contract.md).
 //
 //   NATS_URL=nats://127.0.0.1:4222 node submit.mjs
 //
@@ -9,6 +9,7 @@
 // 60000). Exit status: 0 completed, 1 failed, 3 no event in time.
 import { readFileSync } from "node:fs";
 import { connect, headers, JSONCodec } from "nats";
+import { dedupID } from "./dedup.mjs";
 
 const url = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const prefix = process.env.BILLING_PREFIX || "billing";
@@ -46,11 +47,13 @@ const timer = setTimeout(() => {
 const sub = nc.subscribe(`${prefix}.events.*.*.${id}`);
 
 // A JetStream publish: the ack says the work stream has the request. The
-// Nats-Msg-Id makes an identical resubmission within the duplicate window
-// a no-op.
+// Nats-Msg-Id, <id>:<digest of kind, profile and params> (docs/contract.md,
+// "The message id"), makes an identical resubmission within the duplicate
+// window a no-op, while a reuse of the id with other content still reaches
+// the worker, which refuses it with id_conflict.
 const js = nc.jetstream();
 const h = headers();
-h.set("Nats-Msg-Id", id);
+h.set("Nats-Msg-Id", dedupID(request));
 const ack = await js.publish(`${prefix}.requests.${request.kind}`, jc.encode(request), { headers: h });
 console.log(`submitted ${id} (stream ${ack.stream}, seq ${ack.seq}${ack.duplicate ? ", duplicate" : ""})`);
 

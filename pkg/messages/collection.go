@@ -159,7 +159,7 @@ func (p Params) validateCollection(v *validator) {
 		v.add("params.documentKinds", "max_items", fmt.Sprintf("lists %d kinds, at most %d allowed", len(p.DocumentKinds), MaxDocumentKinds))
 	}
 	if p.DocumentKinds != nil && len(p.DocumentKinds) == 0 {
-		v.add("params.documentKinds", "required", "must name at least one kind when present")
+		v.add("params.documentKinds", "min_items", "must name at least one kind when present")
 	}
 	for i, k := range p.DocumentKinds[:min(len(p.DocumentKinds), MaxDocumentKinds)] {
 		v.match(fmt.Sprintf("params.documentKinds[%d]", i), k, documentKindPattern, "a document kind such as Invoice or CreditNote")

@@ -89,9 +89,7 @@ type FieldError struct {
 	// "params.documents[0].documentName"; empty for a problem with the
 	// document as a whole.
 	Field string `json:"field,omitempty"`
-	// Rule is the rule broken: one of syntax, max_size, unknown_field, type,
-	// required, version, enum, pattern, max_length, max_items, not_allowed,
-	// format.
+	// Rule is the rule broken: one of Rules.
 	Rule string `json:"rule"`
 	// Message explains the problem for a human.
 	Message string `json:"message"`
@@ -102,6 +100,14 @@ func (e FieldError) String() string {
 		return e.Message
 	}
 	return e.Field + ": " + e.Message
+}
+
+// Rules lists every rule a FieldError names, in the order docs/contract.md
+// explains them; the failed event's schema enumerates the same (a test
+// checks both).
+var Rules = []string{
+	"syntax", "max_size", "unknown_field", "type", "required", "version", "enum",
+	"pattern", "max_length", "min_items", "max_items", "not_allowed", "format",
 }
 
 // ErrInvalid is matched (errors.Is) by every *ValidationError.

@@ -1,8 +1,12 @@
 package messages_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +124,10 @@ func TestDecodeRequestNamesFieldAndRule(t *testing.T) {
 		{`{"version":1,"id":7,"kind":"invoice","params":{}}`, "id", "type", ""},
 		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"deadline":"x"}`, "deadline", "format", "abc"},
 		{`{"version":1,"id":"abc","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"k":"` + strings.Repeat("v", 300) + `"}}`, "labels.k", "max_length", "abc"},
+		{`{"version":1,"id":"abc","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[]}}`, "params.documents", "min_items", "abc"},
+		{`{"version":1,"id":"abc","kind":"account-documents","params":{"billingAccountName":"12345678","documents":[]}}`, "params.documents", "min_items", "abc"},
+		{`{"version":1,"id":"abc","kind":"collection","params":{"billingAccountName":"12345678","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31","documentKinds":[]}}`, "params.documentKinds", "min_items", "abc"},
+		{`{"version":1,"id":"abc","kind":"account-documents","params":{"billingAccountName":"12345678"}}`, "params.documents", "required", "abc"},
 	}
 	for _, c := range cases {
 		r, err := messages.DecodeRequest([]byte(c.doc), 0)
@@ -225,5 +233,53 @@ func TestErrorQuotesAreClipped(t *testing.T) {
 	err := r.Validate()
 	if err == nil || len(err.Error()) > 1000 {
 		t.Fatalf("error %d bytes: %v", len(err.Error()), err)
+	}
+}
+
+// Rules is every rule the package names, and the failed event's schema
+// enumerates exactly Rules.
+func TestRulesListed(t *testing.T) {
+	t.Parallel()
+	src, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := regexp.MustCompile(`(?:Rule: |v\.add\([^,]+, )"([a-z_]+)"`)
+	for _, f := range src {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range used.FindAllStringSubmatch(string(data), -1) {
+			if !slices.Contains(messages.Rules, m[1]) {
+				t.Errorf("%s names rule %s, which messages.Rules lacks", f, m[1])
+			}
+		}
+	}
+	var schema struct {
+		Defs map[string]struct {
+			Properties map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"properties"`
+		} `json:"$defs"`
+	}
+	data, err := os.ReadFile("schema/failed.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var enum []string
+	for _, d := range schema.Defs {
+		if e := d.Properties["rule"].Enum; e != nil {
+			enum = e
+		}
+	}
+	if !slices.Equal(enum, messages.Rules) {
+		t.Errorf("failed.schema.json's rules %v, messages.Rules %v", enum, messages.Rules)
 	}
 }

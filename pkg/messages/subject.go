@@ -1,9 +1,6 @@
 package messages
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -214,22 +211,6 @@ func KindToken(k Kind) string {
 		return Invalid
 	}
 	return string(k)
-}
-
-// DedupID is the Nats-Msg-Id a client should publish req with: its id, a
-// colon, and a digest of what identifies its operation (kind, profile and
-// parameters). A resubmission of the same request within the work stream's
-// duplicate window is then dropped by the server, while a request that
-// reuses the id with other content reaches the worker, which refuses it
-// with id_conflict.
-func DedupID(req Request) string {
-	h := sha256.New()
-	_ = json.NewEncoder(h).Encode(struct {
-		Kind    Kind   `json:"kind"`
-		Profile string `json:"profile"`
-		Params  Params `json:"params"`
-	}{req.Kind, req.Profile, req.Params})
-	return IDToken(req.ID) + ":" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // ThrottleBucket is the key-value bucket of the shared throttle, one entry

@@ -249,7 +249,7 @@ func validatePrintable(field, value string, v *validator) {
 func validateDocuments(docs []DocumentRef, named bool, v *validator) {
 	switch {
 	case len(docs) == 0:
-		v.add("params.documents", "required", "must list at least one document")
+		v.add("params.documents", "min_items", "must list at least one document")
 	case len(docs) > MaxDocuments:
 		v.add("params.documents", "max_items", fmt.Sprintf("lists %d documents, at most %d allowed", len(docs), MaxDocuments))
 	}
