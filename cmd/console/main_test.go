@@ -104,17 +104,17 @@ func TestRunRefuses(t *testing.T) {
 	}
 }
 
-// The README's console settings table names every flag, with its
+// The console settings table of docs/console.md names every flag, with its
 // environment variable.
-func TestREADMESettings(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+func TestDocSettings(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/console.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := strings.Index(string(readme), "<!-- console settings -->")
 	end := strings.Index(string(readme), "<!-- /console settings -->")
 	if start < 0 || end < start {
-		t.Fatal("README.md has no console settings table")
+		t.Fatal("docs/console.md has no console settings table")
 	}
 	table := string(readme[start:end])
 	var usage bytes.Buffer
@@ -128,7 +128,7 @@ func TestREADMESettings(t *testing.T) {
 		name := strings.TrimPrefix(f[0], "-")
 		n++
 		if !strings.Contains(table, "`-"+name+"`") || !strings.Contains(table, "`"+envName(name)+"`") {
-			t.Errorf("README console settings lack -%s / %s", name, envName(name))
+			t.Errorf("docs/console.md's console settings lack -%s / %s", name, envName(name))
 		}
 	}
 	if n < 10 {

@@ -13,14 +13,14 @@ import (
 )
 
 // consoleSettings are the environment variables the console reads: the
-// first column of README.md's console settings table (cmd/console's
+// first column of docs/console.md's console settings table (cmd/console's
 // tests hold that table to its flags).
 func consoleSettings(t *testing.T) []string {
 	t.Helper()
-	readme := string(readFile(t, repoRoot+"/README.md"))
+	readme := string(readFile(t, repoRoot+"/docs/console.md"))
 	start, end := strings.Index(readme, "<!-- console settings -->"), strings.Index(readme, "<!-- /console settings -->")
 	if start < 0 || end < start {
-		t.Fatal("README.md has no console settings table")
+		t.Fatal("docs/console.md has no console settings table")
 	}
 	var names []string
 	for _, m := range regexp.MustCompile("(?m)^\\| `(BILLING_[A-Z_]+)` \\|").FindAllStringSubmatch(readme[start:end], -1) {

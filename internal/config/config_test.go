@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/poll"
 )
 
 func TestBindReadsEnvironmentAndFlags(t *testing.T) {
@@ -80,7 +80,7 @@ func lookupIn(env map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 }
 
-// A variable set but empty empties a text setting (the README says an
+// A variable set but empty empties a text setting (docs/configuration.md says an
 // empty BILLING_HEALTH_ADDR disables the listener) and leaves a number or
 // duration at its default.
 func TestEmptyVariables(t *testing.T) {

@@ -6,10 +6,11 @@ import (
 	"testing"
 )
 
-// README.md documents every setting, with its flag and default.
-func TestReadmeListsEverySetting(t *testing.T) {
+// docs/configuration.md documents every setting, with its flag and
+// default.
+func TestDocListsEverySetting(t *testing.T) {
 	t.Parallel()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +22,7 @@ func TestReadmeListsEverySetting(t *testing.T) {
 		}
 		row := "| `" + s.Env + "` | `-" + s.Flag + "` | `" + def + "` |"
 		if !strings.Contains(readme, row) {
-			t.Errorf("README.md has no row starting %s", row)
+			t.Errorf("docs/configuration.md has no row starting %s", row)
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 const EntryVersion = 1
 
 // Entry is the value of a scope's key in the throttle bucket, as JSON
-// (README.md, "Throttling", documents it for operators). Replicas change it
+// (docs/throttle.md documents it for operators). Replicas change it
 // only by compare-and-set on the entry's revision.
 type Entry struct {
 	Version int   `json:"version"`

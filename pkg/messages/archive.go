@@ -38,7 +38,7 @@ type ArchiveError struct {
 	Message string      `json:"message"`
 }
 
-// ArchiveCode is a stable archive failure code; README.md lists them.
+// ArchiveCode is a stable archive failure code; docs/contract.md lists them.
 type ArchiveCode string
 
 // The archive failure codes.

@@ -80,13 +80,13 @@ func TestArchiveCodesInSchema(t *testing.T) {
 	if got := s.Defs.Archive.Properties.Error.Properties.Code.Enum; !slices.Equal(got, want) {
 		t.Errorf("schema %v, ArchiveCodes %v", got, want)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/contract.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range want {
 		if !strings.Contains(string(readme), "| `"+c+"` |") {
-			t.Errorf("README.md has no row for archive error code %s", c)
+			t.Errorf("docs/contract.md has no row for archive error code %s", c)
 		}
 	}
 }

@@ -7,7 +7,7 @@
 // Go can depend on it alone; systems in other languages use the AsyncAPI
 // document docs/asyncapi.json (subjects, streams, headers, operations), the
 // JSON Schemas in the schema folder (embedded here as Schemas) it references,
-// and README.md.
+// and docs/contract.md (which also specifies DedupID as an algorithm).
 //
 // All three documents carry a "version" (currently 1). A consumer must ignore
 // fields it does not know in events; the worker rejects unknown fields in

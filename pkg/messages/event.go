@@ -91,7 +91,7 @@ type AdditionalInfo struct {
 	Info any    `json:"info,omitempty"`
 }
 
-// Code is a stable failure code; README.md lists them.
+// Code is a stable failure code; docs/contract.md lists them.
 type Code string
 
 // The failure codes.

@@ -3,7 +3,7 @@ package messages
 // Kind names one of the Azure operations the worker drives.
 type Kind string
 
-// The request kinds, one per Azure operation (see README.md for the
+// The request kinds, one per Azure operation (see docs/contract.md for the
 // parameters each one takes).
 const (
 	// KindSubscriptionInvoice downloads a billing subscription's invoice

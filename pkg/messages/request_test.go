@@ -237,7 +237,7 @@ func TestErrorQuotesAreClipped(t *testing.T) {
 }
 
 // Rules is every rule the package names, and the failed event's schema
-// enumerates exactly Rules.
+// and docs/contract.md's table of rules list exactly Rules.
 func TestRulesListed(t *testing.T) {
 	t.Parallel()
 	src, err := filepath.Glob("*.go")
@@ -281,5 +281,18 @@ func TestRulesListed(t *testing.T) {
 	}
 	if !slices.Equal(enum, messages.Rules) {
 		t.Errorf("failed.schema.json's rules %v, messages.Rules %v", enum, messages.Rules)
+	}
+	doc, err := os.ReadFile("../../docs/contract.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(doc), "<!-- rules -->")
+	table, _, _ = strings.Cut(table, "<!-- /rules -->")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(table, -1) {
+		listed = append(listed, m[1])
+	}
+	if !slices.Equal(listed, messages.Rules) {
+		t.Errorf("docs/contract.md's rules table lists %v, messages.Rules %v", listed, messages.Rules)
 	}
 }

@@ -22,7 +22,7 @@ const (
 	HeaderOrigSeq     = "Billing-Original-Sequence"
 	HeaderOrigMsgID   = "Billing-Original-Msg-Id"
 	// HeaderExpectedStream marks a stored event sent again to live
-	// subscribers only (see README.md, Resubmitting a request).
+	// subscribers only (see docs/contract.md, Resubmitting a request).
 	HeaderExpectedStream = "Nats-Expected-Stream"
 	// W3C trace context, on requests and events (written in lower case,
 	// read in either case).
