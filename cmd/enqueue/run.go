@@ -21,10 +21,10 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // waitFlags are shared by the submitting commands.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 func (a *app) statsCommand() *cobra.Command {

@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/internal/redact"
 )
 
 // allChildrenUpTo is the largest collection whose page reads every

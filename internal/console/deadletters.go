@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 // previewBytes is how much of a payload the dead-letter list shows.

@@ -11,10 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // The state filter's values. Accepted covers the two phases of a call in

@@ -6,11 +6,11 @@ import (
 	"sort"
 	"time"
 
-	"github.com/azbilling/worker/pkg/client"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Minutes is how many recent minutes the overview counts requests over.

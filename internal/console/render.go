@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/internal/version"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/version"
 )
 
 // page is what every template gets.

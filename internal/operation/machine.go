@@ -5,9 +5,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
-	"github.com/azbilling/worker/internal/redact"
 )
 
 // Machine holds what every decision about an operation is made with. Its

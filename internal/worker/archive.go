@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/internal/archive"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // This file is the runner's side of the archive: the store set up with the

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // This file carries out a collection's steps (see package operation,

@@ -11,10 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/billing"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/pkg/billing"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // This file is the runner: it turns messages into the operation machine's

@@ -8,9 +8,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/internal/operation"
 )
 
 // Metric attribute keys.

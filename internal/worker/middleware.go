@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // The pieces around the handlers: recovery from a panic, and the limit on

@@ -16,9 +16,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // schedule publishes the operation's pending wake-up for st.NextAt: a

@@ -6,8 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Consumer names on the work stream.

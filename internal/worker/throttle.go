@@ -11,8 +11,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/azbilling/worker/internal/operation"
-	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/poll"
 )
 
 // This file connects the runner to the shared throttle (package

@@ -24,11 +24,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/internal/archive"
-	"github.com/azbilling/worker/pkg/billing"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/billing"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // instrumentationName names the worker's tracer and meter.

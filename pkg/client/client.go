@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Client talks to the worker's streams under one prefix.

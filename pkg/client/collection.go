@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Child is one child of a collection, as its stored state shows it.
