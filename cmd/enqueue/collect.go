@@ -221,7 +221,6 @@ func (a *app) statusCollection(ctx context.Context, c *client.Client, id string)
 	if err != nil {
 		return err
 	}
-	v.State.Location = ""
 	if a.jsonOut() {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")

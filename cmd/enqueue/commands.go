@@ -48,7 +48,6 @@ func (a *app) status(ctx context.Context, id string) error {
 	if st.Request.Kind == messages.KindCollection {
 		return a.statusCollection(ctx, c, id)
 	}
-	st.Location = "" // internal, and may carry a session token
 	if a.jsonOut() {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")

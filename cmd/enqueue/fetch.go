@@ -10,7 +10,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
 
-	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/pkg/client"
 )
 
@@ -90,17 +89,13 @@ func (b blobFlags) open(c *client.Client) error {
 		if err != nil {
 			return usagef("--connection-string-file: %v", err)
 		}
-		c.SetBlobOpener(func(container string) (archive.Store, error) {
-			return archive.NewBlobStoreFromConnectionString(strings.TrimSpace(string(conn)), container, nil)
-		})
+		c.SetBlobOpener(client.BlobConnectionString(strings.TrimSpace(string(conn))))
 	case b.accountURL != "":
 		cred, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
 			return fmt.Errorf("azure credential: %w", err)
 		}
-		c.SetBlobOpener(func(container string) (archive.Store, error) {
-			return archive.NewBlobStoreFromURL(b.accountURL, container, cred, nil)
-		})
+		c.SetBlobOpener(client.BlobAccount(b.accountURL, cred))
 	}
 	return nil
 }

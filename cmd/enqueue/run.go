@@ -21,7 +21,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -434,12 +433,12 @@ func (a *app) progress(ctx context.Context, c *client.Client, id string) (stop f
 }
 
 // describe says in a line where an operation stands.
-func describe(st operation.State) string {
+func describe(st client.Operation) string {
 	throttled := ""
 	if st.LastStatus == 429 || st.LastStatus == 503 {
 		throttled = fmt.Sprintf("throttled by Azure (last status %d); ", st.LastStatus)
 	}
-	if h := st.Throttled; h != nil && st.Phase == operation.PhaseWaiting {
+	if h := st.Throttled; h != nil && st.Phase == client.PhaseWaiting {
 		why := "its budget"
 		if !h.PausedUntil.IsZero() {
 			why = "a pause"
@@ -447,17 +446,17 @@ func describe(st operation.State) string {
 		throttled += fmt.Sprintf("held by the shared throttle (scope %s, %s); ", h.Scope, why)
 	}
 	switch st.Phase {
-	case operation.PhaseStarting:
+	case client.PhaseStarting:
 		return throttled + "accepted; calling Azure"
-	case operation.PhasePolling:
+	case client.PhasePolling:
 		return fmt.Sprintf("%spolling Azure (poll %d)", throttled, st.Polls+1)
-	case operation.PhaseWaiting:
+	case client.PhaseWaiting:
 		what := "waiting on Azure"
 		if !st.Started {
 			what = "waiting to call Azure again"
 		}
 		return fmt.Sprintf("%s%s until %s (%d calls so far)", throttled, what, st.NextAt.Local().Format("15:04:05"), st.AzureCalls)
-	case operation.PhaseCompleted, operation.PhaseFailed:
+	case client.PhaseCompleted, client.PhaseFailed:
 		return "ended: " + string(st.Phase)
 	}
 	return string(st.Phase)

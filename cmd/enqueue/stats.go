@@ -8,8 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/azbilling/worker/internal/operation"
-	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/pkg/client"
 )
 
@@ -35,13 +33,13 @@ Reads at most --limit states.`,
 
 // statsReport is what stats prints with --json.
 type statsReport struct {
-	Total    int                     `json:"total"`
-	Phases   map[operation.Phase]int `json:"phases"`
-	Complete bool                    `json:"complete"`          // every state was read (not cut at --limit)
-	Skipped  int                     `json:"skipped,omitempty"` // states of an unknown version
-	Oldest   *oldestWaiting          `json:"oldestWaiting,omitempty"`
+	Total    int                  `json:"total"`
+	Phases   map[client.Phase]int `json:"phases"`
+	Complete bool                 `json:"complete"`          // every state was read (not cut at --limit)
+	Skipped  int                  `json:"skipped,omitempty"` // states of an unknown version
+	Oldest   *oldestWaiting       `json:"oldestWaiting,omitempty"`
 	// Throttle is the shared throttle's scopes.
-	Throttle []throttle.Status `json:"throttle"`
+	Throttle []client.ThrottleScope `json:"throttle"`
 }
 
 type oldestWaiting struct {
@@ -52,7 +50,7 @@ type oldestWaiting struct {
 	Deadline   time.Time `json:"deadline"`
 }
 
-var phases = []operation.Phase{operation.PhaseStarting, operation.PhasePolling, operation.PhaseWaiting, operation.PhaseCompleted, operation.PhaseFailed}
+var phases = []client.Phase{client.PhaseStarting, client.PhasePolling, client.PhaseWaiting, client.PhaseCompleted, client.PhaseFailed}
 
 func (a *app) stats(ctx context.Context, limit int) error {
 	nc, c, err := a.connect()
@@ -64,13 +62,13 @@ func (a *app) stats(ctx context.Context, limit int) error {
 	if err != nil {
 		return err
 	}
-	r := statsReport{Total: len(states), Phases: map[operation.Phase]int{}, Complete: complete, Skipped: skipped}
+	r := statsReport{Total: len(states), Phases: map[client.Phase]int{}, Complete: complete, Skipped: skipped}
 	for _, p := range phases {
 		r.Phases[p] = 0
 	}
 	for _, st := range states {
 		r.Phases[st.Phase]++
-		if st.Phase == operation.PhaseWaiting && (r.Oldest == nil || st.AcceptedAt.Before(r.Oldest.AcceptedAt)) {
+		if st.Phase == client.PhaseWaiting && (r.Oldest == nil || st.AcceptedAt.Before(r.Oldest.AcceptedAt)) {
 			r.Oldest = &oldestWaiting{ID: st.Request.ID, Kind: string(st.Request.Kind), AcceptedAt: st.AcceptedAt, NextAt: st.NextAt, Deadline: st.Deadline}
 		}
 	}
@@ -78,7 +76,7 @@ func (a *app) stats(ctx context.Context, limit int) error {
 		return err
 	}
 	if r.Throttle == nil {
-		r.Throttle = []throttle.Status{}
+		r.Throttle = []client.ThrottleScope{}
 	}
 	if a.jsonOut() {
 		return json.NewEncoder(a.stdout).Encode(r)

@@ -21,7 +21,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -275,7 +275,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// A throttled then completed operation: the timeline shows each call,
 	// the Retry-After honoured, and the link with its signature.
-	tb.state(t, throttled, operation.Phase.Terminal)
+	tb.state(t, throttled, client.Phase.Terminal)
 	b.do(t, chromedp.Navigate(tb.url+"/operations/"+throttled), chromedp.WaitVisible(chromedp.CSS("#outcome-link")))
 	tl := b.text(t, "#timeline")
 	for _, want := range []string{"429", "throttled", "1s (retry-after)", "202", "running", "poll (GET Location)", "200", "done", "completed"} {
@@ -361,7 +361,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.screenshot(t, "console-confirm")
 	b.do(t, chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#done")))
-	tb.state(t, "br-fixed", operation.Phase.Terminal)
+	tb.state(t, "br-fixed", client.Phase.Terminal)
 	b.do(t, chromedp.Navigate(tb.url+"/operations/br-fixed"), chromedp.WaitVisible(chromedp.CSS("#state")))
 	b.until(t, "the replayed request completed", `document.querySelector("#state").textContent.includes("completed")`, 20*time.Second)
 
@@ -414,7 +414,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A collection: listed, its children fetched; the collections page
 	// shows its progress, its page every child.
 	coll := tb.submit(t, messages.KindCollection, "br-coll", "")
-	cst := tb.state(t, coll, operation.Phase.Terminal)
+	cst := tb.state(t, coll, client.Phase.Terminal)
 	if cst.Completed == nil || cst.Completed.Collected == nil || cst.Completed.Collected.Documents == 0 {
 		t.Fatalf("the collection: %+v", cst.Completed)
 	}

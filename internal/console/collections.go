@@ -64,7 +64,7 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, live bool) {
 		http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
 		return
 	}
-	all := r.URL.Query().Get("all") == "1" || progressOf(st).Documents <= allChildrenUpTo
+	all := r.URL.Query().Get("all") == "1" || st.Progress().Documents <= allChildrenUpTo
 	v, err := s.o.Client.Collection(r.Context(), id, all)
 	if err != nil {
 		s.refuse(w, r, http.StatusBadGateway, "Reading the collection's children failed: "+redact.String(err.Error()))

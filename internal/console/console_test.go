@@ -18,7 +18,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -177,7 +177,7 @@ func TestSigAndEscaping(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, console.Options{})
 	id := tb.submit(t, messages.KindInvoiceSummary, "sig-1", "G000000001")
-	st := tb.state(t, id, operation.Phase.Terminal)
+	st := tb.state(t, id, client.Phase.Terminal)
 	if st.Completed == nil || !strings.Contains(st.Completed.URL, "sig=") {
 		t.Fatalf("completed: %+v", st.Completed)
 	}
@@ -235,7 +235,7 @@ func TestOperationsPaging(t *testing.T) {
 	}
 	tb.submit(t, messages.KindInvoiceSummary, "other-kind", "G000000009")
 	for _, id := range ids {
-		tb.state(t, id, operation.Phase.Terminal)
+		tb.state(t, id, client.Phase.Terminal)
 	}
 	c := httpClient(t)
 	rowRE := regexp.MustCompile(`<td class="id"><a href="/operations/([^"]+)">`)
@@ -291,7 +291,7 @@ func TestOverviewThrottled(t *testing.T) {
 	inv := devstack.InvoiceName("T4Z", 1)
 	tb.stack.Emulator.Script(inv, emulator.Throttled(http.StatusTooManyRequests, "Retry-After", "600"))
 	id := tb.submit(t, messages.KindInvoiceSummary, "throttled-1", inv)
-	st := tb.state(t, id, func(p operation.Phase) bool { return p == operation.PhaseWaiting })
+	st := tb.state(t, id, func(p client.Phase) bool { return p == client.PhaseWaiting })
 	c := httpClient(t)
 	_, body := get(t, c, tb.url+"/live/overview")
 	if !strings.Contains(body, `id="throttled">1<`) || !strings.Contains(body, st.NextAt.UTC().Format("15:04:05")) {
@@ -311,7 +311,7 @@ func TestOverviewThrottled(t *testing.T) {
 		t.Errorf("the overview's throttle scopes: %s", body)
 	}
 	held := tb.submit(t, messages.KindInvoiceSummary, "throttled-2", devstack.InvoiceName("T4Z", 2))
-	hs := tb.state(t, held, func(p operation.Phase) bool { return p == operation.PhaseWaiting })
+	hs := tb.state(t, held, func(p client.Phase) bool { return p == client.PhaseWaiting })
 	if hs.Throttled == nil {
 		t.Fatalf("the second request is not held: %+v", hs)
 	}
@@ -328,7 +328,7 @@ func TestCollectionRunning(t *testing.T) {
 	tb := setup(t, console.Options{OverviewCache: time.Millisecond})
 	tb.stack.Emulator.SetDefault(emulator.Accepted("600")) // the children wait
 	id := tb.submit(t, messages.KindCollection, "coll-1", "")
-	var st operation.State
+	var st client.Operation
 	waitFor(t, 20*time.Second, "the collection's children", func() bool {
 		st, _ = tb.stack.Client.Status(context.Background(), id)
 		return st.Collection != nil && st.Collection.Spawned > 0
@@ -370,7 +370,7 @@ func TestOperationArchiving(t *testing.T) {
 	tb.stack.Emulator.Script(inv, emulator.OK())
 	tb.stack.Emulator.SetDownload(inv, emulator.Download{Size: 1 << 20, Delay: 200 * time.Millisecond})
 	id := tb.submit(t, messages.KindInvoiceSummary, "archiving-1", inv)
-	tb.state(t, id, func(p operation.Phase) bool { return p == operation.PhaseArchiving })
+	tb.state(t, id, func(p client.Phase) bool { return p == client.PhaseArchiving })
 	c := httpClient(t)
 	if _, body := get(t, c, tb.url+"/operations/"+id); !strings.Contains(body, `id="archiving"`) || !strings.Contains(body, "being archived") {
 		t.Errorf("the page of an operation being archived does not say so: %s", body)
@@ -378,7 +378,7 @@ func TestOperationArchiving(t *testing.T) {
 	if _, body := get(t, c, tb.url+"/operations?state="+console.FilterAccepted); !strings.Contains(body, id) {
 		t.Errorf("the accepted filter leaves out an operation being archived: %s", body)
 	}
-	st := tb.state(t, id, operation.Phase.Terminal)
+	st := tb.state(t, id, client.Phase.Terminal)
 	if st.Completed == nil || st.Completed.Archive == nil || st.Completed.Archive.Size != 1<<20 {
 		t.Fatalf("completed: %+v", st.Completed)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -109,9 +109,9 @@ func (b *testBundle) deadLetter(t *testing.T, data string) uint64 {
 }
 
 // state waits until the operation id is stored in a phase that ok accepts.
-func (b *testBundle) state(t *testing.T, id string, ok func(operation.Phase) bool) operation.State {
+func (b *testBundle) state(t *testing.T, id string, ok func(client.Phase) bool) client.Operation {
 	t.Helper()
-	var st operation.State
+	var st client.Operation
 	waitFor(t, 20*time.Second, "operation "+id, func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
@@ -180,4 +180,4 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-func anyPhase(operation.Phase) bool { return true }
+func anyPhase(client.Phase) bool { return true }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -29,7 +28,7 @@ const (
 // Filters are the state filter's values, in the order the page shows them.
 var Filters = []string{FilterAccepted, FilterWaiting, FilterCompleted, FilterFailed}
 
-func matchState(filter string, p operation.Phase) bool {
+func matchState(filter string, p client.Phase) bool {
 	switch filter {
 	case "":
 		return true
@@ -79,7 +78,7 @@ func (a cursor) newer(b cursor) bool {
 type row struct {
 	ID         string
 	Kind       messages.Kind
-	Phase      operation.Phase
+	Phase      client.Phase
 	AcceptedAt time.Time
 	UpdatedAt  time.Time
 	NextAt     time.Time
@@ -89,30 +88,17 @@ type row struct {
 	Progress *client.Progress
 }
 
-func rowOf(st operation.State) row {
+func rowOf(st client.Operation) row {
 	r := row{ID: st.Request.ID, Kind: st.Request.Kind, Phase: st.Phase, AcceptedAt: st.AcceptedAt,
 		UpdatedAt: st.UpdatedAt, NextAt: st.NextAt, AzureCalls: st.AzureCalls}
 	if st.Failed != nil {
 		r.Code = st.Failed.Code
 	}
 	if st.Request.Kind == messages.KindCollection {
-		r.Progress = progressOf(st)
+		p := st.Progress()
+		r.Progress = &p
 	}
 	return r
-}
-
-// progressOf counts a collection's children from its stored state: the
-// running count, or its completion event's summary once it has ended.
-func progressOf(st operation.State) *client.Progress {
-	switch {
-	case st.Collection != nil:
-		c := st.Collection
-		return &client.Progress{Documents: c.Total, Completed: c.Completed, Failed: c.Failed, InFlight: c.InFlight()}
-	case st.Completed != nil && st.Completed.Collected != nil:
-		c := st.Completed.Collected
-		return &client.Progress{Documents: c.Documents, Completed: c.Completed, Failed: c.Failed}
-	}
-	return &client.Progress{}
 }
 
 func (r row) cursor() cursor { return cursor{At: r.AcceptedAt, ID: r.ID} }
@@ -153,7 +139,7 @@ func (s *Server) listOperations(r *http.Request, q listQuery, size int) (*operat
 	start := time.Now()
 	p := &operationsPage{Query: q, Kinds: messages.Kinds, Filters: Filters}
 	h := make(oldestFirst, 0, size+1)
-	skipped, err := s.o.Client.ScanStates(r.Context(), func(st operation.State) error {
+	skipped, err := s.o.Client.ScanStates(r.Context(), func(st client.Operation) error {
 		p.Total++
 		if !matchState(q.State, st.Phase) || q.Kind != "" && st.Request.Kind != q.Kind ||
 			q.ID != "" && !strings.Contains(st.Request.ID, q.ID) {
@@ -242,7 +228,7 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, q listQuery) (
 
 // detail is what an operation's page shows.
 type detail struct {
-	St      operation.State
+	St      client.Operation
 	TraceID string
 	// Link is the completed operation's link: the whole URL, or with its
 	// sig hidden (Options.HideSig).
@@ -252,7 +238,7 @@ type detail struct {
 	// still has it.
 	Event *client.Outcome
 	// Calls is the history, with the first call marked.
-	Calls []operation.CallRecord
+	Calls []client.Call
 	// Labels, sorted.
 	Labels [][2]string
 }

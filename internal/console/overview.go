@@ -6,9 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
-	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -24,7 +22,7 @@ type overview struct {
 	At time.Time
 	// Phases counts the stored operations by phase; Total all of them;
 	// Skipped those that did not decode.
-	Phases  map[operation.Phase]int
+	Phases  map[client.Phase]int
 	Total   int
 	Skipped int
 	// Minutes are the last Minutes minutes, newest first; Recent sums them.
@@ -50,7 +48,7 @@ type overview struct {
 	Docs, DocsEnded int
 	// Scopes are the shared throttle's scopes (none when it is off), and
 	// Paused how many of them Azure has paused now.
-	Scopes []throttle.Status
+	Scopes []client.ThrottleScope
 	Paused int
 	// Err is what could not be read (the page shows the rest).
 	Err string
@@ -79,7 +77,7 @@ type waiter struct {
 // states) and the streams.
 func (s *Server) readOverview(ctx context.Context) *overview {
 	now := s.o.Now()
-	ov := &overview{At: now, Phases: map[operation.Phase]int{}, Minutes: make([]minute, Minutes)}
+	ov := &overview{At: now, Phases: map[client.Phase]int{}, Minutes: make([]minute, Minutes)}
 	top := now.Truncate(time.Minute)
 	for i := range ov.Minutes {
 		ov.Minutes[i].Start = top.Add(-time.Duration(i) * time.Minute)
@@ -94,7 +92,7 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 		}
 		return &ov.Minutes[i]
 	}
-	skipped, err := s.o.Client.ScanStates(ctx, func(st operation.State) error {
+	skipped, err := s.o.Client.ScanStates(ctx, func(st client.Operation) error {
 		ov.Total++
 		ov.Phases[st.Phase]++
 		if m := slot(st.AcceptedAt); m != nil {
@@ -111,18 +109,18 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 			}
 		}
 		if st.Request.Kind == messages.KindCollection && !st.Phase.Terminal() {
-			p := progressOf(st)
+			p := st.Progress()
 			ov.Collections++
 			ov.Docs += p.Documents
 			ov.DocsEnded += p.Completed + p.Failed
 		}
-		if st.Phase == operation.PhaseWaiting && (st.LastStatus == http.StatusTooManyRequests || st.LastStatus == http.StatusServiceUnavailable) {
+		if st.Phase == client.PhaseWaiting && (st.LastStatus == http.StatusTooManyRequests || st.LastStatus == http.StatusServiceUnavailable) {
 			ov.Throttled++
 			if st.NextAt.After(ov.ThrottledUntil) {
 				ov.ThrottledUntil = st.NextAt
 			}
 		}
-		if st.Phase == operation.PhaseWaiting {
+		if st.Phase == client.PhaseWaiting {
 			w := &waiter{ID: st.Request.ID, Kind: st.Request.Kind, NextAt: st.NextAt, Since: st.AcceptedAt, Source: st.LastWaitSource}
 			if ov.NextWake == nil || st.NextAt.Before(ov.NextWake.NextAt) {
 				ov.NextWake = w
@@ -198,8 +196,8 @@ func (s *Server) currentOverview(ctx context.Context) *overview {
 }
 
 // The phases, in the order the overview shows them.
-var phases = []operation.Phase{operation.PhaseStarting, operation.PhasePolling, operation.PhaseWaiting,
-	operation.PhaseArchiving, operation.PhaseCompleted, operation.PhaseFailed}
+var phases = []client.Phase{client.PhaseStarting, client.PhasePolling, client.PhaseWaiting,
+	client.PhaseArchiving, client.PhaseCompleted, client.PhaseFailed}
 
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "overview", s.page(r, "Overview", s.currentOverview(r.Context())))

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/version"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 // page is what every template gets.
@@ -47,9 +47,9 @@ func parsePages(o Options) (map[string]*template.Template, error) {
 		"rel":      relative,
 		"dur":      fmtDuration,
 		"since":    func(now, t time.Time) string { return fmtDuration(now.Sub(t)) },
-		"phases":   func() []operation.Phase { return phases },
-		"terminal": func(p operation.Phase) bool { return p.Terminal() },
-		"count":    func(m map[operation.Phase]int, p operation.Phase) int { return m[p] },
+		"phases":   func() []client.Phase { return phases },
+		"terminal": func(p client.Phase) bool { return p.Terminal() },
+		"count":    func(m map[client.Phase]int, p client.Phase) int { return m[p] },
 		"add":      func(a, b int) int { return a + b },
 		"bytes":    fmtBytes,
 	}

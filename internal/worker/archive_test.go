@@ -260,7 +260,7 @@ func TestArchiveSameContentAndTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(dir, "tampered.pdf")
-	if _, err := b.stack.Client.FetchFile(ctx, first.ID, out2); !errors.Is(err, archive.ErrDigestMismatch) {
+	if _, err := b.stack.Client.FetchFile(ctx, first.ID, out2); !errors.Is(err, client.ErrDigestMismatch) {
 		t.Fatalf("tampered object: %v", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
@@ -295,9 +295,7 @@ func TestArchiveAzureBlob(t *testing.T) {
 	if len(s) != 1 || a.Store != messages.StoreAzureBlob || a.Bucket != "billing-archive" || a.SHA256 != s[0].SHA256 || a.Size != s[0].Size || a.ContentType != "text/csv" {
 		t.Fatalf("archive %+v, served %+v", a, s)
 	}
-	b.stack.Client.SetBlobOpener(func(container string) (archive.Store, error) {
-		return archive.NewBlobStoreFromConnectionString(conn, container, nil)
-	})
+	b.stack.Client.SetBlobOpener(client.BlobConnectionString(conn))
 	out := filepath.Join(t.TempDir(), "pricesheet.csv")
 	if _, err := b.stack.Client.FetchFile(context.Background(), req.ID, out); err != nil {
 		t.Fatal(err)

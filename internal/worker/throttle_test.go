@@ -15,6 +15,7 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -36,7 +37,7 @@ func TestThrottlePausesTheScope(t *testing.T) {
 	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
 	eventually(t, eventTimeout, func() bool {
 		st, err := b.stack.Client.Throttle(ctx)
-		return err == nil && len(st) > 0 && st[0].Scope == scope && st[0].Pauses == 1
+		return err == nil && len(st) > 0 && st[0].Scope == string(scope) && st[0].Pauses == 1
 	})
 
 	h := sampleSummary(b.id(), held)
@@ -50,7 +51,7 @@ func TestThrottlePausesTheScope(t *testing.T) {
 		t.Errorf("the other scope's call waited for the pause: %s after the 429", c.Time.Sub(throttledAt))
 	}
 	// While it waits, its status names the hold.
-	var st operation.State
+	var st client.Operation
 	eventually(t, eventTimeout, func() bool {
 		var err error
 		st, err = b.stack.Client.Status(ctx, h.ID)

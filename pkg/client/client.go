@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/operation"
-	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -170,7 +169,16 @@ func (c *Client) Last(ctx context.Context, id string) (Outcome, bool, error) {
 var ErrNoState = errors.New("no stored state for this request id")
 
 // Status returns the stored state of a request's operation.
-func (c *Client) Status(ctx context.Context, id string) (operation.State, error) {
+func (c *Client) Status(ctx context.Context, id string) (Operation, error) {
+	st, err := c.state(ctx, id)
+	if err != nil {
+		return Operation{}, err
+	}
+	return operationOf(st), nil
+}
+
+// state reads and decodes the stored state of request id.
+func (c *Client) state(ctx context.Context, id string) (operation.State, error) {
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return operation.State{}, err
@@ -208,11 +216,11 @@ func (c *Client) Outcome(ctx context.Context, req messages.Request) (Outcome, bo
 	return o, ok, nil
 }
 
-// OutcomeOf returns the event a stored state holds, as the worker
-// publishes it (subject, body, the Billing-* and CloudEvents headers;
-// traceparent carries the request's trace), or
-// false when the operation has not ended.
-func (c *Client) OutcomeOf(st operation.State) (Outcome, bool) {
+// OutcomeOf returns the event an operation's stored state holds, as the
+// worker publishes it (subject, body, the Billing-* and CloudEvents
+// headers; traceparent carries the request's trace), or false when the
+// operation has not ended.
+func (c *Client) OutcomeOf(st Operation) (Outcome, bool) {
 	o := Outcome{ID: st.Request.ID, Completed: st.Completed, Failed: st.Failed}
 	outcome, ev := messages.OutcomeCompleted, any(st.Completed)
 	switch {
@@ -356,11 +364,4 @@ func (c *Client) DeleteDeadLetter(ctx context.Context, seq uint64) error {
 		return err
 	}
 	return stream.DeleteMsg(ctx, seq)
-}
-
-// Throttle lists the shared throttle's scopes (see package throttle): each
-// one's pause, token bucket, the remaining budget Azure last reported and
-// counters, sorted by scope. None when no worker has set the throttle up.
-func (c *Client) Throttle(ctx context.Context) ([]throttle.Status, error) {
-	return throttle.List(ctx, c.js, c.l)
 }

@@ -23,7 +23,7 @@ type Child struct {
 	// Phase is the child's phase; empty when it was not requested yet (or
 	// its state expired), "invalid" for a document no request could be made
 	// for.
-	Phase operation.Phase `json:"phase,omitempty"`
+	Phase Phase `json:"phase,omitempty"`
 	// LastStatus is the HTTP status of its last Azure answer (429 or 503:
 	// throttled).
 	LastStatus int `json:"lastStatus,omitempty"`
@@ -33,7 +33,7 @@ type Child struct {
 
 // Throttled reports whether the child is waiting after Azure throttled it.
 func (c Child) Throttled() bool {
-	return c.Phase == operation.PhaseWaiting && (c.LastStatus == 429 || c.LastStatus == 503)
+	return c.Phase == PhaseWaiting && (c.LastStatus == 429 || c.LastStatus == 503)
 }
 
 // Progress counts a collection's children.
@@ -50,13 +50,10 @@ type Progress struct {
 	Throttled int `json:"throttled"`
 }
 
-// PhaseInvalid is a Child's phase when no request could be made for it.
-const PhaseInvalid operation.Phase = "invalid"
-
 // CollectionView is a collection's stored state and children.
 type CollectionView struct {
-	State    operation.State `json:"state"`
-	Progress Progress        `json:"progress"`
+	State    Operation `json:"state"`
+	Progress Progress  `json:"progress"`
 	// Children lists the children read: every one (Collection with all),
 	// or those in flight.
 	Children []Child `json:"children"`
@@ -71,23 +68,23 @@ var ErrNotCollection = errors.New("not a collection")
 // progress display: at most the collection window). A collection that has
 // ended holds its children in its event, Completed.Collected.
 func (c *Client) Collection(ctx context.Context, id string, all bool) (CollectionView, error) {
-	st, err := c.Status(ctx, id)
+	st, err := c.state(ctx, id)
 	if err != nil {
 		return CollectionView{}, err
 	}
 	if st.Request.Kind != messages.KindCollection {
 		return CollectionView{}, fmt.Errorf("%s: %w (kind %s)", id, ErrNotCollection, st.Request.Kind)
 	}
-	v := CollectionView{State: st, Children: []Child{}}
+	v := CollectionView{State: operationOf(st), Children: []Child{}}
 	coll := st.Collection
 	if coll == nil {
 		if sum := collected(st); sum != nil {
 			v.Progress = Progress{Documents: sum.Documents, Completed: sum.Completed, Failed: sum.Failed}
 			for _, o := range sum.Children {
 				ch := Child{Index: -1, ID: o.ID, InvoiceName: o.InvoiceName, DocumentName: o.DocumentName, DocumentKind: o.DocumentKind,
-					Kind: o.Kind, Phase: operation.PhaseCompleted, Code: o.Code}
+					Kind: o.Kind, Phase: PhaseCompleted, Code: o.Code}
 				if o.Outcome == messages.OutcomeFailed {
-					ch.Phase = operation.PhaseFailed
+					ch.Phase = PhaseFailed
 				}
 				v.Children = append(v.Children, ch)
 			}
@@ -140,7 +137,7 @@ func (c *Client) Collection(ctx context.Context, id string, all bool) (Collectio
 				if err != nil {
 					break
 				}
-				ch.Phase, ch.LastStatus = cst.Phase, cst.LastStatus
+				ch.Phase, ch.LastStatus = Phase(cst.Phase), cst.LastStatus
 				if cst.Failed != nil {
 					ch.Code = cst.Failed.Code
 				}
@@ -148,7 +145,7 @@ func (c *Client) Collection(ctx context.Context, id string, all bool) (Collectio
 			if !all && (!inFlight || ch.Phase.Terminal() || ch.Phase == PhaseInvalid) {
 				continue
 			}
-			if ch.Phase == operation.PhaseWaiting {
+			if ch.Phase == PhaseWaiting {
 				v.Progress.Waiting++
 			}
 			if ch.Throttled() {

@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/archive"
@@ -19,9 +22,38 @@ import (
 // archive error).
 var ErrNotArchived = errors.New("no archived document for this request")
 
-// BlobOpener returns the Azure Blob Storage store of a container, for
-// Fetch of documents archived there (see archive.NewBlobStore).
-type BlobOpener func(container string) (archive.Store, error)
+// ErrDigestMismatch is matched by Fetch's error when what was read does
+// not have the digest the completion event gives.
+var ErrDigestMismatch = errors.New("the archived document does not match its SHA-256 digest")
+
+// BlobOpener returns a client of an Azure Blob Storage container, for
+// Fetch of documents archived there. BlobConnectionString and BlobAccount
+// make one.
+type BlobOpener func(name string) (*container.Client, error)
+
+// BlobConnectionString opens containers of the storage account a
+// connection string names (a local Azurite's, say).
+func BlobConnectionString(conn string) BlobOpener {
+	return func(name string) (*container.Client, error) {
+		c, err := container.NewClientFromConnectionString(conn, name, nil)
+		if err != nil {
+			return nil, fmt.Errorf("blob container %s: %w", name, err)
+		}
+		return c, nil
+	}
+}
+
+// BlobAccount opens containers of the storage account at accountURL
+// (https://<account>.blob.core.windows.net/), reached with cred.
+func BlobAccount(accountURL string, cred azcore.TokenCredential) BlobOpener {
+	return func(name string) (*container.Client, error) {
+		c, err := container.NewClient(strings.TrimSuffix(accountURL, "/")+"/"+name, cred, nil)
+		if err != nil {
+			return nil, fmt.Errorf("blob container %s: %w", name, err)
+		}
+		return c, nil
+	}
+}
 
 // SetBlobOpener makes Fetch read documents archived in Azure Blob Storage
 // through open.
@@ -61,7 +93,7 @@ func (c *Client) Archived(ctx context.Context, id string) (*messages.Archive, er
 // Fetch writes the archived document of request id to w, streaming it from
 // its store, and returns its archive. The digest is checked against the
 // completion event's: when what was read does not match, the error
-// matches archive.ErrDigestMismatch, and what was written to w must not be
+// matches ErrDigestMismatch, and what was written to w must not be
 // used.
 func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.Archive, error) {
 	a, err := c.Archived(ctx, id)
@@ -80,9 +112,11 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 		if c.blob == nil {
 			return nil, fmt.Errorf("%s is archived in Azure Blob Storage (container %s); this client has no Blob Storage access", id, a.Bucket)
 		}
-		if store, err = c.blob(a.Bucket); err != nil {
+		cc, err := c.blob(a.Bucket)
+		if err != nil {
 			return nil, err
 		}
+		store = archive.NewBlobStore(cc, a.Bucket)
 	default:
 		return nil, fmt.Errorf("%s is archived in a store this client does not know: %q", id, a.Store)
 	}
@@ -93,14 +127,14 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 	defer r.Close()
 	if obj.SHA256 != a.SHA256 || obj.Size != a.Size {
 		return nil, fmt.Errorf("%w: %s %s holds %d bytes with SHA-256 %s; the event says %d bytes, %s",
-			archive.ErrDigestMismatch, a.Store, a.Name, obj.Size, obj.SHA256, a.Size, a.SHA256)
+			ErrDigestMismatch, a.Store, a.Name, obj.Size, obj.SHA256, a.Size, a.SHA256)
 	}
 	n, err := io.Copy(w, archive.VerifyingReader(r, a.SHA256))
 	if err == nil && n != a.Size {
-		err = fmt.Errorf("%w: read %d bytes, the event says %d", archive.ErrDigestMismatch, n, a.Size)
+		err = fmt.Errorf("%w: read %d bytes, the event says %d", ErrDigestMismatch, n, a.Size)
 	}
-	if errors.Is(err, jetstream.ErrDigestMismatch) {
-		err = fmt.Errorf("%w: %w", archive.ErrDigestMismatch, err)
+	if !errors.Is(err, ErrDigestMismatch) && (errors.Is(err, jetstream.ErrDigestMismatch) || errors.Is(err, archive.ErrDigestMismatch)) {
+		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s %s: %w", a.Store, a.Name, err)

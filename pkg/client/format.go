@@ -2,13 +2,12 @@ package client
 
 import (
 	"fmt"
+	"net/textproto"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/internal/operation"
-	"github.com/azbilling/worker/internal/telemetry"
-	"github.com/azbilling/worker/internal/throttle"
+	"github.com/nats-io/nats.go"
 )
 
 // Human renders an event on a line or a few, for a terminal.
@@ -70,7 +69,7 @@ func (o Outcome) Human() string {
 			fmt.Fprintf(&b, "\n  collection: %s (document %d)", f.Collection.ID, f.Collection.Index)
 		}
 	}
-	if tp := telemetry.HeaderCarrier(o.Header).Get("traceparent"); tp != "" { // either case
+	if tp := headerValue(o.Header, "traceparent"); tp != "" {
 		if parts := strings.Split(tp, "-"); len(parts) == 4 {
 			fmt.Fprintf(&b, "\n  trace id:   %s", parts[1])
 		}
@@ -78,8 +77,26 @@ func (o Outcome) Human() string {
 	return b.String()
 }
 
-// HumanState renders a stored operation state.
-func HumanState(st operation.State) string {
+// headerValue returns the first value of header key, whatever its case
+// (the worker writes the W3C trace headers in lower case; other
+// publishers may not).
+func headerValue(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	if v := h[textproto.CanonicalMIMEHeaderKey(key)]; len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// HumanState renders an operation's stored state.
+func HumanState(st Operation) string {
 	var b strings.Builder
 	row := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "%-13s "+format+"\n", append([]any{k + ":"}, args...)...)
@@ -98,7 +115,7 @@ func HumanState(st operation.State) string {
 	if !st.NextAt.IsZero() {
 		row("next poll", "%s (in %s, %s)", st.NextAt.Format(time.RFC3339Nano), time.Until(st.NextAt).Round(time.Millisecond), st.LastWaitSource)
 	}
-	if h := st.Throttled; h != nil && st.Phase == operation.PhaseWaiting {
+	if h := st.Throttled; h != nil && st.Phase == PhaseWaiting {
 		why := "waiting for a slot of its budget"
 		if !h.PausedUntil.IsZero() {
 			why = "paused by Azure until " + h.PausedUntil.Format(time.RFC3339Nano)
@@ -148,7 +165,7 @@ func HumanState(st operation.State) string {
 
 // HumanThrottle renders the shared throttle's scopes (Client.Throttle) for
 // a terminal: one line per scope.
-func HumanThrottle(scopes []throttle.Status, now time.Time) string {
+func HumanThrottle(scopes []ThrottleScope, now time.Time) string {
 	if len(scopes) == 0 {
 		return "throttle: no scope yet\n"
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/internal/operation"
-	"github.com/azbilling/worker/internal/throttle"
+	"github.com/nats-io/nats.go"
+
 	"github.com/azbilling/worker/pkg/client"
 )
 
@@ -15,14 +15,14 @@ import (
 func TestHumanThrottle(t *testing.T) {
 	now := time.Now()
 	until := now.Add(time.Minute)
-	st := operation.State{Phase: operation.PhaseWaiting, NextAt: until, LastWaitSource: operation.SourceThrottle,
-		Throttled: &operation.Hold{Scope: "default.billing.writes", Until: until, Slot: true, PausedUntil: until}}
+	st := client.Operation{Phase: client.PhaseWaiting, NextAt: until, LastWaitSource: "throttle",
+		Throttled: &client.Hold{Scope: "default.billing.writes", Until: until, Slot: true, PausedUntil: until}}
 	if out := client.HumanState(st); !strings.Contains(out, "throttled:") || !strings.Contains(out, "scope default.billing.writes, paused by Azure until") {
 		t.Errorf("state:\n%s", out)
 	}
-	scopes := []throttle.Status{{Entry: throttle.Entry{Scope: "default.billing.reads", Rate: "25/1s", Burst: 250, Calls: 3,
+	scopes := []client.ThrottleScope{{Scope: "default.billing.reads", Rate: "25/1s", Burst: 250, Calls: 3,
 		PausedUntil: until, PauseSource: "retry-after",
-		Remaining: &throttle.Remaining{Header: throttle.HeaderRemainingTenantReads, Value: 7, At: now}}, Tokens: 12}}
+		Remaining: &client.ThrottleRemaining{Header: "x-ms-ratelimit-remaining-tenant-reads", Value: 7, At: now}, Tokens: 12}}
 	out := client.HumanThrottle(scopes, now)
 	for _, want := range []string{"throttle default.billing.reads: 25/1s burst 250, 12 free; 3 calls", "PAUSED until", "Azure reported 7 left"} {
 		if !strings.Contains(out, want) {
@@ -31,5 +31,19 @@ func TestHumanThrottle(t *testing.T) {
 	}
 	if client.HumanThrottle(nil, now) != "throttle: no scope yet\n" {
 		t.Error("no scopes")
+	}
+}
+
+// An event's trace id is shown whatever the case of its traceparent
+// header.
+func TestHumanTraceID(t *testing.T) {
+	for _, key := range []string{"traceparent", "Traceparent", "TRACEPARENT"} {
+		o := client.Outcome{Failed: nil, Header: nats.Header{key: {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}
+		if out := o.Human(); !strings.Contains(out, "trace id:   0af7651916cd43dd8448eb211c80319c") {
+			t.Errorf("%s: %q", key, out)
+		}
+	}
+	if out := (client.Outcome{Header: nats.Header{"traceparent": {"garbage"}}}).Human(); strings.Contains(out, "trace id") {
+		t.Errorf("a malformed traceparent: %q", out)
 	}
 }

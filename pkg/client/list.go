@@ -18,7 +18,7 @@ import (
 // (no worker has run) holds no operation: nil, true, nil. A stored state
 // that does not decode (a newer worker's version) is skipped and counted
 // in skipped.
-func (c *Client) States(ctx context.Context, limit int) (states []operation.State, skipped int, complete bool, err error) {
+func (c *Client) States(ctx context.Context, limit int) (states []Operation, skipped int, complete bool, err error) {
 	kv, err := c.bucket(ctx)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, 0, true, nil
@@ -49,7 +49,7 @@ func (c *Client) States(ctx context.Context, limit int) (states []operation.Stat
 				skipped++
 				continue
 			}
-			states = append(states, st)
+			states = append(states, operationOf(st))
 		}
 	}
 }
@@ -85,7 +85,7 @@ const scanBatch = 256
 // operation. A stored state that does not decode (a newer worker's
 // version) is skipped and counted in skipped. An error from fn ends the
 // scan and is returned, except ErrStopScan.
-func (c *Client) ScanStates(ctx context.Context, fn func(operation.State) error) (skipped int, err error) {
+func (c *Client) ScanStates(ctx context.Context, fn func(Operation) error) (skipped int, err error) {
 	name := "KV_" + c.l.StateBucket()
 	stream, err := c.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -125,7 +125,7 @@ func (c *Client) ScanStates(ctx context.Context, fn func(operation.State) error)
 			st, err := operation.Decode(m.Data())
 			if err != nil {
 				skipped++
-			} else if err := fn(st); errors.Is(err, ErrStopScan) {
+			} else if err := fn(operationOf(st)); errors.Is(err, ErrStopScan) {
 				return skipped, nil
 			} else if err != nil {
 				return skipped, err

@@ -9,7 +9,6 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -53,7 +52,7 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 		t.Fatalf("states: %d %d %v %v", len(states), skipped, complete, err)
 	}
 	for _, st := range states {
-		if st.Phase != operation.PhaseCompleted {
+		if st.Phase != client.PhaseCompleted {
 			t.Errorf("%s: %s", st.Request.ID, st.Phase)
 		}
 	}
@@ -74,17 +73,17 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 
 	// ScanStates sees the same states one at a time, and stops when asked.
 	seen := map[string]bool{}
-	if skipped, err := s.Client.ScanStates(ctx, func(st operation.State) error {
+	if skipped, err := s.Client.ScanStates(ctx, func(st client.Operation) error {
 		seen[st.Request.ID] = len(st.Calls) == 1 && st.Calls[0].Status == 200
 		return nil
 	}); skipped != 0 || err != nil || len(seen) != 3 || !seen["list-1"] {
 		t.Errorf("scan: %v %v %v", skipped, err, seen)
 	}
 	n := 0
-	if _, err := s.Client.ScanStates(ctx, func(operation.State) error { n++; return client.ErrStopScan }); err != nil || n != 1 {
+	if _, err := s.Client.ScanStates(ctx, func(client.Operation) error { n++; return client.ErrStopScan }); err != nil || n != 1 {
 		t.Errorf("scan stopped after one: %d %v", n, err)
 	}
-	if _, err := other.ScanStates(ctx, func(operation.State) error { n++; return nil }); err != nil || n != 1 {
+	if _, err := other.ScanStates(ctx, func(client.Operation) error { n++; return nil }); err != nil || n != 1 {
 		t.Errorf("scan, no bucket: %d %v", n, err)
 	}
 	// A deleted key is not seen.
@@ -100,7 +99,7 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen = map[string]bool{}
-	if _, err := s.Client.ScanStates(ctx, func(st operation.State) error { seen[st.Request.ID] = true; return nil }); err != nil || len(seen) != 2 || seen["list-2"] {
+	if _, err := s.Client.ScanStates(ctx, func(st client.Operation) error { seen[st.Request.ID] = true; return nil }); err != nil || len(seen) != 2 || seen["list-2"] {
 		t.Errorf("scan after a delete: %v %v", err, seen)
 	}
 	// DeadLettersSince: none yet, then the one kept, not before its time.
