@@ -321,6 +321,7 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_operation_duration_seconds":    {"billing_kind", "billing_outcome"},
 		"billing_operation_polls":               {"billing_kind", "billing_outcome"},
 		"billing_operations_waiting":            nil,
+		"billing_wakeups_overdue":               nil,
 		"billing_deadletters_total":             {"billing_kind", "billing_code"},
 		"billing_archive_attempts_total":        {"billing_kind", "billing_code"},
 		"billing_archive_failures_total":        {"billing_kind", "billing_code"},
@@ -442,6 +443,14 @@ var alertCases = map[string]alertCase{
 		healthy: `
 			billing_operations_waiting{namespace="billing",pod="w1"} 0+1x180
 			billing_requests_outcomes_total{namespace="billing",pod="w1",billing_kind="invoice",billing_outcome="completed",billing_code=""} 0+1x180`,
+	},
+	"BillingWakeUpsOverdue": {
+		firing: `
+			billing_wakeups_overdue{namespace="billing",pod="w1"} 0x60 3x120
+			billing_wakeups_overdue{namespace="billing",pod="w2"} 0x60 3x120`,
+		healthy: `
+			billing_wakeups_overdue{namespace="billing",pod="w1"} 0x60 2x3 0x117
+			billing_wakeups_overdue{namespace="billing",pod="w2"} 0x180`,
 	},
 	"BillingWorkersAtMaxReplicas": {
 		firing: `

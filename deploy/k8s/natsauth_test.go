@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -348,6 +349,7 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 		"BILLING_AZURE_CLIENT_ID":            clientID,
 		"BILLING_AZURE_FEDERATED_TOKEN_FILE": tokenFile,
 		"BILLING_DISABLE_INSTANCE_DISCOVERY": "true",
+		"BILLING_WAKE_OVERDUE_AFTER":         "1s", // the watchdog's look at a stale wake-up, below
 	} {
 		if _, ok := env[k]; ok && k != "BILLING_NATS_URL" && k != "BILLING_NATS_CREDS" {
 			t.Fatalf("the base manifests set %s; this test would hide it", k)
@@ -512,6 +514,33 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 		waitEvent(coll.ID, messages.OutcomeCompleted)
 	}
 
+	// A wake-up stored under the next second, for no operation, and not
+	// scheduled (as one the server never fired stays): once the second
+	// is a second past, the watchdog reads it and deletes it.
+	stale := nats.NewMsg(messages.NewLayout(cfg.Prefix).Schedule("perm-stale", time.Now().Add(time.Second)))
+	stale.Data = []byte(`{"id":"perm-stale","wake":1}`)
+	wjs, err := jetstream.New(wnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wjs.PublishMsg(context.Background(), stale); err != nil {
+		t.Fatal(err)
+	}
+	work, err := wjs.Stream(context.Background(), messages.NewLayout(cfg.Prefix).WorkStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		_, err := work.GetLastMsgForSubject(context.Background(), stale.Subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watchdog did not delete a stale wake-up (%v); server: %v", err, log.take())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
@@ -524,7 +553,7 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 			}
 		}
 	}
-	for _, name := range []string{"billing.operations.waiting", "billing.deadletter.stored", "billing.deadletter.limit"} {
+	for _, name := range []string{"billing.operations.waiting", "billing.deadletter.stored", "billing.deadletter.limit", "billing.wakeups.overdue"} {
 		if !gauges[name] {
 			t.Errorf("gauge %s not observed under the worker's permissions", name)
 		}

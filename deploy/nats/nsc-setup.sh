@@ -61,6 +61,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_DEADLETTER' \
   --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_EVENTS' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.BILLING_WORK' \
+  --allow-pub '$JS.API.STREAM.MSG.DELETE.BILLING_WORK' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
   --allow-pub '$KV.billing_operations.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_throttle.>' \

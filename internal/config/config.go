@@ -50,6 +50,7 @@ type Config struct {
 	MaxBadAnswers   int           // 3: malformed success answers in a row before bad_response
 	MaxUnanswered   int           // 3: first calls sent without an answer before interrupted
 	DrainTimeout    time.Duration // 45s: on shutdown, how long in-flight work may take
+	WakeOverdue     time.Duration // 30s: a wake-up not fired this long after it fell due is scheduled again
 	// Collections.
 	MaxDocuments     int // 10000: documents of one collection; more fails with too_many before any download
 	CollectionWindow int // 16: a collection's children in flight at once
@@ -131,6 +132,7 @@ var Settings = []Setting{
 	integer("max-bad-answers", worker.DefaultMaxBadAnswers, "malformed success answers in a row before failing with bad_response", func(c *Config) *int { return &c.MaxBadAnswers }),
 	integer("max-unanswered-calls", worker.DefaultMaxUnanswered, "first calls (the POST that starts an operation) sent without getting an answer (timeout, reset, worker stopped) before failing with interrupted", func(c *Config) *int { return &c.MaxUnanswered }),
 	dur("drain-timeout", worker.DefaultDrainTimeout, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
+	dur("wake-overdue-after", worker.DefaultWakeOverdue, "a wake-up the NATS server has not fired this long after it fell due is scheduled again (bounds every wait and deadline)", func(c *Config) *time.Duration { return &c.WakeOverdue }),
 	integer("max-documents", worker.DefaultMaxDocuments, "documents of one collection: one that lists more fails with too_many before any download (1 to 100000)", func(c *Config) *int { return &c.MaxDocuments }),
 	integer("collection-window", worker.DefaultCollectionWindow, "a collection's children (downloads) in flight at once; the next is requested when one ends", func(c *Config) *int { return &c.CollectionWindow }),
 	dur("poll-min-wait", poll.DefaultPolicy().MinWait, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
@@ -220,7 +222,7 @@ func (c *Config) Worker() worker.Options {
 		StateTTL: c.StateTTL, DeadLetterMaxBytes: c.DeadLetterMaxBytes, Concurrency: c.Concurrency,
 		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
-		DrainTimeout: c.DrainTimeout, Policy: p,
+		DrainTimeout: c.DrainTimeout, WakeOverdue: c.WakeOverdue, Policy: p,
 		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow,
 		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
 			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
@@ -252,7 +254,7 @@ func (c *Config) Validate() error {
 		{"replicas", c.Replicas == 0}, {"concurrency", c.Concurrency == 0}, {"max-ack-pending", c.MaxAckPending == 0},
 		{"max-deliver", c.MaxDeliver == 0}, {"max-bad-answers", c.MaxBadAnswers == 0}, {"max-unanswered-calls", c.MaxUnanswered == 0},
 		{"max-documents", c.MaxDocuments == 0}, {"collection-window", c.CollectionWindow == 0},
-		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0},
+		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0}, {"wake-overdue-after", c.WakeOverdue == 0},
 		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
 		{"max-deadline", c.MaxDeadline == 0}, {"state-ttl", c.StateTTL == 0}, {"events-max-age", c.EventsMaxAge == 0},
 		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},

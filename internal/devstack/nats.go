@@ -24,6 +24,9 @@ type NATSOptions struct {
 	MonitorPort int
 	// Logs prints the server's own log to stderr.
 	Logs bool
+	// MaxFileStore caps JetStream's file store, in bytes (0: the server's
+	// default, a share of the disk). Tests fill a small store on purpose.
+	MaxFileStore int64
 }
 
 // StartNATS starts a NATS server with JetStream in this process and waits
@@ -48,6 +51,8 @@ func StartNATS(o NATSOptions) (*server.Server, error) {
 		NoLog:      !o.Logs,
 		HTTPHost:   o.Host,
 		HTTPPort:   o.MonitorPort,
+
+		JetStreamMaxStore: o.MaxFileStore,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -37,6 +37,9 @@ type Options struct {
 	NATSPort int
 	// MonitorPort for NATS monitoring (0: none).
 	MonitorPort int
+	// NATSMaxFileStore caps the embedded server's file store, in bytes (0:
+	// the server's default).
+	NATSMaxFileStore int64
 	// Emulator options (its Clients are filled in by the stack).
 	Emulator emulator.Options
 	// Configure adjusts the workers' configuration.
@@ -48,6 +51,9 @@ type Options struct {
 	NoWorkers bool
 	// WorkerOptions are passed to every worker.
 	WorkerOptions []worker.Option
+	// WorkerOptionsFor, when set, adds options for the i-th worker started
+	// (from 0), e.g. a meter provider of its own.
+	WorkerOptionsFor func(i int) []worker.Option
 	// AzureDeps adds to what the stack passes (its transport trusts the
 	// emulator).
 	AzureDeps config.AzureDeps
@@ -71,6 +77,7 @@ type Stack struct {
 	natsOpt NATSOptions
 	mu      sync.Mutex
 	workers []*running
+	started int // workers started, for WorkerOptionsFor
 }
 
 type running struct {
@@ -88,7 +95,7 @@ func Start(o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	natsOpt := NATSOptions{StoreDir: filepath.Join(o.Dir, "jetstream"), Port: o.NATSPort, MonitorPort: o.MonitorPort}
+	natsOpt := NATSOptions{StoreDir: filepath.Join(o.Dir, "jetstream"), Port: o.NATSPort, MonitorPort: o.MonitorPort, MaxFileStore: o.NATSMaxFileStore}
 	ns, err := StartNATS(natsOpt)
 	if err != nil {
 		return nil, err
@@ -167,6 +174,13 @@ func (s *Stack) startWorker() error {
 	// Documents are downloaded over the Azure transport: it trusts the
 	// emulator, whose links they are.
 	wopts := append([]worker.Option{worker.WithDownloader(s.opts.AzureDeps.Transport)}, s.opts.WorkerOptions...)
+	if f := s.opts.WorkerOptionsFor; f != nil {
+		s.mu.Lock()
+		i := s.started
+		s.started++
+		s.mu.Unlock()
+		wopts = append(wopts, f(i)...)
+	}
 	opts := s.Config.Worker()
 	if opts.Archive.Blob, err = s.Config.ArchiveBlob(context.Background(), config.AzureDeps{}); err != nil {
 		nc.Close()

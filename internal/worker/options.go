@@ -31,6 +31,7 @@ const (
 	DefaultDrainTimeout       = 45 * time.Second
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
+	DefaultWakeOverdue        = 30 * time.Second
 )
 
 // Options configure a Worker. The zero value of every field means its
@@ -93,6 +94,11 @@ type Options struct {
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// WakeOverdue bounds every wait: a wake-up the NATS server has not
+	// fired this long after it fell due is scheduled again by the
+	// watchdog, so an operation is woken (or times out at its deadline) at
+	// most about this much late; defaults to DefaultWakeOverdue.
+	WakeOverdue time.Duration
 	// Policy decides the waits between calls; each zero field defaults to
 	// poll.DefaultPolicy's.
 	Policy poll.Policy
@@ -139,6 +145,7 @@ func (o Options) withDefaults() Options {
 	num(&o.MaxDocuments, DefaultMaxDocuments)
 	num(&o.CollectionWindow, DefaultCollectionWindow)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
+	def(&o.WakeOverdue, DefaultWakeOverdue)
 	p := poll.DefaultPolicy()
 	def(&o.Policy.MinWait, p.MinWait)
 	def(&o.Policy.MaxWait, p.MaxWait)
@@ -181,6 +188,7 @@ func (o Options) Validate() error {
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
+	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	for c, l := range o.Throttle.Limits {
 		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)
 	}

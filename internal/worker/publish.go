@@ -22,26 +22,39 @@ import (
 )
 
 // schedule publishes the operation's pending wake-up for st.NextAt: a
-// scheduled message on the operation's own schedule subject (replacing any
-// earlier one) that the server moves to the polls subject when it falls
-// due. Until then it holds no consumer slot.
+// scheduled message on the operation's schedule subject for that second
+// (replacing any earlier one there) that the server moves to the polls
+// subject when it falls due. Until then it holds no consumer slot.
 func (w *Worker) schedule(ctx context.Context, st *operation.State) error {
+	_, err := w.scheduleAt(ctx, st, st.NextAt, "")
+	return err
+}
+
+// scheduleAt publishes the wake-up of st (its id and wake number) to fall
+// due at at, with the message id msgID when not empty (the stream then
+// keeps one of several identical publishes). It reports whether the stream
+// took it as a duplicate.
+func (w *Worker) scheduleAt(ctx context.Context, st *operation.State, at time.Time, msgID string) (bool, error) {
 	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake})
-	m := nats.NewMsg(w.subj.Schedule(st.Request.ID))
+	m := nats.NewMsg(w.subj.Schedule(st.Request.ID, at))
 	m.Data = body
 	ctx, span := w.startSend(withStoredTrace(ctx, st), w.subj.Prefix+".internal.schedules", m.Subject)
 	defer span.End()
-	span.SetAttributes(attrRequestID.String(st.Request.ID), attrNextAt.String(st.NextAt.UTC().Format(time.RFC3339Nano)))
+	span.SetAttributes(attrRequestID.String(st.Request.ID), attrNextAt.String(at.UTC().Format(time.RFC3339Nano)))
 	telemetry.Inject(ctx, m.Header) // the poll continues the trace from here
 	// Not jetstream.WithScheduleAt: it formats whole seconds, which would
 	// fire up to a second before the time Azure asked for. The server reads
 	// RFC 3339 with fractional seconds.
-	m.Header.Set("Nats-Schedule", "@at "+st.NextAt.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", w.subj.Polls())
-	if _, err := w.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("schedule wake-up: %w", err)
+	if msgID != "" {
+		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
-	return nil
+	ack, err := w.js.PublishMsg(ctx, m)
+	if err != nil {
+		return false, fmt.Errorf("schedule wake-up: %w", err)
+	}
+	return ack.Duplicate, nil
 }
 
 // publishOutcome publishes the completion or failure event stored in st,

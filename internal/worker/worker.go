@@ -59,6 +59,7 @@ type Worker struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	chunks   jetstream.KeyValue // the pages collections listed
+	watch    *watchdog          // the watchdog of wake-ups the server never fired
 	profiles Profiles
 	machine  operation.Machine
 	log      *slog.Logger
@@ -186,6 +187,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}
+	if w.watch, err = w.newWatchdog(); err != nil {
+		return fmt.Errorf("worker: metrics: %w", err)
+	}
+	// The watchdog of wake-ups runs while Run does.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() { defer close(watching); w.watchWakeUps(watchCtx, w.watch) }()
+	defer func() { stopWatch(); <-watching }()
 
 	// Handlers outlive ctx by up to DrainTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))

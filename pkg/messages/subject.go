@@ -153,9 +153,19 @@ func (s Layout) ChildrenEnded() string { return s.Prefix + ".internal.ended" }
 // Polls is the worker's internal subject of due polls.
 func (s Layout) Polls() string { return s.Prefix + ".internal.polls" }
 
-// Schedule is the worker's internal subject holding the one pending
-// schedule of a request.
-func (s Layout) Schedule(id string) string { return s.Prefix + ".internal.schedules." + IDToken(id) }
+// Schedule is the worker's internal subject holding the pending wake-up of
+// request id that falls due at at: <prefix>.internal.schedules.<unix
+// second>.<id>. The second it falls due is a token of its own, so that the
+// wake-ups of one second are found together (SchedulesDue).
+func (s Layout) Schedule(id string, at time.Time) string {
+	return s.Prefix + ".internal.schedules." + strconv.FormatInt(at.Unix(), 10) + "." + IDToken(id)
+}
+
+// SchedulesDue is the filter of the wake-ups that fall due within the
+// second sec (Unix time).
+func (s Layout) SchedulesDue(sec int64) string {
+	return s.Prefix + ".internal.schedules." + strconv.FormatInt(sec, 10) + ".*"
+}
 
 // CloudEventSource is the ce-source of the events published under the
 // layout's prefix: /billing-worker/<prefix>.

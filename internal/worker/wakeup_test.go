@@ -1,0 +1,264 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/azbilling/worker/internal/config"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+// The wake-up watchdog: the NATS server drops a wake-up that falls due
+// while its file store is full (it marks the schedule in flight, fails to
+// store the fired copy and never tries again); the watchdog finds it and
+// schedules it again once the store takes writes.
+
+// wakeOverdue is the watchdog's bound in these tests.
+const wakeOverdue = 2 * time.Second
+
+// insufficientResources is the JetStream error code of a write the full
+// store refused.
+const insufficientResources = 10023
+
+// fullBundle is a stack whose NATS server has a small file store, and a
+// filler that fills it.
+type fullBundle struct {
+	*testBundle
+	js      jetstream.JetStream
+	readers []*sdkmetric.ManualReader
+}
+
+func setupSmallStore(t *testing.T, workers int) *fullBundle {
+	t.Helper()
+	var readers []*sdkmetric.ManualReader
+	stack, err := devstack.Start(devstack.Options{
+		Dir:              t.TempDir(),
+		NATSMaxFileStore: 24 << 20,
+		Workers:          workers,
+		Logger:           slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Configure: func(c *config.Config) {
+			c.Concurrency, c.MaxAckPending = 16, 64
+			c.DeadLetterMaxBytes = 1 << 20 // a stream's byte limit is reserved in the small store
+			c.WakeOverdue = wakeOverdue
+			roomyThrottle(c)
+		},
+		WorkerOptionsFor: func(int) []worker.Option {
+			reader := sdkmetric.NewManualReader()
+			readers = append(readers, reader)
+			tel := telemetry.Noop()
+			tel.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+			return []worker.Option{worker.WithTelemetry(tel)}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Close)
+	b := &fullBundle{testBundle: watch(t, stack), readers: readers}
+	nc, err := nats.Connect(stack.Config.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if b.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fill fills the server's file store with a stream of its own until it
+// refuses writes, and returns the function that frees the space again.
+func (b *fullBundle) fill() (free func()) {
+	b.t.Helper()
+	ctx := context.Background()
+	s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	chunk := make([]byte, 256<<10)
+	for n := 0; ; n++ {
+		_, err := b.js.Publish(ctx, "filler", chunk)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == insufficientResources {
+			b.t.Logf("store full after %d MiB of filler", n/4)
+			break
+		}
+		if err != nil {
+			b.t.Fatalf("filler: %v", err)
+		}
+	}
+	return func() {
+		b.t.Helper()
+		if err := s.Purge(ctx); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+// waiting waits for id's operation to wait for a wake-up, and returns its
+// state.
+func (b *fullBundle) waiting(id string) operation.State {
+	b.t.Helper()
+	var st operation.State
+	eventually(b.t, eventTimeout, func() bool {
+		var err error
+		st, err = b.stack.Client.Status(context.Background(), id)
+		return err == nil && st.Phase == operation.PhaseWaiting
+	})
+	return st
+}
+
+// pastDue waits until every state's wake-up fell due more than a second
+// ago: the server's scheduler, which runs at least every 250 ms, has then
+// tried to fire it. A wait on the clock: the server gives no signal of a
+// fire it dropped.
+func pastDue(t *testing.T, sts ...operation.State) {
+	t.Helper()
+	var last time.Time
+	for _, st := range sts {
+		if st.NextAt.After(last) {
+			last = st.NextAt
+		}
+	}
+	eventually(t, time.Until(last)+10*time.Second, func() bool { return time.Since(last) > time.Second })
+}
+
+func (b *fullBundle) rearmed() int64 {
+	var n int64
+	for _, r := range b.readers {
+		var rm metricdata.ResourceMetrics
+		if err := r.Collect(context.Background(), &rm); err != nil {
+			b.t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "billing.wakeups.rearmed" {
+					for _, dp := range sum.DataPoints {
+						n += dp.Value
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+// A wake-up that falls due while the store is full still comes, within the
+// watchdog's bound once the store takes writes again: the operation
+// completes. Regression: it waited for ever (until nats-server restarted).
+func TestWakeUpDueWhileStoreFull(t *testing.T) {
+	t.Parallel()
+	b := setupSmallStore(t, 1)
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+	b.submit(req)
+	st := b.waiting(req.ID)
+	free := b.fill()
+	pastDue(t, st)
+	free()
+	freed := time.Now()
+	o := b.wait(req.ID, wakeOverdue+15*time.Second)
+	if o.Completed == nil {
+		t.Fatalf("want completion, got %+v", o.Failed)
+	}
+	t.Logf("completed %s after the store was freed (due %s before)", time.Since(freed).Round(time.Millisecond), freed.Sub(st.NextAt).Round(time.Millisecond))
+	if n := b.rearmed(); n != 1 {
+		t.Errorf("%d wake-ups scheduled again, want 1", n)
+	}
+	if got := len(b.events(req.ID)); got != 1 {
+		t.Errorf("%d events, want 1", got)
+	}
+}
+
+// An operation whose wake-up and deadline both pass while the store is
+// full ends with its timeout event once the store takes writes again.
+func TestDeadlinePassesWhileStoreFull(t *testing.T) {
+	t.Parallel()
+	b := setupSmallStore(t, 1)
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+	deadline := time.Now().Add(3 * time.Second)
+	req.Deadline = &deadline
+	b.submit(req)
+	st := b.waiting(req.ID)
+	free := b.fill()
+	pastDue(t, st)
+	eventually(t, 10*time.Second, func() bool { return time.Since(deadline) > time.Second })
+	free()
+	o := b.wait(req.ID, wakeOverdue+15*time.Second)
+	if o.Failed == nil || o.Failed.Code != messages.CodeTimeout {
+		t.Fatalf("want a timeout failure, got %+v %+v", o.Completed, o.Failed)
+	}
+	if calls := len(b.emu.CallsFor(inv)); calls != 1 {
+		t.Errorf("%d Azure calls, want 1 (none past the deadline)", calls)
+	}
+}
+
+// With several replicas, each dropped wake-up is scheduled again once, and
+// wake-ups that fire on time are left alone.
+func TestWatchdogReplicas(t *testing.T) {
+	t.Parallel()
+	b := setupSmallStore(t, 3)
+	const stuck, onTime = 6, 6
+	var ids []string
+	var sts []operation.State
+	for range stuck {
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+		req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+		b.submit(req)
+		ids = append(ids, req.ID)
+	}
+	for _, id := range ids {
+		sts = append(sts, b.waiting(id))
+	}
+	free := b.fill()
+	pastDue(t, sts...)
+	free()
+	for _, id := range ids {
+		if o := b.wait(id, wakeOverdue+15*time.Second); o.Completed == nil {
+			t.Fatalf("%s: want completion, got %+v", id, o.Failed)
+		}
+	}
+	if n := b.rearmed(); n != stuck {
+		t.Errorf("%d wake-ups scheduled again, want %d (one per dropped wake-up)", n, stuck)
+	}
+	// Operations whose wake-ups fire on time: none is scheduled again,
+	// though they wait longer than the bound.
+	var late []string
+	for range onTime {
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.Accepted("3"), emulator.Accepted("3"), emulator.OK())
+		req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+		b.submit(req)
+		late = append(late, req.ID)
+	}
+	for _, id := range late {
+		if o := b.wait(id, eventTimeout); o.Completed == nil {
+			t.Fatalf("%s: want completion, got %+v", id, o.Failed)
+		}
+	}
+	if n := b.rearmed(); n != stuck {
+		t.Errorf("%d wake-ups scheduled again after on-time ones, want still %d", n, stuck)
+	}
+	for _, id := range append(ids, late...) {
+		if got := len(b.events(id)); got != 1 {
+			t.Errorf("%s: %d events, want 1", id, got)
+		}
+	}
+}
