@@ -15,9 +15,9 @@ import (
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -110,13 +110,13 @@ func (b *fullBundle) fill() (free func()) {
 
 // waiting waits for id's operation to wait for a wake-up, and returns its
 // state.
-func (b *fullBundle) waiting(id string) operation.State {
+func (b *fullBundle) waiting(id string) client.Operation {
 	b.t.Helper()
-	var st operation.State
+	var st client.Operation
 	eventually(b.t, eventTimeout, func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
-		return err == nil && st.Phase == operation.PhaseWaiting
+		return err == nil && st.Phase == client.PhaseWaiting
 	})
 	return st
 }
@@ -125,7 +125,7 @@ func (b *fullBundle) waiting(id string) operation.State {
 // ago: the server's scheduler, which runs at least every 250 ms, has then
 // tried to fire it. A wait on the clock: the server gives no signal of a
 // fire it dropped.
-func pastDue(t *testing.T, sts ...operation.State) {
+func pastDue(t *testing.T, sts ...client.Operation) {
 	t.Helper()
 	var last time.Time
 	for _, st := range sts {
@@ -216,7 +216,7 @@ func TestWatchdogReplicas(t *testing.T) {
 	b := setupSmallStore(t, 3)
 	const stuck, onTime = 6, 6
 	var ids []string
-	var sts []operation.State
+	var sts []client.Operation
 	for range stuck {
 		inv := b.invoice()
 		b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -177,7 +178,9 @@ func TestAsyncAPIChannelsMatchLayout(t *testing.T) {
 			}
 		}
 		for _, id := range ids {
-			want["schedules"] = append(want["schedules"], layoutCase{map[string]string{"prefix": prefix, "id": messages.IDToken(id)}, l.Schedule(id), []string{l.Internal()}})
+			due := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			want["schedules"] = append(want["schedules"], layoutCase{map[string]string{"prefix": prefix, "due": strconv.FormatInt(due.Unix(), 10), "id": messages.IDToken(id)},
+				l.Schedule(id, due), []string{l.Internal(), l.SchedulesDue(due.Unix())}})
 		}
 		want["polls"] = []layoutCase{{map[string]string{"prefix": prefix}, l.Polls(), []string{l.Internal()}}}
 		want["ended"] = []layoutCase{{map[string]string{"prefix": prefix}, l.ChildrenEnded(), []string{l.Internal()}}}
