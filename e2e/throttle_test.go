@@ -13,8 +13,8 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Three worker processes: a 429 one of them receives pauses the scope for

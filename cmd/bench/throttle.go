@@ -8,8 +8,8 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // throttleResult is one run of the throttle part.

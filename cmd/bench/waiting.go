@@ -15,8 +15,8 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 // point is the state of the measured processes at one moment.

@@ -25,8 +25,8 @@ import (
 	"github.com/azbilling/worker/internal/config"
 
 	"github.com/azbilling/worker/internal/devstack"
-	"github.com/azbilling/worker/internal/version"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/version"
 	"github.com/azbilling/worker/internal/worker"
 )
 

@@ -24,8 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // TestRender renders every kustomization with the kustomize Go API (what

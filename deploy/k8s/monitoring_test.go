@@ -28,9 +28,9 @@ import (
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Metrics the alerts and the dashboard use that the worker does not

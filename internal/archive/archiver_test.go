@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/archive"
+	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

@@ -10,8 +10,8 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Doer sends an HTTP request; *http.Client and azcore's policy.Transporter

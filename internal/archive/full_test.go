@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/azbilling/worker/internal/natstest"
 	"github.com/azbilling/worker/internal/archive"
+	"github.com/azbilling/worker/internal/natstest"
 )
 
 // A bucket that is full refuses the put at once, and nothing is visible.

@@ -14,9 +14,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/internal/azurite"
 	"github.com/azbilling/worker/internal/natstest"
-	"github.com/azbilling/worker/internal/archive"
 	"github.com/azbilling/worker/pkg/messages"
 )
 

@@ -21,8 +21,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/azauth"
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // The clouds' values as Microsoft documents them: the ARM audience is the

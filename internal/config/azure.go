@@ -11,8 +11,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/azbilling/worker/internal/azauth"
-	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/billing"
 )
 
 // AzureDeps are what the Azure clients are built with besides the

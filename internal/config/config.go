@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
 )
 
 // Config holds every setting of cmd/worker. Every field is a setting with a

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/poll"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/poll"
 )
 
 func TestBindReadsEnvironmentAndFlags(t *testing.T) {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 var scaleT0 = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)

@@ -20,9 +20,9 @@ import (
 
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // DevNATSPort is where dev mode's NATS listens when the port is free, so

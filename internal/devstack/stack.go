@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 // The identity the stack's workers use against the emulator.

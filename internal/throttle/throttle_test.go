@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/natstest"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // bucket starts a real NATS server with JetStream and returns the

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/emulator"
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // invalidToken is what stands for an id or kind that breaks its rule in

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/billing"
 	"github.com/azbilling/worker/pkg/messages"
-	"github.com/azbilling/worker/internal/worker"
 )
 
 // panicky is an Azure client whose every call panics: a bug the worker

@@ -16,8 +16,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Defaults of Options.

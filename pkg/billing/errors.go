@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/redact"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Sentinels to branch on with errors.Is.

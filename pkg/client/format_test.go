@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/throttle"
+	"github.com/azbilling/worker/pkg/client"
 )
 
 // An operation held by the shared throttle says so, with its scope and
