@@ -87,7 +87,7 @@ func TestChaos(t *testing.T) {
 		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // the chaos cadence
 		checkAlive(t, workers...)
 		w := workers[rng.IntN(len(workers))]
-		w.signal(t, syscall.SIGKILL, 5*time.Second)
+		_ = w.signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
 		kills++
 		w.start(t)
 		publishNext()

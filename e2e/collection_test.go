@@ -40,7 +40,7 @@ func TestCollectionSurvivesSIGKILL(t *testing.T) {
 
 	killAll := func(when string) {
 		for _, w := range workers {
-			w.signal(t, syscall.SIGKILL, 5*time.Second)
+			_ = w.signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
 		}
 		for _, w := range workers {
 			w.start(t)

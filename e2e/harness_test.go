@@ -186,7 +186,7 @@ func newNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
 		args: append([]string{bin.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "-n", name}, extra...),
 		log:  filepath.Join(t.TempDir(), name+".log"),
 	}}
-	t.Cleanup(func() { n.signal(t, syscall.SIGTERM, 10*time.Second) })
+	t.Cleanup(func() { _ = n.signal(t, syscall.SIGTERM, 10*time.Second) }) // signal reports a slow stop itself
 	return n
 }
 
@@ -260,7 +260,7 @@ func (e *env) worker(t *testing.T, name, natsURL string, extra ...string) *proc 
 		log:  filepath.Join(e.dir, name+".log"),
 	}
 	p.start(t)
-	t.Cleanup(func() { p.signal(t, syscall.SIGKILL, 5*time.Second) })
+	t.Cleanup(func() { _ = p.signal(t, syscall.SIGKILL, 5*time.Second) }) // killed: its exit error is expected
 	return p
 }
 

@@ -148,7 +148,7 @@ func TestThrottleReplicaKilledHoldingBudget(t *testing.T) {
 	publishAll(t, js, reqs)
 	eventually(t, 30*time.Second, func() bool { return len(e.emu.Calls()) >= 30 })
 	killedAt := time.Now()
-	workers[0].signal(t, syscall.SIGKILL, 5*time.Second)
+	_ = workers[0].signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
 	for eventsKept(js) < n {
 		checkAlive(t, workers[1:]...)
 		if time.Since(start) > 2*time.Minute {

@@ -403,7 +403,10 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(cfg.DrainTimeout + 10*time.Second):
 			t.Error("the worker did not stop")
 		}

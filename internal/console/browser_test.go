@@ -399,7 +399,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Delete, after confirming; cancelling first deletes nothing.
 	page := tb.url + "/deadletters/" + strconv.FormatUint(hostileSeq, 10)
 	b.do(t, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS("#delete")), chromedp.Click(chromedp.CSS("#delete")),
-		chromedp.WaitVisible(chromedp.CSS("#cancel")), chromedp.Click(chromedp.CSS("#cancel")), chromedp.WaitVisible(chromedp.CSS("#delete")))
+		chromedp.WaitVisible(chromedp.CSS("#cancel")), chromedp.Click(chromedp.CSS("#cancel")))
+	b.do(t, chromedp.WaitVisible(chromedp.CSS("#delete"))) // back to the Delete button
 	if _, err := tb.stack.Client.DeadLetter(context.Background(), hostileSeq); err != nil {
 		t.Fatalf("cancelled, yet deleted: %v", err)
 	}

@@ -3,7 +3,6 @@ package console_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -162,12 +161,6 @@ func post(t *testing.T, c *http.Client, u string, form url.Values, hdr map[strin
 	}
 	t.Cleanup(func() { res.Body.Close() })
 	return res
-}
-
-// loopback reports whether addr is a loopback address.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	return err == nil && net.ParseIP(host).IsLoopback()
 }
 
 // mustJSON encodes v.

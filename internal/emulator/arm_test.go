@@ -621,7 +621,7 @@ func TestScriptPositions(t *testing.T) {
 		t.Errorf("poll = %d, want 200", got)
 	}
 	resp, _ = b.call(t, summary)
-	if resp.StatusCode != 202 {
+	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("second download = %d, want 202: an exhausted script restarts", resp.StatusCode)
 	}
 	loc = resp.Header.Get("Location")

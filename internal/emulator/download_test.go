@@ -80,11 +80,11 @@ func TestDownloadLinks(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "<Code>AuthenticationFailed</Code>") {
 			t.Fatalf("first: %v %v %s", err, resp, body)
 		}
-		resp, body, err = get(link)
+		_, body, err = get(link)
 		if err == nil || len(body) >= 1<<20 {
 			t.Fatalf("second: want a cut body, got %v and %d bytes", err, len(body))
 		}
-		if resp, body, err = get(link); err != nil || len(body) != 1<<20 {
+		if _, body, err = get(link); err != nil || len(body) != 1<<20 {
 			t.Fatalf("third: %v %d bytes", err, len(body))
 		}
 		// The handler records a whole download just after its last byte.

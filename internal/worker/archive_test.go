@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -160,7 +161,7 @@ func TestArchiveFaults(t *testing.T) {
 		b.archived(o, inv)
 		posts := 0
 		for _, c := range b.emu.CallsFor(inv) {
-			if c.Method == "POST" {
+			if c.Method == http.MethodPost {
 				posts++
 			}
 		}

@@ -765,12 +765,12 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 	var failures, states, spanText lineSink
 	for _, sp := range spans.Ended() {
 		for _, kv := range sp.Attributes() {
-			spanText.add(sp.Name() + " " + string(kv.Key) + "=" + kv.Value.Emit())
+			spanText.add(sp.Name() + " " + string(kv.Key) + "=" + kv.Value.String())
 		}
 		spanText.add(sp.Name() + " status: " + sp.Status().Description)
 		for _, ev := range sp.Events() {
 			for _, kv := range ev.Attributes {
-				spanText.add(sp.Name() + " event " + ev.Name + " " + string(kv.Key) + "=" + kv.Value.Emit())
+				spanText.add(sp.Name() + " event " + ev.Name + " " + string(kv.Key) + "=" + kv.Value.String())
 			}
 		}
 	}
