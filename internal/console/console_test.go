@@ -19,6 +19,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -330,7 +331,7 @@ func TestCollectionRunning(t *testing.T) {
 	tb.stack.Emulator.SetDefault(emulator.Accepted("600")) // the children wait
 	id := tb.submit(t, messages.KindCollection, "coll-1", "")
 	var st operation.State
-	waitFor(t, 20*time.Second, "the collection's children", func() bool {
+	testwait.For(t, 20*time.Second, "the collection's children", func() bool {
 		st, _ = tb.stack.Client.Status(context.Background(), id)
 		return st.Collection != nil && st.Collection.Spawned > 0
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -96,7 +97,7 @@ func (b *testBundle) deadLetter(t *testing.T, data string) uint64 {
 		t.Fatal(err)
 	}
 	var seq uint64
-	waitFor(t, 15*time.Second, "the dead letter", func() bool {
+	testwait.For(t, 15*time.Second, "the dead letter", func() bool {
 		dls, _ := b.stack.Client.DeadLetters(ctx, 0, 1000)
 		if len(dls) > len(before) {
 			seq = dls[len(dls)-1].Sequence
@@ -111,24 +112,12 @@ func (b *testBundle) deadLetter(t *testing.T, data string) uint64 {
 func (b *testBundle) state(t *testing.T, id string, ok func(operation.Phase) bool) operation.State {
 	t.Helper()
 	var st operation.State
-	waitFor(t, 20*time.Second, "operation "+id, func() bool {
+	testwait.For(t, 20*time.Second, "operation "+id, func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
 		return err == nil && ok(st.Phase)
 	})
 	return st
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // httpClient is a client with a cookie jar that does not follow

@@ -186,7 +186,7 @@ func TestLogsExporterChoice(t *testing.T) {
 func callAzure(t *testing.T, d *ClientDuration, method, status string) {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // part of the test: a call that takes some time, for the duration recorded
 		switch status {
 		case "429":
 			w.WriteHeader(http.StatusTooManyRequests)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -106,9 +107,9 @@ func TestNATSRestartMidRun(t *testing.T) {
 	}
 	// Stop the server once the polls have begun: some completions are then
 	// being answered (slowly) while it is down.
-	eventually(t, 20*time.Second, func() bool { return len(b.emu.Calls()) >= n+n/4 })
+	testwait.For(t, 20*time.Second, "the polls have begun", func() bool { return len(b.emu.Calls()) >= n+n/4 })
 	b.stack.StopNATS()
-	time.Sleep(2 * time.Second) // the outage itself
+	time.Sleep(2 * time.Second) // the outage itself: its length is the scenario, not a wait for something
 	if err := b.stack.RestartNATS(); err != nil {
 		t.Fatal(err)
 	}

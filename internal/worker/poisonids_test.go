@@ -14,6 +14,7 @@ import (
 
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -106,7 +107,7 @@ func TestConnectionClosedStopsWorker(t *testing.T) {
 	h := w.Health()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background()) }()
-	eventually(t, 10*time.Second, func() bool { return probe(t, h, "/readyz") == http.StatusOK })
+	testwait.For(t, 10*time.Second, "ready", func() bool { return probe(t, h, "/readyz") == http.StatusOK })
 	if code := probe(t, h, "/livez"); code != http.StatusOK {
 		t.Fatalf("livez while connected: %d", code)
 	}
@@ -152,7 +153,7 @@ func TestIDReusedWithOtherContentIsRefused(t *testing.T) {
 	if _, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request(otherParams.Kind), "late-"+first.ID, mustJSON(t, otherParams), nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, eventTimeout, func() bool { return len(b.events(first.ID)) >= 3 })
+	testwait.For(t, eventTimeout, "three events for the reused id", func() bool { return len(b.events(first.ID)) >= 3 })
 	evs := b.events(first.ID)
 	conflicts := 0
 	for _, o := range evs[1:] {
@@ -257,7 +258,7 @@ func TestLateRedeliveryKeepsOneDeadLetter(t *testing.T) {
 	if _, err := b.stack.Client.SubmitRaw(ctx, b.stack.Client.Layout().Request(messages.KindInvoice), "", []byte(`{"version":1,"id":"`+id+`","kind":"invoice"}`), nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, eventTimeout, func() bool { n, _ := countDeadLetters(b); return n >= 1 })
+	testwait.For(t, eventTimeout, "a dead letter", func() bool { n, _ := countDeadLetters(b); return n >= 1 })
 	// The redelivery comes 5 s later, well past the 1 s window.
 	setMaxMsgSize(-1)
 	o := b.wait(id, eventTimeout)
