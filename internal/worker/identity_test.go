@@ -1,6 +1,6 @@
 package worker_test
 
-// Issue 3: identity, clouds and credential safety, end to end. Every test
+// Identity, clouds and credential safety, end to end. Every test
 // runs the real azidentity credentials and azcore's bearer-token policy
 // against the emulator's TLS token endpoint (OpenID discovery plus token
 // endpoint), and the emulator accepts only tokens it issued, unexpired, for
