@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -34,16 +36,27 @@ func TestArchiveSurvivesSIGKILLMidUpload(t *testing.T) {
 	req := devstack.Sample(messages.KindInvoiceSummary, "archive-kill-1", inv)
 	publishAll(t, js, []messages.Request{req})
 
-	// Kill worker a once its download has run for a second.
-	deadline := time.Now().Add(30 * time.Second)
-	for e.emu.Downloads(inv) == 0 {
+	// Kill worker a mid-upload: once a quarter of the document is stored
+	// as chunks (under no name yet), of a download that takes about three
+	// seconds.
+	var obs jetstream.ObjectStore
+	testwait.ForNoError(t, 30*time.Second, "a quarter of the document stored", func() error {
 		checkAlive(t, a)
-		if time.Now().After(deadline) {
-			t.Fatal("worker a never started the download")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		if obs == nil {
+			if obs, err = js.ObjectStore(ctx, messages.NewLayout("").ArchiveBucket()); err != nil {
+				obs = nil
+				return err
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // mid-body: the download takes about three
+		st, err := obs.Status(ctx)
+		if err == nil && st.Size() < 512<<10 {
+			err = fmt.Errorf("%d bytes stored", st.Size())
+		}
+		return err
+	})
 	if err := a.signal(t, syscall.SIGKILL, 5*time.Second); err == nil {
 		t.Fatal("worker a exited cleanly: it was not killed mid-upload")
 	}
@@ -51,31 +64,22 @@ func TestArchiveSurvivesSIGKILLMidUpload(t *testing.T) {
 		t.Fatalf("the download finished before the kill (%d served whole): nothing was cut", got)
 	}
 	ctx := context.Background()
-	var obs jetstream.ObjectStore
-	retry(t, func(ctx context.Context) (err error) {
-		obs, err = js.ObjectStore(ctx, messages.NewLayout("").ArchiveBucket())
-		return err
-	})
 	if objs, err := obs.List(ctx); err == nil && len(objs) > 0 {
 		t.Fatalf("an object is visible after the kill: %+v", objs[0])
 	}
 
 	b := e.worker(t, "archive-worker-b", ns.url())
 	var ev messages.Completed
-	deadline = time.Now().Add(60 * time.Second)
-	for {
+	var counts map[string]int
+	if err := testwait.Until(60*time.Second, "the event after the restart", func() bool {
 		checkAlive(t, b)
-		counts, _ := eventCounts(t, js)
-		if counts[req.ID] > 0 {
-			if counts[req.ID] != 1 {
-				t.Fatalf("%d events for %s", counts[req.ID], req.ID)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no event after the restart:\n%s", b.tail())
-		}
-		time.Sleep(100 * time.Millisecond)
+		counts, _ = eventCounts(t, js)
+		return counts[req.ID] > 0
+	}); err != nil {
+		t.Fatalf("%v:\n%s", err, b.tail())
+	}
+	if counts[req.ID] != 1 {
+		t.Fatalf("%d events for %s", counts[req.ID], req.ID)
 	}
 	stream, err := js.Stream(ctx, messages.NewLayout("").EventsStream())
 	if err != nil {
@@ -88,9 +92,8 @@ func TestArchiveSurvivesSIGKILLMidUpload(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Archive == nil || ev.Archive.Error != nil {
 		t.Fatalf("event %s: %v", m.Data, err)
 	}
-	for d := time.Now().Add(5 * time.Second); len(e.emu.ServedFor(inv)) == 0 && time.Now().Before(d); {
-		time.Sleep(10 * time.Millisecond) // recorded just after the last byte
-	}
+	// The emulator records a whole download just after its last byte.
+	testwait.For(t, 5*time.Second, "the whole download recorded", func() bool { return len(e.emu.ServedFor(inv)) > 0 })
 	served := e.emu.ServedFor(inv)
 	if len(served) != 1 || served[0].SHA256 != ev.Archive.SHA256 || served[0].Size != ev.Archive.Size || e.emu.Downloads(inv) != 2 {
 		t.Fatalf("archive %+v; served whole %+v of %d downloads", ev.Archive, served, e.emu.Downloads(inv))

@@ -84,10 +84,10 @@ func TestChaos(t *testing.T) {
 	}{4: {syscall.SIGTERM, 0}, 6: {syscall.SIGKILL, 7 * time.Second}, 9: {syscall.SIGKILL, 0}}
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
-		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // the chaos cadence
+		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // the chaos cadence: the scenario, not a wait
 		checkAlive(t, workers...)
 		w := workers[rng.IntN(len(workers))]
-		w.signal(t, syscall.SIGKILL, 5*time.Second)
+		_ = w.signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
 		kills++
 		w.start(t)
 		publishNext()
@@ -96,7 +96,7 @@ func TestChaos(t *testing.T) {
 			if err := ns.signal(t, stop.sig, 15*time.Second); err != nil {
 				t.Logf("nats-server exit: %v", err)
 			}
-			time.Sleep(stop.outage)
+			time.Sleep(stop.outage) // the outage's length is the scenario, not a wait
 			ns.start(t)
 			ns.waitReady(t)
 			natsRestarts++

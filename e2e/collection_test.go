@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -40,21 +41,20 @@ func TestCollectionSurvivesSIGKILL(t *testing.T) {
 
 	killAll := func(when string) {
 		for _, w := range workers {
-			w.signal(t, syscall.SIGKILL, 5*time.Second)
+			_ = w.signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
 		}
 		for _, w := range workers {
 			w.start(t)
 		}
 		t.Logf("killed both workers %s", when)
 	}
-	waitFor := func(what string, ok func([]emulator.Call) bool) {
-		deadline := time.Now().Add(time.Minute)
-		for !ok(e.emu.Calls()) {
+	waitCalls := func(what string, ok func([]emulator.Call) bool) {
+		t.Helper()
+		if err := testwait.Until(time.Minute, what, func() bool {
 			checkAlive(t, workers...)
-			if time.Now().After(deadline) {
-				t.Fatalf("never saw %s\n%s", what, workers[0].tail())
-			}
-			time.Sleep(20 * time.Millisecond)
+			return ok(e.emu.Calls())
+		}); err != nil {
+			t.Fatalf("%v\n%s", err, workers[0].tail())
 		}
 	}
 	pages := func(calls []emulator.Call) (n int) {
@@ -73,24 +73,19 @@ func TestCollectionSurvivesSIGKILL(t *testing.T) {
 		}
 		return n
 	}
-	waitFor("the second page", func(c []emulator.Call) bool { return pages(c) >= 2 })
+	waitCalls("the second page", func(c []emulator.Call) bool { return pages(c) >= 2 })
 	killAll("during the listing")
-	waitFor("twenty downloads", func(c []emulator.Call) bool { return downloads(c) >= 20 })
+	waitCalls("twenty downloads", func(c []emulator.Call) bool { return downloads(c) >= 20 })
 	killAll("during the fan-out")
 
 	// The collection's event.
-	deadline := time.Now().Add(3 * time.Minute)
 	var counts map[string]int
-	for {
+	if err := testwait.Until(3*time.Minute, "the collection's event", func() bool {
 		counts, _ = eventCounts(t, js)
-		if counts[req.ID] > 0 {
-			break
-		}
 		checkAlive(t, workers...)
-		if time.Now().After(deadline) {
-			t.Fatalf("no collection event\n%s", workers[0].tail())
-		}
-		time.Sleep(200 * time.Millisecond)
+		return counts[req.ID] > 0
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, workers[0].tail())
 	}
 	ev := collectionEvent(t, js, req.ID)
 	sum := ev.Collected

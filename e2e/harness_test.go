@@ -23,6 +23,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -186,7 +187,7 @@ func newNATS(t *testing.T, name, dir string, extra ...string) *natsNode {
 		args: append([]string{bin.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir, "-n", name}, extra...),
 		log:  filepath.Join(t.TempDir(), name+".log"),
 	}}
-	t.Cleanup(func() { n.signal(t, syscall.SIGTERM, 10*time.Second) })
+	t.Cleanup(func() { _ = n.signal(t, syscall.SIGTERM, 10*time.Second) }) // signal reports a slow stop itself
 	return n
 }
 
@@ -194,17 +195,15 @@ func (n *natsNode) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.po
 
 func (n *natsNode) waitReady(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	err := testwait.UntilNoError(20*time.Second, n.name+" listening", func() error {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.port), time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening: %v\n%s", n.name, err, n.tail())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, n.tail())
 	}
 }
 
@@ -260,7 +259,7 @@ func (e *env) worker(t *testing.T, name, natsURL string, extra ...string) *proc 
 		log:  filepath.Join(e.dir, name+".log"),
 	}
 	p.start(t)
-	t.Cleanup(func() { p.signal(t, syscall.SIGKILL, 5*time.Second) })
+	t.Cleanup(func() { _ = p.signal(t, syscall.SIGKILL, 5*time.Second) }) // killed: its exit error is expected
 	return p
 }
 
@@ -307,38 +306,24 @@ func publishAll(t *testing.T, js jetstream.JetStream, reqs []messages.Request) {
 	l := messages.NewLayout("")
 	for _, r := range reqs {
 		data := mustJSON(r)
-		deadline := time.Now().Add(time.Minute)
-		for {
+		testwait.ForNoError(t, time.Minute, "publish "+r.ID, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
 			_, err := js.Publish(ctx, l.Request(r.Kind), data, jetstream.WithMsgID(r.ID))
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("publish %s: %v", r.ID, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err
+		})
 	}
 }
 
 // waitStream waits until the worker's streams exist (a worker created them).
 func waitStream(t *testing.T, js jetstream.JetStream, name string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testwait.ForNoError(t, timeout, "stream "+name, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		_, err := js.Stream(ctx, name)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream %s never appeared: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // eventCounts reads every event kept and counts them per request id. It
@@ -379,19 +364,11 @@ func eventCounts(t *testing.T, js jetstream.JetStream) (map[string]int, map[stri
 // retry runs f until it succeeds, for up to a minute.
 func retry(t *testing.T, f func(context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testwait.ForNoError(t, time.Minute, "a read of the stream", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := f(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		defer cancel()
+		return f(ctx)
+	})
 }
 
 func failureCode(data []byte) string {

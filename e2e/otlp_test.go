@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -184,7 +186,7 @@ func TestOTLPExportAcrossProcesses(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 { // one request failed: exit status 1
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 { // one request failed: exit status 1
 		t.Fatalf("enqueue: %v\n%s", err, out.String())
 	}
 	if err := w.signal(t, syscall.SIGTERM, 20*time.Second); err != nil {
@@ -192,8 +194,8 @@ func TestOTLPExportAcrossProcesses(t *testing.T) {
 	}
 
 	// Per request: the enqueue span and the worker's spans share a trace.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	shared := 0
+	if err := testwait.Until(10*time.Second, "5 traces with spans from both processes", func() bool {
 		traces := map[string]map[string]bool{} // trace id -> services
 		for _, s := range rcv.snapshot() {
 			if traces[s.traceID] == nil {
@@ -201,19 +203,15 @@ func TestOTLPExportAcrossProcesses(t *testing.T) {
 			}
 			traces[s.traceID][s.service] = true
 		}
-		shared := 0
+		shared = 0
 		for _, services := range traces {
 			if services["billing-enqueue"] && services["billing-worker"] {
 				shared++
 			}
 		}
-		if shared == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 5 traces have spans from both processes; spans: %v", shared, rcv.snapshot())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return shared == 5
+	}); err != nil {
+		t.Fatalf("%v: %d of 5; spans: %v", err, shared, rcv.snapshot())
 	}
 	checks := []struct {
 		name, key, value string

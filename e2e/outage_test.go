@@ -9,6 +9,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -49,19 +50,19 @@ func TestNATSOutageWithCallsInFlight(t *testing.T) {
 			}
 			publishAll(t, js, reqs)
 			// Stop the server once every first call is in flight.
-			eventually(t, 20*time.Second, func() bool { return len(e.emu.Calls()) >= n })
+			testwait.For(t, 20*time.Second, "the calls before the outage", func() bool { return len(e.emu.Calls()) >= n })
 			if err := ns.signal(t, sig, 15*time.Second); err != nil {
 				t.Logf("nats-server exit: %v", err)
 			}
-			time.Sleep(10 * time.Second) // the outage: twice the JetStream request timeout
+			time.Sleep(10 * time.Second) // the outage: twice the JetStream request timeout (the scenario, not a wait)
 			ns.start(t)
 			ns.waitReady(t)
 
-			deadline := time.Now().Add(2 * time.Minute)
-			for eventsKept(js) < n && time.Now().Before(deadline) {
+			// On a timeout, the counts below name what is missing.
+			_ = testwait.Until(2*time.Minute, "every event", func() bool {
 				checkAlive(t, workers...)
-				time.Sleep(200 * time.Millisecond)
-			}
+				return eventsKept(js) >= n
+			})
 			counts, outcomes := eventCounts(t, js)
 			for _, r := range reqs {
 				if counts[r.ID] != 1 {

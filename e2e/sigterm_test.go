@@ -8,6 +8,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -34,23 +35,21 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 		reqs[i] = devstack.Sample(messages.Kinds[i%4], "st-"+inv, inv)
 	}
 	publishAll(t, js, reqs)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.emu.Calls()) < n/3 && time.Now().Before(deadline) {
+	testwait.For(t, 10*time.Second, "a third of the calls in flight", func() bool {
 		checkAlive(t, a, b)
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(e.emu.Calls()) >= n/3
+	})
 	sent := time.Now()
 	err := a.signal(t, syscall.SIGTERM, 10*time.Second+5*time.Second)
 	took := time.Since(sent)
 	if err != nil {
 		t.Errorf("worker exited with %v after SIGTERM\n%s", err, a.tail())
 	}
-	for eventsKept(js) < n {
+	if err := testwait.Until(2*time.Minute-time.Since(sent), "every event", func() bool {
 		checkAlive(t, b)
-		if time.Since(sent) > 2*time.Minute {
-			t.Fatalf("only %d of %d events", eventsKept(js), n)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return eventsKept(js) >= n
+	}); err != nil {
+		t.Fatalf("%v: %d of %d", err, eventsKept(js), n)
 	}
 	counts, outcomes := eventCounts(t, js)
 	for _, r := range reqs {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -24,7 +25,7 @@ func TestWorkerStartsBeforeNATS(t *testing.T) {
 	w := e.worker(t, "early-worker", ns.url())
 
 	// The worker says it is waiting for JetStream, and is still running.
-	eventually(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "the worker waiting for JetStream", func() bool {
 		checkAlive(t, w)
 		return strings.Contains(w.tail(), "set up JetStream; retrying")
 	})
@@ -38,7 +39,7 @@ func TestWorkerStartsBeforeNATS(t *testing.T) {
 	e.emu.Script(inv, emulator.OK())
 	req := devstack.Sample(devstack.ScriptedKinds()[0], "late-nats-0", inv)
 	publishAll(t, js, []messages.Request{req})
-	eventually(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "the event", func() bool {
 		checkAlive(t, w)
 		return eventsKept(js) >= 1
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -41,7 +42,7 @@ func TestThrottlePauseAcrossReplicas(t *testing.T) {
 	e.emu.Script(first, emulator.Throttled(429, "Retry-After", "4"), emulator.OK())
 	publishAll(t, js, []messages.Request{devstack.Sample(messages.KindInvoiceSummary, "pa-first", first)})
 	var throttledAt time.Time
-	eventually(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "the first call, throttled", func() bool {
 		calls := e.emu.CallsFor(first)
 		if len(calls) > 0 {
 			throttledAt = calls[0].Time
@@ -49,7 +50,7 @@ func TestThrottlePauseAcrossReplicas(t *testing.T) {
 		return len(calls) > 0
 	})
 	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "one pause of the scope", func() bool {
 		st, err := throttle.List(context.Background(), js, messages.NewLayout(""))
 		return err == nil && len(st) > 0 && st[len(st)-1].Scope == scope && st[len(st)-1].Pauses == 1
 	})
@@ -67,12 +68,11 @@ func TestThrottlePauseAcrossReplicas(t *testing.T) {
 		}
 	}
 	publishAll(t, js, append(append([]messages.Request{}, held...), other...))
-	for eventsKept(js) < 16 {
+	if err := testwait.Until(time.Minute, "the 16 events", func() bool {
 		checkAlive(t, workers...)
-		if time.Since(throttledAt) > time.Minute {
-			t.Fatalf("only %d of 16 events", eventsKept(js))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return eventsKept(js) >= 16
+	}); err != nil {
+		t.Fatalf("%v: %d of 16", err, eventsKept(js))
 	}
 	end := throttledAt.Add(pause)
 	for _, r := range other {
@@ -146,15 +146,14 @@ func TestThrottleReplicaKilledHoldingBudget(t *testing.T) {
 	}
 	start := time.Now()
 	publishAll(t, js, reqs)
-	eventually(t, 30*time.Second, func() bool { return len(e.emu.Calls()) >= 30 })
+	testwait.For(t, 30*time.Second, "thirty Azure calls", func() bool { return len(e.emu.Calls()) >= 30 })
 	killedAt := time.Now()
-	workers[0].signal(t, syscall.SIGKILL, 5*time.Second)
-	for eventsKept(js) < n {
+	_ = workers[0].signal(t, syscall.SIGKILL, 5*time.Second) // killed: its exit error is expected
+	if err := testwait.Until(2*time.Minute-time.Since(start), "every event", func() bool {
 		checkAlive(t, workers[1:]...)
-		if time.Since(start) > 2*time.Minute {
-			t.Fatalf("only %d of %d events", eventsKept(js), n)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return eventsKept(js) >= n
+	}); err != nil {
+		t.Fatalf("%v: %d of %d", err, eventsKept(js), n)
 	}
 	took := time.Since(start)
 	counts, outcomes := eventCounts(t, js)
@@ -219,7 +218,7 @@ func TestThrottlePacingFromRemainingHeaders(t *testing.T) {
 		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, "ph-"+inv, inv)
 	}
 	publishAll(t, js, reqs)
-	eventually(t, 2*time.Minute, func() bool { return eventsKept(js) >= uint64(len(reqs)) })
+	testwait.For(t, 2*time.Minute, "every event kept", func() bool { return eventsKept(js) >= uint64(len(reqs)) })
 	throttled, early := 0, 0
 	for _, c := range e.emu.Calls() {
 		if c.Status == 429 {

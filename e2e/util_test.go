@@ -1,10 +1,6 @@
 package e2e
 
-import (
-	"encoding/json"
-	"testing"
-	"time"
-)
+import "encoding/json"
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -12,16 +8,4 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

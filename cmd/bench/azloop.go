@@ -80,7 +80,7 @@ func (l *azLoop) begin(ctx context.Context, invoice string) (*runtime.Poller[doc
 		return nil, err
 	}
 	req.Raw().Header.Set("Accept", "application/json")
-	resp, err := l.pl.Do(req)
+	resp, err := l.pl.Do(req) //nolint:bodyclose // NewResponseError or the poller reads and closes it
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func (c *child) next(ctx context.Context, prefix string, timeout time.Duration) 
 		case line, ok := <-c.lines:
 			if !ok {
 				<-c.done
-				return "", fmt.Errorf("%s ended (%v) before printing %s:\n%s", c.name, c.err, prefix, c.tail())
+				return "", fmt.Errorf("%s ended (%w) before printing %s:\n%s", c.name, c.err, prefix, c.tail())
 			}
 			if strings.HasPrefix(line, prefix) {
 				return line, nil

@@ -177,7 +177,7 @@ func waitingWorker(ctx context.Context, o options, r *report, e *procEnv) error 
 	alive := func() error {
 		for _, c := range []*child{ns, wk} {
 			if c.exited() {
-				return fmt.Errorf("%s exited (%v):\n%s", c.name, c.err, c.tail())
+				return fmt.Errorf("%s exited (%w):\n%s", c.name, c.err, c.tail())
 			}
 		}
 		return nil
@@ -447,7 +447,7 @@ func waitConsumers(ctx context.Context, js jetstream.JetStream, stream string, w
 			return nil
 		}
 		if wk.exited() {
-			return fmt.Errorf("worker exited (%v):\n%s", wk.err, wk.tail())
+			return fmt.Errorf("worker exited (%w):\n%s", wk.err, wk.tail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the worker did not set up its consumers within 30s: %w\n%s", errors.Join(err1, err2), wk.tail())
@@ -558,7 +558,7 @@ func waitingPollers(ctx context.Context, o options, r *report, dir string, emu *
 	select {
 	case <-ch.done:
 		if ch.err != nil {
-			return fmt.Errorf("pollers process: %v", ch.err)
+			return fmt.Errorf("pollers process: %w", ch.err)
 		}
 	case <-time.After(30 * time.Second):
 		return errors.New("the pollers process did not exit")

@@ -29,8 +29,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, nil)
+	stop() // before os.Exit, which skips deferred calls
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}

@@ -56,7 +56,7 @@ func kedaDir(t *testing.T) string {
 		}
 		switch {
 		case err != nil:
-			kedaErr = fmt.Errorf("go mod download %s@%s: %v: %s%s", kedaModule, kedaVersion, err, out, stderr.String())
+			kedaErr = fmt.Errorf("go mod download %s@%s: %w: %s%s", kedaModule, kedaVersion, err, out, stderr.String())
 		case res.Error != "":
 			kedaErr = fmt.Errorf("go mod download %s@%s: %s", kedaModule, kedaVersion, res.Error)
 		default:

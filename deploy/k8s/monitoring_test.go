@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
@@ -115,7 +116,7 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 	}
 	for {
 		rec := httptest.NewRecorder()
-		tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		tel.Metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		mf, err := p.TextToMetricFamilies(rec.Body)
 		if err != nil {
@@ -190,7 +191,7 @@ func metricNames(t *testing.T, expr string) []string {
 		if vs, ok := n.(*parser.VectorSelector); ok {
 			name := vs.Name
 			for _, m := range vs.LabelMatchers {
-				if m.Name == labels.MetricName {
+				if m.Name == model.MetricNameLabel {
 					name = m.Value
 				}
 			}

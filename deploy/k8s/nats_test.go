@@ -133,7 +133,7 @@ func semver(v string) ([3]int, error) {
 	for i, p := range parts {
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			return out, fmt.Errorf("%q: %v", v, err)
+			return out, fmt.Errorf("%q: %w", v, err)
 		}
 		out[i] = n
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -405,21 +406,23 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(cfg.DrainTimeout + 10*time.Second):
 			t.Error("the worker did not stop")
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for !w.Ready() {
+	if err := testwait.Until(15*time.Second, "the worker ready", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("the worker stopped while setting up JetStream (a missing permission?): %v; server: %v", err, log.take())
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker is not ready after 15s; server: %v; connection: %v", log.take(), wnc.LastError())
-		}
+		return w.Ready()
+	}); err != nil {
+		t.Fatalf("%v; server: %v; connection: %v", err, log.take(), wnc.LastError())
 	}
 	for _, p := range []string{livenessPath, readinessPath} {
 		if code := get(p); code != http.StatusOK {
@@ -678,16 +681,13 @@ func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix str
 		t.Fatalf("dead letters under the console's permissions: %v %d", err, len(dls))
 	}
 	seq := strconv.FormatUint(dls[0].Sequence, 10)
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	testwait.ForNoError(t, 20*time.Second, "collection "+runningCollection+" requests children", func() error {
 		st, err := cl.Status(ctx, runningCollection)
-		if err == nil && st.Collection != nil && st.Collection.Spawned > 0 {
-			break
+		if err == nil && (st.Collection == nil || st.Collection.Spawned == 0) {
+			err = errors.New("none yet")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collection %s has not requested children: %v", runningCollection, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	for _, p := range []string{"/", "/live/overview", "/operations", "/operations?state=completed", "/operations/perm-ok", "/live/operations/perm-ok",
 		"/collections", "/collections/perm-coll-account", "/live/collections/perm-coll-subscription", "/collections/" + runningCollection,
 		"/deadletters", "/deadletters/" + seq} {

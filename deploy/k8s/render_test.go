@@ -147,7 +147,7 @@ func kubectlKustomize(dir string) (out []byte, ok bool, err error) {
 	cmd.Stderr = &stderr
 	out, err = cmd.Output()
 	if err != nil {
-		return nil, true, fmt.Errorf("kubectl kustomize %s: %v: %s", dir, err, stderr.String())
+		return nil, true, fmt.Errorf("kubectl kustomize %s: %w: %s", dir, err, stderr.String())
 	}
 	return out, true, nil
 }

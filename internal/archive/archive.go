@@ -117,7 +117,7 @@ type verifying struct {
 
 func (v *verifying) Read(p []byte) (int, error) {
 	n, err := v.hashing.Read(p)
-	if err == io.EOF && v.sum() != v.want {
+	if errors.Is(err, io.EOF) && v.sum() != v.want {
 		return n, ErrDigestMismatch
 	}
 	return n, err

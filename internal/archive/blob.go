@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -196,7 +197,8 @@ func (s *BlobStore) transient(err error) bool {
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		switch re.StatusCode {
-		case 408, 429, 500, 502, 503, 504:
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true
 		}
 	}

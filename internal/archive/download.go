@@ -148,7 +148,7 @@ func source(link string) string {
 // bare "context canceled" an interrupted read reports.
 func cause(ctx context.Context, err error) error {
 	if c := context.Cause(ctx); c != nil && !errors.Is(err, c) {
-		return fmt.Errorf("%w (%v)", err, c)
+		return fmt.Errorf("%w (%w)", err, c)
 	}
 	return err
 }

@@ -46,8 +46,12 @@ func Start(t testing.TB) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error // read once exited is closed
+	exited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -60,8 +64,8 @@ func Start(t testing.TB) string {
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("Azurite exited: %v", err)
+		case <-exited:
+			t.Fatalf("Azurite exited: %v", waitErr)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -21,6 +21,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -130,21 +131,18 @@ func eval[T any](t *testing.T, b *browserPage, expr string) T {
 // through navigations (a form post, a redirect).
 func (b *browserPage) until(t *testing.T, what, expr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for {
+	err := testwait.UntilNoError(timeout, what+" ("+expr+")", func() error {
 		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
-		cancel()
-		if err == nil && ok {
-			return
+		if err == nil && !ok {
+			err = errors.New("false")
 		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
-			t.Fatalf("browser: %s (%s): not within %s (last error: %v)\npage text:\n%s", what, expr, timeout, lastErr, text)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
+		t.Fatalf("browser: %v\npage text:\n%s", err, text)
 	}
 }
 
@@ -372,7 +370,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do(t, chromedp.Navigate(tb.url+"/deadletters/"+strconv.FormatUint(asIsSeq, 10)), chromedp.WaitVisible(chromedp.CSS("#replay")),
 		chromedp.Click(chromedp.CSS("#replay")), chromedp.WaitVisible(chromedp.CSS("#confirm")),
 		chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#done")))
-	waitFor(t, 15*time.Second, "the replayed copy kept again", func() bool {
+	testwait.For(t, 15*time.Second, "the replayed copy kept again", func() bool {
 		dls, _ := tb.stack.Client.DeadLetters(context.Background(), asIsSeq+1, 100)
 		for _, dl := range dls {
 			if string(dl.Data) == `{"version":1,"id":"br-asis","kind":"invoice-summary","params":{}}` {
@@ -399,7 +397,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Delete, after confirming; cancelling first deletes nothing.
 	page := tb.url + "/deadletters/" + strconv.FormatUint(hostileSeq, 10)
 	b.do(t, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS("#delete")), chromedp.Click(chromedp.CSS("#delete")),
-		chromedp.WaitVisible(chromedp.CSS("#cancel")), chromedp.Click(chromedp.CSS("#cancel")), chromedp.WaitVisible(chromedp.CSS("#delete")))
+		chromedp.WaitVisible(chromedp.CSS("#cancel")), chromedp.Click(chromedp.CSS("#cancel")))
+	b.do(t, chromedp.WaitVisible(chromedp.CSS("#delete"))) // back to the Delete button
 	if _, err := tb.stack.Client.DeadLetter(context.Background(), hostileSeq); err != nil {
 		t.Fatalf("cancelled, yet deleted: %v", err)
 	}

@@ -3,7 +3,6 @@ package console_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -97,7 +97,7 @@ func (b *testBundle) deadLetter(t *testing.T, data string) uint64 {
 		t.Fatal(err)
 	}
 	var seq uint64
-	waitFor(t, 15*time.Second, "the dead letter", func() bool {
+	testwait.For(t, 15*time.Second, "the dead letter", func() bool {
 		dls, _ := b.stack.Client.DeadLetters(ctx, 0, 1000)
 		if len(dls) > len(before) {
 			seq = dls[len(dls)-1].Sequence
@@ -112,24 +112,12 @@ func (b *testBundle) deadLetter(t *testing.T, data string) uint64 {
 func (b *testBundle) state(t *testing.T, id string, ok func(client.Phase) bool) client.Operation {
 	t.Helper()
 	var st client.Operation
-	waitFor(t, 20*time.Second, "operation "+id, func() bool {
+	testwait.For(t, 20*time.Second, "operation "+id, func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
 		return err == nil && ok(st.Phase)
 	})
 	return st
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // httpClient is a client with a cookie jar that does not follow
@@ -162,12 +150,6 @@ func post(t *testing.T, c *http.Client, u string, form url.Values, hdr map[strin
 	}
 	t.Cleanup(func() { res.Body.Close() })
 	return res
-}
-
-// loopback reports whether addr is a loopback address.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	return err == nil && net.ParseIP(host).IsLoopback()
 }
 
 // mustJSON encodes v.

@@ -386,6 +386,7 @@ func (s *Server) deny(x *exchange, code, message string) bool {
 	if tenant == "" {
 		tenant = "common"
 	}
+	//nolint:gocritic // HTTP's quoted-string around the values, not Go's %q quoting
 	x.w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri="%s/%s", error="invalid_token", error_description="%s"`,
 		s.base(x.r), tenant, message))
 	s.reject(x, http.StatusUnauthorized, code, "", "%s", message)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/azbilling/worker/internal/testwait"
 )
 
 func TestValidation(t *testing.T) {
@@ -574,11 +576,7 @@ func TestDelayAbandoned(t *testing.T) {
 		}
 		errc <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); len(b.srv.Calls()) < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the second call never arrived")
-		}
-	}
+	testwait.For(t, 5*time.Second, "the second call", func() bool { return len(b.srv.Calls()) >= 2 })
 	closed := make(chan struct{})
 	go func() { b.srv.Close(); close(closed) }()
 	select {
@@ -621,7 +619,7 @@ func TestScriptPositions(t *testing.T) {
 		t.Errorf("poll = %d, want 200", got)
 	}
 	resp, _ = b.call(t, summary)
-	if resp.StatusCode != 202 {
+	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("second download = %d, want 202: an exhausted script restarts", resp.StatusCode)
 	}
 	loc = resp.Header.Get("Location")

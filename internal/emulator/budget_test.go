@@ -28,12 +28,12 @@ func TestBudget(t *testing.T) {
 		t.Errorf("call %+v", c)
 	}
 	// Before the announced wait: early, and throttled again.
-	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode != 429 || !lastCall(t, b.srv).Early {
+	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode != http.StatusTooManyRequests || !lastCall(t, b.srv).Early {
 		t.Errorf("second try: %d %+v", resp.StatusCode, lastCall(t, b.srv))
 	}
 	// Reads and Cost Management have buckets of their own.
 	resp, _ = b.call(t, opRequest(OpInvoiceGet, testInv))
-	if resp.StatusCode != 200 || resp.Header.Get("x-ms-ratelimit-remaining-tenant-reads") != "1" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("x-ms-ratelimit-remaining-tenant-reads") != "1" {
 		t.Errorf("read: %d %q", resp.StatusCode, resp.Header.Get("x-ms-ratelimit-remaining-tenant-reads"))
 	}
 	for range 2 {
@@ -42,7 +42,7 @@ func TestBudget(t *testing.T) {
 		}
 	}
 	resp, _ = b.call(t, opRequest(OpPricesheetDownload, "INV2"))
-	if resp.StatusCode != 429 || resp.Header.Get("x-ms-ratelimit-microsoft.consumption-retry-after") == "" ||
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("x-ms-ratelimit-microsoft.consumption-retry-after") == "" ||
 		!strings.HasSuffix(resp.Header.Get("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining"), ":0") || resp.Header.Get("Retry-After") != "" {
 		t.Errorf("price sheet throttled: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -65,7 +65,7 @@ func TestBudget(t *testing.T) {
 	if r, err := c.Do(req); err != nil || r.StatusCode != http.StatusNoContent {
 		t.Fatalf("PUT budget: %v %v", r, err)
 	}
-	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode == 429 || resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes") != "" {
+	if resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv)); resp.StatusCode == http.StatusTooManyRequests || resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes") != "" {
 		t.Errorf("unlimited: %d %v", resp.StatusCode, resp.Header)
 	}
 	r, err := c.Get(b.srv.URL() + "/_emulator/budget")

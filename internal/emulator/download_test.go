@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azbilling/worker/internal/testwait"
 )
 
 // linkFor runs op to its 200 and returns the download link of its result.
@@ -52,9 +54,7 @@ func TestDownloadLinks(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != tc.ctype {
 				t.Fatalf("%v %v %v", err, resp.StatusCode, resp.Header)
 			}
-			for deadline := time.Now().Add(5 * time.Second); len(b.srv.ServedFor(inv)) == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testwait.For(t, 5*time.Second, "the whole download recorded", func() bool { return len(b.srv.ServedFor(inv)) > 0 })
 			served := b.srv.ServedFor(inv)
 			sum := sha256.Sum256(body)
 			if len(served) != 1 || served[0].SHA256 != hex.EncodeToString(sum[:]) || served[0].Size != int64(len(body)) {
@@ -80,17 +80,15 @@ func TestDownloadLinks(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "<Code>AuthenticationFailed</Code>") {
 			t.Fatalf("first: %v %v %s", err, resp, body)
 		}
-		resp, body, err = get(link)
+		_, body, err = get(link)
 		if err == nil || len(body) >= 1<<20 {
 			t.Fatalf("second: want a cut body, got %v and %d bytes", err, len(body))
 		}
-		if resp, body, err = get(link); err != nil || len(body) != 1<<20 {
+		if _, body, err = get(link); err != nil || len(body) != 1<<20 {
 			t.Fatalf("third: %v %d bytes", err, len(body))
 		}
 		// The handler records a whole download just after its last byte.
-		for deadline := time.Now().Add(5 * time.Second); len(b.srv.ServedFor(inv)) == 0 && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.For(t, 5*time.Second, "the whole download recorded", func() bool { return len(b.srv.ServedFor(inv)) > 0 })
 		if b.srv.Downloads(inv) != 3 || len(b.srv.ServedFor(inv)) != 1 {
 			t.Errorf("%d downloads, %d whole", b.srv.Downloads(inv), len(b.srv.ServedFor(inv)))
 		}

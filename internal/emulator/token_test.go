@@ -12,6 +12,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/azbilling/worker/internal/testwait"
 )
 
 // registered are the clients of the token tests: one with a secret, one with federated
@@ -253,11 +255,7 @@ func TestCloseEndsHangingTokenRequest(t *testing.T) {
 		}
 		errc <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); len(srv.TokenRequests()) == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the token request never arrived")
-		}
-	}
+	testwait.For(t, 5*time.Second, "the token request", func() bool { return len(srv.TokenRequests()) > 0 })
 	closed := make(chan struct{})
 	go func() { srv.Close(); close(closed) }()
 	select {

@@ -186,7 +186,7 @@ func TestLogsExporterChoice(t *testing.T) {
 func callAzure(t *testing.T, d *ClientDuration, method, status string) {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // part of the test: a call that takes some time, for the duration recorded
 		switch status {
 		case "429":
 			w.WriteHeader(http.StatusTooManyRequests)
@@ -219,7 +219,7 @@ func TestClientDuration(t *testing.T) {
 	// No answer: the connection is refused.
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	req, _ := http.NewRequest("GET", closed.URL, nil)
+	req, _ := http.NewRequest(http.MethodGet, closed.URL, nil)
 	start := time.Now()
 	_, err = http.DefaultClient.Do(req)
 	d.Record(context.Background(), start, req, nil, err, attribute.String("billing.kind", "invoice"))
@@ -251,7 +251,7 @@ func TestClientDuration(t *testing.T) {
 		if host.AsString() != "127.0.0.1" || kind.AsString() != "invoice" || port.AsInt64() == 0 {
 			t.Errorf("point %v: server.address, server.port or billing.kind wrong", p.Attributes.ToSlice())
 		}
-		got[method.AsString()+" "+status.Emit()+" "+errType.Emit()] = p
+		got[method.AsString()+" "+status.String()+" "+errType.String()] = p
 	}
 	for _, want := range []string{"POST 202 ", "GET 429 429", "GET  transport"} {
 		p, ok := got[want]
@@ -288,7 +288,7 @@ func TestClientDurationExposition(t *testing.T) {
 	}
 	callAzure(t, d, "GET", "429")
 	rec := httptest.NewRecorder()
-	tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	tel.Metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
 		"# TYPE http_client_request_duration_seconds histogram",

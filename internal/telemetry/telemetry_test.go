@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -54,7 +55,7 @@ func TestPrometheusEndpoint(t *testing.T) {
 	c, _ := tel.MeterProvider.Meter("t").Int64Counter("billing.requests.received")
 	c.Add(context.Background(), 3)
 	rec := httptest.NewRecorder()
-	tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	tel.Metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
 	if !strings.Contains(string(body), "billing_requests_received") || !strings.Contains(string(body), " 3") {
 		t.Errorf("exposition lacks the counter:\n%s", body)

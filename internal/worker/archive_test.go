@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -36,7 +38,7 @@ func (b *testBundle) archived(o client.Outcome, invoice string) *messages.Archiv
 		b.t.Fatalf("%s: archive %+v", o.ID, a)
 	}
 	// The emulator records a whole download just after its last byte.
-	eventually(b.t, 5*time.Second, func() bool { return len(b.emu.ServedFor(invoice)) > 0 })
+	testwait.For(b.t, 5*time.Second, "the emulator records the whole download", func() bool { return len(b.emu.ServedFor(invoice)) > 0 })
 	served := b.emu.ServedFor(invoice)
 	if len(served) != 1 {
 		b.t.Fatalf("%s: served whole %d times, want 1", o.ID, len(served))
@@ -159,7 +161,7 @@ func TestArchiveFaults(t *testing.T) {
 		b.archived(o, inv)
 		posts := 0
 		for _, c := range b.emu.CallsFor(inv) {
-			if c.Method == "POST" {
+			if c.Method == http.MethodPost {
 				posts++
 			}
 		}
@@ -289,7 +291,7 @@ func TestArchiveAzureBlob(t *testing.T) {
 	if a == nil || a.Error != nil {
 		t.Fatalf("%+v", o.Completed)
 	}
-	eventually(t, 5*time.Second, func() bool { return len(b.emu.ServedFor(inv)) > 0 })
+	testwait.For(t, 5*time.Second, "the emulator records the whole download", func() bool { return len(b.emu.ServedFor(inv)) > 0 })
 	s := b.emu.ServedFor(inv)
 	if len(s) != 1 || a.Store != messages.StoreAzureBlob || a.Bucket != "billing-archive" || a.SHA256 != s[0].SHA256 || a.Size != s[0].Size || a.ContentType != "text/csv" {
 		t.Fatalf("archive %+v, served %+v", a, s)
@@ -324,7 +326,12 @@ func TestArchiveLongDownloadKeepsItsClaim(t *testing.T) {
 	if n := b.emu.Downloads(inv); n != 1 {
 		t.Errorf("%d downloads: the operation was taken over mid-download", n)
 	}
-	time.Sleep(6 * time.Second) // a redelivery would come within ack-wait
+	// Once the work stream's consumers hold nothing, no redelivery can come:
+	// a takeover mid-download would have ended in a second event by then.
+	b.workSettled(eventTimeout)
+	if n := b.emu.Downloads(inv); n != 1 {
+		t.Errorf("%d downloads once settled: the operation was taken over mid-download", n)
+	}
 	if n := len(b.events(req.ID)); n != 1 {
 		t.Errorf("%d events", n)
 	}

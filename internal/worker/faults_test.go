@@ -1,14 +1,17 @@
 package worker_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/azbilling/worker/internal/config"
-
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
+	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -106,9 +109,9 @@ func TestNATSRestartMidRun(t *testing.T) {
 	}
 	// Stop the server once the polls have begun: some completions are then
 	// being answered (slowly) while it is down.
-	eventually(t, 20*time.Second, func() bool { return len(b.emu.Calls()) >= n+n/4 })
+	testwait.For(t, 20*time.Second, "the polls have begun", func() bool { return len(b.emu.Calls()) >= n+n/4 })
 	b.stack.StopNATS()
-	time.Sleep(2 * time.Second) // the outage itself
+	time.Sleep(2 * time.Second) // the outage itself: its length is the scenario, not a wait for something
 	if err := b.stack.RestartNATS(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,4 +131,56 @@ func assertOneEventEach(t *testing.T, b *testBundle, ids []string) {
 			t.Errorf("request %s has %d events in the stream, want 1", id, counts[id])
 		}
 	}
+}
+
+// A worker whose NATS connection closes for good stops with
+// ErrConnectionClosed and fails its liveness probe, so that the platform
+// restarts it.
+func TestConnectionClosedStopsWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w, nc := b.ownWorker()
+	h := w.Health()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	testwait.For(t, 10*time.Second, "ready", func() bool { return probe(t, h, "/readyz") == http.StatusOK })
+	if code := probe(t, h, "/livez"); code != http.StatusOK {
+		t.Fatalf("livez while connected: %d", code)
+	}
+	nc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, worker.ErrConnectionClosed) {
+			t.Fatalf("Run returned %v, want ErrConnectionClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the connection closed")
+	}
+	if code := probe(t, h, "/livez"); code != http.StatusServiceUnavailable {
+		t.Errorf("livez after the connection closed: %d, want 503", code)
+	}
+}
+
+// No Azure call outlives the operation's deadline: a call that hangs is
+// cut at the deadline, not at the end of http-timeout (before the fix, a
+// 2 s deadline with a 10 s timeout failed 8 s late).
+func TestDeadlineCutsTheCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) {
+		c.HTTPTimeout, c.AckWait = 10*time.Second, 30*time.Second
+	})
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.OK().After(15*time.Second))
+	req := sampleSummary(b.id(), inv)
+	deadline := time.Now().Add(2 * time.Second)
+	req.Deadline = &deadline
+	b.submit(req)
+	o := b.wait(req.ID, eventTimeout)
+	if o.Failed == nil || o.Failed.Code != messages.CodeTimeout {
+		t.Fatalf("want timeout, got %+v %+v", o.Completed, o.Failed)
+	}
+	if late := o.Failed.FailedAt.Sub(deadline); late > 3*time.Second {
+		t.Errorf("failed %s after the deadline; the call was not cut at it", late)
+	}
+	t.Logf("failed %s after the deadline", o.Failed.FailedAt.Sub(deadline).Round(time.Millisecond))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -61,7 +62,7 @@ func TestFuzzedRequestsEndInEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, time.Minute, func() bool {
+	testwait.For(t, time.Minute, "every request has its outcomes", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		for id, want := range expected {

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -192,16 +194,29 @@ func countEvents(t *testing.T, nc *nats.Conn, stream string) map[string]int {
 	return counts
 }
 
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+// workSettled waits until no consumer of the work stream has a message to
+// deliver or awaiting its ack. From then on nothing can be redelivered, and
+// every event that a delivery published is in the events stream.
+func (b *testBundle) workSettled(timeout time.Duration) {
+	b.t.Helper()
+	js, err := jetstream.New(b.stack.Conn)
+	if err != nil {
+		b.t.Fatal(err)
 	}
+	ctx := context.Background()
+	testwait.ForNoError(b.t, timeout, "the work stream's consumers settled", func() error {
+		s, err := js.Stream(ctx, b.stack.Client.Layout().WorkStream())
+		if err != nil {
+			return err
+		}
+		consumers := s.ListConsumers(ctx)
+		for info := range consumers.Info() {
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				return fmt.Errorf("consumer %s: %d to deliver, %d awaiting ack", info.Name, info.NumPending, info.NumAckPending)
+			}
+		}
+		return consumers.Err()
+	})
 }
 
 // ownWorker returns a worker of the stack's configuration on a connection

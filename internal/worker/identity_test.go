@@ -1,6 +1,6 @@
 package worker_test
 
-// Issue 3: identity, clouds and credential safety, end to end. Every test
+// Identity, clouds and credential safety, end to end. Every test
 // runs the real azidentity credentials and azcore's bearer-token policy
 // against the emulator's TLS token endpoint (OpenID discovery plus token
 // endpoint), and the emulator accepts only tokens it issued, unexpired, for
@@ -40,6 +40,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -466,7 +467,7 @@ func TestIdentityTokenEndpointOutage(t *testing.T) {
 			ids = append(ids, req.ID)
 		}
 		// Several rounds of attempts, then the endpoint comes back.
-		eventually(t, 15*time.Second, func() bool { return len(b.emu.TokenRequests()) >= 2*(int(azauth.IdentityRetry.MaxRetries)+1) })
+		testwait.For(t, 15*time.Second, "rounds of token attempts", func() bool { return len(b.emu.TokenRequests()) >= 2*(int(azauth.IdentityRetry.MaxRetries)+1) })
 		for _, id := range ids {
 			if evs := b.events(id); len(evs) != 0 {
 				t.Fatalf("%s ended while the token endpoint was down: %+v", id, evs[0].Failed)
@@ -706,7 +707,7 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 	}
 	// A token endpoint outage once the token has expired: retries, logged.
 	last := b.emu.TokenRequests()
-	eventually(t, 10*time.Second, func() bool { return time.Since(last[len(last)-1].Time) > 2*time.Second+100*time.Millisecond })
+	testwait.For(t, 10*time.Second, "the token expired", func() bool { return time.Since(last[len(last)-1].Time) > 2*time.Second+100*time.Millisecond })
 	b.emu.SetTokenFailure(emulator.TokenUnavailable)
 	var late []string
 	for range 3 {
@@ -714,7 +715,7 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 		b.submit(req)
 		late = append(late, req.ID)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "token retries against the outage", func() bool {
 		n := 0
 		for _, r := range b.emu.TokenRequests() {
 			if r.Status == http.StatusServiceUnavailable {
@@ -765,12 +766,12 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 	var failures, states, spanText lineSink
 	for _, sp := range spans.Ended() {
 		for _, kv := range sp.Attributes() {
-			spanText.add(sp.Name() + " " + string(kv.Key) + "=" + kv.Value.Emit())
+			spanText.add(sp.Name() + " " + string(kv.Key) + "=" + kv.Value.String())
 		}
 		spanText.add(sp.Name() + " status: " + sp.Status().Description)
 		for _, ev := range sp.Events() {
 			for _, kv := range ev.Attributes {
-				spanText.add(sp.Name() + " event " + ev.Name + " " + string(kv.Key) + "=" + kv.Value.Emit())
+				spanText.add(sp.Name() + " event " + ev.Name + " " + string(kv.Key) + "=" + kv.Value.String())
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -267,18 +268,14 @@ type stateView struct {
 
 func waitState(t *testing.T, c *client.Client, id string, ok func(stateView) bool) stateView {
 	t.Helper()
-	deadline := time.Now().Add(eventTimeout)
-	for time.Now().Before(deadline) {
+	var v stateView
+	testwait.For(t, eventTimeout, "the wanted state of "+id, func() bool {
 		st, err := c.Status(context.Background(), id)
 		if err != nil && !errors.Is(err, client.ErrNoState) {
 			t.Fatal(err)
 		}
-		v := stateView{Phase: string(st.Phase), AzureCalls: st.AzureCalls}
-		if err == nil && ok(v) {
-			return v
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("state of %s never reached the wanted condition", id)
-	return stateView{}
+		v = stateView{Phase: string(st.Phase), AzureCalls: st.AzureCalls}
+		return err == nil && ok(v)
+	})
+	return v
 }

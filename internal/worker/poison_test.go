@@ -52,7 +52,12 @@ func TestRequestThatKeepsFailingEndsOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
 
 	req := devstack.Sample(messages.KindInvoice, b.id(), b.invoice())
 	b.submit(req)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -351,7 +352,7 @@ func TestResubmitAfterTheEventIsGone(t *testing.T) {
 	e.pastWindows()
 	e.submitAndAwait()
 	e.oneCopy(sub)
-	eventually(t, prompt, func() bool { return len(b.events(e.req.ID)) == 2 })
+	testwait.For(t, prompt, "the second event", func() bool { return len(b.events(e.req.ID)) == 2 })
 	e.storedAt = time.Now()
 	oneStored(t, b, e.req.ID)
 
@@ -375,7 +376,7 @@ func TestResubmitAfterARejectionOnTheSameSubject(t *testing.T) {
 	}
 	other := sampleSummary(e.req.ID, b.invoice())
 	b.submit(other)
-	eventually(t, eventTimeout, func() bool { return len(b.events(e.req.ID)) == 2 })
+	testwait.For(t, eventTimeout, "the conflict's event", func() bool { return len(b.events(e.req.ID)) == 2 })
 	if r := b.events(e.req.ID)[1]; r.Failed == nil || r.Failed.Code != messages.CodeIDConflict || r.Subject != e.first.Subject {
 		t.Fatalf("want an id_conflict on %s, got %+v on %s", e.first.Subject, r.Failed, r.Subject)
 	}
@@ -409,7 +410,7 @@ func TestResubmitClientOutcome(t *testing.T) {
 	b.emu.Script(inv, emulator.Accepted("30"), emulator.OK())
 	req := sampleSummary(b.id(), inv)
 	b.submit(req)
-	eventually(t, eventTimeout, func() bool {
+	testwait.For(t, eventTimeout, "the operation waiting", func() bool {
 		st, err := b.stack.Client.Status(ctx, req.ID)
 		return err == nil && st.Phase == "waiting"
 	})

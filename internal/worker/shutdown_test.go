@@ -9,6 +9,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -39,16 +40,16 @@ func TestReadinessAndDrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	eventually(t, 10*time.Second, func() bool { return probe(t, h, "/readyz") == http.StatusOK })
+	testwait.For(t, 10*time.Second, "ready", func() bool { return probe(t, h, "/readyz") == http.StatusOK })
 
 	// A slow Azure answer keeps a request in flight while we shut down.
 	inv := b.invoice()
 	b.emu.Script(inv, emulator.OK().After(1500*time.Millisecond))
 	req := devstack.Sample(messages.KindInvoice, b.id(), inv)
 	b.submit(req)
-	eventually(t, 10*time.Second, func() bool { return len(b.emu.CallsFor(inv)) > 0 || len(b.emu.Calls()) > 0 })
+	testwait.For(t, 10*time.Second, "the in-flight request's Azure call", func() bool { return len(b.emu.CallsFor(inv)) > 0 || len(b.emu.Calls()) > 0 })
 	cancel()
-	eventually(t, 5*time.Second, func() bool { return probe(t, h, "/readyz") == http.StatusServiceUnavailable })
+	testwait.For(t, 5*time.Second, "not ready once draining", func() bool { return probe(t, h, "/readyz") == http.StatusServiceUnavailable })
 	select {
 	case err := <-done:
 		if err != nil {

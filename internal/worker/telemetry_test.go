@@ -24,6 +24,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -114,7 +115,7 @@ func TestOneTracePerRequest(t *testing.T) {
 		t.Errorf("event's trace id %s, want %s", got, traceID)
 	}
 	// The event can arrive before its process span has ended.
-	eventually(t, eventTimeout, func() bool {
+	testwait.For(t, eventTimeout, "the send span and both poll spans", func() bool {
 		return len(spansOf(b.spans, traceID, "send billing.events.completed")) == 1 &&
 			len(spansOf(b.spans, traceID, "process billing.internal.polls")) == 2
 	})
@@ -208,7 +209,7 @@ func TestFailedRequestTraceShowsTheError(t *testing.T) {
 	if o := b.wait(req.ID, eventTimeout); o.Failed == nil {
 		t.Fatalf("want failure, got %+v", o.Completed)
 	}
-	eventually(t, eventTimeout, func() bool { return len(spansOf(b.spans, traceID, "process billing.requests.>")) == 1 })
+	testwait.For(t, eventTimeout, "the request's process span", func() bool { return len(spansOf(b.spans, traceID, "process billing.requests.>")) == 1 })
 	process := spansOf(b.spans, traceID, "process billing.requests.>")
 	if len(process) != 1 || process[0].Status().Code != codes.Error {
 		t.Fatalf("process span %v", process)
@@ -242,7 +243,7 @@ func assertNoSecret(t *testing.T, spans []sdktrace.ReadOnlySpan, secret string) 
 	}
 	for _, s := range spans {
 		for _, kv := range s.Attributes() {
-			if strings.Contains(kv.Value.Emit(), secret) || strings.Contains(kv.Value.Emit(), url.QueryEscape(secret)) {
+			if strings.Contains(kv.Value.String(), secret) || strings.Contains(kv.Value.String(), url.QueryEscape(secret)) {
 				t.Errorf("span %s attribute %s carries the secret", s.Name(), kv.Key)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/throttle"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -32,10 +33,10 @@ func TestThrottlePausesTheScope(t *testing.T) {
 	b.emu.Script(other, emulator.OK())
 	a := sampleSummary(b.id(), first)
 	b.submit(a)
-	eventually(t, eventTimeout, func() bool { return len(b.emu.CallsFor(first)) == 1 })
+	testwait.For(t, eventTimeout, "the first call, throttled", func() bool { return len(b.emu.CallsFor(first)) == 1 })
 	throttledAt := b.emu.CallsFor(first)[0].Time
 	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
-	eventually(t, eventTimeout, func() bool {
+	testwait.For(t, eventTimeout, "one pause of the scope", func() bool {
 		st, err := b.stack.Client.Throttle(ctx)
 		return err == nil && len(st) > 0 && st[0].Scope == string(scope) && st[0].Pauses == 1
 	})
@@ -52,7 +53,7 @@ func TestThrottlePausesTheScope(t *testing.T) {
 	}
 	// While it waits, its status names the hold.
 	var st client.Operation
-	eventually(t, eventTimeout, func() bool {
+	testwait.For(t, eventTimeout, "the held request shows its hold", func() bool {
 		var err error
 		st, err = b.stack.Client.Status(ctx, h.ID)
 		return err == nil && (st.Throttled != nil || st.Phase.Terminal())
@@ -139,9 +140,9 @@ func TestThrottleMetrics(t *testing.T) {
 	b.emu.Script(held, emulator.OK())
 	a := sampleSummary(b.id(), first)
 	b.submit(a)
-	eventually(t, eventTimeout, func() bool { return len(b.emu.CallsFor(first)) == 1 })
+	testwait.For(t, eventTimeout, "the first call, throttled", func() bool { return len(b.emu.CallsFor(first)) == 1 })
 	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
-	eventually(t, eventTimeout, func() bool {
+	testwait.For(t, eventTimeout, "one pause of the scope", func() bool {
 		st, err := b.stack.Client.Throttle(context.Background())
 		return err == nil && len(st) > 0 && st[len(st)-1].Pauses == 1
 	})

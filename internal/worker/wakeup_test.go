@@ -16,6 +16,7 @@ import (
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/telemetry"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -113,7 +114,7 @@ func (b *fullBundle) fill() (free func()) {
 func (b *fullBundle) waiting(id string) client.Operation {
 	b.t.Helper()
 	var st client.Operation
-	eventually(b.t, eventTimeout, func() bool {
+	testwait.For(b.t, eventTimeout, "operation "+id+" waits", func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
 		return err == nil && st.Phase == client.PhaseWaiting
@@ -133,7 +134,7 @@ func pastDue(t *testing.T, sts ...client.Operation) {
 			last = st.NextAt
 		}
 	}
-	eventually(t, time.Until(last)+10*time.Second, func() bool { return time.Since(last) > time.Second })
+	testwait.For(t, time.Until(last)+10*time.Second, "the wake-ups a second past due", func() bool { return time.Since(last) > time.Second })
 }
 
 func (b *fullBundle) rearmed() int64 {
@@ -198,7 +199,7 @@ func TestDeadlinePassesWhileStoreFull(t *testing.T) {
 	st := b.waiting(req.ID)
 	free := b.fill()
 	pastDue(t, st)
-	eventually(t, 10*time.Second, func() bool { return time.Since(deadline) > time.Second })
+	testwait.For(t, 10*time.Second, "the deadline a second past", func() bool { return time.Since(deadline) > time.Second })
 	free()
 	o := b.wait(req.ID, wakeOverdue+15*time.Second)
 	if o.Failed == nil || o.Failed.Code != messages.CodeTimeout {

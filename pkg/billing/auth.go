@@ -104,7 +104,7 @@ const AuthFailureMargin = 250 * time.Millisecond
 
 func (t *tagged) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	tk, err := t.getToken(ctx, opts)
-	if ae, ok := err.(*AuthError); ok {
+	if ae := (*AuthError)(nil); errors.As(err, &ae) {
 		if a := attemptOf(ctx); a != nil {
 			a.failed(ae)
 		}

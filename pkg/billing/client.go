@@ -187,7 +187,7 @@ func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.UR
 	} else if method == http.MethodPost {
 		req.Raw().Header.Set("Content-Length", "0")
 	}
-	resp, err := c.pl.Do(req)
+	resp, err := c.pl.Do(req) //nolint:bodyclose // runtime.Payload below reads and closes it
 	if err != nil {
 		return nil, at.result(err)
 	}

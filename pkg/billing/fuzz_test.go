@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -95,7 +96,7 @@ func FuzzParseResult(f *testing.F) {
 		s := shapes[int(shape)%len(shapes)]
 		r, err := ParseResult(s, []byte(body))
 		if err != nil {
-			if _, ok := err.(*MalformedError); !ok {
+			if me := (*MalformedError)(nil); !errors.As(err, &me) {
 				t.Fatalf("error %T %v", err, err)
 			}
 			return

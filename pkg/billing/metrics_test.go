@@ -66,7 +66,7 @@ func TestMetricsClientDuration(t *testing.T) {
 				status, _ := p.Attributes.Value("http.response.status_code")
 				kind, _ := p.Attributes.Value("billing.kind")
 				for range p.Count {
-					got = append(got, method.AsString()+" "+status.Emit()+" "+kind.AsString())
+					got = append(got, method.AsString()+" "+status.String()+" "+kind.AsString())
 				}
 			}
 		}

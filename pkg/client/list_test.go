@@ -9,6 +9,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
@@ -117,12 +118,7 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 	if _, err := s.Client.SubmitRaw(ctx, s.Client.Layout().Request(messages.KindInvoice), "", []byte("not json"), nil); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); count(since) != 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("the dead letter was not counted")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, "the dead letter counted", func() bool { return count(since) == 1 })
 	if n := count(time.Now().Add(time.Minute)); n != 0 {
 		t.Errorf("dead letters since a minute from now: %d", n)
 	}
