@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/version"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -212,5 +215,41 @@ func TestWaitOnATerminal(t *testing.T) {
 		"--invoice-name", "G000000001", "--wait", "--json")
 	if r.code != exitOK || !strings.HasPrefix(r.stdout, "{") || r.stderr != "" {
 		t.Errorf("--json: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// stats counts apart the waiting operations whose wake-up is past its time
+// by more than --overdue-after (here: no worker is left to take it).
+func TestStatsOverdue(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	s.Emulator.Script("G000000005", emulator.Accepted("1"), emulator.OK())
+	req := devstack.Sample(messages.KindInvoiceSummary, "stats-overdue", "G000000005")
+	if _, err := s.Client.Submit(context.Background(), req, nil); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the operation waits", func() bool {
+		st, err := s.Client.Status(context.Background(), req.ID)
+		return err == nil && st.Phase == client.PhaseWaiting
+	})
+	if err := s.StopWorker(0); err != nil {
+		t.Fatal(err)
+	}
+	var rep statsReport
+	testwait.For(t, 15*time.Second, "stats counts it overdue", func() bool {
+		r := enqueue(t, s, "", "stats", "--overdue-after", "1s")
+		return json.Unmarshal([]byte(r.stdout), &rep) == nil && rep.Overdue == 1
+	})
+	if o := rep.MostOverdue; o == nil || o.ID != req.ID || rep.Phases["waiting"] != 1 {
+		t.Errorf("most overdue: %+v (waiting %d)", o, rep.Phases["waiting"])
+	}
+	if r := enqueueWith(t, s, env{tty: true}, "stats", "--overdue-after", "1s"); !strings.Contains(r.stdout, "overdue    1") ||
+		!strings.Contains(r.stdout, "most overdue: stats-overdue (invoice-summary)") {
+		t.Errorf("stats on a terminal: %q", r.stdout)
+	}
+	// With the default bound (30 s) it is merely waiting.
+	r := enqueue(t, s, "", "stats")
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Overdue != 0 {
+		t.Errorf("stats with the default bound: %v %+v", err, rep)
 	}
 }

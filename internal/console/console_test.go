@@ -323,6 +323,27 @@ func TestOverviewThrottled(t *testing.T) {
 	}
 }
 
+// The overview counts apart the waiting operations whose wake-up is past
+// its time by more than the bound: here a console whose clock runs
+// 20 minutes ahead sees a wake-up due in 10 as overdue.
+func TestOverviewOverdue(t *testing.T) {
+	t.Parallel()
+	ahead := 20 * time.Minute
+	tb := setup(t, console.Options{OverviewCache: time.Millisecond, Now: func() time.Time { return time.Now().Add(ahead) }})
+	c := httpClient(t)
+	if _, body := get(t, c, tb.url+"/live/overview"); !strings.Contains(body, `id="overdue">0<`) {
+		t.Errorf("overdue tile with nothing waiting: %s", body)
+	}
+	inv := devstack.InvoiceName("T4O", 1)
+	tb.stack.Emulator.Script(inv, emulator.Accepted("600"))
+	id := tb.submit(t, messages.KindInvoiceSummary, "overdue-1", inv)
+	st := tb.state(t, id, func(p client.Phase) bool { return p == client.PhaseWaiting })
+	_, body := get(t, c, tb.url+"/live/overview")
+	if !strings.Contains(body, `id="overdue">1<`) || !strings.Contains(body, st.NextAt.UTC().Format("15:04:05")) || !strings.Contains(body, id) {
+		t.Errorf("overdue tile: %s", body)
+	}
+}
+
 // A running collection: counted on the overview, listed with its
 // progress, its page showing the children in flight.
 func TestCollectionRunning(t *testing.T) {

@@ -36,6 +36,11 @@ type overview struct {
 	// last of them calls again.
 	Throttled      int
 	ThrottledUntil time.Time
+	// Overdue counts the waiting operations whose wake-up is more than
+	// client.DefaultOverdueAfter past its time (one the NATS server did
+	// not fire); MostOverdue is the one due first.
+	Overdue     int
+	MostOverdue *waiter
 	// Consumers and Streams are the work stream's backlog and the
 	// streams' sizes.
 	Consumers []client.ConsumerStat
@@ -127,6 +132,12 @@ func (s *Server) readOverview(ctx context.Context) *overview {
 			}
 			if ov.Oldest == nil || st.AcceptedAt.Before(ov.Oldest.Since) {
 				ov.Oldest = w
+			}
+			if st.Overdue(ov.At, 0) {
+				ov.Overdue++
+				if ov.MostOverdue == nil || st.NextAt.Before(ov.MostOverdue.NextAt) {
+					ov.MostOverdue = w
+				}
 			}
 		}
 		return nil

@@ -263,3 +263,12 @@ func TestWatchdogReplicas(t *testing.T) {
 		}
 	}
 }
+
+// The client's default bound of "overdue" (enqueue stats, the console) is
+// the worker's.
+func TestOverdueBoundsAgree(t *testing.T) {
+	t.Parallel()
+	if worker.DefaultWakeOverdue != client.DefaultOverdueAfter {
+		t.Errorf("worker.DefaultWakeOverdue %s, client.DefaultOverdueAfter %s", worker.DefaultWakeOverdue, client.DefaultOverdueAfter)
+	}
+}

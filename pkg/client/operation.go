@@ -201,3 +201,18 @@ func operationOf(st operation.State) Operation {
 	}
 	return o
 }
+
+// DefaultOverdueAfter is the worker's default wake-overdue-after: a waiting
+// operation whose wake-up is this much past its time has one the NATS
+// server did not fire, and the worker's watchdog schedules it again.
+const DefaultOverdueAfter = 30 * time.Second
+
+// Overdue reports whether o waits for a wake-up that fell due more than
+// after before now (DefaultOverdueAfter when after is 0): the server has
+// not fired it, or the workers are far behind.
+func (o Operation) Overdue(now time.Time, after time.Duration) bool {
+	if after == 0 {
+		after = DefaultOverdueAfter
+	}
+	return o.Phase == PhaseWaiting && now.Sub(o.NextAt) > after
+}
