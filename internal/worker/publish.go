@@ -250,12 +250,12 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 		w.nakLater(msg)
 		return
 	}
+	w.m.rejected(ctx, req.Kind, failed.Code)
+	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
 	if req.Collection != nil {
 		w.rejectedChild(ctx, msg, req, log)
 		return
 	}
-	w.m.rejected(ctx, req.Kind, failed.Code)
-	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
 	_ = msg.TermWithReason(string(failed.Code))
 }
 
