@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/redact"
 )
 
 // The pieces around the handlers: recovery from a panic, and the limit on
@@ -23,18 +25,28 @@ import (
 // store failing) and is to come back later, when the stored state decides.
 type handler func(ctx context.Context, msg jetstream.Msg) error
 
-// recovered turns a panic in h into an error, so that one bad message
-// does not crash the worker.
+// recovered turns a panic in h into an error (a *panicError, which keeps
+// the panic's stack for the log), so that one bad message does not crash
+// the worker.
 func recovered(h handler) handler {
 	return func(ctx context.Context, msg jetstream.Msg) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("handler panic: %v", r)
+				err = &panicError{value: redact.String(fmt.Sprint(r)), stack: debug.Stack()}
 			}
 		}()
 		return h(ctx, msg)
 	}
 }
+
+// panicError is a handler's panic: its value (credentials masked) and the
+// stack of the goroutine where it happened.
+type panicError struct {
+	value string
+	stack []byte
+}
+
+func (e *panicError) Error() string { return "handler panic: " + e.value }
 
 // limited runs h and hands a message it failed on back for a later
 // delivery, with a growing delay; once the message has been delivered
@@ -43,6 +55,9 @@ func recovered(h handler) handler {
 func (w *Worker) limited(h handler) func(context.Context, jetstream.Msg) {
 	return func(ctx context.Context, msg jetstream.Msg) {
 		if err := h(ctx, msg); err != nil {
+			if pe, ok := errors.AsType[*panicError](err); ok {
+				w.log.ErrorContext(ctx, "handler panic", "subject", msg.Subject(), "panic", pe.value, "stack", string(pe.stack))
+			}
 			w.log.WarnContext(ctx, "handling failed; the message comes back later", "subject", msg.Subject(), "error", err)
 			w.retryLater(ctx, msg, err)
 		}
