@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
-	"github.com/azbilling/worker/internal/redact"
 )
 
 // Outcome says what became of one Azure call, in the machine's terms.

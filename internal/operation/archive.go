@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
-	"github.com/azbilling/worker/internal/redact"
 )
 
 // PhaseArchiving is a claim: one worker is downloading the document behind

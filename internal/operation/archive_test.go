@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 func archiving() operation.Machine {

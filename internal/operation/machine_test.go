@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/pkg/messages"
 	"github.com/azbilling/worker/pkg/poll"
 )
 
