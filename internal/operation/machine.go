@@ -50,8 +50,10 @@ type Machine struct {
 // Action is what the caller does after storing Step.Next.
 type Action int
 
-// The actions. Every one but Call and Conflict ends with the message
-// settled (acknowledged, or handed back after Step.Delay for Retry).
+// The actions. Each ends with the message settled, after the work it
+// names: acknowledged, handed back after Step.Delay (Retry, Redeliver) or
+// terminated (Drop); Call, Archive and Finish lead to another step first,
+// Conflict, Reject and GiveUp to the step of their outcome (runner.go).
 const (
 	// Call: make the operation's next Azure call (Next is claimed), then
 	// pass the answer to Answer.

@@ -13,10 +13,11 @@ import (
 	"github.com/azbilling/worker/pkg/messages"
 )
 
-// This file is the runner: it turns messages into the operation machine's
-// events, and carries out the steps the machine decides (store, call Azure,
-// schedule, publish, settle the message). The decisions themselves are in
-// package operation.
+// This file is the runner's intake: it turns messages into the operation
+// machine's events and hands the machine's steps to carry (carry.go),
+// which stores them, calls Azure (call.go), archives (archive.go),
+// schedules and publishes (publish.go), and settles the message
+// (settle.go). The decisions themselves are in package operation.
 
 // wake is the body of a scheduled poll: which operation, and which of its
 // wake-ups (a wake-up whose number is not the stored one is stale).
