@@ -43,13 +43,17 @@ type Machine struct {
 	HoldSpread time.Duration
 	// Archive says which documents are archived, and how hard to try.
 	Archive ArchivePolicy
+	// Runner bounds the runner's calls and its own retries (runner.go).
+	Runner RunnerPolicy
 }
 
 // Action is what the caller does after storing Step.Next.
 type Action int
 
-// The actions. Every one but Call and Conflict ends with the message
-// settled (acknowledged, or handed back after Step.Delay for Retry).
+// The actions. Each ends with the message settled, after the work it
+// names: acknowledged, handed back after Step.Delay (Retry, Redeliver) or
+// terminated (Drop); Call, Archive and Finish lead to another step first,
+// Conflict, Reject and GiveUp to the step of their outcome (runner.go).
 const (
 	// Call: make the operation's next Azure call (Next is claimed), then
 	// pass the answer to Answer.
@@ -68,7 +72,7 @@ const (
 	// worker holds a live claim).
 	Retry
 	// Conflict: the request reuses the id of another operation; reject it
-	// with id_conflict. Nothing is stored.
+	// with id_conflict (Step.Failed). Nothing is stored.
 	Conflict
 	// Archive: download the document of State.Archiving into the archive
 	// store (Next is claimed for it, the claim renewed while it lasts),
@@ -98,6 +102,16 @@ func (a Action) String() string {
 		return "finish"
 	case Archive:
 		return "archive"
+	case Redeliver:
+		return "redeliver"
+	case Drop:
+		return "drop"
+	case KeepAlive:
+		return "keep-alive"
+	case Reject:
+		return "reject"
+	case GiveUp:
+		return "give-up"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -109,7 +123,19 @@ func (a Action) String() string {
 type Step struct {
 	Next   *State
 	Action Action
-	Delay  time.Duration // for Retry
+	Delay  time.Duration // for Retry and Redeliver
+	// Failed is the failure event of a request rejected (Conflict,
+	// Reject), or of an operation given up (GiveUp).
+	Failed *messages.Failed
+	// Reason is a dropped message's termination reason (Drop; GiveUp:
+	// the one its Drop is to have).
+	Reason string
+	// Keep: a give-up keeps a copy of the message in the dead-letter
+	// stream first (GiveUp).
+	Keep bool
+	// Count: a rejection is counted (and logged); Notify: the collection
+	// of a rejected child is told that it ended, before the Drop.
+	Count, Notify bool
 	// Chunk, for a collection's listed page, is to be stored before Next.
 	Chunk *Chunk
 	// Spawn, for Action Spawn, names the children to request.
@@ -174,7 +200,7 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 		return m.ChildEnded(st, d.Child.Index, d.Child.Failed, now)
 	}
 	if d.Request != nil && !messages.SameOperation(st.Request, *d.Request) {
-		return Step{Action: Conflict}
+		return Step{Action: Conflict, Failed: conflict(st, *d.Request)}
 	}
 	current := d.Request == nil && d.Wake == st.Wake
 	// Wake numbers only grow: a wake-up ahead of the stored state means

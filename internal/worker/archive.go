@@ -145,24 +145,14 @@ func (w *Worker) Archive() archive.Store {
 // archive downloads the document of st (stored claimed for it at revision
 // rev) into the archive, renewing the claim (and the message's ack
 // deadline) while it lasts, and returns the machine's step for the outcome
-// with the revision it is to be stored over. It returns false when the
-// shutdown cut the download off, or the claim was lost: the message is
-// then taken care of, and the operation archived again once the claim
-// expires.
-func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.State, rev uint64, log *slog.Logger) (operation.Step, uint64, bool) {
-	if w.archiver == nil {
-		// Archiving was turned off since this operation's answer came.
-		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveFailed, Code: messages.ArchiveNotConfigured,
-			Error: "this worker has no archive store (archive-store none)"}, w.now()), rev, true
-	}
-	if !w.now().Before(st.Deadline) {
-		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.ArchiveLate}, w.now()), rev, true
-	}
-	if exp := st.Archiving.Event.ExpiryTime; exp != nil && !w.now().Before(*exp) {
-		// Past the expiry Azure gave (after a long backoff, say): no use
-		// downloading; ask for a new link.
-		return w.machine.Archived(st, operation.ArchiveAnswer{Outcome: operation.LinkExpired,
-			Error: "the link expired at " + exp.UTC().Format(time.RFC3339) + " before it was downloaded"}, w.now()), rev, true
+// with the revision it is to be stored over. When the shutdown cut the
+// download off, or the claim was lost, the step hands the message back:
+// the operation is archived again once the claim expires.
+func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.State, rev uint64, log *slog.Logger) (operation.Step, uint64) {
+	// No store, the deadline, an expired link: no download (the machine
+	// says).
+	if step, skip := w.machine.SkipArchive(st, w.archiver != nil, w.now()); skip {
+		return step, rev
 	}
 	ctx, span := w.tracer.Start(ctx, "archive "+string(st.Request.Kind), trace.WithAttributes(
 		attrRequestID.String(st.Request.ID), attribute.String("billing.archive.store", w.archiver.Store.Kind()),
@@ -195,7 +185,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 			r, _, err := w.put(dl, next, rev)
 			if err == nil {
 				cur, rev = *next, r
-				_ = msg.InProgress()
+				_ = w.settle(msg, operation.Step{Action: operation.KeepAlive})
 			} else if errors.Is(err, errConflict) {
 				lost = err
 				cancel()
@@ -208,8 +198,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	<-beats
 	if lost != nil || err != nil && ctx.Err() != nil {
 		log.WarnContext(ctx, "archive cut off; it is taken over once the claim expires", "lost_claim", lost != nil)
-		_ = msg.NakWithDelay(w.cfg.ClaimDuration())
-		return operation.Step{}, rev, false
+		return w.machine.Interrupted(), rev
 	}
 	a := operation.ArchiveAnswer{Outcome: operation.Archived, Object: obj}
 	if err != nil {
@@ -224,7 +213,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 		log.InfoContext(ctx, "document archived", "store", obj.Store, "bucket", obj.Bucket, "name", obj.Name,
 			"size", obj.Size, "sha256", obj.SHA256, "took", w.now().Sub(start).String())
 	}
-	return w.machine.Archived(cur, a, w.now()), rev, true
+	return w.machine.Archived(cur, a, w.now()), rev
 }
 
 // answerOfArchive describes a failed archive for the machine.

@@ -161,7 +161,7 @@ func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	var n endedNotice
 	if err := json.Unmarshal(msg.Data(), &n); err != nil || !messages.ValidID(n.Collection) {
 		w.log.ErrorContext(ctx, "dropping an unreadable notice", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
+		_ = w.settle(msg, w.machine.Stray(false))
 		return nil
 	}
 	log := w.log.With("request_id", n.Collection, "child", n.ID)
@@ -169,7 +169,7 @@ func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		log.WarnContext(ctx, "notice for a collection with no state (expired?)")
-		_ = msg.Ack()
+		_ = w.settle(msg, w.machine.Stray(true))
 		return nil
 	case err != nil:
 		return fmt.Errorf("load state: %w", err)

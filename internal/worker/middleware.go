@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
+	"runtime/debug"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/operation"
+	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -23,18 +24,28 @@ import (
 // store failing) and is to come back later, when the stored state decides.
 type handler func(ctx context.Context, msg jetstream.Msg) error
 
-// recovered turns a panic in h into an error, so that one bad message
-// does not crash the worker.
+// recovered turns a panic in h into an error (a *panicError, which keeps
+// the panic's stack for the log), so that one bad message does not crash
+// the worker.
 func recovered(h handler) handler {
 	return func(ctx context.Context, msg jetstream.Msg) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("handler panic: %v", r)
+				err = &panicError{value: redact.String(fmt.Sprint(r)), stack: debug.Stack()}
 			}
 		}()
 		return h(ctx, msg)
 	}
 }
+
+// panicError is a handler's panic: its value (credentials masked) and the
+// stack of the goroutine where it happened.
+type panicError struct {
+	value string
+	stack []byte
+}
+
+func (e *panicError) Error() string { return "handler panic: " + e.value }
 
 // limited runs h and hands a message it failed on back for a later
 // delivery, with a growing delay; once the message has been delivered
@@ -43,45 +54,40 @@ func recovered(h handler) handler {
 func (w *Worker) limited(h handler) func(context.Context, jetstream.Msg) {
 	return func(ctx context.Context, msg jetstream.Msg) {
 		if err := h(ctx, msg); err != nil {
+			if pe, ok := errors.AsType[*panicError](err); ok {
+				w.log.ErrorContext(ctx, "handler panic", "subject", msg.Subject(), "panic", pe.value, "stack", string(pe.stack))
+			}
 			w.log.WarnContext(ctx, "handling failed; the message comes back later", "subject", msg.Subject(), "error", err)
 			w.retryLater(ctx, msg, err)
 		}
 	}
 }
 
-// retryLater redelivers msg after a backoff after an internal failure
-// (NATS unavailable, a panic), or dead-letters it once it has been
-// delivered MaxDeliver times.
+// retryLater settles a message whose handling failed (NATS unavailable, a
+// panic) as the machine's Redelivery says: back after a backoff, or, once
+// it has been delivered MaxDeliver times, given up or rejected.
 func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
-	delivered := uint64(1)
+	f := operation.Failure{Delivered: 1, Wake: msg.Subject() == w.subj.Polls()}
 	if meta, err := msg.Metadata(); err == nil {
-		delivered = meta.NumDelivered
+		f.Delivered = meta.NumDelivered
 	}
-	if delivered >= uint64(w.cfg.MaxDeliver) {
-		reason := fmt.Sprintf("handling failed %d times; last: %v", delivered, cause)
-		if msg.Subject() == w.subj.Polls() {
-			w.abandon(ctx, msg, reason)
-			return
-		}
-		req, derr := messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
-		failed := messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
-		switch {
-		case derr != nil:
-			// Not a request the worker can run (it failed validation this
-			// time around): reject it.
-			w.deadLetter(ctx, msg, req, failed)
-		case !w.endWithCopy(ctx, msg, req, failed):
-			// The operation could not be ended through its state (the store
-			// failing, a state this worker cannot read): a rejection now
-			// could contradict the outcome a healthy worker publishes
-			// later, so keep trying.
-			w.nakLater(msg)
-		}
-		return
+	var req messages.Request
+	if !f.Wake {
+		var derr error
+		req, derr = messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
+		f.Invalid = derr != nil
 	}
-	delay := min(time.Duration(1<<min(delivered, 6))*redeliverFirst, redeliverMax)
-	if err := msg.NakWithDelay(delay); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		w.log.Warn("nak", "error", err)
+	step := w.machine.Redelivery(f, cause.Error())
+	switch {
+	case step.Action == operation.Reject:
+		step = w.reject(ctx, msg, req, *step.Failed)
+	case step.Action == operation.GiveUp && f.Wake:
+		step = w.machine.GaveUp(step, w.abandon(ctx, msg, step.Failed.Message))
+	case step.Action == operation.GiveUp:
+		step = w.machine.GaveUp(step, w.endWithCopy(ctx, msg, req, *step.Failed))
+	}
+	if err := w.settle(msg, step); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Warn("settle", "action", step.Action.String(), "error", err)
 	}
 }
 
@@ -99,32 +105,31 @@ func (w *Worker) endWithCopy(ctx context.Context, msg jetstream.Msg, req message
 		return false
 	}
 	w.log.ErrorContext(ctx, "operation abandoned", "request_id", req.ID, "kind", string(req.Kind), "error", failed.Message)
-	_ = msg.TermWithReason(string(failed.Code))
 	return true
 }
 
 // abandon ends the operation of a wake-up that keeps failing with an
-// internal_error event, so that it does not stay waiting forever.
-func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) {
+// internal_error event, so that it does not stay waiting forever. It
+// reports false when that failed (the wake-up is to come back); true when
+// the operation ended, or has no usable state to end.
+func (w *Worker) abandon(ctx context.Context, msg jetstream.Msg, reason string) bool {
 	var wk wake
 	_ = json.Unmarshal(msg.Data(), &wk)
 	log := w.log.With("request_id", messages.IDToken(wk.ID))
 	st, again, err := w.endOperation(ctx, wk.ID, nil, reason)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadState) {
 		log.ErrorContext(ctx, "abandon: no usable state; dropping the wake-up", "error", err)
-		_ = msg.Term()
-		return
+		return true
 	}
 	if err == nil {
 		err = w.publishOutcome(ctx, st, again)
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "abandon", "error", err)
-		w.nakLater(msg)
-		return
+		return false
 	}
 	log.ErrorContext(ctx, "operation abandoned", "error", reason)
-	_ = msg.Term()
+	return true
 }
 
 // endOperation ends the operation of request id through the machine's

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -99,20 +98,6 @@ func (w *Worker) endedChild(ctx context.Context, st *operation.State) error {
 		return nil
 	}
 	return w.notifyEnded(ctx, st.Request, st.Failed != nil)
-}
-
-// rejectedChild tells a rejected child's collection (the request was
-// dead-lettered, its failure event published) that it ended, then
-// terminates msg; if the notice cannot be sent, msg comes back.
-func (w *Worker) rejectedChild(ctx context.Context, msg jetstream.Msg, req messages.Request, log *slog.Logger) {
-	if req.Collection != nil {
-		if err := w.notifyEnded(ctx, req, true); err != nil {
-			log.WarnContext(ctx, "tell the collection", "error", err)
-			w.nakLater(msg)
-			return
-		}
-	}
-	_ = msg.TermWithReason("rejected")
 }
 
 // storedEvent returns the message the events stream holds on subject with
@@ -225,22 +210,28 @@ func eventTime(ev any) time.Time {
 // maxHeaderText bounds the error text copied into a dead letter's header.
 const maxHeaderText = 512
 
-// deadLetter keeps a rejected message, with its original payload and
-// headers, in the dead-letter stream, publishes the failure event, and
-// terminates the message so it is never redelivered. If either publish
-// fails, the message is redelivered later instead: nothing is dropped.
+// deadLetter rejects msg (reject) and settles it.
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) {
+	_ = w.settle(msg, w.reject(ctx, msg, req, failed))
+}
+
+// reject keeps a rejected message, with its original payload and headers,
+// in the dead-letter stream, publishes the failure event, counts and logs
+// the rejection, tells the collection of a rejected child, and returns the
+// step that terminates the message so it is never redelivered. If a
+// publish fails, the step redelivers it later instead: nothing is dropped.
+func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) operation.Step {
 	log := w.log.With("request_id", messages.IDToken(req.ID), "kind", messages.KindToken(req.Kind))
 	seq, earlier, err := w.keep(ctx, msg, req, failed)
 	if err != nil {
 		log.WarnContext(ctx, "dead-letter", "error", err)
-		w.nakLater(msg)
-		return
+		return w.machine.Unsettled()
 	}
 	failed.Version, failed.ID, failed.Kind, failed.Labels = messages.Version, req.ID, req.Kind, req.Labels
 	failed.FailedAt = w.now()
 	failSpan(ctx, failed.Code)
 	msgID := fmt.Sprintf("rejected.%d", seq)
+	again := false
 	if earlier {
 		// An earlier delivery got as far as the dead letter; its event may
 		// be stored too, and must not be twice.
@@ -250,26 +241,29 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, req messages
 		}
 		if err != nil {
 			log.WarnContext(ctx, "publish rejection", "error", err)
-			w.nakLater(msg)
-			return
+			return w.machine.Unsettled()
 		}
-		if stored != nil {
-			w.rejectedChild(ctx, msg, req, log)
-			return
+		again = stored != nil
+	}
+	if !again {
+		if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, msgID, failed); err != nil {
+			log.WarnContext(ctx, "publish rejection", "error", err)
+			return w.machine.Unsettled()
 		}
 	}
-	if err := w.publishEvent(ctx, messages.OutcomeFailed, req.Kind, req.ID, msgID, failed); err != nil {
-		log.WarnContext(ctx, "publish rejection", "error", err)
-		w.nakLater(msg)
-		return
+	step := w.machine.Rejected(operation.Rejection{Code: failed.Code, Child: req.Collection != nil, Again: again})
+	if step.Count {
+		w.m.rejected(ctx, req.Kind, failed.Code)
+		log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
 	}
-	if req.Collection != nil {
-		w.rejectedChild(ctx, msg, req, log)
-		return
+	if step.Notify {
+		// After the event: a crash in between tells it on the redelivery.
+		if err := w.notifyEnded(ctx, req, true); err != nil {
+			log.WarnContext(ctx, "tell the collection", "error", err)
+			return w.machine.Unsettled()
+		}
 	}
-	w.m.rejected(ctx, req.Kind, failed.Code)
-	log.WarnContext(ctx, "request rejected", "code", string(failed.Code), "error", failed.Message)
-	_ = msg.TermWithReason(string(failed.Code))
+	return step
 }
 
 // keep copies msg, its payload and headers, to the dead-letter stream with
@@ -320,7 +314,3 @@ func wrongLastSequence(err error) bool {
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
-
-// nakLater redelivers msg after a pause, without counting towards the
-// dead-letter limit's purpose (the dead-letter path itself failed).
-func (w *Worker) nakLater(msg jetstream.Msg) { _ = msg.NakWithDelay(deadLetterRetry) }

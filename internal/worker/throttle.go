@@ -34,7 +34,8 @@ type ThrottleOptions struct {
 // their own (operation.Machine.HoldSpread).
 const DefaultHoldSpread = 2 * time.Second
 
-// slotTolerance: a slot this close is taken as now.
+// slotTolerance: a slot this close is taken as now
+// (operation.RunnerPolicy.SlotTolerance).
 const slotTolerance = 10 * time.Millisecond
 
 // attrScope is the metric attribute of a throttle scope.
@@ -82,38 +83,47 @@ func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
 	return throttle.ScopeOf(profile, st.Request.CallKind(), st.Location != "")
 }
 
-// gate asks the shared throttle whether the call that next (claimed, not
-// stored yet) is decided for may go now. cur is the state the decision was
-// made from: when it holds a slot that has come, the call takes no other
-// unless the scope was paused since. It returns the hold to wait for, or
-// false to call now. Without the throttle (it is off, or unreachable) the
-// call goes.
+// gate asks the shared throttle whether the call that step decided (its
+// Next claimed, not stored yet) may go now, and returns the machine's
+// verdict: the call, or the operation's wait for the throttle. cur is the
+// state the step was decided from: a slot it holds that has come is used
+// unless the scope was paused since. Without an answer from the throttle
+// (unreachable) the call goes.
 //
-// A call that goes now carries its slot's number in the returned context,
-// for observe.
-func (w *Worker) gate(ctx context.Context, cur, next *operation.State, log *slog.Logger) (context.Context, operation.Hold, bool) {
-	scope := w.scopeOf(next)
-	now := w.now()
-	if cur.SlotDue(now) && cur.Throttled.Scope == string(scope) {
-		paused, err := w.thr.PausedUntil(ctx, scope)
-		if err != nil || paused.IsZero() {
-			return ctx, operation.Hold{}, false
+// A call that goes on a slot reserved carries the slot's number in the
+// returned context, for observe.
+func (w *Worker) gate(ctx context.Context, cur *operation.State, step operation.Step, log *slog.Logger) (context.Context, operation.Step) {
+	scope := w.scopeOf(step.Next)
+	g := operation.Gate{Scope: string(scope), Ask: w.machine.ThrottleAsk(*cur, string(scope), w.now())}
+	for {
+		var seq int64
+		switch g.Ask {
+		case operation.AskPause:
+			paused, err := w.thr.PausedUntil(ctx, scope)
+			g.PausedUntil, g.Unavailable = paused, err != nil
+		case operation.AskReserve:
+			grant, err := w.thr.Reserve(ctx, scope)
+			if err != nil {
+				log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
+			}
+			g.Unavailable, g.At, g.PausedUntil, seq = err != nil, grant.At, grant.PausedUntil, grant.Seq
 		}
+		// Decided at the time the answer came back, not the time asked:
+		// the reservation (a lock per scope, a read and a write of the
+		// bucket) can take a while on a loaded machine.
+		verdict, next := w.machine.Throttle(*step.Next, g, w.now())
+		switch verdict {
+		case operation.AskAgain:
+			g = operation.Gate{Scope: string(scope), Ask: operation.AskReserve}
+			continue
+		case operation.GoOnSlot:
+			ctx = context.WithValue(ctx, slotKey{}, seq)
+		case operation.HoldBack:
+			w.tm.deferred.Add(ctx, 1, metric.WithAttributes(attrScope.String(string(scope))))
+			log.DebugContext(ctx, "held by the shared throttle", "scope", g.Scope, "until", g.At.UTC(), "paused_until", g.PausedUntil.UTC())
+		}
+		return ctx, next
 	}
-	g, err := w.thr.Reserve(ctx, scope)
-	if err != nil {
-		log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
-		return ctx, operation.Hold{}, false
-	}
-	// The slot is compared with the time the grant came back, not with
-	// the time asked: the reservation (a lock per scope, a read and a
-	// write of the bucket) can take longer than slotTolerance on a loaded
-	// machine, and a slot that came meanwhile is no reason to wait.
-	if !g.At.After(w.now().Add(slotTolerance)) {
-		return context.WithValue(ctx, slotKey{}, g.Seq), operation.Hold{}, false
-	}
-	w.tm.deferred.Add(ctx, 1, metric.WithAttributes(attrScope.String(string(scope))))
-	return ctx, operation.Hold{Scope: string(scope), Until: g.At.UTC(), Slot: true, PausedUntil: g.PausedUntil.UTC()}, true
 }
 
 // slotKey keys the slot number of the call a context carries.

@@ -123,6 +123,10 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
 		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow,
 		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread, Archive: cfg.Archive.policy(),
+		Runner: operation.RunnerPolicy{
+			CallTimeout: cfg.HTTPTimeout, AuthMargin: billing.AuthFailureMargin, SlotTolerance: slotTolerance,
+			MaxDeliver: cfg.MaxDeliver, RedeliverFirst: redeliverFirst, RedeliverMax: redeliverMax, RejectRetry: deadLetterRetry,
+		},
 	}
 	w.tracer = w.tel.TracerProvider.Tracer(instrumentationName)
 	if w.m, err = newInstruments(w.tel.MeterProvider); err != nil {
@@ -219,7 +223,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	dispatch := func(handle func(context.Context, jetstream.Msg)) jetstream.MessageHandler {
 		return func(msg jetstream.Msg) {
 			if w.draining.Load() {
-				_ = msg.Nak() // hand it to another worker at once
+				_ = w.settle(msg, w.machine.Elsewhere()) // another worker takes it at once
 				return
 			}
 			inflight.Add(1)
