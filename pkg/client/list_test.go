@@ -126,8 +126,22 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 		t.Errorf("dead letters since, no stream: %v", err)
 	}
 
-	// Backlog: the worker's consumers, the three streams.
-	consumers, streams, err := s.Client.Backlog(ctx)
+	// Backlog: the worker's consumers, the three streams. The rejected
+	// request's failure event is published after its dead letter is kept:
+	// wait for it.
+	var (
+		consumers []client.ConsumerStat
+		streams   []client.StreamStat
+	)
+	testwait.For(t, 10*time.Second, "the failure event of the rejected request", func() bool {
+		consumers, streams, err = s.Client.Backlog(ctx)
+		for _, st := range streams {
+			if st.Name == s.Client.Layout().EventsStream() {
+				return st.Messages == 4
+			}
+		}
+		return err != nil
+	})
 	names := map[string]bool{}
 	for _, c := range consumers {
 		names[c.Name] = true
