@@ -20,9 +20,7 @@ func pages(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	out := []string{"../README.md", "../AGENTS.md", "../examples/node/README.md", "../deploy/k8s/README.md"}
-	for _, d := range docs {
-		out = append(out, d)
-	}
+	out = append(out, docs...)
 	return out
 }
 

@@ -19,12 +19,11 @@ import (
 // connFlags are the NATS connection options, named as the nats CLI names
 // them.
 type connFlags struct {
-	server, natsURL           string // --server/-s; --nats-url, the old name
-	context                   string
-	creds, nkey               string
-	tlsCA, tlsCert, tlsKey    string
-	user, password, token     string // from a context only
-	serverSet, contextFromEnv bool
+	server, natsURL        string // --server/-s; --nats-url, the old name
+	context                string
+	creds, nkey            string
+	tlsCA, tlsCert, tlsKey string
+	user, password, token  string // from a context only
 }
 
 func (f *connFlags) bind(fs *pflag.FlagSet) {

@@ -51,12 +51,13 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	app := &app{
 		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
 		tty: isTerminal(os.Stdout), ttyIn: isTerminal(os.Stdin) && isTerminal(os.Stderr),
 	}
-	os.Exit(app.main(ctx, os.Args[1:]))
+	code := app.main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 func (a *app) main(ctx context.Context, args []string) int {

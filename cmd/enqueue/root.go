@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -24,7 +25,7 @@ func (a *app) run(ctx context.Context, args []string) error {
 	if err != nil && !a.ran {
 		// cobra's own refusals (unknown command or flag, bad flag value)
 		// come before any command runs: a usage error.
-		if _, ok := err.(usageError); !ok {
+		if ue := (usageError{}); !errors.As(err, &ue) {
 			return usageError{err.Error()}
 		}
 	}

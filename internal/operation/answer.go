@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/azbilling/worker/internal/redact"
@@ -123,7 +124,7 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 		}
 		var listed []messages.Invoice
 		if st.Request.Kind.Lists() {
-			listed = append(st.Listed, r.Invoices...)
+			listed = slices.Concat(st.Listed, r.Invoices)
 			if len(listed) > messages.MaxListedInvoices {
 				m.fail(&st, messages.CodeTooMany, fmt.Sprintf("the listing found more than %d invoices (%d after %d pages); "+
 					"narrow the period", messages.MaxListedInvoices, len(listed), st.Polls+1), nil, false, now)

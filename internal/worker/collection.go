@@ -86,7 +86,7 @@ func (c *chunkCache) child(ctx context.Context, coll *operation.Collection, i in
 			return operation.Child{}, fmt.Errorf("read the listed page %d of %s: %w", page, c.id, err)
 		}
 		if err := json.Unmarshal(entry.Value(), &kids); err != nil {
-			return operation.Child{}, fmt.Errorf("%w: listed page %d of %s: %v", errBadState, page, c.id, err)
+			return operation.Child{}, fmt.Errorf("%w: listed page %d of %s: %w", errBadState, page, c.id, err)
 		}
 		if c.pages == nil {
 			c.pages = map[int][]operation.Child{}

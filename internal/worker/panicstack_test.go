@@ -51,7 +51,12 @@ func TestHandlerPanicLogsItsStack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
 
 	b.submit(devstack.Sample(messages.KindInvoice, b.id(), b.invoice()))
 	type record struct {

@@ -83,7 +83,7 @@ func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint
 func decode(entry jetstream.KeyValueEntry) (operation.State, error) {
 	st, err := operation.Decode(entry.Value())
 	if err != nil {
-		return st, fmt.Errorf("%w: %s: %v", errBadState, entry.Key(), err)
+		return st, fmt.Errorf("%w: %s: %w", errBadState, entry.Key(), err)
 	}
 	return st, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"net/http"
 	"os"
 	"time"
@@ -25,11 +24,11 @@ import (
 func runWorker(script map[string][]emulator.Reply) (url string, stop func()) {
 	dir, err := os.MkdirTemp("", "client-example-")
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	s, err := devstack.Start(devstack.Options{Dir: dir})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	for inv, replies := range script {
 		s.Emulator.Script(inv, replies...)
@@ -57,17 +56,17 @@ func Example() {
 
 	nc, err := nats.Connect(url)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer nc.Close()
 	c, err := client.New(nc, "") // the default subject prefix
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	// Watch before submitting, so that the event cannot be missed.
 	w, err := c.Watch(ctx)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer w.Stop()
 
@@ -75,13 +74,13 @@ func Example() {
 		Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G000000001"}}
 	duplicate, err := c.Submit(ctx, req, nil)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("duplicate:", duplicate)
 
 	o, err := waitFor(ctx, w, req.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	if o.Completed != nil {
 		fmt.Println("completed:", o.Completed.ID, o.Completed.Kind, "link given:", o.Completed.URL != "")
@@ -89,7 +88,7 @@ func Example() {
 
 	op, err := c.Status(ctx, req.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Printf("phase %s after %d Azure calls (%d poll)\n", op.Phase, op.AzureCalls, op.Polls)
 	// Output:
@@ -109,27 +108,27 @@ func ExampleWatcher_Next_failed() {
 	defer cancel()
 	nc, err := nats.Connect(url)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer nc.Close()
 	c, err := client.New(nc, "")
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	w, err := c.Watch(ctx)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer w.Stop()
 
 	req := messages.Request{Version: messages.Version, ID: "example-missing-1", Kind: messages.KindInvoice,
 		Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G000000404"}}
 	if _, err := c.Submit(ctx, req, nil); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	o, err := waitFor(ctx, w, req.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	if f := o.Failed; f != nil {
 		fmt.Println("failed:", f.Code, "retryable:", f.Retryable)
@@ -139,7 +138,7 @@ func ExampleWatcher_Next_failed() {
 	}
 	op, err := c.Status(ctx, req.ID)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("phase:", op.Phase, "terminal:", op.Phase.Terminal())
 	// Output:
@@ -159,36 +158,36 @@ func ExampleClient_Outcome() {
 	defer cancel()
 	nc, err := nats.Connect(url)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer nc.Close()
 	c, err := client.New(nc, "")
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	w, err := c.Watch(ctx)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer w.Stop()
 	req := messages.Request{Version: messages.Version, ID: "example-invoice-2", Kind: messages.KindInvoice,
 		Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G000000002"}}
 	if _, err := c.Submit(ctx, req, nil); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	if _, err := waitFor(ctx, w, req.ID); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 
 	// The same request again.
 	duplicate, err := c.Submit(ctx, req, nil)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("duplicate:", duplicate)
 	o, ok, err := c.Outcome(ctx, req)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	if ok && o.Completed != nil {
 		fmt.Println("answered from the stored state:", o.Completed.ID, o.Completed.Invoice.Name)

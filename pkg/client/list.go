@@ -29,7 +29,7 @@ func (c *Client) States(ctx context.Context, limit int) (states []Operation, ski
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("read states: %w", err)
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():

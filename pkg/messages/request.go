@@ -207,7 +207,7 @@ func decodeProblem(err error) FieldError {
 		// happen: the bare name does not say where the field is.
 		return FieldError{Rule: "unknown_field", Message: fmt.Sprintf("unknown field %s somewhere in the request", clip(name))}
 	}
-	if _, ok := err.(*time.ParseError); ok || strings.Contains(msg, "parsing time") {
+	if pe := (*time.ParseError)(nil); errors.As(err, &pe) || strings.Contains(msg, "parsing time") {
 		return FieldError{Field: "deadline", Rule: "format", Message: "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z"}
 	}
 	return FieldError{Rule: "syntax", Message: strings.TrimPrefix(msg, "json: ")}
