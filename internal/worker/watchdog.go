@@ -39,6 +39,9 @@ const (
 	// (the wake-ups of a worker fleet that was down for longer are not
 	// looked at: the server fires those that it can store).
 	watchLookback = time.Hour
+	// watchLogEvery bounds the watchdog's failure lines while writes keep
+	// failing (a full store).
+	watchLogEvery = 30 * time.Second
 )
 
 // watchdog is the state of the wake-up watchdog of one worker.
@@ -89,9 +92,11 @@ func (w *Worker) watchWakeUps(ctx context.Context, d *watchdog) {
 	d.next = w.now().Add(-w.cfg.WakeOverdue - watchLookback).Unix()
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
+	var logged time.Time // the last failure logged: at most one line per watchLogEvery
 	for {
-		if err := w.lookForOverdue(ctx, stream, d); err != nil && ctx.Err() == nil {
-			w.log.Warn("wake-up watchdog", "error", err)
+		if err := w.lookForOverdue(ctx, stream, d); err != nil && ctx.Err() == nil && time.Since(logged) >= watchLogEvery {
+			logged = time.Now()
+			w.log.Warn("wake-up watchdog", "error", err, "overdue", d.overdue.Load())
 		}
 		select {
 		case <-ctx.Done():
@@ -102,28 +107,49 @@ func (w *Worker) watchWakeUps(ctx context.Context, d *watchdog) {
 }
 
 // lookForOverdue looks at the wake-ups due in the seconds from d.next up
-// to WakeOverdue ago. A second with a wake-up it could not act on is
-// looked at again next time.
+// to WakeOverdue ago. A second with a wake-up it could not act on (the
+// store refusing the new schedule) is looked at again next time; a read
+// that fails (NATS unreachable) ends the look there, to go on from that
+// second next time.
 func (w *Worker) lookForOverdue(ctx context.Context, stream jetstream.Stream, d *watchdog) error {
 	now := w.now()
 	end := now.Add(-w.cfg.WakeOverdue).Unix() // every wake-up due before this second is overdue
 	redo, overdue := end, int64(0)
-	var errs []error
+	var first error
+	failed := 0
 	for sec := d.next; sec < end; sec++ {
 		n, err := w.rearmSecond(ctx, stream, sec, now)
 		overdue += int64(n)
-		if err != nil {
-			errs = append(errs, err)
-			redo = min(redo, sec)
-			if ctx.Err() != nil {
-				break
-			}
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		failed++
+		redo = min(redo, sec)
+		var re *readError
+		if errors.As(err, &re) || ctx.Err() != nil {
+			d.next = redo
+			return first // the gauge keeps its last full look
 		}
 	}
 	d.next = redo
 	d.overdue.Store(overdue)
-	return errors.Join(errs...)
+	if failed > 1 {
+		return fmt.Errorf("%w (and %d more seconds with a failure)", first, failed-1)
+	}
+	return first
 }
+
+// readError is a failure to read the stored wake-ups of a second.
+type readError struct {
+	sec int64
+	err error
+}
+
+func (e *readError) Error() string { return fmt.Sprintf("read the wake-ups of %d: %v", e.sec, e.err) }
+func (e *readError) Unwrap() error { return e.err }
 
 // rearmSecond acts on the wake-ups still stored that fell due within the
 // second sec: it returns how many were of operations still waiting for
@@ -138,7 +164,7 @@ func (w *Worker) rearmSecond(ctx context.Context, stream jetstream.Stream, sec i
 			return overdue, errors.Join(errs...)
 		}
 		if err != nil {
-			return overdue, errors.Join(append(errs, fmt.Errorf("read the wake-ups of %d: %w", sec, err))...)
+			return overdue, &readError{sec, err}
 		}
 		seq = m.Sequence + 1
 		waiting, err := w.rearm(ctx, stream, m, now)
