@@ -210,18 +210,27 @@ func TestDeadlinePassesWhileStoreFull(t *testing.T) {
 	}
 }
 
-// With several replicas, each dropped wake-up is scheduled again once, and
-// wake-ups that fire on time are left alone.
+// With several replicas, each dropped wake-up is scheduled again once
+// (operations past their deadline meanwhile end with timeout, the others
+// complete, one event each), and wake-ups that fire on time are left alone.
 func TestWatchdogReplicas(t *testing.T) {
 	t.Parallel()
 	b := setupSmallStore(t, 3)
-	const stuck, onTime = 6, 6
+	// Every third stuck operation's deadline passes while the store is
+	// full: it must end with timeout, the others complete.
+	const stuck, onTime = 30, 6
 	var ids []string
 	var sts []client.Operation
-	for range stuck {
+	timesOut := map[string]bool{}
+	for i := range stuck {
 		inv := b.invoice()
 		b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
 		req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+		if i%3 == 0 {
+			deadline := time.Now().Add(3 * time.Second)
+			req.Deadline = &deadline
+			timesOut[req.ID] = true
+		}
 		b.submit(req)
 		ids = append(ids, req.ID)
 	}
@@ -230,10 +239,22 @@ func TestWatchdogReplicas(t *testing.T) {
 	}
 	free := b.fill()
 	pastDue(t, sts...)
+	testwait.For(t, 10*time.Second, "the deadlines a second past", func() bool {
+		for _, st := range sts {
+			if timesOut[st.Request.ID] && time.Since(st.Deadline) <= time.Second {
+				return false
+			}
+		}
+		return true
+	})
 	free()
 	for _, id := range ids {
-		if o := b.wait(id, wakeOverdue+15*time.Second); o.Completed == nil {
-			t.Fatalf("%s: want completion, got %+v", id, o.Failed)
+		o := b.wait(id, wakeOverdue+15*time.Second)
+		switch {
+		case timesOut[id] && (o.Failed == nil || o.Failed.Code != messages.CodeTimeout):
+			t.Errorf("%s: want a timeout failure, got %+v %+v", id, o.Completed, o.Failed)
+		case !timesOut[id] && o.Completed == nil:
+			t.Errorf("%s: want completion, got %+v", id, o.Failed)
 		}
 	}
 	if n := b.rearmed(); n != stuck {
