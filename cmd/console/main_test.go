@@ -107,6 +107,7 @@ func TestRunRefuses(t *testing.T) {
 // The README's console settings table names every flag, with its
 // environment variable.
 func TestREADMESettings(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
