@@ -1,6 +1,11 @@
 // Package e2e holds the multi-process tests: real nats-server processes
 // built from the Go module, worker processes built from cmd/worker, and the
 // Azure Billing emulator, killed and restarted while requests flow.
+//
+// Its tests run one at a time, not in parallel: each starts several
+// processes that share the machine's cores, and asserts on timing (a pause
+// held, a drain within its grace period, a kill landing mid-download) that
+// another test's load would distort.
 package e2e
 
 import (

@@ -11,6 +11,7 @@ import (
 
 // A count of 0 leaves its rows out of the immediate path.
 func TestImmediateRowsZeroCounts(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want []string // row labels
@@ -44,6 +45,7 @@ func TestImmediateRowsZeroCounts(t *testing.T) {
 }
 
 func TestNegativeCountsRejected(t *testing.T) {
+	t.Parallel()
 	for _, f := range []string{"-level-n", "-burst-n", "-latency-n", "-poll-n", "-wait-n", "-profile-n"} {
 		if _, err := parseOptions([]string{f, "-1"}); err == nil || !strings.Contains(err.Error(), f) {
 			t.Errorf("%s -1: error %v, want one naming the flag", f, err)
@@ -57,6 +59,7 @@ func TestNegativeCountsRejected(t *testing.T) {
 // A part whose count is 0 is skipped, not failed, and starts nothing (no
 // stack, no nats-server build): each of these returns at once.
 func TestZeroCountsSkipParts(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"-only", "immediate", "-level-n", "0", "-burst-n", "0", "-latency-n", "0"},
 		{"-only", "polling", "-poll-n", "0"},
@@ -73,6 +76,7 @@ func TestZeroCountsSkipParts(t *testing.T) {
 }
 
 func TestLongestPause(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now()
 	calls := []emulator.Call{{Time: t0.Add(3 * time.Millisecond)}, {Time: t0}, {Time: t0.Add(30 * time.Second)}, {Time: t0.Add(time.Millisecond)}}
 	if got := longestPause(calls); got != 30*time.Second-3*time.Millisecond {

@@ -107,6 +107,7 @@ func TestRunRefuses(t *testing.T) {
 // The console settings table of docs/console.md names every flag, with its
 // environment variable.
 func TestDocSettings(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../docs/console.md")
 	if err != nil {
 		t.Fatal(err)

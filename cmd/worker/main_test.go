@@ -11,6 +11,7 @@ import (
 
 // -version prints the build's version and exits without connecting.
 func TestVersionFlag(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	lookup := func(string) (string, bool) { return "", false }
 	if err := run(context.Background(), []string{"-version"}, lookup, &out, &errb); err != nil {

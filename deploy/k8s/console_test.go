@@ -34,6 +34,7 @@ func consoleSettings(t *testing.T) []string {
 // NATS user, reachable from no network peer and reaching only NATS and
 // DNS; the production overlays leave it out.
 func TestConsoleComponent(t *testing.T) {
+	t.Parallel()
 	r := render(t, "overlays/dev")
 	d := r.deployment(t, "billing-console")
 	c := container(t, &d.Spec.Template.Spec, "console")

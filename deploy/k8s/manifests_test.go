@@ -34,6 +34,7 @@ import (
 // decode strictly into its API type (render does that); no Secret may be
 // rendered (secrets are created by the operator, never kept here).
 func TestRender(t *testing.T) {
+	t.Parallel()
 	for _, dir := range kustomizations {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -161,6 +162,7 @@ func workerConfig(t *testing.T, env map[string]string) config.Config {
 // the worker reads, the required ones are set, and together they form a
 // configuration the worker accepts (Config.Validate).
 func TestWorkerSettings(t *testing.T) {
+	t.Parallel()
 	for _, dir := range append([]string{"base"}, overlays...) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -239,6 +241,7 @@ func checkFilesMounted(t *testing.T, r *rendering, env map[string]string) {
 // still draining: the drain timeout plus the final flush (5 s in
 // cmd/worker) and a margin fit in terminationGracePeriodSeconds.
 func TestDrainWithinGracePeriod(t *testing.T) {
+	t.Parallel()
 	const afterDrain = 10 * time.Second
 	for _, dir := range append([]string{"base"}, overlays...) {
 		r := render(t, dir)
@@ -301,6 +304,7 @@ const (
 // when the manifests do not set BILLING_HEALTH_ADDR, so a change on either
 // side alone fails here.
 func TestProbesAndPorts(t *testing.T) {
+	t.Parallel()
 	for _, dir := range append([]string{"base"}, overlays...) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -363,6 +367,7 @@ func labelSelects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]
 // read-only root filesystem, no privilege escalation, no capabilities,
 // RuntimeDefault seccomp, no API token, resources, pinned images.
 func TestPodHardening(t *testing.T) {
+	t.Parallel()
 	for _, dir := range kustomizations {
 		r := render(t, dir)
 		for _, o := range r.find("Deployment", "") {
@@ -436,6 +441,7 @@ func pinnedImage(image string) bool {
 // TestWorkerPod checks what is particular to the worker's pod: workload
 // identity, the NATS credentials Secret, topology spread, disruption budget.
 func TestWorkerPod(t *testing.T) {
+	t.Parallel()
 	guid := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	for _, dir := range append([]string{"base"}, overlays...) {
 		t.Run(dir, func(t *testing.T) {
@@ -525,6 +531,7 @@ func parseNATSURL(t *testing.T, raw string) natsEndpoint {
 // (NATS, the collector, Entra ID and ARM on 443, DNS) and its ingress only
 // the metrics port (checked in TestProbesAndPorts).
 func TestNetworkPolicy(t *testing.T) {
+	t.Parallel()
 	for _, dir := range append([]string{"base"}, overlays...) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -599,6 +606,7 @@ func TestNetworkPolicy(t *testing.T) {
 // TestAutoscaling: one autoscaler per overlay (two would fight over the
 // replica count), none in development, and it targets the worker.
 func TestAutoscaling(t *testing.T) {
+	t.Parallel()
 	want := map[string]string{"base": "keda", "overlays/dev": "none", "overlays/production": "keda", "overlays/hpa": "hpa"}
 	for dir, kind := range want {
 		t.Run(dir, func(t *testing.T) {
@@ -650,6 +658,7 @@ func TestAutoscaling(t *testing.T) {
 // port for its protocol; the collector's receivers listen where its
 // container and Service say; every pipeline uses defined components.
 func TestCollector(t *testing.T) {
+	t.Parallel()
 	var cfg struct {
 		Receivers struct {
 			OTLP struct {
@@ -767,6 +776,7 @@ func strictYAML(b []byte, v any) error {
 // the nats-jetstream triggers against the parameters KEDA's scaler reads.
 // The triggers must cover both consumers of the worker's work stream.
 func TestKEDA(t *testing.T) {
+	t.Parallel()
 	so := loadCRD(t, "keda.sh_scaledobjects.yaml", scaledObjectGVK.Version)
 	ta := loadCRD(t, "keda.sh_triggerauthentications.yaml", triggerAuthenticationGVK.Version)
 	known := map[string]bool{

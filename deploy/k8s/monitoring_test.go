@@ -258,6 +258,7 @@ func alertRules(t *testing.T) map[string]rulefmt.Rule {
 // settings give a /metrics (a scrape works with no extra setting) and send
 // logs over OTLP.
 func TestMonitoringManifests(t *testing.T) {
+	t.Parallel()
 	for _, dir := range overlays {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -313,6 +314,7 @@ func TestMonitoringManifests(t *testing.T) {
 // TestWorkerMetricNames: the worker's /metrics, as the manifests configure
 // it, serves the names and labels the alerts and the dashboard use.
 func TestWorkerMetricNames(t *testing.T) {
+	t.Parallel()
 	mf := workerMetrics(t)
 	want := map[string][]string{
 		"billing_requests_received_total":       {"billing_kind"},
@@ -354,6 +356,7 @@ func TestWorkerMetricNames(t *testing.T) {
 // and uses only metrics the worker serves or the cluster's exporters
 // provide.
 func TestAlertRules(t *testing.T) {
+	t.Parallel()
 	alerts := alertRules(t)
 	known := append(familyNames(workerMetrics(t)), clusterMetrics...)
 	readme := string(readFile(t, "README.md"))
@@ -516,6 +519,7 @@ func evalAlert(t *testing.T, name string, r rulefmt.Rule, series string) (final 
 // stays silent on healthy ones (Prometheus's rule evaluation, in Go: the
 // promtool unit-test runner is in package main and cannot be imported).
 func TestAlertsFire(t *testing.T) {
+	t.Parallel()
 	alerts := alertRules(t)
 	for name := range alerts {
 		if _, ok := alertCases[name]; !ok {
@@ -559,6 +563,7 @@ var grafanaVariables = strings.NewReplacer("$__rate_interval", "5m", "$__interva
 // as PromQL, and every metric it queries is one the worker serves, the
 // alerts use, or the NATS exporter provides.
 func TestDashboard(t *testing.T) {
+	t.Parallel()
 	b := readFile(t, "../grafana/billing-worker.json")
 	var d grafanaDashboard
 	dec := json.NewDecoder(strings.NewReader(string(b)))

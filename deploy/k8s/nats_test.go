@@ -169,6 +169,7 @@ func testedNATSServer(t *testing.T) string {
 // worker connects with, operator mode, and a server version with message
 // schedules, the very one the tests run.
 func TestNATSValues(t *testing.T) {
+	t.Parallel()
 	v := natsValues(t)
 	c := v.Config
 	if !c.Cluster.Enabled || c.Cluster.Replicas != 3 {
@@ -290,6 +291,7 @@ func loadPermissions(t *testing.T) natsPermissions {
 // TestNSCScriptGrantsThePermissions: deploy/nats/nsc-setup.sh creates each
 // user of permissions.yaml with exactly its permissions.
 func TestNSCScriptGrantsThePermissions(t *testing.T) {
+	t.Parallel()
 	perms := loadPermissions(t)
 	script := strings.ReplaceAll(string(readFile(t, repoRoot+"/deploy/nats/nsc-setup.sh")), "\\\n", " ")
 	nameRE := regexp.MustCompile(`--name\s+(\S+)`)

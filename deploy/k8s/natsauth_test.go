@@ -62,6 +62,7 @@ import (
 // Every entry of permissions.yaml must be used (the server traces what each
 // user publishes and subscribes to): what nothing needs is not granted.
 func TestWorkerUnderDeployedPermissions(t *testing.T) {
+	t.Parallel()
 	used := &usage{subjects: map[string]map[string]bool{}}
 	for _, v2 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ack-v2=%v", v2), func(t *testing.T) { runUnderPermissions(t, v2, used) })

@@ -12,6 +12,7 @@ import (
 // check against, keeps its Capacity placeholders visible until BENCHMARKS.md
 // fills them, covers every overlay, and its relative links resolve.
 func TestReadme(t *testing.T) {
+	t.Parallel()
 	doc := string(readFile(t, "README.md"))
 	if !strings.Contains(doc, "--version "+strings.TrimPrefix(kedaVersion, "v")) {
 		t.Errorf("README.md does not install KEDA %s, the version whose CRDs the tests use", kedaVersion)

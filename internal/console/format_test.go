@@ -6,6 +6,7 @@ import (
 )
 
 func TestFormats(t *testing.T) {
+	t.Parallel()
 	for d, want := range map[time.Duration]string{
 		850 * time.Millisecond:                "850ms",
 		12*time.Second + 340*time.Millisecond: "12.3s",
@@ -30,6 +31,7 @@ func TestFormats(t *testing.T) {
 }
 
 func TestCursor(t *testing.T) {
+	t.Parallel()
 	c := cursor{At: time.Date(2026, 11, 27, 12, 0, 0, 123456789, time.UTC), ID: "req~1"}
 	got, err := parseCursor(c.String())
 	if err != nil || !got.At.Equal(c.At) || got.ID != c.ID {

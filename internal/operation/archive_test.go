@@ -35,6 +35,7 @@ func no() *bool  { b := false; return &b }
 // Azure's final answer with a link: the operation is claimed for the
 // archive, or completes at once.
 func TestDoneArchives(t *testing.T) {
+	t.Parallel()
 	expiry := t0.Add(time.Hour)
 	done := operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{URL: link, ExpiryTime: &expiry}}
 	noStore := machine()
@@ -83,6 +84,7 @@ func TestDoneArchives(t *testing.T) {
 }
 
 func TestArchived(t *testing.T) {
+	t.Parallel()
 	m := archiving()
 	stored := t0.Add(-time.Millisecond)
 	obj := &messages.Archive{Store: messages.StoreNATS, Bucket: "billing_archive", Name: "invoice-summary/12345678/G123456789/G123456789_summary.pdf",
@@ -175,6 +177,7 @@ func TestArchived(t *testing.T) {
 // What a redelivery, a wake-up or a renewed link does with an archive
 // pending.
 func TestArchiveResumes(t *testing.T) {
+	t.Parallel()
 	m := archiving()
 	req := request()
 	expiry := t0.Add(time.Hour)

@@ -46,6 +46,7 @@ func collecting(total, spawned int) operation.State {
 }
 
 func TestCollectionListing(t *testing.T) {
+	t.Parallel()
 	m := collectionMachine()
 	first := operation.NewState(collectionRequest(), t0, time.Hour, 24*time.Hour)
 	m.Accept(first.Request, operation.Trace{}, t0) // a collection is accepted as any request
@@ -134,6 +135,7 @@ func TestCollectionListing(t *testing.T) {
 }
 
 func TestCollectionChildEnded(t *testing.T) {
+	t.Parallel()
 	m := collectionMachine()
 	for _, tc := range []struct {
 		name   string
@@ -230,6 +232,7 @@ func TestCollectionChildEnded(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestCollectionFinish(t *testing.T) {
+	t.Parallel()
 	m := collectionMachine()
 	st := collecting(3, 3)
 	st.Collection.Ended, st.Collection.Completed, st.Collection.Failed = []byte{7}, 2, 1
@@ -298,6 +301,7 @@ func TestCollectionFinish(t *testing.T) {
 }
 
 func TestChildRequestRouting(t *testing.T) {
+	t.Parallel()
 	coll := collectionRequest()
 	coll.Profile = "contoso"
 	for _, tc := range []struct {

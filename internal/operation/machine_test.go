@@ -75,6 +75,7 @@ func invoices(prefix string, n int) []messages.Invoice {
 }
 
 func TestAccept(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	past := t0.Add(-time.Second)
 	far := t0.Add(48 * time.Hour)
@@ -115,6 +116,7 @@ func TestAccept(t *testing.T) {
 }
 
 func TestResume(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	loc := "https://management.azure.com/op/1"
 	other := request()
@@ -195,6 +197,7 @@ func TestResume(t *testing.T) {
 }
 
 func TestAnswer(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	loc := "https://management.azure.com/op/1"
 	expiry := t0.Add(time.Hour)
@@ -395,6 +398,7 @@ func TestAnswer(t *testing.T) {
 }
 
 func TestAbandon(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	req := request()
 	w := state(waiting("https://management.azure.com/op/1", 2, t0))
@@ -425,6 +429,7 @@ func TestAbandon(t *testing.T) {
 // A claim whose store took too long is renewed for the call, which is not
 // counted again.
 func TestReclaim(t *testing.T) {
+	t.Parallel()
 	st := state(claimed(me, "", t0.Add(time.Second), 1))
 	s := machine().Reclaim(st, t0)
 	if s.Action != operation.Call || s.Next.ClaimedBy != me || !s.Next.ClaimedUntil.Equal(t0.Add(40*time.Second)) || s.Next.Unanswered != 1 {
@@ -433,6 +438,7 @@ func TestReclaim(t *testing.T) {
 }
 
 func TestDecodeRefusesUnknownVersion(t *testing.T) {
+	t.Parallel()
 	st := state(waiting("", 1, t0))
 	if got, err := operation.Decode(operation.Encode(&st)); err != nil || got.Wake != 1 {
 		t.Fatalf("round trip: %v %+v", err, got)
@@ -450,6 +456,7 @@ func TestDecodeRefusesUnknownVersion(t *testing.T) {
 // status, what it meant and the wait honoured after it; the history is
 // bounded, and errors in it are redacted.
 func TestAnswerRecordsCall(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	loc := "https://management.azure.com/op/1"
 	hdr := func(k, v string) http.Header { h := http.Header{}; h.Set(k, v); return h }
@@ -506,6 +513,7 @@ func TestAnswerRecordsCall(t *testing.T) {
 // The shared throttle holds a call back: the step decided for the call
 // becomes a wait, or a timeout when the deadline comes first.
 func TestDefer(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	m.HoldSpread = 4 * time.Second
 	loc := "https://management.azure.com/op/1"
@@ -566,6 +574,7 @@ func TestDefer(t *testing.T) {
 
 // A slot held is used once it has come, and the hold ends with the claim.
 func TestSlotDue(t *testing.T) {
+	t.Parallel()
 	m := machine()
 	slot := t0.Add(-time.Second)
 	st := state(func(s *operation.State) {

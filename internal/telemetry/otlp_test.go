@@ -67,7 +67,8 @@ func (rc *otlpLogReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestLogsOverOTLP: with an OTLP endpoint set, the log lines reach the
 // collector as OTLP log records carrying the active span's trace and span
 // ids, and still go to the process's own log (with trace_id); the own
-// handler's level holds for both.
+// handler's level holds for both. Not parallel: it sets the process
+// environment, which the OTLP exporters read.
 func TestLogsOverOTLP(t *testing.T) {
 	rc := &otlpLogReceiver{}
 	srv := httptest.NewServer(rc)

@@ -15,6 +15,7 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 var limit = throttle.Limit{Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 40}
 
 func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
+	t.Parallel()
 	var e throttle.Entry
 	for i := range 40 {
 		if at := e.Reserve(limit, t0); !at.Equal(t0) {
@@ -36,6 +37,7 @@ func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
 }
 
 func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
+	t.Parallel()
 	var e throttle.Entry
 	until := t0.Add(10 * time.Second)
 	if added := e.Pause(limit, until, "retry-after", t0); added != 10*time.Second {
@@ -60,6 +62,7 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 }
 
 func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
+	t.Parallel()
 	var e throttle.Entry
 	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, 0, t0) {
 		t.Fatal("a report of 2 left did not slow a full bucket")
@@ -81,6 +84,7 @@ func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
 }
 
 func TestRemainingOf(t *testing.T) {
+	t.Parallel()
 	h := http.Header{}
 	h.Set(throttle.HeaderRemainingTenantWrites, "195")
 	h.Set(throttle.HeaderRemainingTenantReads, "12")
@@ -101,6 +105,7 @@ func TestRemainingOf(t *testing.T) {
 }
 
 func TestScopeOf(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		kind    messages.Kind
 		polling bool
@@ -129,6 +134,7 @@ func TestScopeOf(t *testing.T) {
 }
 
 func TestParseRate(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"10/1s": "10/1s", "10/s": "10/1s", "600/1h": "600/1h", "12/10s": "12/10s", "1.5/1m": "1.5/1m", "3/1500ms": "3/1.5s"} {
 		r, err := throttle.ParseRate(in)
 		if err != nil || r.String() != want {
@@ -145,6 +151,7 @@ func TestParseRate(t *testing.T) {
 // Calls let through after the reported one were not counted by Azure yet:
 // the bucket holds what Azure reported less those, and owes any excess.
 func TestReportCountsCallsInFlight(t *testing.T) {
+	t.Parallel()
 	var e throttle.Entry
 	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, t0) {
 		t.Fatal("not slowed")

@@ -108,8 +108,12 @@ func TestRetryAfterForms(t *testing.T) {
 		wait  time.Duration
 	}{
 		{"seconds", func() emulator.Reply { return emulator.Accepted("2") }, 2 * time.Second},
+		// The date is set when the case starts, before the request is even
+		// submitted, and is whole seconds: 5 s ahead leaves at least 2 s
+		// after the first call even when that call comes 2 s late (seen
+		// with many tests at once).
 		{"http-date", func() emulator.Reply {
-			return emulator.AcceptedWith(map[string]string{"Retry-After": time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)})
+			return emulator.AcceptedWith(map[string]string{"Retry-After": time.Now().Add(5 * time.Second).UTC().Format(http.TimeFormat)})
 		}, 2 * time.Second},
 		{"retry-after-ms", func() emulator.Reply {
 			return emulator.AcceptedWith(map[string]string{"retry-after-ms": "1500"})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -305,19 +306,26 @@ func TestWaitingGauge(t *testing.T) {
 		b.submit(req)
 		waitState(t, b.stack.Client, req.ID, func(s stateView) bool { return s.Phase == "waiting" })
 	}
-	var rm metricdata.ResourceMetrics
-	if err := b.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
+	// The state says waiting as soon as it is written; the work stream,
+	// which the gauge reads on the server, matches it a moment later (seen
+	// once polls came every millisecond): read the gauge until it counts n.
 	got := int64(-1)
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "billing.operations.waiting" && len(g.DataPoints) == 1 {
-				got = g.DataPoints[0].Value
+	testwait.ForNoError(t, eventTimeout, "billing.operations.waiting at 3", func() error {
+		var rm metricdata.ResourceMetrics
+		if err := b.reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		got = -1
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "billing.operations.waiting" && len(g.DataPoints) == 1 {
+					got = g.DataPoints[0].Value
+				}
 			}
 		}
-	}
-	if got != n {
-		t.Errorf("billing.operations.waiting = %d, want %d", got, n)
-	}
+		if got != n {
+			return fmt.Errorf("it reads %d (-1: no observation)", got)
+		}
+		return nil
+	})
 }

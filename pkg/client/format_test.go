@@ -13,6 +13,7 @@ import (
 // An operation held by the shared throttle says so, with its scope and
 // whether the scope is paused; the scopes print one line each.
 func TestHumanThrottle(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	until := now.Add(time.Minute)
 	st := client.Operation{Phase: client.PhaseWaiting, NextAt: until, LastWaitSource: "throttle",

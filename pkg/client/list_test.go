@@ -119,6 +119,16 @@ func TestStatesAndDeadLetterCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, 10*time.Second, "the dead letter counted", func() bool { return count(since) == 1 })
+	// The rejection's event is stored just after its dead letter.
+	testwait.For(t, 10*time.Second, "the rejection's event stored", func() bool {
+		_, streams, err := s.Client.Backlog(ctx)
+		for _, st := range streams {
+			if st.Name == s.Client.Layout().EventsStream() {
+				return err == nil && st.Messages >= 4
+			}
+		}
+		return false
+	})
 	if n := count(time.Now().Add(time.Minute)); n != 0 {
 		t.Errorf("dead letters since a minute from now: %d", n)
 	}

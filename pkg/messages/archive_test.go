@@ -11,6 +11,7 @@ import (
 )
 
 func TestObjectName(t *testing.T) {
+	t.Parallel()
 	docs := []messages.DocumentRef{{DocumentName: "12345678", InvoiceName: "G123456789"}}
 	for _, tc := range []struct {
 		name string
@@ -51,6 +52,7 @@ func TestObjectName(t *testing.T) {
 
 // The completed schema's archive error codes are messages.ArchiveCodes.
 func TestArchiveCodesInSchema(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("schema/completed.schema.json")
 	if err != nil {
 		t.Fatal(err)

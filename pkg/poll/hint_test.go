@@ -171,6 +171,7 @@ func TestHintFrom(t *testing.T) {
 }
 
 func TestLongestHint(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name   string
