@@ -55,7 +55,7 @@ var chartOptions = map[string]chartOption{
 		"monitoring": map[string]any{"enabled": true, "labels": map[string]any{"release": "kube-prometheus-stack"}},
 		"nats": map[string]any{
 			"tls":     map[string]any{"enabled": true},
-			"release": "msg", "namespace": "messaging", "port": 4333, "monitorPort": 8333,
+			"release": "msg", "namespace": "messaging",
 		},
 		"config": map[string]any{"replicas": 3, "healthAddr": ":9090", "prefix": "acme-billing", "logLevel": "debug"},
 		"azure":  map[string]any{"workloadIdentity": map[string]any{"clientId": "6f1c2a9e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"}},
@@ -769,7 +769,7 @@ func TestChartNotes(t *testing.T) {
 		"http://127.0.0.1:8090",
 		"Secret billing-console-nats",
 		"ConfigMap billing-nats-ca",
-		"--server tls://msg.messaging.svc.cluster.local:4333 --tlsca",
+		"--server tls://msg.messaging.svc.cluster.local:4222 --tlsca",
 		"--prefix acme-billing",
 	} {
 		if !strings.Contains(all, want) {
@@ -806,7 +806,7 @@ func TestChartConsoleEnv(t *testing.T) {
 	if cm.Data["BILLING_CONSOLE_WRITE"] != "false" {
 		t.Errorf("console.env BILLING_CONSOLE_WRITE: ConfigMap has %q", cm.Data["BILLING_CONSOLE_WRITE"])
 	}
-	if cm.Data["BILLING_NATS_CA"] == "" || cm.Data["BILLING_NATS_URL"] != "tls://msg.messaging.svc.cluster.local:4333" {
+	if cm.Data["BILLING_NATS_CA"] == "" || cm.Data["BILLING_NATS_URL"] != "tls://msg.messaging.svc.cluster.local:4222" {
 		t.Errorf("the console does not use TLS to the worker's NATS: %v", cm.Data)
 	}
 }

@@ -34,7 +34,7 @@ import (
 // decode strictly into its API type (render does that); no Secret may be
 // rendered (secrets are created by the operator, never kept here).
 func TestRender(t *testing.T) {
-	for _, dir := range kustomizations {
+	for _, dir := range withCharts(kustomizations) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			if len(r.objs) == 0 {
@@ -45,6 +45,9 @@ func TestRender(t *testing.T) {
 					t.Errorf("%s: secrets are referenced, never kept in the manifests", o)
 				}
 				checkLabels(t, o)
+			}
+			if isChart(dir) {
+				return // rendered with the Helm Go SDK (helm_test.go)
 			}
 			out, ok, err := kubectlKustomize(dir)
 			switch {
@@ -161,7 +164,7 @@ func workerConfig(t *testing.T, env map[string]string) config.Config {
 // the worker reads, the required ones are set, and together they form a
 // configuration the worker accepts (Config.Validate).
 func TestWorkerSettings(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)
@@ -183,7 +186,7 @@ func TestWorkerSettings(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Errorf("the worker rejects the manifests' configuration: %v", err)
 			}
-			if !strings.HasSuffix(dir, "dev") && dir != "base" && cfg.Replicas != 3 {
+			if !strings.HasSuffix(dir, "dev") && dir != "base" && !isChart(dir) && cfg.Replicas != 3 {
 				t.Errorf("BILLING_REPLICAS = %d, want 3 on the production NATS cluster", cfg.Replicas)
 			}
 			if strings.HasSuffix(dir, "dev") && cfg.Replicas != 1 {
@@ -240,7 +243,7 @@ func checkFilesMounted(t *testing.T, r *rendering, env map[string]string) {
 // cmd/worker) and a margin fit in terminationGracePeriodSeconds.
 func TestDrainWithinGracePeriod(t *testing.T) {
 	const afterDrain = 10 * time.Second
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		r := render(t, dir)
 		cfg := workerConfig(t, workerEnv(t, r))
 		d := r.deployment(t, workerDeployment)
@@ -301,7 +304,7 @@ const (
 // when the manifests do not set BILLING_HEALTH_ADDR, so a change on either
 // side alone fails here.
 func TestProbesAndPorts(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			port := healthPort(t, workerConfig(t, workerEnv(t, r)))
@@ -363,7 +366,7 @@ func labelSelects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]
 // read-only root filesystem, no privilege escalation, no capabilities,
 // RuntimeDefault seccomp, no API token, resources, pinned images.
 func TestPodHardening(t *testing.T) {
-	for _, dir := range kustomizations {
+	for _, dir := range withCharts(kustomizations) {
 		r := render(t, dir)
 		for _, o := range r.find("Deployment", "") {
 			d := o.typed.(*appsv1.Deployment)
@@ -437,7 +440,7 @@ func pinnedImage(image string) bool {
 // identity, the NATS credentials Secret, topology spread, disruption budget.
 func TestWorkerPod(t *testing.T) {
 	guid := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			d := r.deployment(t, workerDeployment)
@@ -525,7 +528,7 @@ func parseNATSURL(t *testing.T, raw string) natsEndpoint {
 // (NATS, the collector, Entra ID and ARM on 443, DNS) and its ingress only
 // the metrics port (checked in TestProbesAndPorts).
 func TestNetworkPolicy(t *testing.T) {
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)
@@ -599,7 +602,8 @@ func TestNetworkPolicy(t *testing.T) {
 // TestAutoscaling: one autoscaler per overlay (two would fight over the
 // replica count), none in development, and it targets the worker.
 func TestAutoscaling(t *testing.T) {
-	want := map[string]string{"base": "keda", "overlays/dev": "none", "overlays/production": "keda", "overlays/hpa": "hpa"}
+	want := map[string]string{"base": "keda", "overlays/dev": "none", "overlays/production": "keda", "overlays/hpa": "hpa",
+		"helm": "keda", "helm:all": "keda", "helm:no-keda": "none"}
 	for dir, kind := range want {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -780,7 +784,7 @@ func TestKEDA(t *testing.T) {
 	params := scalerParams(t, "nats_jetstream_scaler.go", "natsJetStreamMetadata")
 	builder := string(readFile(t, kedaDir(t)+"/pkg/scaling/scalers_builder.go"))
 
-	for _, dir := range []string{"base", "overlays/production"} {
+	for _, dir := range []string{"base", "overlays/production", "helm", "helm:all"} {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)

@@ -258,7 +258,7 @@ func alertRules(t *testing.T) map[string]rulefmt.Rule {
 // settings give a /metrics (a scrape works with no extra setting) and send
 // logs over OTLP.
 func TestMonitoringManifests(t *testing.T) {
-	for _, dir := range overlays {
+	for _, dir := range withCharts(overlays, "helm:monitoring", "helm:all") {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)
