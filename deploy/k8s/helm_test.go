@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -107,7 +108,7 @@ func helmTemplate(o chartOption) (stream []byte, notes string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	files, err := engine.Engine{Strict: true}.Render(ch, vals)
+	files, err := engine.Engine{Strict: true}.RenderWithContext(context.Background(), ch, vals)
 	if err != nil {
 		return nil, "", err
 	}
