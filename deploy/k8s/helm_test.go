@@ -811,3 +811,44 @@ func TestChartConsoleEnv(t *testing.T) {
 		t.Errorf("the console does not use TLS to the worker's NATS: %v", cm.Data)
 	}
 }
+
+// TestChartOtherCredential: with a credential other than workload
+// identity, the pods lose the webhook's label and the service account its
+// client id, and a client secret mounted through extraVolumes is where the
+// worker looks for it.
+func TestChartOtherCredential(t *testing.T) {
+	t.Parallel()
+	out, _, err := helmTemplate(chartOption{values: map[string]any{
+		"azure":  map[string]any{"credential": "client-secret"},
+		"config": map[string]any{"azureTenantId": "tenant", "azureClientId": "client", "azureClientSecretFile": "/var/run/secrets/billing/azure/secret"},
+		"extraVolumes": []any{map[string]any{"name": "azure", "secret": map[string]any{
+			"secretName": "billing-worker-azure", "items": []any{map[string]any{"key": "secret", "path": "secret"}},
+		}}},
+		"extraVolumeMounts": []any{map[string]any{"name": "azure", "mountPath": "/var/run/secrets/billing/azure", "readOnly": true}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rendering{dir: "helm (client secret)", yaml: out, objs: objs}
+	env := workerEnv(t, r)
+	cfg := workerConfig(t, env)
+	if cfg.AzureCredential != "client-secret" || cfg.AzureClientSecretFile != "/var/run/secrets/billing/azure/secret" {
+		t.Errorf("credential %q, secret file %q", cfg.AzureCredential, cfg.AzureClientSecretFile)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the worker rejects the configuration: %v", err)
+	}
+	checkFilesMounted(t, r, env)
+	d := r.deployment(t, workerDeployment)
+	if _, ok := d.Spec.Template.Labels["azure.workload.identity/use"]; ok {
+		t.Error("the pods keep the workload identity label")
+	}
+	sa := r.one(t, "ServiceAccount", workerDeployment)
+	if strings.Contains(string(sa.json), "azure.workload.identity/client-id") {
+		t.Error("the service account keeps the workload identity client id")
+	}
+}
