@@ -29,13 +29,25 @@ func consoleSettings(t *testing.T) []string {
 	return append(names, "BILLING_CONSOLE_TOKEN")
 }
 
-// TestConsoleComponent: components/console (in overlays/dev) runs
+// TestConsoleComponent: components/console (in overlays/dev), and the
+// chart with console.enabled, runs
 // /console from the worker's image, on loopback, read-only, with its own
 // NATS user, reachable from no network peer and reaching only NATS and
 // DNS; the production overlays leave it out.
 func TestConsoleComponent(t *testing.T) {
 	t.Parallel()
-	r := render(t, "overlays/dev")
+	for _, dir := range []string{"overlays/dev", "helm:console", "helm:all"} {
+		t.Run(dir, func(t *testing.T) { checkConsoleObjects(t, render(t, dir)) })
+	}
+	for _, dir := range []string{"overlays/production", "overlays/hpa", "helm"} {
+		if len(render(t, dir).find("Deployment", "billing-console")) != 0 {
+			t.Errorf("%s deploys the console; it is optional (add components/console, or console.enabled)", dir)
+		}
+	}
+}
+
+func checkConsoleObjects(t *testing.T, r *rendering) {
+	t.Helper()
 	d := r.deployment(t, "billing-console")
 	c := container(t, &d.Spec.Template.Spec, "console")
 	w := container(t, &r.deployment(t, workerDeployment).Spec.Template.Spec, workerContainer)
@@ -106,9 +118,4 @@ func TestConsoleComponent(t *testing.T) {
 		}
 	}
 
-	for _, dir := range []string{"overlays/production", "overlays/hpa"} {
-		if len(render(t, dir).find("Deployment", "billing-console")) != 0 {
-			t.Errorf("%s deploys the console; it is optional (add components/console)", dir)
-		}
-	}
 }

@@ -35,7 +35,7 @@ import (
 // rendered (secrets are created by the operator, never kept here).
 func TestRender(t *testing.T) {
 	t.Parallel()
-	for _, dir := range kustomizations {
+	for _, dir := range withCharts(kustomizations) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			if len(r.objs) == 0 {
@@ -46,6 +46,9 @@ func TestRender(t *testing.T) {
 					t.Errorf("%s: secrets are referenced, never kept in the manifests", o)
 				}
 				checkLabels(t, o)
+			}
+			if isChart(dir) {
+				return // rendered with the Helm Go SDK (helm_test.go)
 			}
 			out, ok, err := kubectlKustomize(dir)
 			switch {
@@ -163,7 +166,7 @@ func workerConfig(t *testing.T, env map[string]string) config.Config {
 // configuration the worker accepts (Config.Validate).
 func TestWorkerSettings(t *testing.T) {
 	t.Parallel()
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)
@@ -185,7 +188,7 @@ func TestWorkerSettings(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Errorf("the worker rejects the manifests' configuration: %v", err)
 			}
-			if !strings.HasSuffix(dir, "dev") && dir != "base" && cfg.Replicas != 3 {
+			if !strings.HasSuffix(dir, "dev") && dir != "base" && !isChart(dir) && cfg.Replicas != 3 {
 				t.Errorf("BILLING_REPLICAS = %d, want 3 on the production NATS cluster", cfg.Replicas)
 			}
 			if strings.HasSuffix(dir, "dev") && cfg.Replicas != 1 {
@@ -243,7 +246,7 @@ func checkFilesMounted(t *testing.T, r *rendering, env map[string]string) {
 func TestDrainWithinGracePeriod(t *testing.T) {
 	t.Parallel()
 	const afterDrain = 10 * time.Second
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		r := render(t, dir)
 		cfg := workerConfig(t, workerEnv(t, r))
 		d := r.deployment(t, workerDeployment)
@@ -305,7 +308,7 @@ const (
 // side alone fails here.
 func TestProbesAndPorts(t *testing.T) {
 	t.Parallel()
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			port := healthPort(t, workerConfig(t, workerEnv(t, r)))
@@ -368,7 +371,7 @@ func labelSelects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]
 // RuntimeDefault seccomp, no API token, resources, pinned images.
 func TestPodHardening(t *testing.T) {
 	t.Parallel()
-	for _, dir := range kustomizations {
+	for _, dir := range withCharts(kustomizations) {
 		r := render(t, dir)
 		for _, o := range r.find("Deployment", "") {
 			d := o.typed.(*appsv1.Deployment)
@@ -443,7 +446,7 @@ func pinnedImage(image string) bool {
 func TestWorkerPod(t *testing.T) {
 	t.Parallel()
 	guid := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			d := r.deployment(t, workerDeployment)
@@ -532,7 +535,7 @@ func parseNATSURL(t *testing.T, raw string) natsEndpoint {
 // the metrics port (checked in TestProbesAndPorts).
 func TestNetworkPolicy(t *testing.T) {
 	t.Parallel()
-	for _, dir := range append([]string{"base"}, overlays...) {
+	for _, dir := range withCharts(append([]string{"base"}, overlays...)) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)
@@ -607,7 +610,8 @@ func TestNetworkPolicy(t *testing.T) {
 // replica count), none in development, and it targets the worker.
 func TestAutoscaling(t *testing.T) {
 	t.Parallel()
-	want := map[string]string{"base": "keda", "overlays/dev": "none", "overlays/production": "keda", "overlays/hpa": "hpa"}
+	want := map[string]string{"base": "keda", "overlays/dev": "none", "overlays/production": "keda", "overlays/hpa": "hpa",
+		"helm": "keda", "helm:all": "keda", "helm:no-keda": "none"}
 	for dir, kind := range want {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
@@ -790,7 +794,7 @@ func TestKEDA(t *testing.T) {
 	params := scalerParams(t, "nats_jetstream_scaler.go", "natsJetStreamMetadata")
 	builder := string(readFile(t, kedaDir(t)+"/pkg/scaling/scalers_builder.go"))
 
-	for _, dir := range []string{"base", "overlays/production"} {
+	for _, dir := range []string{"base", "overlays/production", "helm", "helm:all"} {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)

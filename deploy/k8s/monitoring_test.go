@@ -259,7 +259,7 @@ func alertRules(t *testing.T) map[string]rulefmt.Rule {
 // logs over OTLP.
 func TestMonitoringManifests(t *testing.T) {
 	t.Parallel()
-	for _, dir := range overlays {
+	for _, dir := range withCharts(overlays, "helm:monitoring", "helm:all") {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			env := workerEnv(t, r)

@@ -67,11 +67,13 @@ func (o *object) String() string {
 	return fmt.Sprintf("%s %s/%s", o.gvk.Kind, o.namespace, o.name)
 }
 
-// rendering is the output of one kustomization.
+// rendering is the output of one kustomization, or of the Helm chart
+// with one of chartOptions (helm_test.go).
 type rendering struct {
-	dir  string
-	yaml []byte
-	objs []*object
+	dir   string
+	yaml  []byte
+	objs  []*object
+	notes string // the chart's NOTES.txt
 }
 
 // typedKinds maps every built-in kind the manifests may contain to its Go
@@ -101,12 +103,21 @@ var (
 )
 
 // render renders the kustomization dir (relative to this directory) with
-// the kustomize Go API, and decodes every object. Results are cached.
+// the kustomize Go API, and decodes every object; dir may also name one of
+// chartOptions, rendered with the Helm Go SDK. Results are cached.
 func render(t *testing.T, dir string) *rendering {
 	t.Helper()
 	renderMu.Lock()
 	defer renderMu.Unlock()
 	if r, ok := renderCache[dir]; ok {
+		return r
+	}
+	if isChart(dir) {
+		r, err := renderChart(dir)
+		if err != nil {
+			t.Fatalf("helm template (%s): %v", dir, err)
+		}
+		renderCache[dir] = r
 		return r
 	}
 	out, err := kustomizeBuild(dir)
