@@ -30,6 +30,14 @@ import (
 // wakeOverdue is the watchdog's bound in these tests.
 const wakeOverdue = 2 * time.Second
 
+// dueIn is the Retry-After of the operations whose wake-up falls due while
+// the store is full: long enough to submit them and fill the store first,
+// also under the race detector on a busy machine.
+const (
+	dueIn      = 6 * time.Second
+	retryAfter = "6"
+)
+
 // insufficientResources is the JetStream error code of a write the full
 // store refused.
 const insufficientResources = 10023
@@ -81,9 +89,18 @@ func setupSmallStore(t *testing.T, workers int) *fullBundle {
 }
 
 // fill fills the server's file store with a stream of its own until it
-// refuses writes, and returns the function that frees the space again.
-func (b *fullBundle) fill() (free func()) {
+// refuses writes, and returns the function that frees the space again. The
+// store must be full before the wake-ups of sts fall due: the test fails
+// (the machine too slow for the scenario) otherwise.
+func (b *fullBundle) fill(sts ...client.Operation) (free func()) {
 	b.t.Helper()
+	defer func() {
+		for _, st := range sts {
+			if !time.Now().Before(st.NextAt) {
+				b.t.Fatalf("the store was full only after %s's wake-up fell due (%s): raise dueIn", st.Request.ID, st.NextAt)
+			}
+		}
+	}()
 	ctx := context.Background()
 	s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}, Storage: jetstream.FileStorage})
 	if err != nil {
@@ -164,11 +181,11 @@ func TestWakeUpDueWhileStoreFull(t *testing.T) {
 	t.Parallel()
 	b := setupSmallStore(t, 1)
 	inv := b.invoice()
-	b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+	b.emu.Script(inv, emulator.Accepted(retryAfter), emulator.OK())
 	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
 	b.submit(req)
 	st := b.waiting(req.ID)
-	free := b.fill()
+	free := b.fill(st)
 	pastDue(t, st)
 	free()
 	freed := time.Now()
@@ -191,13 +208,13 @@ func TestDeadlinePassesWhileStoreFull(t *testing.T) {
 	t.Parallel()
 	b := setupSmallStore(t, 1)
 	inv := b.invoice()
-	b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+	b.emu.Script(inv, emulator.Accepted(retryAfter), emulator.OK())
 	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(dueIn + time.Second)
 	req.Deadline = &deadline
 	b.submit(req)
 	st := b.waiting(req.ID)
-	free := b.fill()
+	free := b.fill(st)
 	pastDue(t, st)
 	testwait.For(t, 10*time.Second, "the deadline a second past", func() bool { return time.Since(deadline) > time.Second })
 	free()
@@ -224,10 +241,10 @@ func TestWatchdogReplicas(t *testing.T) {
 	timesOut := map[string]bool{}
 	for i := range stuck {
 		inv := b.invoice()
-		b.emu.Script(inv, emulator.Accepted("2"), emulator.OK())
+		b.emu.Script(inv, emulator.Accepted(retryAfter), emulator.OK())
 		req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
 		if i%3 == 0 {
-			deadline := time.Now().Add(3 * time.Second)
+			deadline := time.Now().Add(dueIn + time.Second)
 			req.Deadline = &deadline
 			timesOut[req.ID] = true
 		}
@@ -237,7 +254,7 @@ func TestWatchdogReplicas(t *testing.T) {
 	for _, id := range ids {
 		sts = append(sts, b.waiting(id))
 	}
-	free := b.fill()
+	free := b.fill(sts...)
 	pastDue(t, sts...)
 	testwait.For(t, 10*time.Second, "the deadlines a second past", func() bool {
 		for _, st := range sts {
