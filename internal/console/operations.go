@@ -230,6 +230,14 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, q listQuery) (
 type detail struct {
 	St      client.Operation
 	TraceID string
+	// TraceLink is the trace id's link to the tracing backend (Options.TraceURL).
+	TraceLink string
+	// DeadLetter is the number of the failed request's dead letter, when
+	// one is kept (0: none).
+	DeadLetter uint64
+	// Download is true when the document can be downloaded from the
+	// console (archived, and downloads on).
+	Download bool
 	// Link is the completed operation's link: the whole URL, or with its
 	// sig hidden (Options.HideSig).
 	Link      string
@@ -258,8 +266,17 @@ func (s *Server) readDetail(r *http.Request) (*detail, int, string) {
 			d.Link, d.LinkShown = redact.URL(c.URL), false
 		}
 	}
+	d.TraceLink = traceLink(s.o.TraceURL, d.TraceID)
+	if c := st.Completed; c != nil && c.Archive != nil && c.Archive.Error == nil && c.Archive.Name != "" {
+		d.Download = !s.o.NoDownloads
+	}
 	if o, ok, err := s.o.Client.Last(r.Context(), id); err == nil && ok {
 		d.Event = &o
+		if o.Failed != nil {
+			if dl, ok, err := s.o.Client.DeadLetterOf(r.Context(), o); err == nil && ok {
+				d.DeadLetter = dl.Sequence
+			}
+		}
 	}
 	for k, v := range st.Request.Labels {
 		d.Labels = append(d.Labels, [2]string{k, v})
