@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,5 +135,33 @@ func TestTraceLink(t *testing.T) {
 		if _, err := console.New(console.Options{Client: tb.stack.Client, TraceURL: bad}); err == nil {
 			t.Errorf("trace URL %q accepted", bad)
 		}
+	}
+}
+
+// A failed request links to its dead letter: one rejected as invalid has
+// no stored operation, and its page is made from its failure event.
+func TestFailedLinksToDeadLetter(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, console.Options{})
+	seq := tb.deadLetter(t, `{"version":1,"id":"rejected-1","kind":"invoice-summary","params":{}}`)
+	c := httpClient(t)
+	code, page := get(t, c, tb.url+"/operations/rejected-1")
+	link := `<a href="/deadletters/` + strconv.FormatUint(seq, 10) + `">`
+	if code != http.StatusOK || !strings.Contains(page, link) || !strings.Contains(page, "invalid_request") || !strings.Contains(page, `id="rejected"`) {
+		t.Errorf("rejected request's page: %d %s", code, page)
+	}
+	if code, _ := get(t, c, tb.url+"/deadletters/"+strconv.FormatUint(seq, 10)); code != http.StatusOK {
+		t.Errorf("its dead letter: %d", code)
+	}
+	// Once the dead letter is deleted, no link.
+	if err := tb.stack.Client.DeleteDeadLetter(context.Background(), seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := get(t, c, tb.url+"/operations/rejected-1"); strings.Contains(page, link) || !strings.Contains(page, "no longer kept") {
+		t.Errorf("after the delete: %s", page)
+	}
+	// An id nothing was said about: 404.
+	if code, _ := get(t, c, tb.url+"/operations/never-seen"); code != http.StatusNotFound {
+		t.Errorf("unknown id: %d", code)
 	}
 }
