@@ -10,7 +10,7 @@ import (
 func TestTraceLinkEscapes(t *testing.T) {
 	t.Parallel()
 	for tmpl, want := range map[string]string{
-		"https://jaeger.internal/trace/{trace_id}":        "https://jaeger.internal/trace/a%2Fb%3Fc%3Dd%26e%20f",
+		"https://jaeger.internal/trace/{trace_id}":         "https://jaeger.internal/trace/a%2Fb%3Fc%3Dd%26e%20f",
 		"https://tempo.internal/search?traceID={trace_id}": "https://tempo.internal/search?traceID=a%2Fb%3Fc%3Dd%26e%20f",
 	} {
 		if got := traceLink(tmpl, "a/b?c=d&e f"); got != want {
