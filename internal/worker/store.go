@@ -56,6 +56,7 @@ func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint
 		if err == nil {
 			return next, nil
 		}
+		_ = w.m.refusedWrite(ctx, writeState, err)
 		entry, gerr := w.kv.Get(ctx, key)
 		switch {
 		case gerr == nil && bytes.Equal(entry.Value(), value):
