@@ -272,3 +272,53 @@ func TestOverdueBoundsAgree(t *testing.T) {
 		t.Errorf("worker.DefaultWakeOverdue %s, client.DefaultOverdueAfter %s", worker.DefaultWakeOverdue, client.DefaultOverdueAfter)
 	}
 }
+
+// refusedWrites sums billing.nats.writes.refused by what was written, over
+// the bundle's workers; every kind of write has its series from the start.
+func (b *fullBundle) refusedWrites() map[string]int64 {
+	got := map[string]int64{}
+	for _, r := range b.readers {
+		var rm metricdata.ResourceMetrics
+		if err := r.Collect(context.Background(), &rm); err != nil {
+			b.t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "billing.nats.writes.refused" {
+					for _, dp := range sum.DataPoints {
+						what, _ := dp.Attributes.Value("billing.write")
+						got[what.AsString()] += dp.Value
+					}
+				}
+			}
+		}
+	}
+	return got
+}
+
+// The writes a full store refuses are counted: here the watchdog's new
+// wake-up for an operation whose wake-up the server dropped, refused
+// until space is freed; then the operation completes once.
+func TestRefusedWritesCounted(t *testing.T) {
+	t.Parallel()
+	b := setupSmallStore(t, 1)
+	if got := b.refusedWrites(); len(got) < 8 || got["schedule"] != 0 || got["state"] != 0 {
+		t.Fatalf("before the store is full: %v, want every kind at 0", got)
+	}
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.Accepted("1"), emulator.OK())
+	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+	b.submit(req)
+	st := b.waiting(req.ID)
+	free := b.fill()
+	pastDue(t, st)
+	testwait.For(t, wakeOverdue+20*time.Second, "a refused write counted", func() bool { return b.refusedWrites()["schedule"] > 0 })
+	free()
+	if o := b.wait(req.ID, wakeOverdue+15*time.Second); o.Completed == nil {
+		t.Fatalf("want completion, got %+v", o.Failed)
+	}
+	if got := len(b.events(req.ID)); got != 1 {
+		t.Errorf("%d events, want 1", got)
+	}
+	t.Logf("refused writes: %v", b.refusedWrites())
+}
