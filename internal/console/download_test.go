@@ -12,12 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -144,6 +146,11 @@ func TestFailedLinksToDeadLetter(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, console.Options{})
 	seq := tb.deadLetter(t, `{"version":1,"id":"rejected-1","kind":"invoice-summary","params":{}}`)
+	// Its failure event is published after the dead letter is kept.
+	testwait.For(t, 15*time.Second, "the rejection's failure event", func() bool {
+		o, ok, err := tb.stack.Client.Last(context.Background(), "rejected-1")
+		return err == nil && ok && o.Failed != nil
+	})
 	c := httpClient(t)
 	code, page := get(t, c, tb.url+"/operations/rejected-1")
 	link := `<a href="/deadletters/` + strconv.FormatUint(seq, 10) + `">`
