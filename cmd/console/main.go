@@ -48,7 +48,8 @@ type settings struct {
 	prefix                              string
 	write                               bool
 	tokenFile, authHeader               string
-	hideSig                             bool
+	hideSig, downloads                  bool
+	traceURL                            string
 	pageSize                            int
 	refresh                             time.Duration
 	logLevel                            string
@@ -91,6 +92,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	str(&s.tokenFile, "console-token-file", "", "file holding the operator token that write actions need (or set "+envName("console-token")+")")
 	str(&s.authHeader, "console-auth-header", "", "instead of a token: the header an authenticating proxy sets to the user's name (write actions need it)")
 	boolean(&s.hideSig, "console-hide-sig", "hide the sig of the completed operation's download link too")
+	s.downloads = true
+	boolean(&s.downloads, "console-downloads", "offer archived documents for download (a read, allowed in read-only mode); false turns it off")
+	str(&s.traceURL, "console-trace-url", "", "link trace ids to the tracing backend: a URL with {trace_id}, such as https://jaeger.internal/trace/{trace_id}")
 	pageSize := strconv.Itoa(console.DefaultPageSize)
 	str(&pageSize, "console-page-size", pageSize, "operations or dead letters on one page")
 	refresh := console.DefaultRefresh.String()
@@ -153,7 +157,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	srv, err := console.New(console.Options{Client: cl, Write: s.write, Token: token, AuthHeader: s.authHeader,
-		HideSig: s.hideSig, PageSize: s.pageSize, Refresh: s.refresh, Logger: log})
+		HideSig: s.hideSig, NoDownloads: !s.downloads, TraceURL: s.traceURL, PageSize: s.pageSize, Refresh: s.refresh, Logger: log})
 	if err != nil {
 		return err
 	}

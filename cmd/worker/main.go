@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	envErr := cfg.Bind(fs, lookup)
 	dev := fs.Bool("dev", false, "development mode: embedded NATS, the Azure Billing emulator, sample requests")
 	devExit := fs.Bool("dev-exit", false, "with -dev: exit once the sample requests have ended")
+	devLogLevel := fs.String("dev-log-level", "", "with -dev: write the worker's JSON log lines to stderr at this level (debug, info, warn, error) instead of to the file dev mode names")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,8 +63,28 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if envErr != nil {
 		return envErr
 	}
-	log, err := cfg.Logger(stderr)
+	logOut, logFile := stderr, ""
+	logCfg := cfg
+	if *dev {
+		// Dev mode's standard output is its summary, for a person: the
+		// worker's JSON log lines go to a file it names, or to stderr at
+		// -dev-log-level.
+		if *devLogLevel != "" {
+			logCfg.LogLevel = *devLogLevel
+		} else {
+			f, err := os.CreateTemp("", "billing-dev-*.log")
+			if err != nil {
+				return fmt.Errorf("dev mode's log file: %w", err)
+			}
+			defer f.Close()
+			logOut, logFile = f, f.Name()
+		}
+	}
+	log, err := logCfg.Logger(logOut)
 	if err != nil {
+		if *devLogLevel != "" {
+			return fmt.Errorf("dev-log-level: %w", err)
+		}
 		return err
 	}
 	tel, err := telemetry.Setup(ctx, "billing-worker", getenv)
@@ -82,8 +103,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}()
 	if *dev {
 		return devstack.Dev(ctx, devstack.DevOptions{
-			Configure: func(c *config.Config) { c.LogLevel = cfg.LogLevel },
-			Logger:    log, Out: stdout, Exit: *devExit, Telemetry: tel,
+			Configure: func(c *config.Config) { c.LogLevel = logCfg.LogLevel },
+			Logger:    log, LogFile: logFile, Out: stdout, Exit: *devExit, Telemetry: tel,
 		})
 	}
 	if err := cfg.Validate(); err != nil {

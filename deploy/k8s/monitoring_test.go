@@ -334,6 +334,7 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_deadletter_stored":             nil,
 		"billing_deadletter_size_bytes":         nil,
 		"billing_deadletter_limit_bytes":        nil,
+		"billing_nats_writes_refused_total":     {"billing_write"},
 		"http_client_request_duration_seconds":  {"billing_kind", "http_request_method", "http_response_status_code", "server_address", "error_type"},
 	}
 	for name, lbls := range want {
@@ -455,6 +456,14 @@ var alertCases = map[string]alertCase{
 		healthy: `
 			billing_wakeups_overdue{namespace="billing",pod="w1"} 0x60 2x3 0x117
 			billing_wakeups_overdue{namespace="billing",pod="w2"} 0x180`,
+	},
+	"BillingNATSStoreFull": {
+		firing: `
+			billing_nats_writes_refused_total{namespace="billing",pod="w1",billing_write="state"} 0x100 1+3x80
+			billing_nats_writes_refused_total{namespace="billing",pod="w1",billing_write="event"} 0x100 0+1x80`,
+		healthy: `
+			billing_nats_writes_refused_total{namespace="billing",pod="w1",billing_write="state"} 0x180
+			billing_nats_writes_refused_total{namespace="billing",pod="w2",billing_write="state"} 4x180`,
 	},
 	"BillingWorkersAtMaxReplicas": {
 		firing: `

@@ -484,6 +484,9 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 		t.Fatal(err)
 	}
 	emu.Script(devstack.InvoiceName("prm", 1), emulator.Accepted("1"), emulator.OK())
+	// A document of 3 MiB: the console's download of it goes past the
+	// ordered consumer's flow-control threshold (1 MiB pending).
+	emu.SetDownload(devstack.InvoiceName("prm", 1), emulator.Download{Size: 3 << 20})
 	submit(req.ID, req.Kind, body)
 	waitEvent(req.ID, messages.OutcomeCompleted)
 
@@ -693,6 +696,10 @@ func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix str
 		"/collections", "/collections/perm-coll-account", "/live/collections/perm-coll-subscription", "/collections/" + runningCollection,
 		"/deadletters", "/deadletters/" + seq} {
 		do(http.MethodGet, p, nil, http.StatusOK)
+	}
+	// An archived document, streamed from the Object Store.
+	if body := do(http.MethodGet, "/operations/perm-ok/document", nil, http.StatusOK); !strings.HasPrefix(body, "%PDF") {
+		t.Errorf("the console's download under its permissions: %.200q", body)
 	}
 	do(http.MethodPost, "/login", url.Values{"token": {token}}, http.StatusSeeOther)
 	do(http.MethodPost, "/deadletters/"+seq+"/replay", url.Values{"mode": {"as-is"}, "confirm": {"yes"}}, http.StatusOK)

@@ -106,6 +106,12 @@ nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_throttle.*' \
   --allow-pub '$JS.API.STREAM.INFO.KV_billing_collections' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
+  --allow-pub '$JS.API.STREAM.INFO.OBJ_billing_archive' \
+  --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.OBJ_billing_archive.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.OBJ_billing_archive.*' \
+  --allow-pub '$JS.FC.OBJ_billing_archive.>' \
+  --allow-pub '$JS.FC.*.*.OBJ_billing_archive.>' \
   --allow-pub 'billing.requests.>' \
   --allow-pub '$JS.API.STREAM.MSG.DELETE.BILLING_DEADLETTER' \
   --allow-sub '_INBOX.>'

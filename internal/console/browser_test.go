@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/azbilling/worker/internal/console"
@@ -286,6 +287,33 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("completed operation's link: %q", href)
 	}
 	b.screenshot(t, "console-operation")
+	// Its archived document: the download button fetches the bytes the
+	// archive's SHA-256 names, with a file name.
+	dl := eval[string](t, b, `document.querySelector("#download").getAttribute("href")`)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch(document.querySelector("#download").href).then(async r => {
+		const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", await r.arrayBuffer()));
+		return r.status + " " + r.headers.get("Content-Disposition") + " " + [...sum].map(b => b.toString(16).padStart(2, "0")).join("");
+	})`, chromedp.EvalAwaitPromise))
+	cancel()
+	if want := strings.TrimSpace(b.text(t, "#archive-sha256")); err != nil || dl != "/operations/"+throttled+"/document" ||
+		!strings.HasPrefix(got, "200 attachment; filename=") || !strings.HasSuffix(got, " "+want) {
+		t.Errorf("download %q: %q (%v), want the SHA-256 %s", dl, got, err, want)
+	}
+
+	// A trace id links to the tracing backend, from the template.
+	traced := messages.Request{Version: 1, ID: "br-traced", Kind: messages.KindInvoice,
+		Params: messages.Params{BillingAccountName: "12345678", InvoiceName: "G000000451"}}
+	if _, err := tb.stack.Client.Submit(context.Background(), traced, nats.Header{"traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}); err != nil {
+		t.Fatal(err)
+	}
+	tb.state(t, traced.ID, client.Phase.Terminal)
+	total++ // received, in the overview's counts below
+	linked := serveConsole(t, tb.stack, console.Options{TraceURL: "https://tempo.internal/trace?id={trace_id}&view=full"})
+	b.do(t, chromedp.Navigate(linked.url+"/operations/"+traced.ID), chromedp.WaitVisible(chromedp.CSS("#trace-link")))
+	if href := eval[string](t, b, `document.querySelector("#trace-link").href`); href != "https://tempo.internal/trace?id=4bf92f3577b34da6a3ce929d0e0e4736&view=full" {
+		t.Errorf("trace link %q", href)
+	}
 
 	// The refused one: Azure's error, escaped.
 	b.do(t, chromedp.Navigate(tb.url+"/operations/"+failed), chromedp.WaitVisible(chromedp.CSS("#azure-error")))

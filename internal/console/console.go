@@ -70,6 +70,14 @@ type Options struct {
 	// HideSig hides the sig of the completed operation's link too (the
 	// only place it is shown otherwise).
 	HideSig bool
+	// NoDownloads turns off the download of archived documents (on by
+	// default, read-only mode included: it is a read).
+	NoDownloads bool
+	// TraceURL, when set, links an operation's trace id to the operator's
+	// tracing backend: an http or https URL in which {trace_id} is
+	// replaced by the trace id (escaped), for example
+	// https://jaeger.internal/trace/{trace_id}.
+	TraceURL string
 	// PageSize is how many operations or dead letters a page lists
 	// (default DefaultPageSize).
 	PageSize int
@@ -95,6 +103,9 @@ func (o *Options) validate() error {
 	}
 	if !o.Write && (o.Token != "" || o.AuthHeader != "") {
 		errs = append(errs, errors.New("console: a token or an auth proxy header is only for write actions, which are off"))
+	}
+	if err := checkTraceURL(o.TraceURL); err != nil {
+		errs = append(errs, err)
 	}
 	if o.PageSize < 0 || o.Refresh < 0 || o.OverviewCache < 0 {
 		errs = append(errs, errors.New("console: page size, refresh and overview cache cannot be negative"))
@@ -167,6 +178,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /operations", s.handleOperations)
 	s.mux.HandleFunc("GET /operations/{id}", s.handleOperation)
 	s.mux.HandleFunc("GET /live/operations/{id}", s.handleOperationLive)
+	s.mux.HandleFunc("GET /operations/{id}/document", s.handleDocument)
 	s.mux.HandleFunc("GET /collections", s.handleCollections)
 	s.mux.HandleFunc("GET /collections/{id}", s.handleCollection)
 	s.mux.HandleFunc("GET /live/collections/{id}", s.handleCollectionLive)

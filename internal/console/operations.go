@@ -230,6 +230,17 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, q listQuery) (
 type detail struct {
 	St      client.Operation
 	TraceID string
+	// TraceLink is the trace id's link to the tracing backend (Options.TraceURL).
+	TraceLink string
+	// DeadLetter is the number of the failed request's dead letter, when
+	// one is kept (0: none).
+	DeadLetter uint64
+	// Rejected is true for a request refused before an operation began:
+	// St is made from its failure event.
+	Rejected bool
+	// Download is true when the document can be downloaded from the
+	// console (archived, and downloads on).
+	Download bool
 	// Link is the completed operation's link: the whole URL, or with its
 	// sig hidden (Options.HideSig).
 	Link      string
@@ -247,7 +258,19 @@ func (s *Server) readDetail(r *http.Request) (*detail, int, string) {
 	id := r.PathValue("id")
 	st, err := s.o.Client.Status(r.Context(), id)
 	if errors.Is(err, client.ErrNoState) || errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, http.StatusNotFound, "No operation is stored under that id (never accepted, rejected as invalid, or expired)."
+		// A request rejected before an operation began (invalid, an
+		// unknown profile) has no state, only its failure event and its
+		// dead letter.
+		o, ok, lerr := s.o.Client.Last(r.Context(), id)
+		if lerr != nil || !ok || o.Failed == nil {
+			return nil, http.StatusNotFound, "No operation is stored under that id (never accepted, rejected as invalid, or expired)."
+		}
+		d := &detail{Rejected: true, Event: &o, St: client.Operation{Phase: client.PhaseFailed, Failed: o.Failed,
+			Request: messages.Request{ID: id, Kind: o.Failed.Kind, Labels: o.Failed.Labels}}}
+		if dl, ok, err := s.o.Client.DeadLetterOf(r.Context(), o); err == nil && ok {
+			d.DeadLetter = dl.Sequence
+		}
+		return d, http.StatusOK, ""
 	} else if err != nil {
 		return nil, http.StatusBadGateway, "Reading the operation failed: " + redact.String(err.Error())
 	}
@@ -258,8 +281,17 @@ func (s *Server) readDetail(r *http.Request) (*detail, int, string) {
 			d.Link, d.LinkShown = redact.URL(c.URL), false
 		}
 	}
+	d.TraceLink = traceLink(s.o.TraceURL, d.TraceID)
+	if c := st.Completed; c != nil && c.Archive != nil && c.Archive.Error == nil && c.Archive.Name != "" {
+		d.Download = !s.o.NoDownloads
+	}
 	if o, ok, err := s.o.Client.Last(r.Context(), id); err == nil && ok {
 		d.Event = &o
+		if o.Failed != nil {
+			if dl, ok, err := s.o.Client.DeadLetterOf(r.Context(), o); err == nil && ok {
+				d.DeadLetter = dl.Sequence
+			}
+		}
 	}
 	for k, v := range st.Request.Labels {
 		d.Labels = append(d.Labels, [2]string{k, v})

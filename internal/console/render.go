@@ -26,6 +26,8 @@ type page struct {
 	Write  bool
 	Writer string
 	Login  bool
+	// Downloads is true when archived documents can be downloaded.
+	Downloads bool
 	// RefreshMS is the live refresh period.
 	RefreshMS int64
 	Error     string
@@ -34,7 +36,7 @@ type page struct {
 
 func (s *Server) page(r *http.Request, title string, data any) *page {
 	return &page{Title: title, Path: r.URL.Path, Now: s.o.Now(), Prefix: s.o.Client.Layout().Prefix,
-		Version: version.String(), Write: s.o.Write, Writer: s.writer(r), Login: s.session != "",
+		Version: version.String(), Write: s.o.Write, Writer: s.writer(r), Login: s.session != "", Downloads: !s.o.NoDownloads,
 		RefreshMS: s.o.Refresh.Milliseconds(), Data: data}
 }
 
@@ -52,6 +54,7 @@ func parsePages(o Options) (map[string]*template.Template, error) {
 		"count":    func(m map[client.Phase]int, p client.Phase) int { return m[p] },
 		"add":      func(a, b int) int { return a + b },
 		"bytes":    fmtBytes,
+		"base":     fileName,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

@@ -37,6 +37,9 @@ type DevOptions struct {
 	Logger *slog.Logger
 	// Out receives the events, readable.
 	Out io.Writer
+	// LogFile, when set, names the file Logger writes to: the summary says
+	// where the worker's log lines are.
+	LogFile string
 	// Exit after the sample requests have ended, instead of running until
 	// ctx is done.
 	Exit bool
@@ -126,6 +129,9 @@ func Dev(ctx context.Context, o DevOptions) error {
 	}
 	defer stack.Close()
 	fmt.Fprintf(o.Out, "dev mode: NATS %s, Azure Billing emulator %s, one worker\n", stack.NATS.ClientURL(), stack.Emulator.URL())
+	if o.LogFile != "" {
+		fmt.Fprintf(o.Out, "dev mode: the worker's log (JSON lines) goes to %s; -dev-log-level info shows it on stderr instead\n", o.LogFile)
+	}
 	consoleURL, token, stopConsole, err := startConsole(ctx, stack, o)
 	if err != nil {
 		return err

@@ -202,6 +202,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	}
 	a := operation.ArchiveAnswer{Outcome: operation.Archived, Object: obj}
 	if err != nil {
+		_ = w.m.refusedWrite(ctx, writeArchive, err)
 		a = answerOfArchive(err)
 		span.SetStatus(codes.Error, a.Error)
 		w.am.attempt(ctx, st.Request.Kind, string(a.Code))

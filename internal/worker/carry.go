@@ -53,7 +53,10 @@ type delivery struct {
 	// from storing a claim until it ends.
 	held bool
 	// regate: a call decided after an archive, not yet past the throttle.
-	regate    bool
+	regate bool
+	// answered: the step to store holds an answer of Azure's (or an
+	// archive's outcome), which only a new call could get again.
+	answered  bool
 	redecided int
 }
 
@@ -104,7 +107,12 @@ func (r *delivery) store(step operation.Step) (again bool, redecided operation.S
 		w.calls.add(id)
 		r.held = true
 	}
-	next, found, err := w.put(r.ctx, step.Next, r.rev)
+	var keep func()
+	if r.answered {
+		keep = func() { _ = w.settle(r.msg, operation.Step{Action: operation.KeepAlive}) }
+	}
+	r.answered = false
+	next, found, err := w.putKept(r.ctx, step.Next, r.rev, keep)
 	if errors.Is(err, errConflict) && found != nil && r.redecided < maxRedecide {
 		r.redecided++
 		if r.cur, err = decode(found); err != nil {
@@ -143,12 +151,14 @@ func (r *delivery) act(step operation.Step) (operation.Step, bool, error) {
 			return w.machine.Reclaim(r.cur, w.now()), true, nil
 		}
 		step = w.call(r.calls, r.cur, r.log)
+		r.answered = true
 		// Azure's answer is not thrown away lightly: store it even if the
 		// shutdown cuts in.
 		r.ctx = context.WithoutCancel(r.calls)
 		return step, true, nil
 	case operation.Archive:
 		step, r.rev = w.archive(r.calls, r.msg, r.cur, r.rev, r.log)
+		r.answered = true
 		// A new link is the first call again: through the throttle.
 		r.regate = step.Action == operation.Call
 		// The outcome is stored even if the shutdown cuts in.

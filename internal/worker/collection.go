@@ -58,7 +58,7 @@ func (w *Worker) prepare(ctx context.Context, step operation.Step) error {
 	if c := step.Chunk; c != nil {
 		data, _ := json.Marshal(c.Children)
 		if _, err := w.chunks.Put(ctx, c.Key, data); err != nil {
-			return fmt.Errorf("store the listed page %s: %w", c.Key, err)
+			return fmt.Errorf("store the listed page %s: %w", c.Key, w.m.refusedWrite(ctx, writeCollection, err))
 		}
 	}
 	if step.Spawn != nil && step.Next != nil {
@@ -118,7 +118,7 @@ func (w *Worker) spawn(ctx context.Context, st *operation.State, r operation.Ran
 		m.Data, _ = json.Marshal(req)
 		telemetry.Inject(ctx, m.Header)
 		if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(messages.DedupID(req))); err != nil {
-			return fmt.Errorf("request child %d of %s: %w", i, st.Request.ID, err)
+			return fmt.Errorf("request child %d of %s: %w", i, st.Request.ID, w.m.refusedWrite(ctx, writeRequest, err))
 		}
 	}
 	return nil
@@ -134,7 +134,7 @@ func (w *Worker) notifyEnded(ctx context.Context, req messages.Request, failed b
 	m.Data = body
 	telemetry.Inject(ctx, m.Header)
 	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("ended."+req.ID)); err != nil {
-		return fmt.Errorf("tell collection %s that %s ended: %w", c.ID, req.ID, err)
+		return fmt.Errorf("tell collection %s that %s ended: %w", c.ID, req.ID, w.m.refusedWrite(ctx, writeEnded, err))
 	}
 	return nil
 }

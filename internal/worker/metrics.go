@@ -20,7 +20,52 @@ const (
 	attrCode    = attribute.Key("billing.code")
 	attrStatus  = attribute.Key("http.response.status_code")
 	attrError   = attribute.Key("error.type")
+	attrWrite   = attribute.Key("billing.write")
 )
+
+// What a write refused for lack of storage was (billing.write).
+const (
+	writeState      = "state"
+	writeEvent      = "event"
+	writeSchedule   = "schedule"
+	writeDeadLetter = "deadletter"
+	writeArchive    = "archive"
+	writeCollection = "collection"
+	writeRequest    = "request"
+	writeEnded      = "ended"
+)
+
+// writeKinds lists them, for the counter's series at 0 from the start (a
+// rate or increase sees the first refusal then).
+var writeKinds = []string{writeState, writeEvent, writeSchedule, writeDeadLetter, writeArchive, writeCollection, writeRequest, writeEnded}
+
+// insufficientResources is JetStream's error code for a write refused
+// because the server's storage (max_file_store, an account's or a
+// stream's reservation) is used up.
+const insufficientResources = 10023
+
+// storeFull reports whether err is a write JetStream refused for lack of
+// storage.
+func storeFull(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == insufficientResources
+}
+
+// refused counts err when it is a write of what that JetStream refused
+// for lack of storage, and returns err.
+func (in *instruments) refusedWrite(ctx context.Context, what string, err error) error {
+	if storeFull(err) {
+		in.refused.Add(ctx, 1, metric.WithAttributes(attrWrite.String(what)))
+	}
+	return err
+}
+
+// zeroRefused starts the refused-writes series at 0.
+func (in *instruments) zeroRefused(ctx context.Context) {
+	for _, what := range writeKinds {
+		in.refused.Add(ctx, 0, metric.WithAttributes(attrWrite.String(what)))
+	}
+}
 
 // instruments are the worker's metrics (README.md lists them).
 type instruments struct {
@@ -31,6 +76,7 @@ type instruments struct {
 	polls       metric.Int64Histogram
 	duration    metric.Float64Histogram
 	deadLetters metric.Int64Counter
+	refused     metric.Int64Counter
 	meter       metric.Meter
 }
 
@@ -53,6 +99,10 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 		metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
 	err = errors.Join(err, e)
 	in.deadLetters, e = m.Int64Counter("billing.deadletters", metric.WithDescription("Requests put in the dead-letter stream, by kind and code."), metric.WithUnit("{request}"))
+	err = errors.Join(err, e)
+	in.refused, e = m.Int64Counter("billing.nats.writes.refused", metric.WithDescription(
+		"Writes JetStream refused for lack of storage (error 10023, insufficient resources), by what was written (billing.write: state, event, schedule, deadletter, archive, collection, request, ended)."),
+		metric.WithUnit("{write}"))
 	err = errors.Join(err, e)
 	return in, err
 }

@@ -51,7 +51,7 @@ func (w *Worker) scheduleAt(ctx context.Context, st *operation.State, at time.Ti
 	}
 	ack, err := w.js.PublishMsg(ctx, m)
 	if err != nil {
-		return false, fmt.Errorf("schedule wake-up: %w", err)
+		return false, fmt.Errorf("schedule wake-up: %w", w.m.refusedWrite(ctx, writeSchedule, err))
 	}
 	return ack.Duplicate, nil
 }
@@ -183,7 +183,7 @@ func (w *Worker) publishEvent(ctx context.Context, outcome string, kind messages
 	telemetry.Inject(ctx, m.Header)
 	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
 		span.SetStatus(codes.Error, "publish failed")
-		return fmt.Errorf("publish %s event: %w", outcome, err)
+		return fmt.Errorf("publish %s event: %w", outcome, w.m.refusedWrite(ctx, writeEvent, err))
 	}
 	return nil
 }
@@ -297,6 +297,7 @@ func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Reque
 	dl.Header.Set(messages.HeaderOrigSubject, msg.Subject())
 	dl.Header.Set(messages.HeaderOrigSeq, strconv.FormatUint(seq, 10))
 	_, err = w.js.PublishMsg(ctx, dl, jetstream.WithExpectLastSequencePerSubject(0))
+	_ = w.m.refusedWrite(ctx, writeDeadLetter, err)
 	if wrongLastSequence(err) {
 		return seq, true, nil // kept by an earlier delivery
 	} else if err != nil {

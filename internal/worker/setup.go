@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -57,6 +58,11 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *O
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			if cfg.MaxBytes > 0 && reservationRefused(err) {
+				return nil, fmt.Errorf("stream %s: its bound deadletter-max-bytes (BILLING_DEADLETTER_MAX_BYTES, %d bytes), which the server reserves, "+
+					"is more than the storage the server or the account has left: lower deadletter-max-bytes, or give JetStream more storage: %w",
+					cfg.Name, cfg.MaxBytes, err)
+			}
 			return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -80,6 +86,14 @@ func ensure(ctx context.Context, js jetstream.JetStream, s messages.Layout, c *O
 		}
 	}
 	return kv, nil
+}
+
+// reservationRefused reports whether err is the server refusing a
+// stream whose byte limit it cannot reserve (10047, insufficient storage
+// resources available; 10023 from some paths).
+func reservationRefused(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == 10047 || api.ErrorCode == insufficientResources)
 }
 
 func consumerConfig(name, filter, desc string, c *Options) jetstream.ConsumerConfig {

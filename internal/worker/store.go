@@ -24,7 +24,9 @@ var errConflict = errors.New("the operation's state changed under this worker")
 var errBadState = errors.New("stored state is unusable")
 
 // Timings of the store's retries: a write is retried for up to ack-wait
-// (after that the message comes back anyway), starting at storeRetryFirst
+// (after that the message comes back anyway; an answer of Azure's that the
+// store refuses for lack of storage is retried until the deadline, its
+// message kept: putKept), starting at storeRetryFirst
 // and backing off to storeRetryMax between attempts.
 const (
 	storeRetryFirst = 100 * time.Millisecond
@@ -43,8 +45,21 @@ const (
 // (nil if the entry is gone). Other failures are retried for up to
 // ack-wait.
 func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint64, jetstream.KeyValueEntry, error) {
+	return w.putKept(ctx, st, rev, nil)
+}
+
+// putKept is put for a state that holds an answer of Azure's, which a
+// redelivery could only get by calling Azure again: while the store
+// refuses the write for lack of storage (10023), keep (which keeps the
+// message from being redelivered) is called before each new try, and the
+// tries go on past ack-wait, until the operation's deadline. A claim and
+// the answer's state differ in size: a nearly full store can take the
+// first and refuse the second, and handing the message back would then
+// call Azure again on every redelivery.
+func (w *Worker) putKept(ctx context.Context, st *operation.State, rev uint64, keep func()) (uint64, jetstream.KeyValueEntry, error) {
 	key, value := st.Request.ID, operation.Encode(st)
 	var found jetstream.KeyValueEntry
+	start := time.Now()
 	write := func() (uint64, error) {
 		var next uint64
 		var err error
@@ -56,6 +71,7 @@ func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint
 		if err == nil {
 			return next, nil
 		}
+		_ = w.m.refusedWrite(ctx, writeState, err)
 		entry, gerr := w.kv.Get(ctx, key)
 		switch {
 		case gerr == nil && bytes.Equal(entry.Value(), value):
@@ -66,12 +82,18 @@ func (w *Worker) put(ctx context.Context, st *operation.State, rev uint64) (uint
 		case errors.Is(gerr, jetstream.ErrKeyNotFound) && rev != 0:
 			return 0, backoff.Permanent(errConflict) // the entry is gone
 		}
+		switch {
+		case keep != nil && storeFull(err) && w.now().Before(st.Deadline):
+			keep() // the answer is kept, and so is the message
+		case time.Since(start) >= w.cfg.AckWait:
+			return 0, backoff.Permanent(err) // the message comes back anyway
+		}
 		return 0, err // not applied (or not known yet): write again
 	}
 	policy := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(storeRetryFirst),
 		backoff.WithMaxInterval(storeRetryMax),
-		backoff.WithMaxElapsedTime(w.cfg.AckWait))
+		backoff.WithMaxElapsedTime(0)) // bounded in write
 	next, err := backoff.RetryWithData(write, backoff.WithContext(policy, ctx))
 	if err != nil {
 		return 0, found, fmt.Errorf("store the state of %s: %w", key, err)

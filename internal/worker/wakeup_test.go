@@ -50,7 +50,7 @@ type fullBundle struct {
 	readers []*sdkmetric.ManualReader
 }
 
-func setupSmallStore(t *testing.T, workers int) *fullBundle {
+func setupSmallStore(t *testing.T, workers int, configure ...func(*config.Config)) *fullBundle {
 	t.Helper()
 	var readers []*sdkmetric.ManualReader
 	stack, err := devstack.Start(devstack.Options{
@@ -63,6 +63,9 @@ func setupSmallStore(t *testing.T, workers int) *fullBundle {
 			c.DeadLetterMaxBytes = 1 << 20 // a stream's byte limit is reserved in the small store
 			c.WakeOverdue = wakeOverdue
 			roomyThrottle(c)
+			for _, f := range configure {
+				f(c)
+			}
 		},
 		WorkerOptionsFor: func(int) []worker.Option {
 			reader := sdkmetric.NewManualReader()
@@ -308,5 +311,140 @@ func TestOverdueBoundsAgree(t *testing.T) {
 	t.Parallel()
 	if worker.DefaultWakeOverdue != client.DefaultOverdueAfter {
 		t.Errorf("worker.DefaultWakeOverdue %s, client.DefaultOverdueAfter %s", worker.DefaultWakeOverdue, client.DefaultOverdueAfter)
+	}
+}
+
+// refusedWrites sums billing.nats.writes.refused by what was written, over
+// the bundle's workers; every kind of write has its series from the start.
+func (b *fullBundle) refusedWrites() map[string]int64 {
+	got := map[string]int64{}
+	for _, r := range b.readers {
+		var rm metricdata.ResourceMetrics
+		if err := r.Collect(context.Background(), &rm); err != nil {
+			b.t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "billing.nats.writes.refused" {
+					for _, dp := range sum.DataPoints {
+						what, _ := dp.Attributes.Value("billing.write")
+						got[what.AsString()] += dp.Value
+					}
+				}
+			}
+		}
+	}
+	return got
+}
+
+// The writes a full store refuses are counted: here the watchdog's new
+// wake-up for an operation whose wake-up the server dropped, refused
+// until space is freed; then the operation completes once.
+func TestRefusedWritesCounted(t *testing.T) {
+	t.Parallel()
+	b := setupSmallStore(t, 1)
+	if got := b.refusedWrites(); len(got) < 8 || got["schedule"] != 0 || got["state"] != 0 {
+		t.Fatalf("before the store is full: %v, want every kind at 0", got)
+	}
+	inv := b.invoice()
+	b.emu.Script(inv, emulator.Accepted("1"), emulator.OK())
+	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
+	b.submit(req)
+	st := b.waiting(req.ID)
+	free := b.fill()
+	pastDue(t, st)
+	testwait.For(t, wakeOverdue+20*time.Second, "a refused write counted", func() bool { return b.refusedWrites()["schedule"] > 0 })
+	free()
+	if o := b.wait(req.ID, wakeOverdue+15*time.Second); o.Completed == nil {
+		t.Fatalf("want completion, got %+v", o.Failed)
+	}
+	if got := len(b.events(req.ID)); got != 1 {
+		t.Errorf("%d events, want 1", got)
+	}
+	t.Logf("refused writes: %v", b.refusedWrites())
+}
+
+// fillLeaving fills the store like fill, then frees about room bytes of
+// it (1 KiB filler messages deleted), and returns the function that frees
+// everything.
+func (b *fullBundle) fillLeaving(room int) (free func()) {
+	b.t.Helper()
+	free = b.fill()
+	ctx := context.Background()
+	s, err := b.js.Stream(ctx, "FILLER")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	// Room for small fillers: one large one out.
+	info, err := s.Info(ctx)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, info.State.LastSeq); err != nil {
+		b.t.Fatal(err)
+	}
+	small := make([]byte, 1<<10)
+	var seqs []uint64
+	for {
+		ack, err := b.js.Publish(ctx, "filler", small)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == insufficientResources {
+			break
+		}
+		if err != nil {
+			b.t.Fatalf("filler: %v", err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	n := room >> 10
+	if len(seqs) < n {
+		b.t.Fatalf("only %d small fillers", len(seqs))
+	}
+	for _, seq := range seqs[len(seqs)-n:] {
+		if err := s.DeleteMsg(ctx, seq); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	return free
+}
+
+// A listing whose answer's state a nearly full store refuses (while the
+// smaller writes before it still fit) is not fetched from Azure again on
+// each retry: the worker keeps the answer and the message, and stores it
+// once the store takes it. Regression: each redelivery called Azure for
+// the page again.
+func TestRefusedAnswerNotFetchedAgain(t *testing.T) {
+	t.Parallel()
+	// A short ack-wait: the message would come back after it.
+	const ackWait = 12 * time.Second
+	b := setupSmallStore(t, 1, func(c *config.Config) { c.AckWait, c.HTTPTimeout = ackWait, time.Second })
+	b.emu.SetListing(5, 30) // 90 invoices: a state of about 100 KB at the end
+	ctx := context.Background()
+	req := devstack.Sample(messages.KindAccountInvoices, b.id(), "")
+	free := b.fillLeaving(24 << 10)
+	before := len(b.emu.Calls())
+	b.submit(req)
+	testwait.For(t, 20*time.Second, "an answer's state refused", func() bool { return b.refusedWrites()["state"] > 0 })
+	refusedAt, calls := time.Now(), len(b.emu.Calls())-before
+	// Past ack-wait and two redeliveries' delays (2 s, 4 s), had the
+	// message been handed back: a wait on the clock, as a message kept
+	// gives no signal. Meanwhile the store is retried.
+	testwait.For(t, ackWait+15*time.Second, "ack-wait and two redeliveries past the refusal", func() bool {
+		return time.Since(refusedAt) > ackWait+7*time.Second
+	})
+	if n := len(b.emu.Calls()) - before; n != calls {
+		t.Errorf("Azure called %d more times while the answer's state could not be stored", n-calls)
+	}
+	free()
+	o := b.wait(req.ID, 30*time.Second)
+	if o.Completed == nil || len(o.Completed.Invoices) != 90 {
+		t.Fatalf("the listing's event: %+v", o)
+	}
+	st, err := b.stack.Client.Status(ctx, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.emu.Calls()) - before; n != st.AzureCalls || n != 18 {
+		t.Errorf("Azure was called %d times for a listing of 18 pages (the state counts %d)", n, st.AzureCalls)
 	}
 }

@@ -188,6 +188,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.Throttle.Shared {
 		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
 	}
+	w.m.zeroRefused(ctx)
 	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}

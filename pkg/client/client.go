@@ -327,6 +327,34 @@ func (c *Client) DeadLetter(ctx context.Context, seq uint64) (DeadLetter, error)
 	}, nil
 }
 
+// DeadLetterOf returns the dead letter of a failure event's request, when
+// one is kept: the worker keeps a copy of every request it rejected (an
+// invalid one, or one that failed max-deliver times), and that failure
+// event's message id names it (rejected.<sequence in the work stream>).
+// ok is false for a failure with no dead letter, or one since deleted.
+func (c *Client) DeadLetterOf(ctx context.Context, o Outcome) (dl DeadLetter, ok bool, err error) {
+	seq, found := strings.CutPrefix(o.Header.Get(nats.MsgIdHdr), "rejected.")
+	n, perr := strconv.ParseUint(seq, 10, 64)
+	if o.Failed == nil || !found || perr != nil {
+		return DeadLetter{}, false, nil
+	}
+	stream, err := c.js.Stream(ctx, c.l.DeadLetterStream())
+	if err != nil {
+		return DeadLetter{}, false, err
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, c.l.DeadLetter(o.Failed.Kind, n))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, false, nil
+	} else if err != nil {
+		return DeadLetter{}, false, err
+	}
+	return DeadLetter{
+		Sequence: m.Sequence, Time: m.Time, Subject: m.Subject, Header: m.Header, Data: m.Data,
+		Code: m.Header.Get(messages.HeaderErrorCode), Error: m.Header.Get(messages.HeaderError),
+		OriginalSubject: m.Header.Get(messages.HeaderOrigSubject),
+	}, true, nil
+}
+
 // Replay submits a dead letter again on its original subject, with its
 // original headers, and with data instead of its payload when data is not
 // nil (a corrected request). The dead letter is kept; delete it with
