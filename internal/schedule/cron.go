@@ -277,3 +277,20 @@ func (c Cron) Fires(from, to time.Time, loc *time.Location, limit int) (fires []
 	}
 	return fires, skipped
 }
+
+// ServerSupports reports whether a nats-server of version v (such as
+// "2.15.2") fires repeating schedules: 2.14 and later. 2.12 has only the
+// one-shot @at.
+func ServerSupports(v string) bool {
+	v = strings.TrimPrefix(v, "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.SplitN(parts[1], "-", 2)[0])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return major > 2 || major == 2 && minor >= 14
+}

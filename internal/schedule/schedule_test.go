@@ -308,3 +308,13 @@ func TestFire(t *testing.T) {
 		}
 	}
 }
+
+func TestServerSupports(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]bool{"2.15.2": true, "2.14.0": true, "v2.14.1-beta": true, "3.0.0": true,
+		"2.12.3": false, "2.11.0": false, "2.9": false, "": false, "dev": false} {
+		if ServerSupports(v) != want {
+			t.Errorf("ServerSupports(%q) = %v", v, !want)
+		}
+	}
+}
