@@ -46,6 +46,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_collections' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_schedules' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_schedules' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.ended.>' \
@@ -55,6 +57,9 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.requests' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.polls' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.ended' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.fires.>' \
+  --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.fires' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.fires' \
   --allow-pub '$JS.ACK.BILLING_WORK.>' \
   --allow-pub '$JS.ACK.*.*.BILLING_WORK.>' \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \

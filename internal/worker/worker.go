@@ -176,7 +176,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			err = w.ensureArchive(ctx)
 		}
 		if err == nil {
-			err = w.ensureSchedules(ctx)
+			// Schedules are optional: without them (refused, no
+			// permission) everything else still runs.
+			if serr := w.ensureSchedules(ctx); serr != nil {
+				w.log.Warn("recurring schedules are off", "error", serr)
+			}
 		}
 		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
