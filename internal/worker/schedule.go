@@ -39,7 +39,18 @@ type schedules struct {
 	errors   metric.Int64Counter
 }
 
-var attrHow = attribute.Key("billing.schedule.how")
+var (
+	attrHow           = attribute.Key("billing.schedule.how")
+	attrScheduleError = attribute.Key("billing.schedule.error")
+	// attrKindFire is the billing.kind of a fire's dead letter.
+	attrKindFire = attrKind.String(messages.FireToken)
+)
+
+// The values of billing.schedule.error.
+const (
+	errorUnusable   = "unusable"    // the record is unreadable or does not compile
+	errorFireFailed = "fire_failed" // handling failed max-deliver times; dead-lettered
+)
 
 // ensureSchedules creates the schedules bucket and the fires consumer
 // when the server fires repeating schedules (nats-server 2.14 or newer)
@@ -78,7 +89,7 @@ func (w *Worker) ensureSchedules(ctx context.Context) error {
 	s.fires, e1 = m.Int64Counter("billing.schedule.fires", metric.WithDescription("Fires of recurring schedules taken (a fire seen again included)."), metric.WithUnit("{fire}"))
 	s.requests, e2 = m.Int64Counter("billing.schedule.requests", metric.WithDescription("Requests started by recurring schedules' fires, by how (fire, catch-up)."), metric.WithUnit("{request}"))
 	s.missed, e3 = m.Int64Counter("billing.schedule.missed", metric.WithDescription("Missed fires of recurring schedules left out beyond schedule-catch-up."), metric.WithUnit("{fire}"))
-	s.errors, e4 = m.Int64Counter("billing.schedule.errors", metric.WithDescription("Fires that started nothing because their schedule's record is unreadable or invalid."), metric.WithUnit("{fire}"))
+	s.errors, e4 = m.Int64Counter("billing.schedule.errors", metric.WithDescription("Fires that started nothing: the schedule's record is unusable, or handling failed max-deliver times (dead-lettered), by error."), metric.WithUnit("{fire}"))
 	if err := errors.Join(e1, e2, e3, e4); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -126,7 +137,7 @@ func (w *Worker) handleFire(ctx context.Context, msg jetstream.Msg) error {
 		}
 		if cerr != nil {
 			// Written past the tools' checks: a retry would not mend it.
-			s.errors.Add(ctx, 1)
+			s.errors.Add(ctx, 1, metric.WithAttributes(attrScheduleError.String(errorUnusable)))
 			log.ErrorContext(ctx, "fire of an unusable schedule: nothing started", "error", cerr)
 			return w.settle(msg, ack)
 		}
@@ -157,6 +168,24 @@ func (w *Worker) handleFire(ctx context.Context, msg jetstream.Msg) error {
 		return w.settle(msg, ack)
 	}
 	return fmt.Errorf("schedule %s kept changing", id)
+}
+
+// keepFire keeps a fire that kept failing in the dead-letter stream, on
+// <prefix>.deadletter.~fire.<seq>, with why; there is no operation to end
+// and no request to fail: the schedule's record still shows the fires
+// before it, so its next fire starts the periods this one would have. It
+// reports false when the copy could not be written (the fire comes back).
+func (w *Worker) keepFire(ctx context.Context, msg jetstream.Msg, failed messages.Failed) bool {
+	id := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]
+	if _, _, err := w.keepOn(ctx, msg, w.subj.FireDeadLetter, attrKindFire, failed); err != nil {
+		w.log.WarnContext(ctx, "dead-letter a schedule's fire", "schedule", id, "error", err)
+		return false
+	}
+	if w.sched != nil {
+		w.sched.errors.Add(ctx, 1, metric.WithAttributes(attrScheduleError.String(errorFireFailed)))
+	}
+	w.log.ErrorContext(ctx, "schedule fire dead-lettered", "schedule", id, "error", failed.Message)
+	return true
 }
 
 // submit publishes a schedule's request with its message id, as any

@@ -2,7 +2,10 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/natstest"
 	"github.com/azbilling/worker/internal/schedule"
@@ -379,4 +383,104 @@ func TestScheduleRefusedWithoutMessageSchedules(t *testing.T) {
 		t.Errorf("submit: %v", err)
 	}
 	_ = devstack.InvoiceName
+}
+
+// A fire whose handling keeps failing (here: the request its schedule
+// makes is larger than the work stream takes, so every publish is
+// refused) is dead-lettered as a fire after max-deliver deliveries, with
+// why, on <prefix>.deadletter.~fire.<seq>: not read as a request, not
+// called invalid, no failure event for a request that never was.
+func TestScheduleFireThatKeepsFailingIsDeadLetteredAsAFire(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) { c.MaxDeliver, c.MaxRequestBytes = 2, 1024 })
+	c := b.stack.Client
+	ctx := context.Background()
+	s := every2s(b, "too-big")
+	if _, err := c.PutSchedule(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	// The record as a tool with a larger limit may have written it: the
+	// template's labels make every request over 1024 bytes. (The
+	// schedule's message, armed above, stays small.)
+	js, err := jetstream.New(b.stack.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, c.Layout().ScheduleBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec schedule.Record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Schedule.Request.Labels = map[string]string{}
+	for i := range 8 {
+		rec.Schedule.Request.Labels[fmt.Sprintf("l%d", i)] = strings.Repeat("x", 200)
+	}
+	if _, err := schedule.Compile(rec.Schedule); err != nil {
+		t.Fatalf("the record must stay a valid schedule: %v", err)
+	}
+	if _, err := kv.Update(ctx, s.ID, mustJSON(t, rec), e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+
+	var dl client.DeadLetter
+	testwait.ForNoError(t, 60*time.Second, "a fire dead-lettered", func() error {
+		dls, err := c.DeadLetters(ctx, 0, 100)
+		if err != nil {
+			return err
+		}
+		for _, d := range dls {
+			if d.OriginalSubject == c.Layout().ScheduleFire(s.ID) {
+				dl = d
+				return nil
+			}
+		}
+		return fmt.Errorf("%d dead letters, none of the fires", len(dls))
+	})
+	layout := c.Layout()
+	if want := layout.FireDeadLetter(mustUint(t, dl.Header.Get(messages.HeaderOrigSeq))); dl.Subject != want {
+		t.Errorf("dead letter on %s, want %s", dl.Subject, want)
+	}
+	if dl.Code != string(messages.CodeInternal) || !strings.Contains(dl.Error, "schedule fire not handled after 2 deliveries") ||
+		!strings.Contains(dl.Error, "schedule "+s.ID) || strings.Contains(dl.Error, "invalid") {
+		t.Errorf("dead letter %s: %s", dl.Code, dl.Error)
+	}
+	if err := c.Replay(ctx, dl.Sequence, nil); err == nil || !strings.Contains(err.Error(), "schedule run "+s.ID) {
+		t.Errorf("replay of a fire: %v, want a refusal that points at schedule run", err)
+	}
+	var body messages.Schedule
+	if err := json.Unmarshal(dl.Data, &body); err != nil || body.ID != s.ID {
+		t.Errorf("the dead letter's body is not the fire's schedule: %v: %s", err, dl.Data)
+	}
+
+	// Stopped, the fires on their way settle (paused: nothing to start):
+	// then no rejection event can still be on its way.
+	if err := c.PauseSchedule(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.workSettled(30 * time.Second)
+	b.mu.Lock()
+	outcomes := len(b.outcomes)
+	b.mu.Unlock()
+	if outcomes != 0 {
+		t.Errorf("events for %d requests, want none: a fire is no request", outcomes)
+	}
+	if got := covered(t, c, s.ID); len(got) != 0 {
+		t.Errorf("periods recorded covered: %v, want none (the next fire catches them up)", got)
+	}
+}
+
+func mustUint(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
 }

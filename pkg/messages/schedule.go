@@ -1,5 +1,10 @@
 package messages
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Recurring schedules: a schedule makes one ordinary request per period it
 // covers (see docs/schedules.md). The schedule is held by the NATS server
 // as a repeating scheduled message; the worker turns each fire into
@@ -70,6 +75,24 @@ func (s Layout) ScheduleFire(id string) string { return s.Prefix + ".internal.fi
 
 // ScheduleFires is the filter of every schedule's fires.
 func (s Layout) ScheduleFires() string { return s.Prefix + ".internal.fires.*" }
+
+// FireToken stands in a dead letter's subject for the kind of a
+// recurring schedule's fire the worker failed to handle max-deliver
+// times: <prefix>.deadletter.~fire.<seq>. '~' is outside the kinds.
+const FireToken = "~fire"
+
+// FireDeadLetter is the subject a fire that kept failing is kept on:
+// <prefix>.deadletter.~fire.<seq>, seq being its sequence in the work
+// stream.
+func (s Layout) FireDeadLetter(seq uint64) string {
+	return s.Prefix + ".deadletter." + FireToken + "." + strconv.FormatUint(seq, 10)
+}
+
+// IsScheduleFire reports whether subject is a schedule's fire
+// (<prefix>.internal.fires.<id>).
+func (s Layout) IsScheduleFire(subject string) bool {
+	return strings.HasPrefix(subject, s.Prefix+".internal.fires.")
+}
 
 // ScheduleBucket is the key-value bucket of schedules (definition,
 // paused, the periods covered), keyed by schedule id: <prefix>_schedules.
