@@ -148,10 +148,10 @@ func latest(a, b time.Time) time.Time {
 func (c *Client) arm(ctx context.Context, s schedule.Compiled) error {
 	m := nats.NewMsg(c.l.ScheduleSubject(s.ID))
 	m.Data, _ = json.Marshal(s.Schedule)
-	m.Header.Set("Nats-Schedule", s.Cron.String())
-	m.Header.Set("Nats-Schedule-Target", c.l.ScheduleFire(s.ID))
+	m.Header.Set(messages.HeaderSchedule, s.Cron.String())
+	m.Header.Set(messages.HeaderScheduleTarget, c.l.ScheduleFire(s.ID))
 	if s.TimeZone != "" {
-		m.Header.Set("Nats-Schedule-Time-Zone", s.TimeZone)
+		m.Header.Set(messages.HeaderScheduleTimeZone, s.TimeZone)
 	}
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("schedule %s: the server refused the repeating schedule: %w", s.ID, err)
@@ -165,8 +165,8 @@ func (c *Client) arm(ctx context.Context, s schedule.Compiled) error {
 // the schedule's subject is needed, no stream administration.
 func (c *Client) disarm(ctx context.Context, id string) error {
 	m := nats.NewMsg(c.l.ScheduleSubject(id))
-	m.Header.Set("Nats-Schedule", "@at "+time.Now().UTC().Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", c.l.ScheduleFire(id))
+	m.Header.Set(messages.HeaderSchedule, "@at "+time.Now().UTC().Format(time.RFC3339))
+	m.Header.Set(messages.HeaderScheduleTarget, c.l.ScheduleFire(id))
 	m.Header.Set(messages.HeaderScheduleAction, messages.ScheduleActionStop)
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("stop schedule %s: %w", id, err)

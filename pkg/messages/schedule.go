@@ -51,8 +51,21 @@ const (
 	LabelPeriod   = "period"
 )
 
+// SchemaIDSchedule is the $id of the schedule's JSON Schema
+// (schema/schedule.schema.json).
+const SchemaIDSchedule = "urn:billing-worker:schema:schedule:v1"
+
 // Headers of a schedule's messages.
 const (
+	// HeaderSchedule is the NATS server's header of a scheduled message:
+	// the cron expression (or "@at <time>" for a one-shot).
+	HeaderSchedule = "Nats-Schedule"
+	// HeaderScheduleTarget is the subject the server copies the message
+	// to when it fires: <prefix>.internal.fires.<id>.
+	HeaderScheduleTarget = "Nats-Schedule-Target"
+	// HeaderScheduleTimeZone is the IANA zone the server reads the cron
+	// expression in.
+	HeaderScheduleTimeZone = "Nats-Schedule-Time-Zone"
 	// HeaderScheduleAction marks the one-shot message that stops a
 	// recurring schedule (value ScheduleActionStop); its fire is ignored.
 	HeaderScheduleAction = "Billing-Schedule-Action"
