@@ -61,7 +61,7 @@ func TestDevServesConsole(t *testing.T) {
 	}
 	// The sample schedule fired, and its request ended.
 	fired := regexp.MustCompile(`(?m)^fired     ` + devstack.DevScheduleID + ` at (\d{8}T\d{6}Z)\n(COMPLETED|FAILED) ` + devstack.DevScheduleID + `-(\d{8}T\d{6}Z) `)
-	if m := fired.FindStringSubmatch(p.out.String()); m == nil || m[1] != m[3] {
+	if m := fired.FindStringSubmatch(p.out.String()); len(m) != 4 || m[1] != m[3] {
 		t.Errorf("no fire of the sample schedule printed with its request:\n%s", p.out.String())
 	}
 }
