@@ -69,6 +69,7 @@ command failed, 2 usage error or invalid request, 3 --wait gave up.`,
 	}
 	root.AddCommand(a.collectCommand(), a.fileCommand(), a.statusCommand(), a.statsCommand(),
 		a.deadLettersCommand(), a.replayCommand(), a.deleteCommand(), a.fetchCommand(), a.versionCommand())
+	root.AddCommand(a.scheduleCommand())
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -114,6 +115,24 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 	if _, err := s.Client.Submit(ctx, devstack.Sample(messages.KindInvoiceSummary, "metrics-2", "G000000002"), nil); err != nil {
 		return nil, err
 	}
+	// A schedule firing every second whose record is then made unreadable
+	// (as a writer past the tools' checks could): its fires count in
+	// billing_schedule_errors_total.
+	if _, err := s.Client.PutSchedule(ctx, messages.Schedule{Version: 1, ID: "metrics-broken", Cron: "* * * * * *",
+		Request: messages.ScheduledRequest{Kind: messages.KindInvoiceSummary, Params: messages.Params{BillingAccountName: devstack.SampleBillingAccount, InvoiceName: "G000000003"}}}); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(s.Conn)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, s.Client.Layout().ScheduleBucket())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kv.Put(ctx, "metrics-broken", []byte("{not json")); err != nil {
+		return nil, err
+	}
 	for {
 		rec := httptest.NewRecorder()
 		tel.Metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -123,7 +142,7 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 			return nil, err
 		}
 		if hasSample(mf["billing_requests_outcomes_total"], "billing_outcome", "completed") && mf["billing_deadletters_total"] != nil &&
-			mf["billing_archive_failures_total"] != nil && mf["billing_throttle_paused_seconds_total"] != nil {
+			mf["billing_archive_failures_total"] != nil && mf["billing_throttle_paused_seconds_total"] != nil && mf["billing_schedule_errors_total"] != nil {
 			return mf, nil
 		}
 		select {
@@ -332,6 +351,7 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_throttle_throttled_total":      {"billing_throttle_scope"},
 		"billing_throttle_paused_seconds_total": {"billing_throttle_scope"},
 		"billing_deadletter_stored":             nil,
+		"billing_schedule_errors_total":         {"billing_schedule_error"},
 		"billing_deadletter_size_bytes":         nil,
 		"billing_deadletter_limit_bytes":        nil,
 		"billing_nats_writes_refused_total":     {"billing_write"},
@@ -408,6 +428,12 @@ var alertCases = map[string]alertCase{
 		healthy: `
 			billing_deadletters_total{namespace="billing",pod="w1",billing_kind="invoice",billing_code="invalid_request"} 4x180
 			billing_deadletter_stored{namespace="billing",pod="w1"} 4x100 0x80`,
+	},
+	"BillingScheduleFailing": {
+		firing: `
+			billing_schedule_errors_total{namespace="billing",pod="w1",billing_schedule_error="fire_failed"} 0x150 1x30`,
+		healthy: `
+			billing_schedule_errors_total{namespace="billing",pod="w1",billing_schedule_error="fire_failed"} 2x180`,
 	},
 	"BillingDeadLetterStreamNearlyFull": {
 		firing: `

@@ -280,7 +280,7 @@ func loadPermissions(t *testing.T) natsPermissions {
 	if err := strictYAML(readFile(t, repoRoot+"/deploy/nats/permissions.yaml"), &p); err != nil {
 		t.Fatalf("deploy/nats/permissions.yaml: %v", err)
 	}
-	for _, u := range []string{"billing-worker", "billing-submitter"} {
+	for _, u := range []string{"billing-worker", "billing-submitter", "billing-scheduler"} {
 		if _, ok := p.Users[u]; !ok {
 			t.Fatalf("deploy/nats/permissions.yaml: no user %s", u)
 		}

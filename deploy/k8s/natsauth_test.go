@@ -36,6 +36,7 @@ import (
 	"github.com/azbilling/worker/internal/console"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/schedule"
 	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
@@ -576,6 +577,14 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	// What KEDA reads: /jsz for the account, as the scaler asks for it.
 	checkKEDAView(t, ns, op.accountPub, render(t, "base"))
 
+	// The tools that manage schedules, with their own user, and a real
+	// schedule firing every second: the worker reads its record, starts
+	// last month's collection and stores the record back.
+	checkScheduler(t, ns, op, cfg.Prefix, log)
+	if v := log.take(); len(v) > 0 {
+		t.Errorf("permission violations of the schedule tools or the schedule's fires:\n%s", strings.Join(v, "\n"))
+	}
+
 	// The operations console, with its own user: every page, then a
 	// replay and a delete (write actions on).
 	// A collection left running (its children wait ten minutes on Azure),
@@ -625,16 +634,112 @@ func runUnderPermissions(t *testing.T, ackV2 bool, used *usage) {
 	}
 	denied("billing-worker", pub("$JS.API.STREAM.DELETE.BILLING_WORK"))
 	denied("billing-worker", pub("$JS.API.STREAM.PURGE.BILLING_EVENTS"))
-	denied("billing-worker", pub("billing.requests.invoice"))
 	denied("billing-worker", sub("billing.requests.>"))
 	denied("billing-submitter", pub("$JS.API.STREAM.DELETE.BILLING_WORK"))
 	denied("billing-submitter", pub("$KV.billing_operations.perm-ok"))
 	denied("billing-submitter", pub("billing.internal.polls"))
 	denied("billing-submitter", sub("billing.internal.>"))
+	denied("billing-submitter", pub("billing.internal.cron.perm-monthly"))
+	denied("billing-submitter", pub("$KV.billing_schedules.perm-monthly"))
+	denied("billing-scheduler", pub("billing.internal.fires.perm-monthly")) // no fake fire
+	denied("billing-scheduler", pub("billing.internal.polls"))
+	denied("billing-scheduler", pub("$KV.billing_operations.perm-ok"))
+	denied("billing-scheduler", pub("$JS.API.STREAM.DELETE.KV_billing_schedules"))
+	denied("billing-scheduler", sub("billing.internal.>"))
+	denied("billing-worker", pub("$JS.API.STREAM.DELETE.KV_billing_schedules"))
 	denied("billing-console", pub("$KV.billing_operations.perm-ok"))
 	denied("billing-console", pub("$JS.API.STREAM.DELETE.BILLING_DEADLETTER"))
 	denied("billing-console", pub("$JS.API.STREAM.PURGE.KV_billing_operations"))
 	denied("billing-console", pub("billing.internal.polls"))
+}
+
+// checkScheduler manages a schedule with the billing-scheduler user, as
+// enqueue schedule does (add, show, list, pause, resume, run, backfill,
+// delete), while the worker, with its own user, handles the schedule's
+// fires: a six-field cron firing every second, whose fires cover last
+// month (in Amsterdam) with a collection.
+func checkScheduler(t *testing.T, ns *server.Server, op *operatorSetup, prefix string, log *violationLog) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserCredentials(op.creds["billing-scheduler"]))
+	if err != nil {
+		t.Fatalf("the schedule tools cannot connect: %v", err)
+	}
+	defer nc.Close()
+	log.watch(nc, "billing-scheduler")
+	cl, err := client.New(nc, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := messages.Schedule{
+		Version: 1, ID: "perm-monthly", Cron: "* * * * * *", TimeZone: "Europe/Amsterdam", Period: "previous-month",
+		Request: messages.ScheduledRequest{Kind: messages.KindCollection, Params: messages.Params{
+			SubscriptionID: devstack.SampleSubscriptionID, DocumentKinds: []string{messages.DocInvoice}}},
+	}
+	if created, err := cl.PutSchedule(ctx, s); err != nil || !created {
+		t.Fatalf("add a schedule as billing-scheduler: %v, %v; server: %v", created, err, log.take())
+	}
+	// Every fire after the first covers the same month: one collection,
+	// the record's last fire moving on.
+	var first client.ScheduleView
+	testwait.ForNoError(t, 30*time.Second, "the schedule's fire starts last month's collection", func() error {
+		v, err := cl.GetSchedule(ctx, s.ID)
+		switch {
+		case err != nil:
+			return err
+		case len(v.Periods) == 0:
+			return errors.New("no period covered yet")
+		case v.Periods[0].Phase == "":
+			return fmt.Errorf("period %s covered, its request %s not stored yet", v.Periods[0].Key, v.Periods[0].RequestID)
+		}
+		first = v
+		return nil
+	})
+	if p := first.Periods[0]; p.How != schedule.ByFire || p.RequestID != s.ID+"-"+p.Key || len(p.Key) != len("2006-01") {
+		t.Errorf("the fire covered %+v, want last month's collection started by a fire", p)
+	}
+	testwait.ForNoError(t, 30*time.Second, "a later fire stores the record again", func() error {
+		v, err := cl.GetSchedule(ctx, s.ID)
+		if err == nil && !v.LastFire.After(first.LastFire) {
+			err = fmt.Errorf("last fire still %s", v.LastFire)
+		}
+		if err == nil && len(v.Periods) != 1 {
+			err = fmt.Errorf("%d periods, want the one month", len(v.Periods))
+		}
+		return err
+	})
+	list, err := cl.Schedules(ctx)
+	if err != nil || len(list) != 1 || list[0].Schedule.ID != s.ID {
+		t.Errorf("list schedules as billing-scheduler: %v, %+v", err, list)
+	}
+	for _, step := range []struct {
+		what string
+		do   func(context.Context, string) error
+	}{{"pause", cl.PauseSchedule}, {"resume", cl.ResumeSchedule}} {
+		if err := step.do(ctx, s.ID); err != nil {
+			t.Errorf("%s as billing-scheduler: %v", step.what, err)
+		}
+	}
+	run, err := cl.RunSchedule(ctx, s.ID, "2025-12")
+	if err != nil {
+		t.Fatalf("run as billing-scheduler: %v", err)
+	}
+	backfilled, err := cl.BackfillSchedule(ctx, s.ID, time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC), 12)
+	if err != nil || len(backfilled) != 2 {
+		t.Fatalf("backfill as billing-scheduler: %v, %d requests", err, len(backfilled))
+	}
+	for _, r := range append(backfilled, run) {
+		testwait.ForNoError(t, 20*time.Second, "the worker takes "+r.ID, func() error {
+			_, err := cl.Status(ctx, r.ID)
+			return err
+		})
+	}
+	if err := cl.DeleteSchedule(ctx, s.ID); err != nil {
+		t.Errorf("delete as billing-scheduler: %v", err)
+	}
+	if _, err := cl.GetSchedule(ctx, s.ID); !errors.Is(err, client.ErrNoSchedule) {
+		t.Errorf("after delete: %v, want %v", err, client.ErrNoSchedule)
+	}
 }
 
 // checkConsole serves the console on the billing-console user's

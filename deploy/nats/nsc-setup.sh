@@ -4,8 +4,8 @@
 #
 #   operator billing-operator (with a signing key), system account SYS,
 #   account BILLING with JetStream, users billing-worker,
-#   billing-submitter and billing-console with the permissions of
-#   permissions.yaml.
+#   billing-submitter, billing-scheduler and billing-console with the
+#   permissions of permissions.yaml.
 #
 #   deploy/nats/nsc-setup.sh [OUTDIR]        (default ./nats-secrets)
 #
@@ -14,6 +14,7 @@
 #                           account JWTs to preload, for the NATS Helm chart (ConfigMap nats-auth)
 #   billing-worker.creds    the worker's credentials (Secret billing-worker-nats)
 #   billing-submitter.creds credentials for an upstream system
+#   billing-scheduler.creds credentials for the tools that manage schedules
 #   billing-console.creds   the operations console's (Secret billing-console-nats, key console.creds)
 #   billing-account         the BILLING account's public key (KEDA's "account")
 #
@@ -46,6 +47,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_operations' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_throttle' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_collections' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_schedules' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_schedules' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.ended.>' \
@@ -55,6 +58,9 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.requests' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.polls' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.ended' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.fires.>' \
+  --allow-pub '$JS.API.CONSUMER.INFO.BILLING_WORK.fires' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.BILLING_WORK.fires' \
   --allow-pub '$JS.ACK.BILLING_WORK.>' \
   --allow-pub '$JS.ACK.*.*.BILLING_WORK.>' \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
@@ -69,11 +75,9 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$KV.billing_throttle.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
   --allow-pub '$KV.billing_collections.>' \
-  --allow-pub 'billing.requests.account-document' \
-  --allow-pub 'billing.requests.subscription-document' \
-  --allow-pub 'billing.requests.invoice-summary' \
-  --allow-pub 'billing.requests.invoice-transactions' \
-  --allow-pub 'billing.requests.invoice-pricesheet' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_schedules.>' \
+  --allow-pub '$KV.billing_schedules.>' \
+  --allow-pub 'billing.requests.>' \
   --allow-pub '$JS.API.STREAM.CREATE.OBJ_billing_archive' \
   --allow-pub '$JS.API.STREAM.UPDATE.OBJ_billing_archive' \
   --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \
@@ -87,6 +91,19 @@ nsc add user --account BILLING --name billing-submitter \
   --allow-pub 'billing.requests.>' \
   --allow-sub '_INBOX.>' \
   --allow-sub 'billing.events.>'
+
+nsc add user --account BILLING --name billing-scheduler \
+  --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_schedules' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_schedules.>' \
+  --allow-pub '$KV.billing_schedules.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_schedules.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_schedules.*' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_operations' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
+  --allow-pub 'billing.internal.cron.*' \
+  --allow-pub 'billing.requests.>' \
+  --allow-sub '_INBOX.>'
 
 nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.STREAM.INFO.BILLING_WORK' \
@@ -119,6 +136,7 @@ nsc add user --account BILLING --name billing-console \
 nsc generate creds --account BILLING --name billing-worker > "$out/billing-worker.creds"
 nsc generate creds --account BILLING --name billing-console > "$out/billing-console.creds"
 nsc generate creds --account BILLING --name billing-submitter > "$out/billing-submitter.creds"
+nsc generate creds --account BILLING --name billing-scheduler > "$out/billing-scheduler.creds"
 nsc describe account --name BILLING --field sub | tr -d '"' > "$out/billing-account"
 
 # Server side (ConfigMap nats-auth, included by deploy/nats/values.yaml):
@@ -136,4 +154,4 @@ acc=$(cat "$out/billing-account")
   echo "}"
 } > "$out/auth.conf"
 
-echo "wrote $out: auth.conf billing-worker.creds billing-submitter.creds billing-console.creds billing-account"
+echo "wrote $out: auth.conf billing-worker.creds billing-submitter.creds billing-scheduler.creds billing-console.creds billing-account"

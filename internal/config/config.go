@@ -54,6 +54,8 @@ type Config struct {
 	// Collections.
 	MaxDocuments     int // 10000: documents of one collection; more fails with too_many before any download
 	CollectionWindow int // 16: a collection's children in flight at once
+	// Recurring schedules.
+	ScheduleCatchUp int // 13: missed fires of a schedule that one fire also starts
 
 	// Polling policy (package poll).
 	PollMinWait     time.Duration // 1s: floor of every wait, Retry-After: 0 included
@@ -134,6 +136,7 @@ var Settings = []Setting{
 	dur("drain-timeout", worker.DefaultDrainTimeout, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	dur("wake-overdue-after", worker.DefaultWakeOverdue, "a wake-up the NATS server has not fired this long after it fell due is scheduled again (bounds every wait and deadline)", func(c *Config) *time.Duration { return &c.WakeOverdue }),
 	integer("max-documents", worker.DefaultMaxDocuments, "documents of one collection: one that lists more fails with too_many before any download (1 to 100000)", func(c *Config) *int { return &c.MaxDocuments }),
+	integer("schedule-catch-up", worker.DefaultScheduleCatchUp, "missed fires of a recurring schedule that its next fire also starts, the latest first (1 to 1000; the server fires once after downtime)", func(c *Config) *int { return &c.ScheduleCatchUp }),
 	integer("collection-window", worker.DefaultCollectionWindow, "a collection's children (downloads) in flight at once; the next is requested when one ends", func(c *Config) *int { return &c.CollectionWindow }),
 	dur("poll-min-wait", poll.DefaultPolicy().MinWait, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
 	dur("poll-max-wait", poll.DefaultPolicy().MaxWait, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
@@ -223,7 +226,7 @@ func (c *Config) Worker() worker.Options {
 		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
 		DrainTimeout: c.DrainTimeout, WakeOverdue: c.WakeOverdue, Policy: p,
-		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow,
+		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow, ScheduleCatchUp: c.ScheduleCatchUp,
 		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
 			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
 			throttle.BillingReads:   {Rate: c.ThrottleBillingReads, Burst: c.ThrottleBillingReadsBurst},

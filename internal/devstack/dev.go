@@ -89,9 +89,10 @@ func startConsole(ctx context.Context, stack *Stack, o DevOptions) (url, token s
 }
 
 // Dev runs the development mode: an embedded NATS server, the emulator and
-// one worker; it sends a sample request of every kind, prints each event as
-// it arrives, and keeps printing events (of requests sent with cmd/enqueue,
-// say) until ctx is done.
+// one worker; it sends a sample request of every kind, adds a sample
+// schedule firing every 10 seconds, prints each event as it arrives, and
+// keeps printing events (of requests sent with cmd/enqueue, say) until ctx
+// is done.
 func Dev(ctx context.Context, o DevOptions) error {
 	dir, err := os.MkdirTemp("", "billing-dev-")
 	if err != nil {
@@ -162,6 +163,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 		pending[req.ID] = true
 		fmt.Fprintf(o.Out, "sent      %s %s\n", req.ID, req.Kind)
 	}
+	awaitFire := addDevSchedule(ctx, stack.Client, o.Out) // -dev-exit waits for its first fire too
 	for {
 		ev, err := w.Next(ctx)
 		if err != nil {
@@ -170,9 +172,13 @@ func Dev(ctx context.Context, o DevOptions) error {
 			}
 			return err
 		}
+		if period, ok := devScheduleFire(ev); ok {
+			fmt.Fprintf(o.Out, "fired     %s at %s\n", DevScheduleID, period)
+			awaitFire = false
+		}
 		fmt.Fprintln(o.Out, ev.Human())
 		delete(pending, ev.ID)
-		if o.Exit && len(pending) == 0 {
+		if o.Exit && len(pending) == 0 && !awaitFire {
 			return nil
 		}
 	}

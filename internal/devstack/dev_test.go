@@ -41,8 +41,8 @@ func (p *consoleProbe) Write(b []byte) (int, error) {
 	return p.out.Write(b)
 }
 
-// Dev mode serves the console, prints its address and a token, and the
-// samples complete.
+// Dev mode serves the console, prints its address and a token, the
+// samples complete, and the sample schedule fires.
 func TestDevServesConsole(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -58,5 +58,10 @@ func TestDevServesConsole(t *testing.T) {
 	}
 	if n := strings.Count(p.out.String(), "COMPLETED"); n < len(messages.Kinds) {
 		t.Errorf("%d samples completed:\n%s", n, p.out.String())
+	}
+	// The sample schedule fired, and its request ended.
+	fired := regexp.MustCompile(`(?m)^fired     ` + devstack.DevScheduleID + ` at (\d{8}T\d{6}Z)\n(COMPLETED|FAILED) ` + devstack.DevScheduleID + `-(\d{8}T\d{6}Z) `)
+	if m := fired.FindStringSubmatch(p.out.String()); len(m) != 4 || m[1] != m[3] {
+		t.Errorf("no fire of the sample schedule printed with its request:\n%s", p.out.String())
 	}
 }

@@ -263,3 +263,7 @@ func (s *Stack) Close() {
 	s.NATS.WaitForShutdown()
 	s.Emulator.Close()
 }
+
+// StartWorker starts one more worker (after StopWorker, say) and waits
+// until it is ready.
+func (s *Stack) StartWorker() error { return s.startWorker() }

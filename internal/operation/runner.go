@@ -193,6 +193,8 @@ type Failure struct {
 	Delivered uint64
 	// Wake is true for a wake-up, false for a request.
 	Wake bool
+	// Fire is true for a fire of a recurring schedule (not a request).
+	Fire bool
 	// Invalid is true for a request that does not validate (this time).
 	Invalid bool
 }
@@ -201,7 +203,10 @@ type Failure struct {
 // comes back after a backoff that doubles with each delivery, until it
 // has been delivered MaxDeliver times; then it is given up (its operation
 // ended, a request's copy kept), or, for a request that no longer
-// validates, rejected with internal_error.
+// validates, rejected with internal_error. A schedule's fire at the limit
+// is given up with its copy kept (reason ReasonFire): it has no operation
+// to end, and its periods are started by the schedule's next fire, which
+// catches up every fire the schedule's record does not show covered.
 func (m Machine) Redelivery(f Failure, cause string) Step {
 	p := m.Runner
 	delivered := max(f.Delivered, 1)
@@ -215,6 +220,9 @@ func (m Machine) Redelivery(f Failure, cause string) Step {
 	reason := fmt.Sprintf("handling failed %d times; last: %s", delivered, cause)
 	failed := &messages.Failed{Code: messages.CodeInternal, Message: reason, Retryable: true}
 	switch {
+	case f.Fire:
+		failed.Message = fmt.Sprintf("schedule fire not handled after %d deliveries (nothing of it recorded; the schedule's next fire catches its periods up); last: %s", delivered, cause)
+		return Step{Action: GiveUp, Failed: failed, Keep: true, Reason: ReasonFire}
 	case f.Wake:
 		return Step{Action: GiveUp, Failed: failed}
 	case f.Invalid:
@@ -223,6 +231,10 @@ func (m Machine) Redelivery(f Failure, cause string) Step {
 	}
 	return Step{Action: GiveUp, Failed: failed, Keep: true, Reason: string(messages.CodeInternal)}
 }
+
+// ReasonFire is the reason a schedule's fire given up is terminated with,
+// and the failure it is dead-lettered with says it is a fire.
+const ReasonFire = "schedule_fire_failed"
 
 // GaveUp settles a message given up (step, from Redelivery): dropped once
 // its operation has ended (or when it has no usable state to end), else

@@ -218,6 +218,8 @@ func TestRedelivery(t *testing.T) {
 		{"a request at the limit: given up, a copy kept", operation.Failure{Delivered: 5}, operation.GiveUp, 0, true, string(messages.CodeInternal)},
 		{"a wake-up at the limit: given up, no copy", operation.Failure{Delivered: 7, Wake: true}, operation.GiveUp, 0, false, ""},
 		{"a request that no longer validates: rejected", operation.Failure{Delivered: 5, Invalid: true}, operation.Reject, 0, false, ""},
+		{"a schedule's fire, before the limit: back", operation.Failure{Delivered: 2, Fire: true}, operation.Redeliver, 4 * time.Second, false, ""},
+		{"a schedule's fire at the limit: given up as a fire, a copy kept", operation.Failure{Delivered: 5, Fire: true}, operation.GiveUp, 0, true, operation.ReasonFire},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := m.Redelivery(tc.f, "store unavailable")
@@ -229,6 +231,9 @@ func TestRedelivery(t *testing.T) {
 			}
 			if f := s.Failed; f == nil || f.Code != messages.CodeInternal || !f.Retryable || !strings.Contains(f.Message, "store unavailable") {
 				t.Errorf("%+v", s.Failed)
+			}
+			if fire := strings.Contains(s.Failed.Message, "schedule fire"); fire != tc.f.Fire {
+				t.Errorf("a fire %v, but the failure says %q", tc.f.Fire, s.Failed.Message)
 			}
 		})
 	}
@@ -242,6 +247,7 @@ func TestGaveUp(t *testing.T) {
 	m := runner()
 	request := m.Redelivery(operation.Failure{Delivered: 5}, "x")
 	wake := m.Redelivery(operation.Failure{Delivered: 5, Wake: true}, "x")
+	fire := m.Redelivery(operation.Failure{Delivered: 5, Fire: true}, "x")
 	for _, tc := range []struct {
 		name   string
 		step   operation.Step
@@ -252,6 +258,8 @@ func TestGaveUp(t *testing.T) {
 	}{
 		{"request ended: dropped with internal_error", request, true, operation.Drop, string(messages.CodeInternal), 0},
 		{"wake-up ended (or no state to end): dropped", wake, true, operation.Drop, "", 0},
+		{"fire kept: dropped as a fire", fire, true, operation.Drop, operation.ReasonFire, 0},
+		{"fire not kept: back after the reject retry", fire, false, operation.Redeliver, "", 5 * time.Second},
 		{"could not end it: back after the reject retry", request, false, operation.Redeliver, "", 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

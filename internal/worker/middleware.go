@@ -67,12 +67,12 @@ func (w *Worker) limited(h handler) func(context.Context, jetstream.Msg) {
 // panic) as the machine's Redelivery says: back after a backoff, or, once
 // it has been delivered MaxDeliver times, given up or rejected.
 func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error) {
-	f := operation.Failure{Delivered: 1, Wake: msg.Subject() == w.subj.Polls()}
+	f := operation.Failure{Delivered: 1, Wake: msg.Subject() == w.subj.Polls(), Fire: w.subj.IsScheduleFire(msg.Subject())}
 	if meta, err := msg.Metadata(); err == nil {
 		f.Delivered = meta.NumDelivered
 	}
 	var req messages.Request
-	if !f.Wake {
+	if !f.Wake && !f.Fire { // a fire's body is its schedule, not a request
 		var derr error
 		req, derr = messages.DecodeRequest(msg.Data(), w.cfg.MaxRequestBytes)
 		f.Invalid = derr != nil
@@ -81,6 +81,8 @@ func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, cause error)
 	switch {
 	case step.Action == operation.Reject:
 		step = w.reject(ctx, msg, req, *step.Failed)
+	case step.Action == operation.GiveUp && f.Fire:
+		step = w.machine.GaveUp(step, w.keepFire(ctx, msg, *step.Failed))
 	case step.Action == operation.GiveUp && f.Wake:
 		step = w.machine.GaveUp(step, w.abandon(ctx, msg, step.Failed.Message))
 	case step.Action == operation.GiveUp:

@@ -32,6 +32,7 @@ const (
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
 	DefaultWakeOverdue        = 30 * time.Second
+	DefaultScheduleCatchUp    = 13
 )
 
 // Options configure a Worker. The zero value of every field means its
@@ -99,6 +100,11 @@ type Options struct {
 	// watchdog, so an operation is woken (or times out at its deadline) at
 	// most about this much late; defaults to DefaultWakeOverdue.
 	WakeOverdue time.Duration
+	// ScheduleCatchUp bounds the missed fires of a recurring schedule
+	// that one fire also starts (the server fires once after downtime);
+	// defaults to DefaultScheduleCatchUp (13: a year of months and the
+	// current one, Azure's history for several document kinds).
+	ScheduleCatchUp int
 	// Policy decides the waits between calls; each zero field defaults to
 	// poll.DefaultPolicy's.
 	Policy poll.Policy
@@ -146,6 +152,7 @@ func (o Options) withDefaults() Options {
 	num(&o.CollectionWindow, DefaultCollectionWindow)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
+	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
 	p := poll.DefaultPolicy()
 	def(&o.Policy.MinWait, p.MinWait)
 	def(&o.Policy.MaxWait, p.MaxWait)
@@ -189,6 +196,7 @@ func (o Options) Validate() error {
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
+	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")
 	for c, l := range o.Throttle.Limits {
 		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)
 	}

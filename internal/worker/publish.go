@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -272,12 +273,18 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, req messages.Req
 // rejected message has a dead-letter subject of its own, written only if
 // empty, so a message redelivered however late is kept once.
 func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Request, failed messages.Failed) (seq uint64, earlier bool, err error) {
+	return w.keepOn(ctx, msg, func(seq uint64) string { return w.subj.DeadLetter(req.Kind, seq) }, kindAttr(req.Kind), failed)
+}
+
+// keepOn is keep with the dead letter's subject (given the message's
+// sequence) and its kind for the metric.
+func (w *Worker) keepOn(ctx context.Context, msg jetstream.Msg, subject func(seq uint64) string, kind attribute.KeyValue, failed messages.Failed) (seq uint64, earlier bool, err error) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return 0, false, fmt.Errorf("dead-letter: %w", err)
 	}
 	seq = meta.Sequence.Stream
-	dl := nats.NewMsg(w.subj.DeadLetter(req.Kind, seq))
+	dl := nats.NewMsg(subject(seq))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
 		if strings.HasPrefix(strings.ToLower(k), "nats-") {
@@ -303,7 +310,7 @@ func (w *Worker) keep(ctx context.Context, msg jetstream.Msg, req messages.Reque
 	} else if err != nil {
 		return 0, false, err
 	}
-	w.m.deadLetters.Add(ctx, 1, metric.WithAttributes(kindAttr(req.Kind), attrCode.String(string(failed.Code))))
+	w.m.deadLetters.Add(ctx, 1, metric.WithAttributes(kind, attrCode.String(string(failed.Code))))
 	return seq, false, nil
 }
 

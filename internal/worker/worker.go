@@ -60,6 +60,7 @@ type Worker struct {
 	kv       jetstream.KeyValue
 	chunks   jetstream.KeyValue // the pages collections listed
 	watch    *watchdog          // the watchdog of wake-ups the server never fired
+	sched    *schedules         // recurring schedules; nil when the server cannot hold them
 	profiles Profiles
 	machine  operation.Machine
 	log      *slog.Logger
@@ -174,6 +175,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			err = w.ensureArchive(ctx)
 		}
+		if err == nil {
+			// Schedules are optional: without them (refused, no
+			// permission) everything else still runs.
+			if serr := w.ensureSchedules(ctx); serr != nil {
+				w.log.Warn("recurring schedules are off", "error", serr)
+			}
+		}
 		return kv, err
 	}, backoff.WithContext(setup, ctx), func(err error, next time.Duration) {
 		w.log.Warn("set up JetStream; retrying", "error", err, "retry_in", next.String())
@@ -232,10 +240,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	var contexts []jetstream.ConsumeContext
-	for _, c := range []struct {
+	type consumer struct {
 		name   string
 		handle handler
-	}{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}, {EndedConsumer, w.handleEnded}} {
+	}
+	consumers := []consumer{{RequestsConsumer, w.handleRequest}, {PollsConsumer, w.handlePoll}, {EndedConsumer, w.handleEnded}}
+	if w.sched != nil {
+		consumers = append(consumers, consumer{FiresConsumer, w.handleFire})
+	}
+	for _, c := range consumers {
 		cons, err := w.js.Consumer(ctx, w.subj.WorkStream(), c.name)
 		if err != nil {
 			return fmt.Errorf("worker: consumer %s: %w", c.name, err)

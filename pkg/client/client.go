@@ -358,11 +358,16 @@ func (c *Client) DeadLetterOf(ctx context.Context, o Outcome) (dl DeadLetter, ok
 // Replay submits a dead letter again on its original subject, with its
 // original headers, and with data instead of its payload when data is not
 // nil (a corrected request). The dead letter is kept; delete it with
-// DeleteDeadLetter.
+// DeleteDeadLetter. A schedule's fire is not replayed (an error says
+// how its periods are started).
 func (c *Client) Replay(ctx context.Context, seq uint64, data []byte) error {
 	dl, err := c.DeadLetter(ctx, seq)
 	if err != nil {
 		return fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	if c.l.IsScheduleFire(dl.OriginalSubject) {
+		id := dl.OriginalSubject[strings.LastIndexByte(dl.OriginalSubject, '.')+1:]
+		return fmt.Errorf("dead letter %d is a fire of schedule %s, not a request: its periods are started by the schedule's next fire; to start one now, enqueue schedule run %s [--period P]", seq, id, id)
 	}
 	hdr := nats.Header{}
 	for k, v := range dl.Header {

@@ -125,7 +125,7 @@ func TestAsyncAPIReferences(t *testing.T) {
 	}
 	// Each message's payload is its schema.
 	msgs := doc["components"].(map[string]any)["messages"].(map[string]any)
-	for name, file := range map[string]string{"request": "request", "completed": "completed", "failed": "failed"} {
+	for name, file := range map[string]string{"request": "request", "completed": "completed", "failed": "failed", "schedule": "schedule", "fire": "schedule"} {
 		payload := deref(t, doc, msgs[name].(map[string]any))["payload"].(map[string]any)
 		if got := payload["schema"].(map[string]any)["$ref"]; got != "../pkg/messages/schema/"+file+".schema.json" {
 			t.Errorf("message %s: payload %v", name, got)
@@ -161,7 +161,7 @@ func TestAsyncAPIChannelsMatchLayout(t *testing.T) {
 		streams := map[string]string{
 			"requests": l.WorkStream(), "completed": l.EventsStream(), "failed": l.EventsStream(),
 			"deadLetters": l.DeadLetterStream(), "schedules": l.WorkStream(), "polls": l.WorkStream(),
-			"ended": l.WorkStream(),
+			"ended": l.WorkStream(), "cron": l.WorkStream(), "fires": l.WorkStream(),
 		}
 		for _, k := range kinds {
 			if k.Valid() {
@@ -181,6 +181,18 @@ func TestAsyncAPIChannelsMatchLayout(t *testing.T) {
 			due := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 			want["schedules"] = append(want["schedules"], layoutCase{map[string]string{"prefix": prefix, "due": strconv.FormatInt(due.Unix(), 10), "id": messages.IDToken(id)},
 				l.Schedule(id, due), []string{l.Internal(), l.SchedulesDue(due.Unix())}})
+		}
+		for _, seq := range []uint64{1, 42} {
+			want["deadLetters"] = append(want["deadLetters"], layoutCase{map[string]string{"prefix": prefix, "kind": messages.FireToken, "seq": strconv.FormatUint(seq, 10)},
+				l.FireDeadLetter(seq), []string{l.DeadLetters()}})
+		}
+		for _, id := range []string{"invoices-monthly", "a_b-1"} {
+			p := map[string]string{"prefix": prefix, "scheduleId": id}
+			want["cron"] = append(want["cron"], layoutCase{p, l.ScheduleSubject(id), []string{l.Internal(), l.ScheduleSubjects()}})
+			want["fires"] = append(want["fires"], layoutCase{p, l.ScheduleFire(id), []string{l.Internal(), l.ScheduleFires()}})
+			if !l.IsScheduleFire(l.ScheduleFire(id)) || l.IsScheduleFire(l.ScheduleSubject(id)) {
+				t.Errorf("IsScheduleFire of %s", id)
+			}
 		}
 		want["polls"] = []layoutCase{{map[string]string{"prefix": prefix}, l.Polls(), []string{l.Internal()}}}
 		want["ended"] = []layoutCase{{map[string]string{"prefix": prefix}, l.ChildrenEnded(), []string{l.Internal()}}}
@@ -271,14 +283,26 @@ func subjectMatches(filter, subject string) bool {
 	return len(f) == len(s)
 }
 
-// headerConstants returns the Header* constants of subject.go.
+// headerConstants returns the Header* constants of subject.go and
+// schedule.go.
 func headerConstants(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "subject.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
+	for _, file := range []string{"subject.go", "schedule.go"} {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		headerConstantsOf(t, f, out)
+	}
+	if len(out) == 0 {
+		t.Fatal("no Header constants in subject.go")
+	}
+	return out
+}
+
+func headerConstantsOf(t *testing.T, f *ast.File, out map[string]string) {
+	t.Helper()
 	for _, d := range f.Decls {
 		g, ok := d.(*ast.GenDecl)
 		if !ok || g.Tok != token.CONST {
@@ -302,10 +326,6 @@ func headerConstants(t *testing.T) map[string]string {
 			}
 		}
 	}
-	if len(out) == 0 {
-		t.Fatal("no Header constants in subject.go")
-	}
-	return out
 }
 
 // messageHeaders returns the header schemas of a message, allOf and
@@ -358,7 +378,7 @@ func TestAsyncAPIHeaders(t *testing.T) {
 	})
 	for header := range documented {
 		if _, ok := constants[header]; !ok {
-			t.Errorf("header %q is documented but is no constant of pkg/messages/subject.go", header)
+			t.Errorf("header %q is documented but is no constant of pkg/messages/subject.go or schedule.go", header)
 		}
 	}
 	for header, name := range constants {

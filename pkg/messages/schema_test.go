@@ -57,6 +57,7 @@ var checkedSchemas = []struct {
 	{"request.schema.json", messages.SchemaIDRequest, reflect.TypeFor[messages.Request]()},
 	{"completed.schema.json", messages.SchemaIDCompleted, reflect.TypeFor[messages.Completed]()},
 	{"failed.schema.json", messages.SchemaIDFailed, reflect.TypeFor[messages.Failed]()},
+	{"schedule.schema.json", messages.SchemaIDSchedule, reflect.TypeFor[messages.Schedule]()},
 }
 
 // The schemas name exactly the fields of the Go types, with the same
@@ -87,6 +88,13 @@ func compareType(t *testing.T, path string, root, node map[string]any, typ refle
 		return
 	}
 	if typ == reflect.TypeFor[messages.Params]() {
+		if !hasParamsDefs(root) {
+			// A schedule's template: the request schema describes them.
+			if d, _ := node["description"].(string); !strings.Contains(d, "request.schema.json") {
+				t.Errorf("%s: params neither defined per kind nor referred to request.schema.json", path)
+			}
+			return
+		}
 		compareParams(t, path, root)
 		return
 	}
@@ -115,6 +123,16 @@ func compareType(t *testing.T, path string, root, node map[string]any, typ refle
 	if got, want := sorted(required), sorted(goRequired); !reflect.DeepEqual(got, want) {
 		t.Errorf("%s: schema requires %v, Go always writes %v", path, got, want)
 	}
+}
+
+func hasParamsDefs(root map[string]any) bool {
+	defs, _ := root["$defs"].(map[string]any)
+	for name := range defs {
+		if strings.HasSuffix(name, "Params") {
+			return true
+		}
+	}
+	return false
 }
 
 // compareParams checks that the per-kind parameter definitions together
