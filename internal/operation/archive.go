@@ -114,6 +114,14 @@ func (m Machine) done(st *State, ev messages.Completed, now time.Time) {
 		m.claim(st, now)
 		return
 	}
+	if ev.URL == "" && len(ev.Files) > 1 && m.Archive.wants(st.Request) {
+		// A report of several files: its links are the event's, each file
+		// its own; none is archived.
+		ev.Archive = &messages.Archive{Error: &messages.ArchiveError{
+			Code: messages.ArchiveMultiFile, Message: fmt.Sprintf("the report has %d files; this worker archives single-file documents only, "+
+				"and the event's files carry Azure's links", len(ev.Files)),
+		}}
+	}
 	st.Complete(ev, now)
 }
 

@@ -62,12 +62,15 @@ const (
 	ArchiveTimeout ArchiveCode = "timeout"
 	// ArchiveInternal: the worker failed to handle the archive repeatedly.
 	ArchiveInternal ArchiveCode = "internal_error"
+	// ArchiveMultiFile: the report has several files, which this worker
+	// does not archive; the event's files carry Azure's links.
+	ArchiveMultiFile ArchiveCode = "multi_file"
 )
 
 // ArchiveCodes lists every archive failure code.
 var ArchiveCodes = []ArchiveCode{
 	ArchiveNotConfigured, ArchiveDownloadFailed, ArchiveLinkExpired, ArchiveStoreFailed,
-	ArchiveConflict, ArchiveTimeout, ArchiveInternal,
+	ArchiveConflict, ArchiveTimeout, ArchiveInternal, ArchiveMultiFile,
 }
 
 // The archive stores (Archive.Store).
