@@ -50,10 +50,11 @@ type downloads struct {
 	owner     map[string]string // operation id -> invoice name
 	tries     map[string]int    // invoice name -> downloads asked for
 	served    []Served
+	sizes     map[string]int64 // "<operation id>/<file>" -> the size of a cost report's blob
 }
 
 func newDownloads() downloads {
-	return downloads{byInvoice: map[string]Download{}, owner: map[string]string{}, tries: map[string]int{}}
+	return downloads{byInvoice: map[string]Download{}, owner: map[string]string{}, tries: map[string]int{}, sizes: map[string]int64{}}
 }
 
 // SetDownload sets what the links of invoiceName's results serve.
@@ -102,6 +103,9 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request) {
 	d, ok := s.st.dl.byInvoice[inv]
 	if !ok {
 		d = s.opts.Download
+	}
+	if size, ok := s.st.dl.sizes[r.PathValue("id")+"/"+file]; ok {
+		d.Size = size
 	}
 	try := s.st.dl.tries[inv]
 	s.st.dl.tries[inv]++
