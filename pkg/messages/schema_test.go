@@ -203,7 +203,7 @@ func TestEventsMatchSchemas(t *testing.T) {
 			Invoice: &messages.Invoice{ID: "/x", Name: "G1", InvoiceDate: &now, Amounts: map[string]messages.Amount{"totalAmount": {Currency: "EUR", Value: 1.5}},
 				Documents: []messages.InvoiceDocument{{Kind: "Invoice", Name: "G1", DocumentNumbers: []string{"1"}}}}},
 		"cost report of several files": messages.Completed{Version: 1, ID: "c", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 3,
-			Files: []messages.ReportFile{{URL: "https://x/1.csv?sig=z", ByteCount: 10, ExpiryTime: &exp}, {URL: "https://x/2.csv?sig=z", ByteCount: 20, ExpiryTime: &exp}},
+			Files:    []messages.ReportFile{{URL: "https://x/1.csv?sig=z", ByteCount: 10, ExpiryTime: &exp}, {URL: "https://x/2.csv?sig=z", ByteCount: 20, ExpiryTime: &exp}},
 			Manifest: &messages.ReportManifest{ManifestVersion: "2025-03-01", DataFormat: "Csv", BlobCount: 2, ByteCount: 30},
 			Archive:  &messages.Archive{Error: &messages.ArchiveError{Code: messages.ArchiveMultiFile, Message: "m"}}},
 		"no data": messages.Completed{Version: 1, ID: "d", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 2, NoData: true},
