@@ -1,0 +1,202 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+	"github.com/azbilling/worker/pkg/poll"
+)
+
+// A cost details report of several blobs completes with every file (link,
+// announced size, expiry) and the manifest; its files are not archived
+// one by one, and the event says so with Azure's links kept.
+func TestCostDetailsManifestOfSeveralFiles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	inv := b.invoice()
+	sizes := []int64{1000, 2500, 70000}
+	b.emu.SetCostReport(inv, emulator.CostReport{BlobSizes: sizes})
+	b.emu.Script(inv, emulator.Accepted("1"), emulator.OK())
+	req := devstack.Sample(messages.KindCostDetails, b.id(), inv)
+	b.submit(req)
+	o := b.wait(req.ID, eventTimeout)
+	if o.Completed == nil {
+		t.Fatalf("want a completion, got %+v", o.Failed)
+	}
+	c := o.Completed
+	if len(c.Files) != len(sizes) || c.URL != "" {
+		t.Fatalf("files %+v, url %q: want %d files and no single url", c.Files, c.URL, len(sizes))
+	}
+	var total int64
+	for i, f := range c.Files {
+		if f.ByteCount != sizes[i] || !strings.Contains(f.URL, "sig=") || f.ExpiryTime == nil {
+			t.Errorf("file %d = %+v, want %d bytes, a SAS link and an expiry", i, f, sizes[i])
+		}
+		total += sizes[i]
+	}
+	if m := c.Manifest; m == nil || m.BlobCount != len(sizes) || m.ByteCount != total || m.DataFormat != "Csv" {
+		t.Errorf("manifest = %+v", c.Manifest)
+	}
+	if a := c.Archive; a == nil || a.Error == nil || a.Error.Code != messages.ArchiveMultiFile {
+		t.Errorf("archive = %+v, want the multi_file error", c.Archive)
+	}
+	if c.AzureCalls != 2 {
+		t.Errorf("azureCalls = %d, want 2", c.AzureCalls)
+	}
+	// The Location was polled as given: the emulator checks its path and
+	// api-version, and logged the poll.
+	calls := b.emu.CallsFor(inv)
+	if len(calls) != 2 || calls[1].Phase != emulator.PhasePoll || !strings.Contains(calls[1].Path, "/costDetailsOperationResults/") {
+		t.Errorf("calls = %+v", calls)
+	}
+}
+
+// NoDataFound and a 204 both complete without files, saying noData.
+func TestCostDetailsNoData(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for name, reply := range map[string]emulator.Reply{
+		"NoDataFound": emulator.Report(emulator.ReportNoData),
+		"204":         emulator.NoContent(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			inv := b.invoice()
+			b.emu.Script(inv, emulator.Accepted("1"), reply)
+			req := devstack.Sample(messages.KindCostDetails, b.id(), inv)
+			b.submit(req)
+			o := b.wait(req.ID, eventTimeout)
+			if o.Completed == nil {
+				t.Fatalf("want a completion, got %+v", o.Failed)
+			}
+			if c := o.Completed; !c.NoData || len(c.Files) != 0 || c.URL != "" || c.Archive != nil {
+				t.Errorf("completion = %+v, want noData without files or archive", c)
+			}
+		})
+	}
+}
+
+// A report whose status says Failed ends in a failure event with Azure's
+// error; one still Running on a 200 is polled again at the same Location.
+func TestCostReportFailedAndRunning(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	t.Run("failed", func(t *testing.T) {
+		t.Parallel()
+		inv := b.invoice()
+		failed := emulator.Report(emulator.ReportFailed)
+		failed.ErrorCode, failed.ErrorMessage = "ReportTooLarge", "The report is larger than the limit."
+		b.emu.Script(inv, emulator.Accepted("1"), failed)
+		req := devstack.Sample(messages.KindCostDetails, b.id(), inv)
+		b.submit(req)
+		o := b.wait(req.ID, eventTimeout)
+		if o.Failed == nil {
+			t.Fatalf("want a failure, got %+v", o.Completed)
+		}
+		f := o.Failed
+		if f.Code != messages.CodeAzureError || f.Azure == nil || f.Azure.Code != "ReportTooLarge" || !strings.Contains(f.Azure.Message, "larger") {
+			t.Errorf("failure = %+v azure %+v", f, f.Azure)
+		}
+	})
+	for _, kind := range []messages.Kind{messages.KindReservationDetails, messages.KindBenefitUtilization} {
+		t.Run("running "+string(kind), func(t *testing.T) {
+			t.Parallel()
+			inv := b.invoice()
+			b.emu.Script(inv, emulator.Accepted("1"), emulator.Report(emulator.ReportRunning), emulator.OK())
+			req := devstack.Sample(kind, b.id(), inv)
+			b.submit(req)
+			o := b.wait(req.ID, eventTimeout)
+			if o.Completed == nil {
+				t.Fatalf("want a completion, got %+v", o.Failed)
+			}
+			calls := b.emu.CallsFor(inv)
+			if len(calls) != 3 || calls[1].Path != calls[2].Path || calls[1].Query != calls[2].Query {
+				t.Errorf("calls = %+v, want the same Location polled twice", calls)
+			}
+			c := o.Completed
+			if len(c.Files) != 1 || c.Files[0].URL != c.URL || c.ExpiryTime == nil {
+				t.Errorf("completion = %+v", c)
+			}
+			if (kind == messages.KindBenefitUtilization) != strings.Contains(c.SecondaryURL, "sig=") {
+				t.Errorf("secondaryUrl = %q", c.SecondaryURL)
+			}
+		})
+	}
+}
+
+// Cost Management's throttling headers are waited for, and a 4xx ends
+// the report with Azure's error.
+func TestCostReportThrottledAndRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	t.Run("throttled", func(t *testing.T) {
+		t.Parallel()
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.Throttled(http.StatusTooManyRequests, poll.HeaderCostManagementQPURetryAfter, "1"), emulator.Accepted("1"), emulator.OK())
+		req := devstack.Sample(messages.KindAccountPriceSheet, b.id(), inv)
+		b.submit(req)
+		o := b.wait(req.ID, eventTimeout)
+		if o.Completed == nil {
+			t.Fatalf("want a completion, got %+v", o.Failed)
+		}
+		calls := b.emu.CallsFor(inv)
+		if len(calls) != 3 || calls[1].Time.Sub(calls[0].Time) < 900e6 {
+			t.Errorf("calls = %+v, want the second a second after the 429", calls)
+		}
+		if len(o.Completed.DownloadFileProperties) == 0 || o.Completed.ValidTill == nil {
+			t.Errorf("completion = %+v", o.Completed)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		inv := b.invoice()
+		b.emu.Script(inv, emulator.Reply{Status: http.StatusBadRequest, ErrorCode: "InvalidBillingPeriod", ErrorMessage: "No data older than 13 months."})
+		req := devstack.Sample(messages.KindAccountPriceSheet, b.id(), inv)
+		b.submit(req)
+		o := b.wait(req.ID, eventTimeout)
+		if o.Failed == nil || o.Failed.Code != messages.CodeAzureError || o.Failed.Azure.Code != "InvalidBillingPeriod" {
+			t.Fatalf("want azure_error InvalidBillingPeriod, got %+v", o)
+		}
+	})
+}
+
+// An invalid cost details request gets a failure event naming the
+// problem, and is dead-lettered; Azure is never called.
+func TestCostDetailsInvalidRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	req := devstack.Sample(messages.KindCostDetails, b.id(), b.invoice())
+	req.Params.InvoiceName, req.Params.PeriodStartDate, req.Params.PeriodEndDate = "", "2026-01-15", "2026-02-20"
+	b.submit(req)
+	o := b.wait(req.ID, eventTimeout)
+	if o.Failed == nil || o.Failed.Code != messages.CodeInvalidRequest {
+		t.Fatalf("want invalid_request, got %+v", o)
+	}
+	found := false
+	for _, f := range o.Failed.Fields {
+		found = found || f.Field == "params.periodEndDate" && strings.Contains(f.Message, "at most a month")
+	}
+	if !found {
+		t.Errorf("fields = %+v", o.Failed.Fields)
+	}
+	// The dead letter is stored before the failure event is published.
+	dls, err := b.stack.Client.DeadLetters(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := false
+	for _, dl := range dls {
+		kept = kept || strings.Contains(string(dl.Data), req.ID) && dl.Code == string(messages.CodeInvalidRequest)
+	}
+	if !kept {
+		t.Errorf("no dead letter of %s among %d", req.ID, len(dls))
+	}
+	if calls := b.emu.Calls(); len(calls) != 0 {
+		t.Errorf("Azure was called %d times", len(calls))
+	}
+}
