@@ -1,7 +1,10 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"path"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,8 +16,8 @@ import (
 )
 
 // A cost details report of several blobs completes with every file (link,
-// announced size, expiry) and the manifest; its files are not archived
-// one by one, and the event says so with Azure's links kept.
+// announced size, expiry) and the manifest, each file archived as its own
+// object beside an archive manifest listing them.
 func TestCostDetailsManifestOfSeveralFiles(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -42,8 +45,33 @@ func TestCostDetailsManifestOfSeveralFiles(t *testing.T) {
 	if m := c.Manifest; m == nil || m.BlobCount != len(sizes) || m.ByteCount != total || m.DataFormat != "Csv" {
 		t.Errorf("manifest = %+v", c.Manifest)
 	}
-	if a := c.Archive; a == nil || a.Error == nil || a.Error.Code != messages.ArchiveMultiFile {
-		t.Errorf("archive = %+v, want the multi_file error", c.Archive)
+	// Each file is archived as its own object, its digest the one the
+	// emulator served, and the event's archive is the manifest's.
+	served := map[string]string{}
+	for _, sv := range b.emu.ServedFor(inv) {
+		served[sv.File] = sv.SHA256
+	}
+	for i, f := range c.Files {
+		a := f.Archive
+		if a == nil || a.Error != nil || a.Size != sizes[i] || a.SHA256 == "" || served[path.Base(a.Name)] != a.SHA256 {
+			t.Errorf("file %d archive = %+v, served %v", i, a, served)
+		}
+	}
+	if a := c.Archive; a == nil || a.Error != nil || path.Base(a.Name) != messages.ManifestFile || a.ContentType != "application/json" {
+		t.Fatalf("archive = %+v, want the manifest", c.Archive)
+	}
+	var m messages.ArchiveManifest
+	var buf bytes.Buffer
+	if _, err := b.stack.Client.Fetch(context.Background(), req.ID, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || len(m.Files) != len(sizes) || m.ID != req.ID || m.Manifest == nil {
+		t.Fatalf("manifest %s: %v", buf.String(), err)
+	}
+	for i, f := range m.Files {
+		if f.Name != c.Files[i].Archive.Name || f.SHA256 != c.Files[i].Archive.SHA256 || f.ByteCount != sizes[i] {
+			t.Errorf("manifest file %d = %+v", i, f)
+		}
 	}
 	if c.AzureCalls != 2 {
 		t.Errorf("azureCalls = %d, want 2", c.AzureCalls)

@@ -62,15 +62,40 @@ const (
 	ArchiveTimeout ArchiveCode = "timeout"
 	// ArchiveInternal: the worker failed to handle the archive repeatedly.
 	ArchiveInternal ArchiveCode = "internal_error"
-	// ArchiveMultiFile: the report has several files, which this worker
-	// does not archive; the event's files carry Azure's links.
-	ArchiveMultiFile ArchiveCode = "multi_file"
 )
 
 // ArchiveCodes lists every archive failure code.
 var ArchiveCodes = []ArchiveCode{
 	ArchiveNotConfigured, ArchiveDownloadFailed, ArchiveLinkExpired, ArchiveStoreFailed,
-	ArchiveConflict, ArchiveTimeout, ArchiveInternal, ArchiveMultiFile,
+	ArchiveConflict, ArchiveTimeout, ArchiveInternal,
+}
+
+// ManifestFile is the file name of a report's archive manifest: a report
+// of several files (a cost details report of more than one blob) is
+// archived as one object per file plus this one, under the same prefix
+// (ObjectName(req, ManifestFile)). The event's archive is the manifest's.
+const ManifestFile = "manifest.json"
+
+// ArchiveManifest is the content of a report's archive manifest: every
+// file stored, in the report's order, with its digest.
+type ArchiveManifest struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Kind    Kind   `json:"kind"`
+	// Manifest is what Azure's manifest said of the files.
+	Manifest *ReportManifest `json:"manifest,omitempty"`
+	Files    []ArchivedFile  `json:"files"`
+}
+
+// ArchivedFile is one file of an ArchiveManifest.
+type ArchivedFile struct {
+	// Name is the object's name in the same store and bucket.
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	ContentType string `json:"contentType,omitempty"`
+	// ByteCount is the size Azure announced (0: none).
+	ByteCount int64 `json:"byteCount,omitempty"`
 }
 
 // The archive stores (Archive.Store).

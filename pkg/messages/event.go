@@ -64,6 +64,9 @@ type ReportFile struct {
 	ByteCount int64 `json:"byteCount,omitempty"`
 	// ExpiryTime is when URL stops working, as Azure said it.
 	ExpiryTime *time.Time `json:"expiryTime,omitempty"`
+	// Archive is where the worker stored the file, when the report was
+	// archived whole (the event's archive is then the manifest's).
+	Archive *Archive `json:"archive,omitempty"`
 }
 
 // ReportManifest is the description of a cost details report's files,
