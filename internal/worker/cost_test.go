@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"path"
 	"net/http"
+	"path"
 	"strings"
 	"testing"
 
