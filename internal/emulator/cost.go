@@ -113,6 +113,12 @@ type costRequest struct {
 // (0: a small file). Default: one small blob.
 type CostReport struct {
 	BlobSizes []int64 `json:"blobSizes"`
+	// CutBlob (1-based; 0: none) is a blob whose first download is cut halfway through its
+	// body; ExpireBlob one whose first download answers 403, as an expired link does. Only the
+	// first report made after SetCostReport has them: one asked for again serves its blobs
+	// whole.
+	CutBlob    int `json:"cutBlob,omitempty"`
+	ExpireBlob int `json:"expireBlob,omitempty"`
 }
 
 // SetCostReport sets the blobs of key's cost details reports.
@@ -307,6 +313,12 @@ func (s *Server) costResult(op *operation, sas func(string) string, expiry time.
 	case OpCostDetails:
 		s.mu.Lock()
 		rep, ok := s.st.costReports[op.key]
+		if ok && (rep.CutBlob != 0 || rep.ExpireBlob != 0) {
+			// The faults are the first report's only.
+			next := rep
+			next.CutBlob, next.ExpireBlob = 0, 0
+			s.st.costReports[op.key] = next
+		}
 		s.mu.Unlock()
 		if !ok || len(rep.BlobSizes) == 0 {
 			rep.BlobSizes = []int64{0}
@@ -320,6 +332,12 @@ func (s *Server) costResult(op *operation, sas func(string) string, expiry time.
 				n = int64(len(priceSheetCSV))
 			}
 			s.noteSize(op.id, file, size)
+			switch i + 1 {
+			case rep.CutBlob:
+				s.noteFault(op.id, file, faultCut)
+			case rep.ExpireBlob:
+				s.noteFault(op.id, file, faultExpire)
+			}
 			m.Blobs = append(m.Blobs, blobInfo{BlobLink: sas(file), ByteCount: n})
 			m.ByteCount += n
 		}
@@ -366,4 +384,16 @@ func (s *Server) noteSize(id, file string, size int64) {
 	if size > 0 {
 		s.st.dl.sizes[id+"/"+file] = size
 	}
+}
+
+// The faults of one blob's first download (CostReport).
+const (
+	faultCut    = "cut"
+	faultExpire = "expire"
+)
+
+func (s *Server) noteFault(id, file, fault string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.dl.faults[id+"/"+file] = fault
 }

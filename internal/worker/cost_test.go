@@ -8,7 +8,9 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/pkg/messages"
@@ -226,5 +228,61 @@ func TestCostDetailsInvalidRequest(t *testing.T) {
 	}
 	if calls := b.emu.Calls(); len(calls) != 0 {
 		t.Errorf("Azure was called %d times", len(calls))
+	}
+}
+
+// A blob cut mid-body is downloaded again, and the ones stored before it
+// are not; a blob whose link has expired gets the report asked for again
+// (within the deadline), and the files already stored are kept.
+func TestCostDetailsArchiveFaults(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) { c.BackoffInitial, c.BackoffMax = 50*time.Millisecond, 100*time.Millisecond })
+	sizes := []int64{300 << 10, 200 << 10, 100 << 10}
+	for name, rep := range map[string]emulator.CostReport{
+		"cut":     {BlobSizes: sizes, CutBlob: 2},
+		"expired": {BlobSizes: sizes, ExpireBlob: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			inv := b.invoice()
+			b.emu.SetCostReport(inv, rep)
+			b.emu.Script(inv, emulator.Accepted("1"), emulator.OK())
+			req := devstack.Sample(messages.KindCostDetails, b.id(), inv)
+			b.submit(req)
+			o := b.wait(req.ID, eventTimeout)
+			if o.Completed == nil {
+				t.Fatalf("want a completion, got %+v", o.Failed)
+			}
+			c := o.Completed
+			if c.Archive == nil || c.Archive.Error != nil {
+				t.Fatalf("archive = %+v", c.Archive)
+			}
+			served := map[string]int{}
+			for _, sv := range b.emu.ServedFor(inv) {
+				served[sv.File]++
+			}
+			for i, f := range c.Files {
+				if f.Archive == nil || f.Archive.Size != sizes[i] {
+					t.Errorf("file %d archive = %+v", i, f.Archive)
+				}
+			}
+			// Each blob was served whole once: the first was not downloaded
+			// again after the second failed.
+			if len(served) != 3 || served["costdetails_0001.csv"] != 1 || served["costdetails_0002.csv"] != 1 || served["costdetails_0003.csv"] != 1 {
+				t.Errorf("served %v", served)
+			}
+			if got := b.emu.Downloads(inv); got != 4 {
+				t.Errorf("%d downloads asked for, want 4 (one failed)", got)
+			}
+			starts := 0
+			for _, call := range b.emu.CallsFor(inv) {
+				if call.Phase == emulator.PhaseStart {
+					starts++
+				}
+			}
+			if want := map[string]int{"cut": 1, "expired": 2}[name]; starts != want {
+				t.Errorf("the report was asked for %d times, want %d", starts, want)
+			}
+		})
 	}
 }
