@@ -50,7 +50,7 @@ type downloads struct {
 	owner     map[string]string // operation id -> invoice name
 	tries     map[string]int    // invoice name -> downloads asked for
 	served    []Served
-	sizes     map[string]int64 // "<operation id>/<file>" -> the size of a cost report's blob
+	sizes     map[string]int64  // "<operation id>/<file>" -> the size of a cost report's blob
 	faults    map[string]string // "<operation id>/<file>" -> the fault of its first download
 }
 
