@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,11 @@ func TestCostDetailsManifestBlobs(t *testing.T) {
 			t.Errorf("blob %d: %d, %d bytes, announced %d, want %d", i, resp.StatusCode, len(data), blob.ByteCount, sizes[i])
 		}
 		sum := sha256.Sum256(data)
-		file := blob.BlobLink[strings.LastIndex(blob.BlobLink[:strings.Index(blob.BlobLink, "?")], "/")+1 : strings.Index(blob.BlobLink, "?")]
+		u, err := url.Parse(blob.BlobLink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := path.Base(u.Path)
 		want := sha256.New()
 		_, _ = io.Copy(want, Document(file, sizes[i]))
 		if hex.EncodeToString(sum[:]) != hex.EncodeToString(want.Sum(nil)) {
