@@ -17,8 +17,9 @@ import (
 // failure, which names the file (what was stored stays: another attempt
 // finds it).
 //
-// A file already stored under its name with the size Azure announced
-// (from an attempt before, cut off) is not downloaded again.
+// A file this request stored before under its name with the size Azure
+// announced (an attempt cut off, a worker that died) is not downloaded
+// again.
 func (a *Archiver) ArchiveFiles(ctx context.Context, req messages.Request, manifest *messages.ReportManifest,
 	files []messages.ReportFile,
 ) (*messages.Archive, []*messages.Archive, error) {
@@ -65,7 +66,9 @@ func (a *Archiver) stored(ctx context.Context, req messages.Request, f messages.
 		return nil
 	}
 	_ = r.Close()
-	if obj.Size != f.ByteCount {
+	if obj.Size != f.ByteCount || obj.RequestID != req.ID {
+		// Another request's object (its report may differ) is downloaded
+		// again, and compared by content as any document is.
 		return nil
 	}
 	return archiveOf(a.Store, obj)
