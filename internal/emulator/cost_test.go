@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +187,26 @@ func TestCostOperationsRefuseBadRequests(t *testing.T) {
 	resp, body = b.call(t, request{method: http.MethodPost, header: jsonBody, body: `{"billingPeriod":"202601"}`,
 		path: "/subscriptions/" + testSub + "/resourceGroups/rg/providers/Microsoft.CostManagement/generateCostDetailsReport?api-version=2025-03-01"})
 	wantError(t, resp, body, http.StatusNotFound, "NotFound", "")
+}
+
+// The cost data operations are charged to Cost Management's budget, with its
+// QPU headers, and throttled with its retry headers.
+func TestCostOperationsBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{Budget: Budget{Rate: 0.001, Burst: 2}})
+	for i, op := range []string{OpCostDetails, OpReservationDetails} {
+		b.srv.Script("B"+strconv.Itoa(i), OK())
+		resp, body := b.call(t, costCall(op, "B"+strconv.Itoa(i)))
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("x-ms-ratelimit-microsoft.costmanagement-qpu-consumed") != "1" ||
+			resp.Header.Get("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining") != "QueriesPerBucket:"+strconv.Itoa(1-i) {
+			t.Errorf("%s: %d %v %s", op, resp.StatusCode, resp.Header, body)
+		}
+		if c := lastCall(t, b.srv); c.Budget != BudgetCostManagement {
+			t.Errorf("%s charged to %q", op, c.Budget)
+		}
+	}
+	resp, _ := b.call(t, costCall(OpBenefitUtilization, "B3"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after") == "" || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("throttled: %d %v", resp.StatusCode, resp.Header)
+	}
 }
