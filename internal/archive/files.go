@@ -17,9 +17,9 @@ import (
 // failure, which names the file (what was stored stays: another attempt
 // finds it).
 //
-// A file this request stored before under its name with the size Azure
-// announced (an attempt cut off, a worker that died) is not downloaded
-// again.
+// A file this request stored before from the same link (an attempt cut
+// off, a worker that died), with the size Azure announced, is not
+// downloaded again.
 func (a *Archiver) ArchiveFiles(ctx context.Context, req messages.Request, manifest *messages.ReportManifest,
 	files []messages.ReportFile,
 ) (*messages.Archive, []*messages.Archive, error) {
@@ -66,9 +66,11 @@ func (a *Archiver) stored(ctx context.Context, req messages.Request, f messages.
 		return nil
 	}
 	_ = r.Close()
-	if obj.Size != f.ByteCount || obj.RequestID != req.ID {
-		// Another request's object (its report may differ) is downloaded
-		// again, and compared by content as any document is.
+	if obj.Size != f.ByteCount || obj.RequestID != req.ID || obj.Source != source(f.URL) {
+		// Another request's object, or one from another report of this
+		// request (asked for again after a link expired: its data may
+		// differ), is downloaded again and compared by content, as any
+		// document is.
 		return nil
 	}
 	return archiveOf(a.Store, obj)

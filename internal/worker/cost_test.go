@@ -233,7 +233,7 @@ func TestCostDetailsInvalidRequest(t *testing.T) {
 
 // A blob cut mid-body is downloaded again, and the ones stored before it
 // are not; a blob whose link has expired gets the report asked for again
-// (within the deadline), and the files already stored are kept.
+// (within the deadline), whose files are all downloaded (a new report).
 func TestCostDetailsArchiveFaults(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *config.Config) { c.BackoffInitial, c.BackoffMax = 50*time.Millisecond, 100*time.Millisecond })
@@ -266,13 +266,20 @@ func TestCostDetailsArchiveFaults(t *testing.T) {
 					t.Errorf("file %d archive = %+v", i, f.Archive)
 				}
 			}
-			// Each blob was served whole once: the first was not downloaded
-			// again after the second failed.
-			if len(served) != 3 || served["costdetails_0001.csv"] != 1 || served["costdetails_0002.csv"] != 1 || served["costdetails_0003.csv"] != 1 {
-				t.Errorf("served %v", served)
+			// Cut: each blob was served whole once, the first not downloaded
+			// again after the second failed. Expired: the report asked for
+			// again is a new report, its first blob downloaded again (and
+			// found equal to the one stored).
+			want := map[string]map[string]int{
+				"cut":     {"costdetails_0001.csv": 1, "costdetails_0002.csv": 1, "costdetails_0003.csv": 1},
+				"expired": {"costdetails_0001.csv": 2, "costdetails_0002.csv": 1, "costdetails_0003.csv": 1},
+			}[name]
+			if len(served) != 3 || served["costdetails_0001.csv"] != want["costdetails_0001.csv"] ||
+				served["costdetails_0002.csv"] != 1 || served["costdetails_0003.csv"] != 1 {
+				t.Errorf("served %v, want %v", served, want)
 			}
-			if got := b.emu.Downloads(inv); got != 4 {
-				t.Errorf("%d downloads asked for, want 4 (one failed)", got)
+			if got, want := b.emu.Downloads(inv), map[string]int{"cut": 4, "expired": 5}[name]; got != want {
+				t.Errorf("%d downloads asked for, want %d", got, want)
 			}
 			starts := 0
 			for _, call := range b.emu.CallsFor(inv) {
