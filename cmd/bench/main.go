@@ -24,6 +24,9 @@
 //  7. archive: ten 200 MB documents archived at once by one worker process
 //     to the NATS Object Store: throughput beside a plain streaming copy of
 //     the same links to the same bucket, and the worker's RSS growth.
+//  8. report: a cost details report of 4 blobs of 512 MiB archived by one
+//     worker process, to the Object Store and to Azurite: throughput
+//     beside a plain streaming copy of the same links, and RSS growth.
 //
 // Usage:
 //
@@ -93,6 +96,8 @@ type options struct {
 	throttleConc   int   // worker concurrency of each of the three processes
 	archiveN       int   // archive: documents at once
 	archiveSize    int64 // archive: bytes of each
+	reportBlobs    int   // report: blobs of the cost details report
+	reportBlobSize int64 // report: bytes of each
 }
 
 func main() {
@@ -158,6 +163,7 @@ func run(ctx context.Context, args []string) error {
 	do("throttle", func() error { return runThrottle(ctx, o, r) })
 	do("collection", func() error { return runCollection(ctx, o, r) })
 	do("archive", func() error { return runArchive(ctx, o, r) })
+	do("report", func() error { return runReport(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -197,6 +203,10 @@ func (o options) skipped(part string) string {
 		if o.archiveN == 0 {
 			return "-archive-n 0"
 		}
+	case "report":
+		if o.reportBlobs == 0 {
+			return "-report-blobs 0"
+		}
 	}
 	return ""
 }
@@ -205,14 +215,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
 	var levels, collWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle or collection")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive or report")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -243,6 +253,8 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.throttleConc, "throttle-concurrency", 64, "throttle: worker concurrency of each of the three processes")
 	fs.IntVar(&o.archiveN, "archive-n", 10, "archive: documents archived at once (0: skip the archive part)")
 	fs.Int64Var(&o.archiveSize, "archive-size", 200<<20, "archive: bytes of each document")
+	fs.IntVar(&o.reportBlobs, "report-blobs", 4, "report: blobs of the cost details report archived (0: skip the report part)")
+	fs.Int64Var(&o.reportBlobSize, "report-blob-size", 512<<20, "report: bytes of each blob")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -285,6 +297,9 @@ func parseOptions(args []string) (options, error) {
 		if !set["archive-size"] {
 			o.archiveSize = 4 << 20
 		}
+		if !set["report-blob-size"] {
+			o.reportBlobSize = 2 << 20
+		}
 		if !set["wait-retry-after"] {
 			o.waitAfter = 4 * time.Second
 		}
@@ -293,9 +308,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection or archive", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive or report", o.only)
 	}
 	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
 		return o, errors.New("-collection-retry-after must be whole seconds")

@@ -110,3 +110,65 @@ func TestFetchAzureBlob(t *testing.T) {
 		t.Fatalf("file: %v", err)
 	}
 }
+
+// enqueue fetch -o DIR writes every file of a report of several files,
+// each digest the one the emulator served, and the archive manifest; from
+// the Object Store and from Blob Storage (Azurite).
+func TestFetchReportOfSeveralFiles(t *testing.T) {
+	t.Parallel()
+	for _, store := range []string{"nats", "azblob"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			connFile := filepath.Join(t.TempDir(), "conn")
+			if store == "azblob" {
+				if err := os.WriteFile(connFile, []byte(azurite.Start(t)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := devstack.Start(devstack.Options{Dir: t.TempDir(), Emulator: emulator.Options{Default: []emulator.Reply{emulator.Accepted("1"), emulator.OK()}},
+				Configure: func(c *config.Config) {
+					if store == "azblob" {
+						c.ArchiveStore, c.ArchiveBucket, c.ArchiveConnFile = "azblob", "costs", connFile
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			inv := devstack.InvoiceName("FM"+store[:1], 1)
+			sizes := []int64{700 << 10, 13, 2 << 20}
+			s.Emulator.SetCostReport(inv, emulator.CostReport{BlobSizes: sizes})
+			r := enqueue(t, s, "", "cost-details", "--billing-account", devstack.SampleMCAAccount, "--billing-profile", devstack.SampleBillingProfile,
+				"--invoice-name", inv, "--id", "costs-"+store, "--wait", "--json")
+			var ev messages.Completed
+			if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &ev); r.code != 0 || err != nil || ev.Archive == nil || ev.Archive.Error != nil || len(ev.Files) != 3 {
+				t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+			}
+			dir := filepath.Join(t.TempDir(), "report")
+			args := []string{"fetch", "costs-" + store, "-o", dir}
+			if store == "azblob" {
+				args = append(args, "--connection-string-file", connFile)
+			}
+			if r := enqueue(t, s, "", args...); r.code != 0 {
+				t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+			}
+			served := map[string]string{}
+			for _, sv := range s.Emulator.ServedFor(inv) {
+				served[sv.File] = sv.SHA256
+			}
+			for i, f := range ev.Files {
+				name := filepath.Base(f.Archive.Name)
+				data, err := os.ReadFile(filepath.Join(dir, name))
+				sum := sha256.Sum256(data)
+				if err != nil || int64(len(data)) != sizes[i] || hex.EncodeToString(sum[:]) != served[name] {
+					t.Errorf("file %d %s: %v, %d bytes, digest %x, served %s", i, name, err, len(data), sum, served[name])
+				}
+			}
+			var m messages.ArchiveManifest
+			data, err := os.ReadFile(filepath.Join(dir, messages.ManifestFile))
+			if err != nil || json.Unmarshal(data, &m) != nil || len(m.Files) != 3 || m.Manifest == nil || m.Manifest.BlobCount != 3 {
+				t.Errorf("manifest: %v %s", err, data)
+			}
+		})
+	}
+}

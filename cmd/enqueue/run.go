@@ -49,6 +49,16 @@ var flagOf = map[string]string{
 	"params.periodStartDate":    "--from",
 	"params.periodEndDate":      "--to",
 	"params.documentKinds":      "--kinds",
+	"params.invoiceSectionName": "--invoice-section",
+	"params.customerName":       "--customer",
+	"params.metric":             "--metric",
+	"params.billingPeriod":      "--billing-period",
+	"params.grain":              "--grain",
+	"params.benefitKind":        "--benefit-kind",
+	"params.reservationOrderId": "--reservation-order",
+	"params.reservationId":      "--reservation",
+	"params.savingsPlanOrderId": "--savings-plan-order",
+	"params.savingsPlanId":      "--savings-plan",
 	"id":                        "--id",
 	"labels":                    "--label",
 	"profile":                   "--profile",
@@ -80,12 +90,24 @@ func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 	fs.StringVar(&req.Params.SubscriptionID, "subscription-id", "", "billing subscription id, a GUID (subscription-*)")
 	fs.StringVar(&req.Params.BillingAccountName, "billing-account", "", "billing account name (invoice-*, account-*, profile-pricesheet, invoice)")
 	fs.StringVar(&req.Params.BillingProfileName, "billing-profile", "", "billing profile name (invoice-pricesheet, profile-pricesheet)")
-	fs.StringVar(&req.Params.InvoiceName, "invoice-name", "", "invoice name (the downloads of one invoice, invoice)")
+	fs.StringVar(&req.Params.InvoiceName, "invoice-name", "", "invoice name (the downloads of one invoice, invoice; an MCA invoice id for cost-details)")
 	fs.StringVar(&req.Params.DownloadToken, "download-token", "", "download token, e.g. DRS_12345 (subscription-invoice)")
 	fs.StringArrayVar(&docs, "document", nil, "documentName:invoiceName, repeatable (subscription-documents, account-documents: the name may be empty)")
 	fs.StringVar(&req.Params.DocumentName, "document-name", "", "document name from the invoice's documents (account-document, subscription-document; default the invoice)")
-	fs.StringVar(&req.Params.PeriodStartDate, "from", "", "first day of the period, YYYY-MM-DD (account-invoices, subscription-invoices)")
-	fs.StringVar(&req.Params.PeriodEndDate, "to", "", "last day of the period, YYYY-MM-DD (account-invoices, subscription-invoices)")
+	fs.StringVar(&req.Params.PeriodStartDate, "from", "", "first day of the period, YYYY-MM-DD (account-invoices, subscription-invoices, the cost data kinds)")
+	fs.StringVar(&req.Params.PeriodEndDate, "to", "", "last day of the period, YYYY-MM-DD (account-invoices, subscription-invoices, the cost data kinds)")
+	// The cost data kinds' (cost-details, reservation-details,
+	// benefit-utilization, account-pricesheet).
+	fs.StringVar(&req.Params.InvoiceSectionName, "invoice-section", "", "invoice section of the billing profile (cost-details)")
+	fs.StringVar(&req.Params.CustomerName, "customer", "", "customer of the billing account (cost-details)")
+	fs.StringVar(&req.Params.Metric, "metric", "", "ActualCost (default) or AmortizedCost (cost-details)")
+	fs.StringVar(&req.Params.BillingPeriod, "billing-period", "", "EA billing period, YYYYMM (cost-details, account-pricesheet)")
+	fs.StringVar(&req.Params.Grain, "grain", "", "Daily or Monthly (benefit-utilization)")
+	fs.StringVar(&req.Params.BenefitKind, "benefit-kind", "", "Reservation or SavingsPlan, at a billing scope (benefit-utilization)")
+	fs.StringVar(&req.Params.ReservationOrderID, "reservation-order", "", "reservation order id (benefit-utilization)")
+	fs.StringVar(&req.Params.ReservationID, "reservation", "", "reservation id, with --reservation-order (benefit-utilization)")
+	fs.StringVar(&req.Params.SavingsPlanOrderID, "savings-plan-order", "", "savings plan order id (benefit-utilization)")
+	fs.StringVar(&req.Params.SavingsPlanID, "savings-plan", "", "savings plan id, with --savings-plan-order (benefit-utilization)")
 	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")

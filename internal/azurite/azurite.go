@@ -4,6 +4,8 @@
 package azurite
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -81,3 +83,60 @@ func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
+
+// Launch runs Azurite's Blob service outside a test (the benchmark), with
+// its data in dir, and returns its connection string and a function that
+// stops it. ErrNotInstalled says Azurite is missing.
+func Launch(dir string) (conn string, stop func(), err error) {
+	bin := os.Getenv("AZURITE_BLOB")
+	if bin == "" {
+		bin = filepath.Join(repoRoot(), "tools", "azurite", "node_modules", ".bin", "azurite-blob")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", nil, fmt.Errorf("%w: %w (npm ci --prefix tools/azurite)", ErrNotInstalled, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", port, "--location", dir,
+		"--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			return "", nil, fmt.Errorf("azurite exited: %w", waitErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, errors.New("azurite did not listen within 60s")
+		}
+	}
+	return "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + azuriteKey +
+		";BlobEndpoint=http://127.0.0.1:" + port + "/devstoreaccount1;", stop, nil
+}
+
+// ErrNotInstalled: Azurite is not installed.
+var ErrNotInstalled = errors.New("azurite is not installed")

@@ -85,6 +85,20 @@ func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 		r.Params = messages.Params{SubscriptionID: SampleSubscriptionID, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	case messages.KindCollection:
 		r.Params = messages.Params{BillingAccountName: SampleBillingAccount, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
+	case messages.KindCostDetails:
+		// The emulator scripts a cost details report by the invoice id asked for.
+		r.Params = messages.Params{BillingAccountName: SampleMCAAccount, BillingProfileName: SampleBillingProfile,
+			InvoiceName: invoiceName, Metric: messages.MetricAmortizedCost}
+	case messages.KindReservationDetails:
+		// The reports are scripted by the last part of the billing profile's name.
+		r.Params = messages.Params{BillingAccountName: SampleMCAAccount, BillingProfileName: "PROFILE-" + invoiceName,
+			PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"}
+	case messages.KindBenefitUtilization:
+		r.Params = messages.Params{BillingAccountName: SampleMCAAccount, BillingProfileName: "PROFILE-" + invoiceName,
+			BenefitKind: messages.BenefitReservation, Grain: messages.GrainDaily, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"}
+	case messages.KindAccountPriceSheet:
+		// Scripted by the account's part after "PCN.".
+		r.Params = messages.Params{BillingAccountName: "PCN." + invoiceName, BillingPeriod: "202601"}
 	default:
 		panic(fmt.Sprintf("devstack: no sample for kind %q", k))
 	}

@@ -28,12 +28,17 @@ const (
 	OpProfilePricesheet       = "profile-pricesheet-download"    // Price Sheet - Download By Billing Profile
 	OpAccountInvoiceList      = "account-invoice-list"           // Invoices - List By Billing Account
 	OpSubscriptionInvoiceList = "subscription-invoice-list"      // Invoices - List By Billing Subscription
+	// Cost data (docs/azure.md, "Cost data"), all Cost Management's.
+	OpCostDetails        = "cost-details-report"         // Generate Cost Details Report
+	OpReservationDetails = "reservation-details-report"  // Generate Reservation Details Report
+	OpBenefitUtilization = "benefit-utilization-report"  // Generate Benefit Utilization Summaries Report
+	OpAccountPricesheet  = "account-pricesheet-download" // Price Sheet - Download By Billing Account (EA)
 )
 
 // operations lists every operation name.
 var operations = [...]string{OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload, OpInvoiceGet,
 	OpAccountDocument, OpAccountDocuments, OpSubscriptionDocument, OpTransactionsDownload, OpProfilePricesheet,
-	OpAccountInvoiceList, OpSubscriptionInvoiceList}
+	OpAccountInvoiceList, OpSubscriptionInvoiceList, OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet}
 
 // listing reports whether op is one of the paged listings (GET, not long-running).
 func listing(op string) bool { return op == OpAccountInvoiceList || op == OpSubscriptionInvoiceList }
@@ -92,9 +97,11 @@ const maxDownloadToken = 1024
 // route is one ARM path shape. Start routes name their operation; the operation-results routes
 // (op == "") find theirs by the last path segment.
 type route struct {
-	op         string
-	method     string
-	segs       []string // below armPrefix; "{name}" binds a parameter
+	op     string
+	method string
+	// prefix is where segs start; empty: armPrefix.
+	prefix     string
+	segs       []string // below prefix; "{name}" binds a parameter
 	apiVersion string
 	patterns   map[string]*regexp.Regexp
 }
@@ -176,19 +183,25 @@ var routes = []route{
 // case-insensitively, as ARM does. When two operations share a path in different api-versions,
 // the one of apiVersion wins; else the first.
 func matchRoute(p, apiVersion string) (*route, map[string]string) {
-	if len(p) < len(armPrefix) || !strings.EqualFold(p[:len(armPrefix)], armPrefix) {
-		return nil, nil
-	}
-	segs := strings.Split(p[len(armPrefix):], "/")
 	var found *route
 	var foundParams map[string]string
 	for i := range routes {
 		rt := &routes[i]
-		if params, ok := rt.match(segs); ok {
+		prefix := rt.prefix
+		if prefix == "" {
+			prefix = armPrefix
+		}
+		if len(p) < len(prefix) || !strings.EqualFold(p[:len(prefix)], prefix) {
+			continue
+		}
+		if params, ok := rt.match(strings.Split(p[len(prefix):], "/")); ok {
 			if found == nil || rt.apiVersion == apiVersion && found.apiVersion != apiVersion {
 				found, foundParams = rt, params
 			}
 		}
+	}
+	if found == nil {
+		return matchCostPoll(p)
 	}
 	return found, foundParams
 }
@@ -228,11 +241,18 @@ type operation struct {
 	invoiceName                                    string
 	documentName                                   string // of a document download, when named
 	subscriptionID, billingAccount, billingProfile string
+	// The cost data operations': where the operation lives (its scope's
+	// path), the name it is scripted by, the api-version its Location
+	// names (Azure's may differ from the call's), and its request.
+	scope, key, pollAPIVersion string
+	cost                       costRequest
 }
 
 // scriptKey is the name the operation's script is looked up by (Call.InvoiceName).
 func (o *operation) scriptKey() string {
 	switch {
+	case o.key != "":
+		return o.key
 	case o.op == OpProfilePricesheet:
 		return o.billingProfile[strings.LastIndex(o.billingProfile, "-")+1:]
 	case o.op == OpAccountInvoiceList:
@@ -274,6 +294,8 @@ func (o *operation) pollTarget() (p, query string) {
 		p = armPrefix + "default/billingSubscriptions/" + o.subscriptionID + "/operationResults/invoiceDownload_" + o.id
 	case OpTransactionsDownload:
 		p = armPrefix + o.billingAccount + "/operationResults/transactionsDownload_" + o.id
+	case OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet:
+		return o.costPollTarget()
 	}
 	return p, query
 }
@@ -281,7 +303,11 @@ func (o *operation) pollTarget() (p, query string) {
 // costManagement reports whether the operation is Cost Management's (its Location names the
 // port, its 202 carries OData-EntityId).
 func (o *operation) costManagement() bool {
-	return o.op == OpPricesheetDownload || o.op == OpProfilePricesheet
+	switch o.op {
+	case OpPricesheetDownload, OpProfilePricesheet, OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet:
+		return true
+	}
+	return false
 }
 
 // location is the absolute Location URL of the operation on scheme://host, the address the
@@ -468,6 +494,10 @@ func (s *Server) begin(x *exchange, rt *route, params map[string]string) {
 	case OpAccountInvoiceList, OpSubscriptionInvoiceList:
 		s.list(x, op)
 		return
+	case OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet:
+		if !s.beginCost(x, op, params) {
+			return
+		}
 	case OpInvoiceDownload:
 		if token := x.query.Get("downloadToken"); len(token) > maxDownloadToken || !downloadTokenPattern.MatchString(token) {
 			s.reject(x, http.StatusBadRequest, "InvalidParameter", "downloadToken",
@@ -523,7 +553,11 @@ func (s *Server) poll(x *exchange, name string) {
 		return
 	}
 	x.call.Operation, x.call.InvoiceName, x.call.DocumentName, x.call.OpID = op.op, op.scriptKey(), op.documentName, op.id
-	if !s.checkAPIVersion(x, op.apiVersion) {
+	want := op.apiVersion
+	if op.pollAPIVersion != "" {
+		want = op.pollAPIVersion
+	}
+	if !s.checkAPIVersion(x, want) {
 		return
 	}
 	s.answer(x, op, s.take(x, op, false))
@@ -591,6 +625,8 @@ func (s *Server) answer(x *exchange, op *operation, rep Reply) {
 		if len(body) > 0 {
 			contentType = jsonType
 		}
+	case rep.Status == http.StatusOK && rep.Report != "":
+		contentType, body = jsonType, marshal(s.reportStatus(op, rep))
 	case rep.Status == http.StatusOK:
 		contentType, body = jsonType, marshal(s.result(op, x.r))
 	case rep.Status >= 400:

@@ -154,6 +154,9 @@ func (s *Server) charge(x *exchange) bool {
 		h.Set("x-ms-ratelimit-remaining-tenant-reads", strconv.FormatInt(remaining, 10))
 	default:
 		h.Set("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining", "QueriesPerBucket:"+strconv.FormatInt(remaining, 10))
+		if ok {
+			h.Set("x-ms-ratelimit-microsoft.costmanagement-qpu-consumed", "1")
+		}
 	}
 	if ok {
 		return true

@@ -50,10 +50,12 @@ type downloads struct {
 	owner     map[string]string // operation id -> invoice name
 	tries     map[string]int    // invoice name -> downloads asked for
 	served    []Served
+	sizes     map[string]int64  // "<operation id>/<file>" -> the size of a cost report's blob
+	faults    map[string]string // "<operation id>/<file>" -> the fault of its first download
 }
 
 func newDownloads() downloads {
-	return downloads{byInvoice: map[string]Download{}, owner: map[string]string{}, tries: map[string]int{}}
+	return downloads{byInvoice: map[string]Download{}, owner: map[string]string{}, tries: map[string]int{}, sizes: map[string]int64{}, faults: map[string]string{}}
 }
 
 // SetDownload sets what the links of invoiceName's results serve.
@@ -103,17 +105,26 @@ func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		d = s.opts.Download
 	}
+	blob := r.PathValue("id") + "/" + file
+	if size, ok := s.st.dl.sizes[blob]; ok {
+		d.Size = size
+	}
+	fault := s.st.dl.faults[blob]
+	delete(s.st.dl.faults, blob)
 	try := s.st.dl.tries[inv]
 	s.st.dl.tries[inv]++
 	s.mu.Unlock()
-	if try < d.Expired {
+	if try < d.Expired || fault == faultExpire {
 		now := s.now()
 		storageError(w, "AuthenticationFailed", fmt.Sprintf("Signature not valid in the specified time frame: Expiry [%s] - Current [%s]",
 			now.Add(-time.Minute).UTC().Format(http.TimeFormat), now.UTC().Format(http.TimeFormat)))
 		return
 	}
 	reset := int64(-1)
-	if try-d.Expired < d.Resets {
+	switch {
+	case fault == faultCut:
+		reset = max(d.Size, int64(len(priceSheetCSV))) / 2
+	case try-d.Expired < d.Resets:
 		reset = d.ResetAfter
 	}
 	contentType := documentType(file)

@@ -101,17 +101,19 @@ type state struct {
 	tokenFailure TokenFailure
 	dl           downloads
 	listing      listingSettings
+	costReports  map[string]CostReport
 }
 
 func newState(def []Reply) state {
 	return state{
-		scripts: map[string][]Reply{},
-		def:     def,
-		tracks:  map[trackKey]*track{},
-		ops:     map[string]*operation{},
-		blobs:   map[blobKey]time.Time{},
-		dl:      newDownloads(),
-		listing: listingSettings{PageSize: DefaultPageSize, InvoicesPerMonth: DefaultInvoicesPerMonth},
+		scripts:     map[string][]Reply{},
+		def:         def,
+		tracks:      map[trackKey]*track{},
+		ops:         map[string]*operation{},
+		blobs:       map[blobKey]time.Time{},
+		dl:          newDownloads(),
+		costReports: map[string]CostReport{},
+		listing:     listingSettings{PageSize: DefaultPageSize, InvoicesPerMonth: DefaultInvoicesPerMonth},
 	}
 }
 

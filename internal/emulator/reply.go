@@ -32,7 +32,24 @@ type Reply struct {
 	Delay Duration `json:"delay,omitempty"`
 	// Reset closes the connection (with a TCP reset) instead of answering, after Delay.
 	Reset bool `json:"reset,omitempty"`
+	// Report, on a 200 of a cost data operation, is the status its body says instead of
+	// the finished result: ReportNoData, ReportFailed or ReportRunning.
+	Report string `json:"report,omitempty"`
 }
+
+// The statuses a cost data operation's 200 may say (Reply.Report).
+const (
+	ReportNoData  = "NoDataFound" // cost details only
+	ReportFailed  = "Failed"      // with the reply's ErrorCode and ErrorMessage
+	ReportRunning = "Running"     // still running: poll again
+)
+
+// NoContent is a 204: a cost details report that found nothing.
+func NoContent() Reply { return Reply{Status: http.StatusNoContent} }
+
+// Report is a 200 whose body says the cost data operation's status (ReportNoData,
+// ReportFailed, ReportRunning).
+func Report(status string) Reply { return Reply{Status: http.StatusOK, Report: status} }
 
 // Duration is a time.Duration that travels in JSON as a Go duration string ("1.5s").
 type Duration time.Duration

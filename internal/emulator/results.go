@@ -65,6 +65,8 @@ func (s *Server) result(op *operation, r *http.Request) any {
 	s.noteBlobs(op)
 	sas := func(file string) string { return s.sasURL(base, op.id, file, now, expiry) }
 	switch op.op {
+	case OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet:
+		return s.costResult(op, sas, expiry)
 	case OpInvoiceDownload:
 		return downloadURL{URL: sas(op.invoiceName + ".pdf"), ExpiryTime: expiry.Format(time.RFC3339)}
 	case OpInvoiceSummary:

@@ -74,6 +74,11 @@ type Result struct {
 	// checked URL of the next page.
 	Invoices []messages.Invoice
 	NextLink string
+	// A cost data report's files and what Azure said of them.
+	Files        []messages.ReportFile
+	Manifest     *messages.ReportManifest
+	SecondaryURL string
+	NoData       bool
 }
 
 // sent reports whether the call reached Azure (or may have).
@@ -145,6 +150,7 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 		m.done(&st, messages.Completed{
 			Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
 			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
+			Files: r.Files, Manifest: r.Manifest, SecondaryURL: r.SecondaryURL, NoData: r.NoData,
 			Invoice: r.Invoice, Invoices: listed,
 			AcceptedAt: st.AcceptedAt, CompletedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
 		}, now)

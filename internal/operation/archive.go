@@ -2,6 +2,7 @@ package operation
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/azbilling/worker/internal/redact"
@@ -88,8 +89,11 @@ const (
 // ArchiveAnswer describes one archive attempt.
 type ArchiveAnswer struct {
 	Outcome ArchiveOutcome
-	// Object is where the document is stored (Archived).
+	// Object is where the document is stored (Archived); for a report of
+	// several files, its archive manifest, and Files where each file is,
+	// in the event's order.
 	Object *messages.Archive
+	Files  []*messages.Archive
 	// Code is the failure's code (ArchiveFailed).
 	Code messages.ArchiveCode
 	// Error describes a failure, the link's signature already removed.
@@ -100,7 +104,9 @@ type ArchiveAnswer struct {
 // operation completes, or, when its document is to be archived, it is
 // claimed for the archive.
 func (m Machine) done(st *State, ev messages.Completed, now time.Time) {
-	if ev.URL != "" && m.Archive.wants(st.Request) {
+	// A document, or a report of several files (each is archived, then a
+	// manifest of them).
+	if (ev.URL != "" || len(ev.Files) > 1) && m.Archive.wants(st.Request) {
 		if !m.Archive.Store {
 			ev.Archive = &messages.Archive{Error: &messages.ArchiveError{
 				Code: messages.ArchiveNotConfigured, Message: "the request asked for an archive; this worker has no archive store",
@@ -152,6 +158,13 @@ func (m Machine) Archived(st State, a ArchiveAnswer, now time.Time) Step {
 	switch {
 	case a.Outcome == Archived:
 		arc.LastError = ""
+		if len(a.Files) > 0 {
+			files := slices.Clone(arc.Event.Files)
+			for i := range min(len(files), len(a.Files)) {
+				files[i].Archive = a.Files[i]
+			}
+			arc.Event.Files = files
+		}
 		m.archiveEnd(&st, a.Object, "", "", now)
 	case a.Outcome == ArchiveLate || !now.Before(st.Deadline):
 		m.archiveEnd(&st, nil, messages.ArchiveTimeout,

@@ -257,3 +257,44 @@ func TestArchiveResumes(t *testing.T) {
 		})
 	}
 }
+
+// A cost data report: several files are archived (each, then the
+// manifest), and the event gets every file's archive; a report without
+// data has nothing to archive; a failed attempt leaves no file's archive.
+func TestReportOfSeveralFilesArchives(t *testing.T) {
+	expiry := t0.Add(time.Hour)
+	files := []messages.ReportFile{{URL: "https://s/1.csv?sig=a", ByteCount: 10, ExpiryTime: &expiry}, {URL: "https://s/2.csv?sig=b", ByteCount: 20, ExpiryTime: &expiry}}
+	cost := func() operation.State {
+		st := state(claimed(me, "https://management.azure.com/op/1", t0.Add(30*time.Second), 0))
+		st.Request.Kind = messages.KindCostDetails
+		return st
+	}
+	m := archiving()
+	s := m.Answer(cost(), operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{
+		Files: files, ExpiryTime: &expiry, Manifest: &messages.ReportManifest{BlobCount: 2, ByteCount: 30}}}, t0)
+	if s.Action != operation.Archive || s.Next.Archiving == nil || len(s.Next.Archiving.Event.Files) != 2 || s.Next.Archiving.Event.Manifest == nil {
+		t.Fatalf("several files: action %v, %+v", s.Action, s.Next.Archiving)
+	}
+	claimedArchive := *s.Next
+	stored := []*messages.Archive{{Store: "nats", Name: "cost-details/x/1.csv", Size: 10}, {Store: "nats", Name: "cost-details/x/2.csv", Size: 20}}
+	end := m.Archived(claimedArchive, operation.ArchiveAnswer{Outcome: operation.Archived,
+		Object: &messages.Archive{Store: "nats", Name: "cost-details/x/manifest.json", Size: 300}, Files: stored}, t0.Add(time.Second))
+	c := end.Next.Completed
+	if end.Action != operation.Publish || c == nil || c.Archive == nil || c.Archive.Name != "cost-details/x/manifest.json" ||
+		c.Files[0].Archive != stored[0] || c.Files[1].Archive != stored[1] {
+		t.Fatalf("archived: %v %+v", end.Action, c)
+	}
+	if claimedArchive.Archiving.Event.Files[0].Archive != nil {
+		t.Error("the transition changed the state it was given")
+	}
+	failed := m.Archived(claimedArchive, operation.ArchiveAnswer{Outcome: operation.ArchiveFailed, Code: messages.ArchiveStoreFailed,
+		Error: "file 2 of 2: store refused"}, t0.Add(time.Second))
+	if c := failed.Next.Completed; c == nil || c.Archive.Error == nil || !strings.Contains(c.Archive.Error.Message, "file 2 of 2") ||
+		c.Files[0].Archive != nil || c.Files[0].URL != files[0].URL {
+		t.Errorf("failed: %+v", failed.Next.Completed)
+	}
+	noData := m.Answer(cost(), operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{NoData: true}}, t0)
+	if noData.Action != operation.Publish || noData.Next.Completed == nil || !noData.Next.Completed.NoData || noData.Next.Completed.Archive != nil {
+		t.Errorf("no data: %v %+v", noData.Action, noData.Next.Completed)
+	}
+}

@@ -60,8 +60,16 @@ type Child struct {
 	Invoice  string `json:"i"`
 	Document string `json:"d"`
 	DocKind  string `json:"k"`
-	// Profile is the invoice's billing profile name, for a price sheet.
+	// Profile is the invoice's billing profile name, for a price sheet
+	// or cost details.
 	Profile string `json:"p,omitempty"`
+	// Period is the invoice's billing period (YYYYMM), for an EA price
+	// sheet or cost details; From and To a month of the collection's
+	// period, for a subscription's cost details, or the whole period, for
+	// reservation details.
+	Period string `json:"bp,omitempty"`
+	From   string `json:"f,omitempty"`
+	To     string `json:"t,omitempty"`
 	// Invalid explains why no request could be made for the document (its
 	// names break the request rules): the child is failed from the start.
 	Invalid string `json:"x,omitempty"`
@@ -131,9 +139,25 @@ func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
 	}
 	p := coll.Params
 	switch {
+	case c.DocKind == messages.DocPriceSheet && c.Profile == "" && c.Period != "":
+		req.Kind = messages.KindAccountPriceSheet
+		req.Params = messages.Params{BillingAccountName: p.BillingAccountName, BillingPeriod: c.Period}
 	case c.DocKind == messages.DocPriceSheet:
 		req.Kind = messages.KindInvoicePriceSheet
 		req.Params = messages.Params{BillingAccountName: p.BillingAccountName, BillingProfileName: c.Profile, InvoiceName: c.Invoice}
+	case c.DocKind == messages.DocCostDetails:
+		req.Kind = messages.KindCostDetails
+		switch {
+		case p.SubscriptionID != "":
+			req.Params = messages.Params{SubscriptionID: p.SubscriptionID, PeriodStartDate: c.From, PeriodEndDate: c.To}
+		case c.Profile != "":
+			req.Params = messages.Params{BillingAccountName: p.BillingAccountName, BillingProfileName: c.Profile, InvoiceName: c.Invoice}
+		default:
+			req.Params = messages.Params{BillingAccountName: p.BillingAccountName, BillingPeriod: c.Period}
+		}
+	case c.DocKind == messages.DocReservationDetails:
+		req.Kind = messages.KindReservationDetails
+		req.Params = messages.Params{BillingAccountName: p.BillingAccountName, PeriodStartDate: c.From, PeriodEndDate: c.To}
 	case p.SubscriptionID != "":
 		req.Kind = messages.KindSubscriptionDocument
 		req.Params = messages.Params{SubscriptionID: p.SubscriptionID, InvoiceName: c.Invoice, DocumentName: c.Document}
@@ -151,17 +175,45 @@ func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
 }
 
 // children picks a page's documents the collection fetches: those of the
-// kinds it asked for that have a name, each once.
-func children(coll messages.Request, base int, invoices []messages.Invoice) []Child {
+// kinds it asked for that have a name, each once, and the reports asked
+// for per invoice (PriceSheet, CostDetails); with the first page, the
+// reports of the period (ReservationDetails, a subscription's CostDetails
+// per month).
+func children(coll messages.Request, base int, first bool, invoices []messages.Invoice) []Child {
 	var out []Child
+	add := func(c Child) {
+		if err := ChildRequest(coll, base+len(out), c).Validate(); err != nil {
+			c.Invalid = err.Error()
+		}
+		out = append(out, c)
+	}
+	p := coll.Params
+	if first {
+		// The period's own reports come first, with the first page.
+		if p.Fetches(messages.DocReservationDetails) && p.BillingAccountName != "" {
+			add(Child{Invoice: p.PeriodStartDate + "_" + p.PeriodEndDate, Document: messages.DocReservationDetails,
+				DocKind: messages.DocReservationDetails, From: p.PeriodStartDate, To: p.PeriodEndDate})
+		}
+		if p.Fetches(messages.DocCostDetails) && p.SubscriptionID != "" {
+			for _, m := range months(p.PeriodStartDate, p.PeriodEndDate) {
+				add(Child{Invoice: m[0][:7], Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, From: m[0], To: m[1]})
+			}
+		}
+	}
 	seen := map[[2]string]bool{}
 	for _, inv := range invoices {
-		if coll.Params.Fetches(messages.DocPriceSheet) && coll.Params.BillingAccountName != "" {
-			c := Child{Invoice: inv.Name, Document: messages.DocPriceSheet, DocKind: messages.DocPriceSheet, Profile: path.Base(inv.BillingProfileID)}
-			if err := ChildRequest(coll, base+len(out), c).Validate(); err != nil {
-				c.Invalid = err.Error()
-			}
-			out = append(out, c)
+		profile, period := "", ""
+		if inv.BillingProfileID != "" {
+			profile = path.Base(inv.BillingProfileID)
+		}
+		if inv.PeriodStartDate != nil {
+			period = inv.PeriodStartDate.UTC().Format("200601")
+		}
+		if p.Fetches(messages.DocPriceSheet) && p.BillingAccountName != "" {
+			add(Child{Invoice: inv.Name, Document: messages.DocPriceSheet, DocKind: messages.DocPriceSheet, Profile: profile, Period: period})
+		}
+		if p.Fetches(messages.DocCostDetails) && p.BillingAccountName != "" {
+			add(Child{Invoice: inv.Name, Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, Profile: profile, Period: period})
 		}
 		for _, d := range inv.Documents {
 			key := [2]string{inv.Name, d.Name}
@@ -169,14 +221,33 @@ func children(coll messages.Request, base int, invoices []messages.Invoice) []Ch
 				continue
 			}
 			seen[key] = true
-			c := Child{Invoice: inv.Name, Document: d.Name, DocKind: d.Kind}
-			if err := ChildRequest(coll, base+len(out), c).Validate(); err != nil {
-				c.Invalid = err.Error()
-			}
-			out = append(out, c)
+			add(Child{Invoice: inv.Name, Document: d.Name, DocKind: d.Kind})
 		}
 	}
 	return out
+}
+
+// months splits a period (ISO dates, as a valid collection has them) into
+// calendar months, each [first, last] day within the period; at most 13
+// (what Cost Management keeps), the latest ones.
+func months(start, end string) [][2]string {
+	from, err1 := time.Parse(time.DateOnly, start)
+	to, err2 := time.Parse(time.DateOnly, end)
+	if err1 != nil || err2 != nil || to.Before(from) {
+		return nil
+	}
+	var out [][2]string
+	for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
+		first, last := m, m.AddDate(0, 1, -1)
+		if first.Before(from) {
+			first = from
+		}
+		if last.After(to) {
+			last = to
+		}
+		out = append(out, [2]string{first.Format(time.DateOnly), last.Format(time.DateOnly)})
+	}
+	return out[max(0, len(out)-13):]
 }
 
 // collected records a listed page of a collection: its documents go into a
@@ -191,7 +262,7 @@ func (m Machine) collected(st State, r *Result, now time.Time) Step {
 		c = &copied
 	}
 	st.Collection = c
-	kids := children(st.Request, c.Total, r.Invoices)
+	kids := children(st.Request, c.Total, len(c.Pages) == 0, r.Invoices)
 	if c.Total+len(kids) > m.MaxDocuments {
 		m.fail(&st, messages.CodeTooMany, fmt.Sprintf("the collection lists more than %d documents (%d after %d pages); "+
 			"nothing was downloaded: narrow the period, or the document kinds", m.MaxDocuments, c.Total+len(kids), len(c.Pages)+1), nil, false, now)

@@ -336,3 +336,75 @@ func TestChildRequestRouting(t *testing.T) {
 		t.Errorf("ids %q %q", a, b)
 	}
 }
+
+// Cost data in a collection: per MCA invoice its cost details by invoice
+// id; per EA invoice its cost details and price sheet by billing period;
+// a subscription's cost details per month of the period; the reservation
+// details of the period once, with the first page only.
+func TestCollectionCostData(t *testing.T) {
+	m := collectionMachine()
+	first := operation.NewState(collectionRequest(), t0, time.Hour, 24*time.Hour)
+	first.Phase, first.ClaimedBy, first.Unanswered = operation.PhaseStarting, me, 1
+	page := func(invoices []messages.Invoice, link string) operation.Answer {
+		return operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: invoices, NextLink: link}}
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	invoices := func(profile bool) []messages.Invoice {
+		page := listedPage(0, 2, "Invoice")
+		for i := range page {
+			page[i].PeriodStartDate = &start
+			if profile {
+				page[i].BillingProfileID = "/providers/Microsoft.Billing/billingAccounts/x/billingProfiles/AB-CD-EF"
+			}
+		}
+		return page
+	}
+	mca := first
+	mca.Request = collectionRequest(messages.DocCostDetails, messages.DocReservationDetails)
+	mca.Request.Params.BillingAccountName = "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31"
+	s := m.Answer(mca, page(invoices(true), "https://management.azure.com/next"), t0)
+	kids := s.Chunk.Children
+	if len(kids) != 3 || kids[0].DocKind != messages.DocReservationDetails || kids[1].DocKind != messages.DocCostDetails || kids[1].Invalid != "" {
+		t.Fatalf("mca: %+v", kids)
+	}
+	if r := operation.ChildRequest(mca.Request, 0, kids[0]); r.Kind != messages.KindReservationDetails || r.Params.PeriodStartDate != "2026-01-01" || r.Params.PeriodEndDate != "2026-03-31" {
+		t.Errorf("reservation details child %+v", r)
+	}
+	r := operation.ChildRequest(mca.Request, 1, kids[1])
+	if r.Kind != messages.KindCostDetails || r.Params.BillingProfileName != "AB-CD-EF" || r.Params.InvoiceName != kids[1].Invoice || r.Validate() != nil {
+		t.Errorf("mca cost details child %+v", r)
+	}
+	// The second page: no second reservation details.
+	second := m.Answer(*s.Next, page(invoices(true), ""), t0)
+	for _, k := range second.Chunk.Children {
+		if k.DocKind == messages.DocReservationDetails {
+			t.Errorf("second page: %+v", second.Chunk.Children)
+		}
+	}
+	ea := first
+	ea.Request = collectionRequest(messages.DocCostDetails, messages.DocPriceSheet)
+	kids = m.Answer(ea, page(invoices(false), ""), t0).Chunk.Children
+	if len(kids) != 4 {
+		t.Fatalf("ea: %+v", kids)
+	}
+	for _, k := range kids {
+		r := operation.ChildRequest(ea.Request, 0, k)
+		want := map[string]messages.Kind{messages.DocPriceSheet: messages.KindAccountPriceSheet, messages.DocCostDetails: messages.KindCostDetails}[k.DocKind]
+		if k.Invalid != "" || r.Kind != want || r.Params.BillingPeriod != "202601" {
+			t.Errorf("ea child %+v: %+v", k, r)
+		}
+	}
+	sub := first
+	sub.Request = collectionRequest(messages.DocCostDetails)
+	sub.Request.Params.BillingAccountName, sub.Request.Params.SubscriptionID = "", "11111111-2222-3333-4444-555555555555"
+	sub.Request.Params.PeriodStartDate = "2026-01-15"
+	kids = m.Answer(sub, page(invoices(false), ""), t0).Chunk.Children
+	if len(kids) != 3 || kids[0].From != "2026-01-15" || kids[0].To != "2026-01-31" || kids[2].From != "2026-03-01" || kids[2].To != "2026-03-31" {
+		t.Fatalf("subscription months: %+v", kids)
+	}
+	for _, k := range kids {
+		if r := operation.ChildRequest(sub.Request, 0, k); k.Invalid != "" || r.Kind != messages.KindCostDetails || r.Params.SubscriptionID == "" {
+			t.Errorf("subscription child %+v: %+v", k, r)
+		}
+	}
+}

@@ -122,6 +122,11 @@ func TestScopeOf(t *testing.T) {
 		{messages.KindInvoiceTransactions, false, "default.billing.writes"},
 		{messages.KindAccountInvoices, false, "default.billing.reads"},
 		{messages.KindAccountInvoices, true, "default.billing.reads"},
+		{messages.KindCostDetails, false, "default.costmanagement.requests"},
+		{messages.KindCostDetails, true, "default.costmanagement.requests"},
+		{messages.KindReservationDetails, false, "default.costmanagement.requests"},
+		{messages.KindBenefitUtilization, true, "default.costmanagement.requests"},
+		{messages.KindAccountPriceSheet, false, "default.costmanagement.requests"},
 	} {
 		if got := throttle.ScopeOf("default", tc.kind, tc.polling); got != tc.want {
 			t.Errorf("%s polling=%v: %s, want %s", tc.kind, tc.polling, got, tc.want)

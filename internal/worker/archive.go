@@ -157,7 +157,7 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	ctx, span := w.tracer.Start(ctx, "archive "+string(st.Request.Kind), trace.WithAttributes(
 		attrRequestID.String(st.Request.ID), attribute.String("billing.archive.store", w.archiver.Store.Kind()),
 		attribute.String("billing.archive.bucket", w.archiver.Store.Bucket()),
-		attribute.String("billing.archive.name", messages.ObjectName(st.Request, st.Archiving.Event.URL)),
+		attribute.String("billing.archive.name", messages.ObjectName(st.Request, archiveLink(st.Archiving.Event))),
 	))
 	defer span.End()
 	dl, cancel := context.WithDeadline(ctx, st.Deadline)
@@ -193,14 +193,23 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 		}
 	}()
 	start := w.now()
-	obj, err := w.archiver.Archive(dl, st.Request, st.Archiving.Event.URL)
+	var (
+		obj   *messages.Archive
+		files []*messages.Archive
+		err   error
+	)
+	if ev := st.Archiving.Event; ev.URL == "" && len(ev.Files) > 1 {
+		obj, files, err = w.archiver.ArchiveFiles(dl, st.Request, ev.Manifest, ev.Files)
+	} else {
+		obj, err = w.archiver.Archive(dl, st.Request, ev.URL)
+	}
 	close(stop)
 	<-beats
 	if lost != nil || err != nil && ctx.Err() != nil {
 		log.WarnContext(ctx, "archive cut off; it is taken over once the claim expires", "lost_claim", lost != nil)
 		return w.machine.Interrupted(), rev
 	}
-	a := operation.ArchiveAnswer{Outcome: operation.Archived, Object: obj}
+	a := operation.ArchiveAnswer{Outcome: operation.Archived, Object: obj, Files: files}
 	if err != nil {
 		_ = w.m.refusedWrite(ctx, writeArchive, err)
 		a = answerOfArchive(err)
@@ -210,11 +219,28 @@ func (w *Worker) archive(ctx context.Context, msg jetstream.Msg, st operation.St
 	} else {
 		span.SetAttributes(attribute.Int64("billing.archive.size", obj.Size))
 		w.am.attempt(ctx, st.Request.Kind, "")
-		w.am.bytes.Add(ctx, obj.Size, metric.WithAttributes(kindAttr(st.Request.Kind)))
+		var size int64
+		for _, f := range files {
+			size += f.Size
+		}
+		if files == nil {
+			size = obj.Size
+		}
+		span.SetAttributes(attribute.Int("billing.archive.files", max(len(files), 1)))
+		w.am.bytes.Add(ctx, size, metric.WithAttributes(kindAttr(st.Request.Kind)))
 		log.InfoContext(ctx, "document archived", "store", obj.Store, "bucket", obj.Bucket, "name", obj.Name,
-			"size", obj.Size, "sha256", obj.SHA256, "took", w.now().Sub(start).String())
+			"size", obj.Size, "sha256", obj.SHA256, "files", max(len(files), 1), "took", w.now().Sub(start).String())
 	}
 	return w.machine.Archived(cur, a, w.now()), rev
+}
+
+// archiveLink is the link an archive is named after: the document's, or
+// for a report of several files its manifest.
+func archiveLink(ev messages.Completed) string {
+	if ev.URL == "" && len(ev.Files) > 1 {
+		return messages.ManifestFile
+	}
+	return ev.URL
 }
 
 // answerOfArchive describes a failed archive for the machine.

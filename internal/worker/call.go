@@ -76,6 +76,7 @@ func answerOf(resp *billing.Response, err error, late bool) operation.Answer {
 		return operation.Answer{Outcome: operation.Done, Status: resp.Status, Header: resp.Header, Result: &operation.Result{
 			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
 			Invoice: r.Invoice, Invoices: r.Invoices, NextLink: r.NextLink,
+			Files: r.Files, Manifest: r.Manifest, SecondaryURL: r.SecondaryURL, NoData: r.NoData,
 		}}
 	case err == nil:
 		return operation.Answer{Outcome: operation.Running, Status: resp.Status, Header: resp.Header, Location: resp.Location}

@@ -277,3 +277,47 @@ func TestCollectionChildIDTaken(t *testing.T) {
 		t.Errorf("the child whose id was taken: %+v", c)
 	}
 }
+
+// Cost details on request: on an MCA account one report per invoice, by
+// its invoice id, beside the invoice's documents.
+func TestCollectionCostDetails(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.emu.SetListing(50, 3)
+	req := collectionRequest(b.id(), "aabbccdd-1111-2222-3333-444455556666:99990000-1111-2222-3333-444455556666_2019-05-31")
+	req.Params.PeriodEndDate = "2026-01-31"
+	req.Params.DocumentKinds = []string{messages.DocCostDetails, messages.DocInvoice}
+	b.submit(req)
+	o := b.wait(req.ID, 2*eventTimeout)
+	if o.Completed == nil || o.Completed.Collected.Documents != 6 || o.Completed.Collected.Failed != 0 {
+		t.Fatalf("cost details: %+v %+v", o.Completed, o.Failed)
+	}
+	costs := map[string]int{}
+	invoices := map[string]int{}
+	for _, c := range o.Completed.Collected.Children {
+		switch c.DocumentKind {
+		case messages.DocCostDetails:
+			if c.Kind == messages.KindCostDetails && strings.Contains(c.URL, "costdetails_") {
+				costs[c.InvoiceName]++
+			}
+		case messages.DocInvoice:
+			invoices[c.InvoiceName]++
+		}
+	}
+	if len(costs) != 3 || len(invoices) != 3 {
+		t.Fatalf("cost details %v, invoices %v: want one of each per invoice", costs, invoices)
+	}
+	for inv := range invoices {
+		if costs[inv] != 1 {
+			t.Errorf("invoice %s has %d cost details reports", inv, costs[inv])
+		}
+		// The report asked for is the invoice's own.
+		found := false
+		for _, call := range b.emu.CallsFor(inv) {
+			found = found || call.Operation == emulator.OpCostDetails
+		}
+		if !found {
+			t.Errorf("no cost details report was asked for invoice %s", inv)
+		}
+	}
+}

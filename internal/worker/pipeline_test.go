@@ -48,7 +48,7 @@ func TestImmediateSuccessEveryKind(t *testing.T) {
 			if kind == messages.KindInvoicePriceSheet && c.ValidTill == nil {
 				t.Errorf("price sheet without validTill")
 			}
-			if (kind == messages.KindProfilePriceSheet) != (len(c.DownloadFileProperties) > 0) {
+			if (kind == messages.KindProfilePriceSheet || kind == messages.KindAccountPriceSheet) != (len(c.DownloadFileProperties) > 0) {
 				t.Errorf("downloadFileProperties = %s", c.DownloadFileProperties)
 			}
 			if calls := b.emu.CallsFor(inv); len(calls) != 1 {

@@ -196,10 +196,24 @@ func (c *Client) do(ctx context.Context, op *Operation, method string, u *url.UR
 		return nil, fmt.Errorf("billing: read %d answer: %w", resp.StatusCode, err)
 	}
 	switch {
+	case resp.StatusCode == http.StatusNoContent && op.NoContent:
+		// Nothing found for the report: done, without files.
+		return &Response{Status: http.StatusOK, Header: resp.Header, Result: &Result{NoData: true}}, nil
 	case resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusAccepted && !op.LongRunning:
 		res, err := ParseResult(op.Result, payload)
 		if err != nil {
 			return nil, err
+		}
+		switch {
+		case res.Failed != nil:
+			ae := *res.Failed
+			ae.RequestID, ae.CorrelationID = resp.Header.Get("x-ms-request-id"), resp.Header.Get("x-ms-correlation-request-id")
+			return nil, &ResponseError{Azure: ae, Header: resp.Header}
+		case res.Pending && start:
+			return nil, &MalformedError{Status: http.StatusOK, Reason: "a report still running, answered without a Location to poll"}
+		case res.Pending:
+			// Still running: poll the same Location again.
+			return &Response{Status: http.StatusAccepted, Header: resp.Header}, nil
 		}
 		if res.NextLink != "" {
 			// The next page is fetched with the bearer token, as a Location is.

@@ -30,6 +30,9 @@ type Operation struct {
 	LongRunning bool
 	// Result says which result shape a 200 carries.
 	Result ResultShape
+	// NoContent says a 204 is an answer: the operation found nothing
+	// (Result.NoData).
+	NoContent bool
 
 	path  func(messages.Params) string
 	query func(messages.Params, url.Values)

@@ -61,6 +61,33 @@ func TestOperationsBuildTheExactRequest(t *testing.T) {
 		{messages.KindSubscriptionInvoices, messages.Params{SubscriptionID: sub},
 			http.MethodGet, "/providers/Microsoft.Billing/billingAccounts/default/billingSubscriptions/" + sub + "/invoices",
 			"api-version=2024-04-01", "", false},
+		{messages.KindCostDetails, messages.Params{SubscriptionID: sub, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"},
+			http.MethodPost, "/subscriptions/" + sub + "/providers/Microsoft.CostManagement/generateCostDetailsReport",
+			"api-version=2025-03-01", `{"metric":"ActualCost","timePeriod":{"start":"2026-01-01","end":"2026-01-31"}}`, true},
+		{messages.KindCostDetails, messages.Params{BillingAccountName: "12345678", BillingPeriod: "202601", Metric: messages.MetricAmortizedCost},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/providers/Microsoft.CostManagement/generateCostDetailsReport",
+			"api-version=2025-03-01", `{"metric":"AmortizedCost","billingPeriod":"202601"}`, true},
+		{messages.KindCostDetails, messages.Params{BillingAccountName: "a:b_2019-05-31", BillingProfileName: "P1", InvoiceSectionName: "S1", InvoiceName: "G1"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/a:b_2019-05-31/billingProfiles/P1/invoiceSections/S1/providers/Microsoft.CostManagement/generateCostDetailsReport",
+			"api-version=2025-03-01", `{"metric":"ActualCost","invoiceId":"G1"}`, true},
+		{messages.KindCostDetails, messages.Params{BillingAccountName: "12345:6789", CustomerName: "C1", InvoiceName: "M1"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345:6789/customers/C1/providers/Microsoft.CostManagement/generateCostDetailsReport",
+			"api-version=2025-03-01", `{"metric":"ActualCost","invoiceId":"M1"}`, true},
+		{messages.KindReservationDetails, messages.Params{BillingAccountName: "12345678", BillingProfileName: "CZSFR-SDFXC-DSDF", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-30"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/billingProfiles/CZSFR-SDFXC-DSDF/providers/Microsoft.CostManagement/generateReservationDetailsReport",
+			"api-version=2025-03-01&endDate=2026-01-30&startDate=2026-01-01", "", true},
+		{messages.KindBenefitUtilization, messages.Params{BillingAccountName: "8099099", BenefitKind: "Reservation", Grain: "Daily", PeriodStartDate: "2026-06-01", PeriodEndDate: "2026-08-31"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/8099099/providers/Microsoft.CostManagement/generateBenefitUtilizationSummariesReport",
+			"api-version=2025-03-01", `{"grain":"Daily","startDate":"2026-06-01T00:00:00Z","endDate":"2026-08-31T00:00:00Z","kind":"Reservation"}`, true},
+		{messages.KindBenefitUtilization, messages.Params{ReservationOrderID: "O1", ReservationID: "R1", Grain: "Monthly", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-06-30"},
+			http.MethodPost, "/providers/Microsoft.Capacity/reservationorders/O1/reservations/R1/providers/Microsoft.CostManagement/generateBenefitUtilizationSummariesReport",
+			"api-version=2025-03-01", `{"grain":"Monthly","startDate":"2026-01-01T00:00:00Z","endDate":"2026-06-30T00:00:00Z"}`, true},
+		{messages.KindBenefitUtilization, messages.Params{SavingsPlanOrderID: "O2", SavingsPlanID: "S2", Grain: "Daily", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"},
+			http.MethodPost, "/providers/Microsoft.BillingBenefits/savingsPlanOrders/O2/savingsPlans/S2/providers/Microsoft.CostManagement/generateBenefitUtilizationSummariesReport",
+			"api-version=2025-03-01", `{"grain":"Daily","startDate":"2026-01-01T00:00:00Z","endDate":"2026-01-31T00:00:00Z"}`, true},
+		{messages.KindAccountPriceSheet, messages.Params{BillingAccountName: "12345678", BillingPeriod: "202311"},
+			http.MethodPost, "/providers/Microsoft.Billing/billingAccounts/12345678/billingPeriods/202311/providers/Microsoft.CostManagement/pricesheets/default/download",
+			"api-version=2025-03-01", "", true},
 	}
 	for _, c := range cases {
 		op := OperationFor(c.kind)
@@ -160,5 +187,66 @@ func TestParseErrorShapes(t *testing.T) {
 		if ae.Code != c.code || ae.Message != c.message || ae.Target != c.target || len(ae.Details) != c.details || ae.RequestID != "rid" || ae.CorrelationID != "cid" {
 			t.Errorf("%s: %+v", c.name, ae)
 		}
+	}
+}
+
+func TestParseCostShapes(t *testing.T) {
+	t.Parallel()
+	valid := time.Date(2026, 5, 10, 8, 8, 46, 197325200, time.UTC)
+	two, err := ParseResult(ShapeCostDetails, []byte(`{"id":"x","name":"n","status":"Completed","validTill":"2026-05-10T08:08:46.1973252Z",
+		"manifest":{"manifestVersion":"2025-03-01","dataFormat":"Csv","blobCount":2,"byteCount":300,"compressData":false,
+		"blobs":[{"blobLink":"https://s/1?sig=a","byteCount":100},{"blobLink":"https://s/2?sig=b","byteCount":200}]}}`))
+	if err != nil || two.URL != "" || len(two.Files) != 2 || two.Files[1].ByteCount != 200 || !two.Files[0].ExpiryTime.Equal(valid) ||
+		two.Manifest.BlobCount != 2 || two.Manifest.ByteCount != 300 || two.Manifest.DataFormat != "Csv" {
+		t.Errorf("two blobs: %+v %v", two, err)
+	}
+	one, err := ParseResult(ShapeCostDetails, []byte(`{"status":"Completed","manifest":{"blobCount":1,"blobs":[{"blobLink":"https://s/1?sig=a","byteCount":5}]}}`))
+	if err != nil || one.URL != "https://s/1?sig=a" || len(one.Files) != 1 {
+		t.Errorf("one blob: %+v %v", one, err)
+	}
+	if r, err := ParseResult(ShapeCostDetails, []byte(`{"status":"NoDataFound"}`)); err != nil || !r.NoData || len(r.Files) != 0 {
+		t.Errorf("NoDataFound: %+v %v", r, err)
+	}
+	failed, err := ParseResult(ShapeCostDetails, []byte(`{"status":"Failed","error":{"code":"TooLarge","message":"too much data"}}`))
+	if err != nil || failed.Failed == nil || failed.Failed.Code != "TooLarge" || failed.Failed.Message != "too much data" {
+		t.Errorf("Failed: %+v %v", failed, err)
+	}
+	for _, shape := range []ResultShape{ShapeReservationDetails, ShapeBenefitUtilization, ShapeAccountPriceSheet, ShapeCostDetails} {
+		for _, status := range []string{"Running", "InProgress", "Queued"} {
+			if r, err := ParseResult(shape, []byte(`{"status":"`+status+`"}`)); err != nil || !r.Pending {
+				t.Errorf("%s %s: %+v %v", shape, status, r, err)
+			}
+		}
+		if _, err := ParseResult(shape, []byte(`{"status":"Exploded"}`)); err == nil {
+			t.Errorf("%s: an unknown status accepted", shape)
+		}
+	}
+	// Benefit utilization says Complete, not Completed.
+	b, err := ParseResult(ShapeBenefitUtilization, []byte(`{"input":{"grain":"Daily"},"status":"Complete","properties":{"reportUrl":"https://s/r?sig=a",
+		"secondaryReportUrl":"https://s2/r?sig=a","validUntil":"2026-05-10T08:08:46.1973252Z"}}`))
+	if err != nil || b.URL != "https://s/r?sig=a" || b.SecondaryURL != "https://s2/r?sig=a" || !b.ExpiryTime.Equal(valid) || len(b.Files) != 1 {
+		t.Errorf("benefit: %+v %v", b, err)
+	}
+	rd, err := ParseResult(ShapeReservationDetails, []byte(`{"status":"Completed","properties":{"reportUrl":"https://s/d?sig=a","validUntil":"2026-05-10T08:08:46.1973252Z"}}`))
+	if err != nil || rd.URL != "https://s/d?sig=a" || !rd.ExpiryTime.Equal(valid) {
+		t.Errorf("reservation: %+v %v", rd, err)
+	}
+	ps, err := ParseResult(ShapeAccountPriceSheet, []byte(`{"status":"Completed","properties":{"downloadUrl":"https://s/p.zip?sig=a",
+		"validTill":"2026-05-10T08:08:46.1973252Z","downloadFileProperties":{"fileFormat":"Csv"}}}`))
+	if err != nil || ps.URL != "https://s/p.zip?sig=a" || !ps.ValidTill.Equal(valid) || !ps.ExpiryTime.Equal(valid) || string(ps.DownloadFileProperties) != `{"fileFormat":"Csv"}` {
+		t.Errorf("EA price sheet: %+v %v", ps, err)
+	}
+	for shape, bad := range map[ResultShape]string{
+		ShapeCostDetails:        `{"status":"Completed","manifest":{"blobs":[]}}`,
+		ShapeReservationDetails: `{"status":"Completed"}`,
+		ShapeBenefitUtilization: `{"status":"Complete","properties":{"reportUrl":"ftp://x"}}`,
+		ShapeAccountPriceSheet:  `{"status":"Completed","properties":{"downloadUrl":"https://s/p","downloadFileProperties":[1]}}`,
+	} {
+		if _, err := ParseResult(shape, []byte(bad)); err == nil {
+			t.Errorf("%s: %s accepted", shape, bad)
+		}
+	}
+	if _, err := ParseResult(ShapeReservationDetails, []byte(`{"status":"NoDataFound"}`)); err == nil {
+		t.Error("NoDataFound accepted outside cost details")
 	}
 }

@@ -30,6 +30,18 @@ type Result struct {
 	// before following it.
 	Invoices []messages.Invoice
 	NextLink string
+	// Files, Manifest, SecondaryURL and NoData are a cost data report's
+	// (messages.Completed says what each is).
+	Files        []messages.ReportFile
+	Manifest     *messages.ReportManifest
+	SecondaryURL string
+	NoData       bool
+	// Pending is set when the answer is a report's status saying it is
+	// still running: Client.Poll turns it into a 202 (poll again).
+	Pending bool
+	// Failed is Azure's error of a report whose status says it failed:
+	// Client turns it into a *ResponseError.
+	Failed *messages.AzureError
 }
 
 // ParseResult decodes the body of a 200 answer in the given shape. It fails
@@ -42,6 +54,8 @@ func ParseResult(shape ResultShape, body []byte) (Result, error) {
 		return bad("empty body")
 	}
 	switch shape {
+	case ShapeCostDetails, ShapeReservationDetails, ShapeBenefitUtilization, ShapeAccountPriceSheet:
+		return parseCost(shape, body)
 	case ShapeInvoice:
 		return parseInvoice(body)
 	case ShapeInvoiceList:

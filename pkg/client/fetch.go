@@ -1,11 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strings"
 
@@ -100,6 +103,15 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 	if err != nil {
 		return nil, err
 	}
+	store, err := c.storeOf(ctx, id, a)
+	if err != nil {
+		return nil, err
+	}
+	return a, copyObject(ctx, store, a, w)
+}
+
+// storeOf opens the store an archive is in.
+func (c *Client) storeOf(ctx context.Context, id string, a *messages.Archive) (archive.Store, error) {
 	var store archive.Store
 	switch a.Store {
 	case messages.StoreNATS:
@@ -120,13 +132,19 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 	default:
 		return nil, fmt.Errorf("%s is archived in a store this client does not know: %q", id, a.Store)
 	}
+	return store, nil
+}
+
+// copyObject streams the object a describes to w, its size and digest
+// checked against a's.
+func copyObject(ctx context.Context, store archive.Store, a *messages.Archive, w io.Writer) error {
 	r, obj, err := store.Open(ctx, a.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer r.Close()
 	if obj.SHA256 != a.SHA256 || obj.Size != a.Size {
-		return nil, fmt.Errorf("%w: %s %s holds %d bytes with SHA-256 %s; the event says %d bytes, %s",
+		return fmt.Errorf("%w: %s %s holds %d bytes with SHA-256 %s; the event says %d bytes, %s",
 			ErrDigestMismatch, a.Store, a.Name, obj.Size, obj.SHA256, a.Size, a.SHA256)
 	}
 	n, err := io.Copy(w, archive.VerifyingReader(r, a.SHA256))
@@ -137,9 +155,9 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", a.Store, a.Name, err)
+		return fmt.Errorf("read %s %s: %w", a.Store, a.Name, err)
 	}
-	return a, nil
+	return nil
 }
 
 // FetchFile writes the archived document of request id to the file path:
@@ -147,12 +165,76 @@ func (c *Client) Fetch(ctx context.Context, id string, w io.Writer) (*messages.A
 // checked out. On any error no file is left at path (an existing one is
 // left as it was).
 func (c *Client) FetchFile(ctx context.Context, id, path string) (*messages.Archive, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	var a *messages.Archive
+	err := writeFile(path, func(w io.Writer) error {
+		var err error
+		a, err = c.Fetch(ctx, id, w)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
+	return a, nil
+}
+
+// FetchDir writes every archived file of request id into the directory
+// dir (made if missing), each under the last segment of its object's
+// name, and returns the paths written. For a report of several files
+// (its archive is an archive manifest, messages.ManifestFile), that is
+// each file, then the manifest; for any other request, its one document.
+// Every digest is checked; a file whose digest does not match is not left
+// at its path.
+func (c *Client) FetchDir(ctx context.Context, id, dir string) ([]string, error) {
+	a, err := c.Archived(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	store, err := c.storeOf(ctx, id, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	if pathpkg.Base(a.Name) == messages.ManifestFile {
+		var buf bytes.Buffer
+		if err := copyObject(ctx, store, a, &buf); err != nil {
+			return nil, err
+		}
+		var m messages.ArchiveManifest
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			return nil, fmt.Errorf("archive manifest %s: %w", a.Name, err)
+		}
+		for _, f := range m.Files {
+			fa := &messages.Archive{Store: a.Store, Bucket: a.Bucket, Name: f.Name, Size: f.Size, SHA256: f.SHA256}
+			base := pathpkg.Base(f.Name)
+			if base == "." || base == ".." || base == "/" || strings.ContainsAny(base, `/\`) {
+				return paths, fmt.Errorf("archive manifest %s names a file %q that is not a plain file name", a.Name, f.Name)
+			}
+			p := filepath.Join(dir, base)
+			if err := writeFile(p, func(w io.Writer) error { return copyObject(ctx, store, fa, w) }); err != nil {
+				return paths, err
+			}
+			paths = append(paths, p)
+		}
+	}
+	p := filepath.Join(dir, pathpkg.Base(a.Name))
+	if err := writeFile(p, func(w io.Writer) error { return copyObject(ctx, store, a, w) }); err != nil {
+		return paths, err
+	}
+	return append(paths, p), nil
+}
+
+// writeFile writes path with write: to a temporary file beside it,
+// renamed to path only once write succeeded.
+func writeFile(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	a, err := c.Fetch(ctx, id, tmp)
+	err = write(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -162,8 +244,5 @@ func (c *Client) FetchFile(ctx context.Context, id, path string) (*messages.Arch
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
+	return err
 }

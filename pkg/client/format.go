@@ -27,6 +27,22 @@ func (o Outcome) Human() string {
 		if c.ValidTill != nil {
 			fmt.Fprintf(&b, "\n  valid till: %s", c.ValidTill.Format(time.RFC3339))
 		}
+		if c.NoData {
+			b.WriteString("\n  no data:    Azure found no data for the report")
+		}
+		if len(c.Files) > 1 {
+			fmt.Fprintf(&b, "\n  files:      %d", len(c.Files))
+			for i, f := range c.Files {
+				if f.Archive != nil {
+					fmt.Fprintf(&b, "\n  file %d:     %s (%d bytes, sha256 %s)", i+1, f.Archive.Name, f.Archive.Size, f.Archive.SHA256)
+				} else {
+					fmt.Fprintf(&b, "\n  file %d:     %s (%d bytes announced)", i+1, f.URL, f.ByteCount)
+				}
+			}
+		}
+		if c.SecondaryURL != "" {
+			fmt.Fprintf(&b, "\n  secondary:  %s", c.SecondaryURL)
+		}
 		if a := c.Archive; a != nil && a.Error == nil {
 			fmt.Fprintf(&b, "\n  archived:   %s %s %s (%d bytes, %s, sha256 %s)", a.Store, a.Bucket, a.Name, a.Size, a.ContentType, a.SHA256)
 		} else if a != nil {

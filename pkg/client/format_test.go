@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/azbilling/worker/pkg/client"
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // An operation held by the shared throttle says so, with its scope and
@@ -46,5 +47,20 @@ func TestHumanTraceID(t *testing.T) {
 	}
 	if out := (client.Outcome{Header: nats.Header{"traceparent": {"garbage"}}}).Human(); strings.Contains(out, "trace id") {
 		t.Errorf("a malformed traceparent: %q", out)
+	}
+}
+
+func TestHumanReportOfSeveralFiles(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	c := &messages.Completed{ID: "c", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 2,
+		Files: []messages.ReportFile{{URL: "https://s/1.csv?sig=a", ByteCount: 5, Archive: &messages.Archive{Name: "cost-details/x/1.csv", Size: 5, SHA256: "ab"}},
+			{URL: "https://s/2.csv?sig=b", ByteCount: 7}}}
+	out := client.Outcome{Completed: c}.Human()
+	if !strings.Contains(out, "files:      2") || !strings.Contains(out, "cost-details/x/1.csv (5 bytes") || !strings.Contains(out, "https://s/2.csv?sig=b (7 bytes announced)") {
+		t.Errorf("%s", out)
+	}
+	if out := (client.Outcome{Completed: &messages.Completed{ID: "d", Kind: messages.KindCostDetails, NoData: true}}).Human(); !strings.Contains(out, "no data") {
+		t.Errorf("%s", out)
 	}
 }

@@ -70,6 +70,34 @@ var ArchiveCodes = []ArchiveCode{
 	ArchiveConflict, ArchiveTimeout, ArchiveInternal,
 }
 
+// ManifestFile is the file name of a report's archive manifest: a report
+// of several files (a cost details report of more than one blob) is
+// archived as one object per file plus this one, under the same prefix
+// (ObjectName(req, ManifestFile)). The event's archive is the manifest's.
+const ManifestFile = "manifest.json"
+
+// ArchiveManifest is the content of a report's archive manifest: every
+// file stored, in the report's order, with its digest.
+type ArchiveManifest struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Kind    Kind   `json:"kind"`
+	// Manifest is what Azure's manifest said of the files.
+	Manifest *ReportManifest `json:"manifest,omitempty"`
+	Files    []ArchivedFile  `json:"files"`
+}
+
+// ArchivedFile is one file of an ArchiveManifest.
+type ArchivedFile struct {
+	// Name is the object's name in the same store and bucket.
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	ContentType string `json:"contentType,omitempty"`
+	// ByteCount is the size Azure announced (0: none).
+	ByteCount int64 `json:"byteCount,omitempty"`
+}
+
 // The archive stores (Archive.Store).
 const (
 	StoreNATS      = "nats"
@@ -90,7 +118,9 @@ const (
 // 16 hex digits of the SHA-256 of the document list as
 // "invoiceName/documentName" lines; documentName is the request's
 // documentName parameter, when it has one; file is the last path segment of
-// the download link (without its query), or "document" when it has none. Every character of a segment outside
+// the download link (without its query), or "document" when it has none.
+// The cost data kinds are named by their scope's ids and what they cover
+// (costObjectParts; docs/contract.md has the table). Every character of a segment outside
 // [A-Za-z0-9._-] is written %XX (upper-case hex of each UTF-8 byte), and a
 // segment of only dots is written with %2E, so a name holds no ':' and no
 // empty, "." or ".." segment in either store.
@@ -115,6 +145,8 @@ func ObjectName(req Request, link string) string {
 		parts = []string{p.BillingAccountName, p.BillingProfileName, p.InvoiceName}
 	case KindProfilePriceSheet:
 		parts = []string{p.BillingAccountName, p.BillingProfileName}
+	case KindCostDetails, KindReservationDetails, KindBenefitUtilization, KindAccountPriceSheet:
+		parts = costObjectParts(req.Kind, p)
 	default: // invoice-summary, account-document, invoice-transactions
 		parts = []string{p.BillingAccountName, p.InvoiceName}
 	}
@@ -151,4 +183,49 @@ func nameSegment(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// costObjectParts are the segments between a cost data kind and its file:
+// the scope's ids in path order (a customer after the word "customers"),
+// then what the report covers: for cost-details the metric and the period
+// ("<start>_<end>", the billing period or the invoice id); for
+// reservation-details the period; for benefit-utilization the benefit
+// kind (at a billing scope), the grain and the period; for
+// account-pricesheet the billing period.
+func costObjectParts(k Kind, p Params) []string {
+	var parts []string
+	for _, s := range []string{p.SubscriptionID, p.BillingAccountName, p.BillingProfileName, p.InvoiceSectionName,
+		p.ReservationOrderID, p.ReservationID, p.SavingsPlanOrderID, p.SavingsPlanID} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if p.CustomerName != "" {
+		parts = append(parts, "customers", p.CustomerName)
+	}
+	period := p.PeriodStartDate + "_" + p.PeriodEndDate
+	switch k {
+	case KindCostDetails:
+		metric := p.Metric
+		if metric == "" {
+			metric = MetricActualCost
+		}
+		switch {
+		case p.BillingPeriod != "":
+			period = p.BillingPeriod
+		case p.InvoiceName != "":
+			period = p.InvoiceName
+		}
+		parts = append(parts, metric, period)
+	case KindReservationDetails:
+		parts = append(parts, period)
+	case KindBenefitUtilization:
+		if p.BenefitKind != "" {
+			parts = append(parts, p.BenefitKind)
+		}
+		parts = append(parts, p.Grain, period)
+	case KindAccountPriceSheet:
+		parts = append(parts, p.BillingPeriod)
+	}
+	return parts
 }

@@ -27,8 +27,20 @@ const (
 	DocTransactions = "Transactions"
 	// DocPriceSheet is no kind Azure lists: named in a collection's
 	// documentKinds, it fetches each listed invoice's price sheet
-	// (KindInvoicePriceSheet; MCA billing accounts only).
+	// (KindInvoicePriceSheet, by the invoice's billing profile, on MCA
+	// billing accounts; KindAccountPriceSheet, by the invoice's billing
+	// period, for an invoice without a billing profile: EA).
 	DocPriceSheet = "PriceSheet"
+	// DocCostDetails fetches cost details beside the invoices
+	// (KindCostDetails): per invoice by its invoice id on an MCA account
+	// (an invoice with a billing profile), per invoice by its billing
+	// period on an EA account, and per month of the period for a
+	// subscription's collection.
+	DocCostDetails = "CostDetails"
+	// DocReservationDetails fetches the billing account's reservation
+	// details report of the collection's period (KindReservationDetails;
+	// billing account collections only).
+	DocReservationDetails = "ReservationDetails"
 )
 
 // MaxCollectionIDLen bounds a collection's id, so that its children's ids

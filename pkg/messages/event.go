@@ -20,6 +20,19 @@ type Completed struct {
 	// DownloadFileProperties is what Cost Management says of the files of a
 	// KindProfilePriceSheet download, passed on as Azure sent it.
 	DownloadFileProperties json.RawMessage `json:"downloadFileProperties,omitempty"`
+	// Files are every file of a cost data report (KindCostDetails: the
+	// blobs of its manifest, in Azure's order; the reports: their one
+	// link), each with the size Azure announced and its expiry. When there
+	// is exactly one, URL and ExpiryTime are its own too.
+	Files []ReportFile `json:"files,omitempty"`
+	// Manifest is what a cost details report's manifest says of its files.
+	Manifest *ReportManifest `json:"manifest,omitempty"`
+	// SecondaryURL is a benefit utilization report's second link to the
+	// same report (Azure's secondaryReportUrl).
+	SecondaryURL string `json:"secondaryUrl,omitempty"`
+	// NoData is true when Azure found no data for a cost details report
+	// (its status NoDataFound, or a 204): there are no files.
+	NoData bool `json:"noData,omitempty"`
 	// Invoice is the invoice read by a KindInvoice request.
 	Invoice *Invoice `json:"invoice,omitempty"`
 	// Invoices are the invoices a listing (KindAccountInvoices,
@@ -40,6 +53,33 @@ type Completed struct {
 	AzureCalls int `json:"azureCalls"`
 	// Labels are the request's labels.
 	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// ReportFile is one file of a cost data report.
+type ReportFile struct {
+	// URL is the file's link (a SAS URL, a credential until it expires).
+	URL string `json:"url"`
+	// ByteCount is the file's size as Azure announced it; 0 when it did
+	// not say.
+	ByteCount int64 `json:"byteCount,omitempty"`
+	// ExpiryTime is when URL stops working, as Azure said it.
+	ExpiryTime *time.Time `json:"expiryTime,omitempty"`
+	// Archive is where the worker stored the file, when the report was
+	// archived whole (the event's archive is then the manifest's).
+	Archive *Archive `json:"archive,omitempty"`
+}
+
+// ReportManifest is the description of a cost details report's files,
+// as its manifest gives it.
+type ReportManifest struct {
+	ManifestVersion string `json:"manifestVersion,omitempty"`
+	// DataFormat is the files' format (Csv).
+	DataFormat string `json:"dataFormat,omitempty"`
+	// BlobCount and ByteCount are the number of files and their total size.
+	BlobCount int   `json:"blobCount"`
+	ByteCount int64 `json:"byteCount"`
+	// CompressData says the files are compressed (gzip).
+	CompressData bool `json:"compressData"`
 }
 
 // Failed is published when a request cannot be completed.

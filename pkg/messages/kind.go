@@ -55,6 +55,27 @@ const (
 	// in a period (Microsoft.Billing 2024-04-01, Invoices - List By Billing
 	// Subscription).
 	KindSubscriptionInvoices Kind = "subscription-invoices"
+
+	// Cost data (docs/azure.md, "Cost data"): Cost Management reports
+	// beside the invoices.
+
+	// KindCostDetails generates a cost details report of a scope for a
+	// month at most, an EA billing period or an MCA invoice; its completion
+	// event lists every file of the report's manifest
+	// (Microsoft.CostManagement 2025-03-01, Generate Cost Details Report).
+	KindCostDetails Kind = "cost-details"
+	// KindReservationDetails generates the reservation details report of a
+	// billing account or profile for a period (Microsoft.CostManagement
+	// 2025-03-01, Generate Reservation Details Report).
+	KindReservationDetails Kind = "reservation-details"
+	// KindBenefitUtilization generates the benefit utilization summaries
+	// report of reservations or savings plans (Microsoft.CostManagement
+	// 2025-03-01, Generate Benefit Utilization Summaries Report).
+	KindBenefitUtilization Kind = "benefit-utilization"
+	// KindAccountPriceSheet downloads the price sheet of an EA billing
+	// account for one billing period, a zip (Microsoft.CostManagement
+	// 2025-03-01, Price Sheet - Download By Billing Account).
+	KindAccountPriceSheet Kind = "account-pricesheet"
 )
 
 // Kinds lists every kind, in the order of docs/azure.md (#1 to #5).
@@ -72,6 +93,10 @@ var Kinds = []Kind{
 	KindAccountInvoices,
 	KindSubscriptionInvoices,
 	KindCollection,
+	KindCostDetails,
+	KindReservationDetails,
+	KindBenefitUtilization,
+	KindAccountPriceSheet,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -94,11 +119,24 @@ const (
 	pPeriodStartDate    param = "periodStartDate"
 	pPeriodEndDate      param = "periodEndDate"
 	pDocumentKinds      param = "documentKinds"
+	// The cost data kinds' (cost.go).
+	pInvoiceSectionName param = "invoiceSectionName"
+	pCustomerName       param = "customerName"
+	pMetric             param = "metric"
+	pBillingPeriod      param = "billingPeriod"
+	pGrain              param = "grain"
+	pBenefitKind        param = "benefitKind"
+	pReservationOrderID param = "reservationOrderId"
+	pReservationID      param = "reservationId"
+	pSavingsPlanOrderID param = "savingsPlanOrderId"
+	pSavingsPlanID      param = "savingsPlanId"
 )
 
 // allParams lists every parameter, in the order problems are reported.
 var allParams = []param{pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceName, pDownloadToken, pDocuments,
-	pDocumentName, pPeriodStartDate, pPeriodEndDate, pDocumentKinds}
+	pDocumentName, pPeriodStartDate, pPeriodEndDate, pDocumentKinds,
+	pInvoiceSectionName, pCustomerName, pMetric, pBillingPeriod, pGrain, pBenefitKind,
+	pReservationOrderID, pReservationID, pSavingsPlanOrderID, pSavingsPlanID}
 
 // kindParams lists, per kind, the parameters it requires; every other
 // parameter is refused for that kind.
@@ -116,6 +154,10 @@ var kindParams = map[Kind][]param{
 	KindAccountInvoices:       {pBillingAccountName},
 	KindSubscriptionInvoices:  {pSubscriptionID},
 	KindCollection:            {},
+	KindCostDetails:           {},
+	KindReservationDetails:    {pBillingAccountName, pPeriodStartDate, pPeriodEndDate},
+	KindBenefitUtilization:    {pGrain, pPeriodStartDate, pPeriodEndDate},
+	KindAccountPriceSheet:     {pBillingAccountName, pBillingPeriod},
 }
 
 // kindOptional lists, per kind, the parameters it takes but does not
@@ -127,6 +169,15 @@ var kindOptional = map[Kind][]param{
 	KindSubscriptionInvoices: {pPeriodStartDate, pPeriodEndDate},
 	// A collection's rules are its own (validateCollection).
 	KindCollection: {pBillingAccountName, pSubscriptionID, pPeriodStartDate, pPeriodEndDate, pDocumentKinds},
+	// A scope and one of three periods; validateCostDetails says which go
+	// together.
+	KindCostDetails: {pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceSectionName, pCustomerName,
+		pMetric, pPeriodStartDate, pPeriodEndDate, pBillingPeriod, pInvoiceName},
+	KindReservationDetails: {pBillingProfileName},
+	// One scope: a billing account (and profile), a reservation order (and
+	// reservation) or a savings plan order (and savings plan).
+	KindBenefitUtilization: {pBillingAccountName, pBillingProfileName, pBenefitKind,
+		pReservationOrderID, pReservationID, pSavingsPlanOrderID, pSavingsPlanID},
 }
 
 // Lists reports whether the kind lists invoices (a paged GET); its

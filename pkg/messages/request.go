@@ -73,6 +73,25 @@ type Params struct {
 	// CreditNote, TaxReceipt, VoidNote, Summary, Transactions, or a kind Azure
 	// adds.
 	DocumentKinds []string `json:"documentKinds,omitempty"`
+	// The parameters of the cost data kinds (KindCostDetails and the
+	// reports; docs/contract.md says which kind takes which).
+	//
+	// InvoiceSectionName and CustomerName narrow a billing account's (or
+	// billing profile's) scope; Metric is ActualCost (the default) or
+	// AmortizedCost; BillingPeriod is an EA billing period, YYYYMM.
+	InvoiceSectionName string `json:"invoiceSectionName,omitempty"`
+	CustomerName       string `json:"customerName,omitempty"`
+	Metric             string `json:"metric,omitempty"`
+	BillingPeriod      string `json:"billingPeriod,omitempty"`
+	// Grain (Daily or Monthly) and BenefitKind (Reservation or
+	// SavingsPlan) shape a benefit utilization report; the order and
+	// benefit ids are its scopes other than a billing account.
+	Grain              string `json:"grain,omitempty"`
+	BenefitKind        string `json:"benefitKind,omitempty"`
+	ReservationOrderID string `json:"reservationOrderId,omitempty"`
+	ReservationID      string `json:"reservationId,omitempty"`
+	SavingsPlanOrderID string `json:"savingsPlanOrderId,omitempty"`
+	SavingsPlanID      string `json:"savingsPlanId,omitempty"`
 }
 
 // DocumentRef names one document for KindSubscriptionDocuments and

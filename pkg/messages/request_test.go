@@ -48,6 +48,28 @@ func validRequests() map[string]messages.Request {
 			Params: messages.Params{BillingAccountName: "12345678", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}},
 		"account-invoices without period": {Version: 1, ID: "r11b", Kind: messages.KindAccountInvoices,
 			Params: messages.Params{BillingAccountName: "12345678"}},
+		"cost-details subscription period": {Version: 1, ID: "c1", Kind: messages.KindCostDetails,
+			Params: messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"}},
+		"cost-details ea billing period": {Version: 1, ID: "c2", Kind: messages.KindCostDetails,
+			Params: messages.Params{BillingAccountName: "12345678", Metric: messages.MetricAmortizedCost, BillingPeriod: "202601"}},
+		"cost-details mca invoice": {Version: 1, ID: "c3", Kind: messages.KindCostDetails,
+			Params: messages.Params{BillingAccountName: guid + ":" + guid + "_2019-05-31", BillingProfileName: "ABCD-EFGH-XYZ-PGB", InvoiceName: "G123456789"}},
+		"cost-details invoice section": {Version: 1, ID: "c4", Kind: messages.KindCostDetails,
+			Params: messages.Params{BillingAccountName: "12345:6789", BillingProfileName: "13579", InvoiceSectionName: "9876", PeriodStartDate: "2026-01-15", PeriodEndDate: "2026-02-14"}},
+		"cost-details customer invoice": {Version: 1, ID: "c5", Kind: messages.KindCostDetails,
+			Params: messages.Params{BillingAccountName: "12345:6789", CustomerName: "cust-1", InvoiceName: "M1234567", Metric: messages.MetricActualCost}},
+		"reservation-details": {Version: 1, ID: "c6", Kind: messages.KindReservationDetails,
+			Params: messages.Params{BillingAccountName: "12345678", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-30"}},
+		"reservation-details profile": {Version: 1, ID: "c7", Kind: messages.KindReservationDetails,
+			Params: messages.Params{BillingAccountName: guid, BillingProfileName: "CZSFR-SDFXC-DSDF", PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}},
+		"benefit-utilization account": {Version: 1, ID: "c8", Kind: messages.KindBenefitUtilization,
+			Params: messages.Params{BillingAccountName: "8099099", BenefitKind: messages.BenefitReservation, Grain: messages.GrainDaily, PeriodStartDate: "2026-06-01", PeriodEndDate: "2026-08-31"}},
+		"benefit-utilization reservation": {Version: 1, ID: "c9", Kind: messages.KindBenefitUtilization,
+			Params: messages.Params{ReservationOrderID: guid, ReservationID: guid, Grain: messages.GrainMonthly, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-06-30"}},
+		"benefit-utilization savings plan": {Version: 1, ID: "c10", Kind: messages.KindBenefitUtilization,
+			Params: messages.Params{SavingsPlanOrderID: guid, Grain: messages.GrainDaily, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"}},
+		"account-pricesheet": {Version: 1, ID: "c11", Kind: messages.KindAccountPriceSheet,
+			Params: messages.Params{BillingAccountName: "12345678", BillingPeriod: "202311"}},
 		"subscription-invoices": {Version: 1, ID: "r12", Kind: messages.KindSubscriptionInvoices,
 			Params: messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-01"}},
 		"collection of an account": {Version: 1, ID: "c1", Kind: messages.KindCollection,
@@ -61,42 +83,62 @@ func validRequests() map[string]messages.Request {
 
 func invalidRequests() map[string]string {
 	return map[string]string{
-		"bad json":                   `{"version":1,`,
-		"not an object":              `[1,2]`,
-		"missing version":            `{"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
-		"version 2":                  `{"version":2,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
-		"bad id":                     `{"version":1,"id":"a.b","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
-		"unknown kind":               `{"version":1,"id":"a","kind":"bill","params":{}}`,
-		"unknown field":              `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"x":1}`,
-		"unknown param":              `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","x":"y"}}`,
-		"unknown doc field":          `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"d","invoiceName":"i","extra":1}]}}`,
-		"param of other kind":        `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","downloadToken":"x"}}`,
-		"missing param":              `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1"}}`,
-		"bad invoice name":           `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"g123456789"}}`,
-		"bad account":                `{"version":1,"id":"a","kind":"invoice-summary","params":{"billingAccountName":"abc","invoiceName":"G123456789"}}`,
-		"bad guid":                   `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"nope","invoiceName":"E1","downloadToken":"DRS_1"}}`,
-		"dot segment":                `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"..","downloadToken":"DRS_1"}}`,
-		"token with slash":           `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"E1","downloadToken":"a/b"}}`,
-		"no documents":               `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[]}}`,
-		"empty document":             `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"","invoiceName":"x"}]}}`,
-		"control char":               `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"a\u0007","invoiceName":"x"}]}}`,
-		"unanchored cm":              `{"version":1,"id":"a","kind":"invoice-pricesheet","params":{"billingAccountName":"x/aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"AB-CD","invoiceName":"G1"}}`,
-		"bad deadline":               `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"deadline":"soon"}`,
-		"bad label key":              `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a b":"c"}}`,
-		"label not string":           `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a":1}}`,
-		"bad profile":                `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"profile":"Tenant_B"}`,
-		"document of other kind":     `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","documentName":"x"}}`,
-		"doc download bad invoice":   `{"version":1,"id":"a","kind":"account-document","params":{"billingAccountName":"1","invoiceName":"x"}}`,
-		"doc name control char":      `{"version":1,"id":"a","kind":"subscription-document","params":{"subscriptionId":"` + guid + `","invoiceName":"G123456789","documentName":"a\u0001"}}`,
-		"account docs no invoice":    `{"version":1,"id":"a","kind":"account-documents","params":{"billingAccountName":"1","documents":[{"documentName":"d"}]}}`,
-		"account docs bad account":   `{"version":1,"id":"a","kind":"account-documents","params":{"billingAccountName":"x","documents":[{"invoiceName":"G123456789"}]}}`,
-		"transactions no invoice":    `{"version":1,"id":"a","kind":"invoice-transactions","params":{"billingAccountName":"1"}}`,
-		"profile sheet with invoice": `{"version":1,"id":"a","kind":"profile-pricesheet","params":{"billingAccountName":"aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"AB-CD","invoiceName":"G1"}}`,
-		"profile sheet bad profile":  `{"version":1,"id":"a","kind":"profile-pricesheet","params":{"billingAccountName":"aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"ABCD"}}`,
-		"list bad date":              `{"version":1,"id":"a","kind":"account-invoices","params":{"billingAccountName":"1","periodStartDate":"2026-1-1"}}`,
-		"list period on download":    `{"version":1,"id":"a","kind":"account-document","params":{"billingAccountName":"1","invoiceName":"G123456789","periodStartDate":"2026-01-01"}}`,
-		"list bad guid":              `{"version":1,"id":"a","kind":"subscription-invoices","params":{"subscriptionId":"x"}}`,
-		"id not string":              `{"version":1,"id":7,"kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"bad json":                     `{"version":1,`,
+		"not an object":                `[1,2]`,
+		"missing version":              `{"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"version 2":                    `{"version":2,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"bad id":                       `{"version":1,"id":"a.b","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"unknown kind":                 `{"version":1,"id":"a","kind":"bill","params":{}}`,
+		"unknown field":                `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"x":1}`,
+		"unknown param":                `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","x":"y"}}`,
+		"unknown doc field":            `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"d","invoiceName":"i","extra":1}]}}`,
+		"param of other kind":          `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","downloadToken":"x"}}`,
+		"missing param":                `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1"}}`,
+		"bad invoice name":             `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"g123456789"}}`,
+		"bad account":                  `{"version":1,"id":"a","kind":"invoice-summary","params":{"billingAccountName":"abc","invoiceName":"G123456789"}}`,
+		"bad guid":                     `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"nope","invoiceName":"E1","downloadToken":"DRS_1"}}`,
+		"dot segment":                  `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"..","downloadToken":"DRS_1"}}`,
+		"token with slash":             `{"version":1,"id":"a","kind":"subscription-invoice","params":{"subscriptionId":"` + guid + `","invoiceName":"E1","downloadToken":"a/b"}}`,
+		"no documents":                 `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[]}}`,
+		"empty document":               `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"","invoiceName":"x"}]}}`,
+		"control char":                 `{"version":1,"id":"a","kind":"subscription-documents","params":{"subscriptionId":"` + guid + `","documents":[{"documentName":"a\u0007","invoiceName":"x"}]}}`,
+		"unanchored cm":                `{"version":1,"id":"a","kind":"invoice-pricesheet","params":{"billingAccountName":"x/aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"AB-CD","invoiceName":"G1"}}`,
+		"bad deadline":                 `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"deadline":"soon"}`,
+		"bad label key":                `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a b":"c"}}`,
+		"label not string":             `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"labels":{"a":1}}`,
+		"bad profile":                  `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"},"profile":"Tenant_B"}`,
+		"document of other kind":       `{"version":1,"id":"a","kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789","documentName":"x"}}`,
+		"doc download bad invoice":     `{"version":1,"id":"a","kind":"account-document","params":{"billingAccountName":"1","invoiceName":"x"}}`,
+		"doc name control char":        `{"version":1,"id":"a","kind":"subscription-document","params":{"subscriptionId":"` + guid + `","invoiceName":"G123456789","documentName":"a\u0001"}}`,
+		"account docs no invoice":      `{"version":1,"id":"a","kind":"account-documents","params":{"billingAccountName":"1","documents":[{"documentName":"d"}]}}`,
+		"account docs bad account":     `{"version":1,"id":"a","kind":"account-documents","params":{"billingAccountName":"x","documents":[{"invoiceName":"G123456789"}]}}`,
+		"cost-details no scope":        `{"version":1,"id":"a","kind":"cost-details","params":{"billingPeriod":"202601"}}`,
+		"cost-details two scopes":      `{"version":1,"id":"a","kind":"cost-details","params":{"subscriptionId":"` + guid + `","billingAccountName":"1","billingPeriod":"202601"}}`,
+		"cost-details no period":       `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1"}}`,
+		"cost-details two periods":     `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","billingPeriod":"202601","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"cost-details half a period":   `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","periodStartDate":"2026-01-01"}}`,
+		"cost-details bad metric":      `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","billingPeriod":"202601","metric":"Usage"}}`,
+		"cost-details month 13":        `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","billingPeriod":"202613"}}`,
+		"cost-details invoice at ea":   `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
+		"cost-details section alone":   `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","invoiceSectionName":"s","billingPeriod":"202601"}}`,
+		"cost-details customer+prof":   `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","billingProfileName":"p","customerName":"c","billingPeriod":"202601"}}`,
+		"cost-details slash in scope":  `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1/2","billingPeriod":"202601"}}`,
+		"cost-details foreign param":   `{"version":1,"id":"a","kind":"cost-details","params":{"billingAccountName":"1","billingPeriod":"202601","grain":"Daily"}}`,
+		"reservation no dates":         `{"version":1,"id":"a","kind":"reservation-details","params":{"billingAccountName":"1"}}`,
+		"reservation bad date":         `{"version":1,"id":"a","kind":"reservation-details","params":{"billingAccountName":"1","periodStartDate":"2026-1-1","periodEndDate":"2026-01-31"}}`,
+		"benefit no kind at billing":   `{"version":1,"id":"a","kind":"benefit-utilization","params":{"billingAccountName":"1","grain":"Daily","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"benefit kind at order":        `{"version":1,"id":"a","kind":"benefit-utilization","params":{"reservationOrderId":"o","benefitKind":"Reservation","grain":"Daily","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"benefit two scopes":           `{"version":1,"id":"a","kind":"benefit-utilization","params":{"reservationOrderId":"o","savingsPlanOrderId":"s","grain":"Daily","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"benefit bad grain":            `{"version":1,"id":"a","kind":"benefit-utilization","params":{"savingsPlanOrderId":"s","grain":"Weekly","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"benefit plan without order":   `{"version":1,"id":"a","kind":"benefit-utilization","params":{"reservationOrderId":"o","savingsPlanId":"s","grain":"Daily","periodStartDate":"2026-01-01","periodEndDate":"2026-01-31"}}`,
+		"account-pricesheet no period": `{"version":1,"id":"a","kind":"account-pricesheet","params":{"billingAccountName":"1"}}`,
+		"transactions no invoice":      `{"version":1,"id":"a","kind":"invoice-transactions","params":{"billingAccountName":"1"}}`,
+		"profile sheet with invoice":   `{"version":1,"id":"a","kind":"profile-pricesheet","params":{"billingAccountName":"aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"AB-CD","invoiceName":"G1"}}`,
+		"profile sheet bad profile":    `{"version":1,"id":"a","kind":"profile-pricesheet","params":{"billingAccountName":"aabb-ccdd:eeff-0011_2024-01-31","billingProfileName":"ABCD"}}`,
+		"list bad date":                `{"version":1,"id":"a","kind":"account-invoices","params":{"billingAccountName":"1","periodStartDate":"2026-1-1"}}`,
+		"list period on download":      `{"version":1,"id":"a","kind":"account-document","params":{"billingAccountName":"1","invoiceName":"G123456789","periodStartDate":"2026-01-01"}}`,
+		"list bad guid":                `{"version":1,"id":"a","kind":"subscription-invoices","params":{"subscriptionId":"x"}}`,
+		"id not string":                `{"version":1,"id":7,"kind":"invoice","params":{"billingAccountName":"1","invoiceName":"G123456789"}}`,
 	}
 }
 
@@ -294,5 +336,41 @@ func TestRulesListed(t *testing.T) {
 	}
 	if !slices.Equal(listed, messages.Rules) {
 		t.Errorf("docs/contract.md's rules table lists %v, messages.Rules %v", listed, messages.Rules)
+	}
+}
+
+// The rules of the cost data kinds that the request schema cannot say,
+// with the field and rule each failure names.
+func TestCostKindRules(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		params      messages.Params
+		field, rule string
+	}{
+		"a month exactly is too long": {messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-15", PeriodEndDate: "2026-02-15"}, "params.periodEndDate", "format"},
+		"end before start":            {messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-15", PeriodEndDate: "2026-01-14"}, "params.periodEndDate", "format"},
+		"no period":                   {messages.Params{SubscriptionID: guid}, "params.periodStartDate", "required"},
+		"invoice and billing period":  {messages.Params{BillingAccountName: "1", BillingProfileName: "p", InvoiceName: "G1", BillingPeriod: "202601"}, "params.billingPeriod", "not_allowed"},
+		"profile without account":     {messages.Params{BillingProfileName: "p", BillingPeriod: "202601"}, "params.subscriptionId", "required"},
+	} {
+		r := messages.Request{Version: 1, ID: "a", Kind: messages.KindCostDetails, Params: tc.params}
+		var ve *messages.ValidationError
+		if err := r.Validate(); !errors.As(err, &ve) {
+			t.Errorf("%s: want a validation error, got %v", name, err)
+			continue
+		}
+		found := false
+		for _, f := range ve.Fields {
+			found = found || f.Field == tc.field && f.Rule == tc.rule
+		}
+		if !found {
+			t.Errorf("%s: want %s %s, got %v", name, tc.field, tc.rule, ve.Fields)
+		}
+	}
+	// The last day of a 31-day month is within a month of its first.
+	ok := messages.Request{Version: 1, ID: "a", Kind: messages.KindCostDetails,
+		Params: messages.Params{SubscriptionID: guid, PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-01-31"}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("a calendar month: %v", err)
 	}
 }

@@ -220,6 +220,17 @@ func TestEventsMatchSchemas(t *testing.T) {
 		"invoice": messages.Completed{Version: 1, ID: "b", Kind: messages.KindInvoice, AcceptedAt: now, CompletedAt: now, AzureCalls: 1,
 			Invoice: &messages.Invoice{ID: "/x", Name: "G1", InvoiceDate: &now, Amounts: map[string]messages.Amount{"totalAmount": {Currency: "EUR", Value: 1.5}},
 				Documents: []messages.InvoiceDocument{{Kind: "Invoice", Name: "G1", DocumentNumbers: []string{"1"}}}}},
+		"cost report of several files": messages.Completed{Version: 1, ID: "c", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 3,
+			Files:    []messages.ReportFile{{URL: "https://x/1.csv?sig=z", ByteCount: 10, ExpiryTime: &exp}, {URL: "https://x/2.csv?sig=z", ByteCount: 20, ExpiryTime: &exp}},
+			Manifest: &messages.ReportManifest{ManifestVersion: "2025-03-01", DataFormat: "Csv", BlobCount: 2, ByteCount: 30},
+			Archive:  &messages.Archive{Error: &messages.ArchiveError{Code: messages.ArchiveDownloadFailed, Message: "m"}}},
+		"cost report archived whole": messages.Completed{Version: 1, ID: "c2", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 3,
+			Files: []messages.ReportFile{{URL: "https://x/1.csv?sig=z", ByteCount: 10, Archive: &messages.Archive{Store: "nats", Bucket: "b", Name: "cost-details/x/1.csv", Size: 10, SHA256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", StoredAt: &now}},
+				{URL: "https://x/2.csv?sig=z", ByteCount: 20, Archive: &messages.Archive{Store: "nats", Bucket: "b", Name: "cost-details/x/2.csv", Size: 20, SHA256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", StoredAt: &now}}},
+			Archive: &messages.Archive{Store: "nats", Bucket: "b", Name: "cost-details/x/manifest.json", Size: 300, SHA256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ContentType: "application/json", StoredAt: &now}},
+		"no data": messages.Completed{Version: 1, ID: "d", Kind: messages.KindCostDetails, AcceptedAt: now, CompletedAt: now, AzureCalls: 2, NoData: true},
+		"benefit report": messages.Completed{Version: 1, ID: "e", Kind: messages.KindBenefitUtilization, AcceptedAt: now, CompletedAt: now, AzureCalls: 2,
+			URL: "https://x/b.csv?sig=z", SecondaryURL: "https://y/b.csv?sig=z", ExpiryTime: &exp, Files: []messages.ReportFile{{URL: "https://x/b.csv?sig=z", ExpiryTime: &exp}}},
 	} {
 		if err := validate(completed, mustMarshal(t, ev)); err != nil {
 			t.Errorf("completed %s: %v", name, err)

@@ -47,7 +47,7 @@ func (p Params) equal(q Params) bool {
 		p.BillingProfileName != q.BillingProfileName || p.InvoiceName != q.InvoiceName ||
 		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) ||
 		p.DocumentName != q.DocumentName || p.PeriodStartDate != q.PeriodStartDate || p.PeriodEndDate != q.PeriodEndDate ||
-		!slices.Equal(p.DocumentKinds, q.DocumentKinds) {
+		!slices.Equal(p.DocumentKinds, q.DocumentKinds) || p.costParams() != q.costParams() {
 		return false
 	}
 	for i := range p.Documents {
@@ -132,6 +132,9 @@ func (p Params) validate(k Kind, v *validator) {
 		pPeriodEndDate:      p.PeriodEndDate != "",
 		pDocumentKinds:      p.DocumentKinds != nil,
 	}
+	for name, value := range p.costParamMap() {
+		present[name] = value != ""
+	}
 	for _, name := range allParams {
 		field := "params." + string(name)
 		switch {
@@ -204,6 +207,9 @@ func (p Params) validate(k Kind, v *validator) {
 		}
 	case KindCollection:
 		p.validateCollection(v)
+	case KindCostDetails, KindReservationDetails, KindBenefitUtilization, KindAccountPriceSheet:
+		p.validateCost(k, v)
+		return // its period rules are its own
 	}
 	if present[pDocumentName] {
 		validatePrintable("params.documentName", p.DocumentName, v)
