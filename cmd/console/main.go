@@ -1,7 +1,9 @@
 // Command console serves the billing worker's operations console: an
 // overview of the backlog and of what waits on Azure, the operations with
-// their timelines, and the dead letters, in the browser. It needs only
-// NATS access (no Azure credentials). It listens on loopback and only
+// their timelines, and the dead letters, in the browser. It needs NATS
+// access, and read access to the archive's Blob Storage account to hand
+// out documents archived there (the worker's archive and credential
+// settings). It listens on loopback and only
 // reads unless told otherwise; -h lists the settings, each a flag and a
 // BILLING_* environment variable.
 package main
@@ -100,6 +102,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	refresh := console.DefaultRefresh.String()
 	str(&refresh, "console-refresh", refresh, "how often the live parts of a page refresh")
 	str(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	// The archive's Blob Storage account and its credential: the worker's
+	// settings and variables, read for downloads of documents archived there.
+	var cfg config.Config
+	if err := cfg.BindSettings(fs, lookup, config.ArchiveReaderSettings); err != nil {
+		envErrs = append(envErrs, err)
+	}
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -138,11 +146,17 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if s.write && token == "" && s.authHeader == "" {
 		return fmt.Errorf("write actions need a token (--console-token-file or %s) or an auth proxy header (--console-auth-header)", envName("console-token"))
 	}
-	cfg := config.Config{NATSURL: s.natsURL, NATSCredsFile: s.creds, NATSCAFile: s.ca, NATSCertFile: s.cert,
-		NATSKeyFile: s.key, NATSName: s.name, LogLevel: s.logLevel}
+	cfg.NATSURL, cfg.NATSCredsFile, cfg.NATSCAFile, cfg.NATSCertFile = s.natsURL, s.creds, s.ca, s.cert
+	cfg.NATSKeyFile, cfg.NATSName, cfg.LogLevel = s.key, s.name, s.logLevel
 	log, err := cfg.Logger(stderr)
 	if err != nil {
 		return err
+	}
+	var blob client.BlobOpener
+	if s.downloads {
+		if blob, err = cfg.ArchiveBlobOpener(config.AzureDeps{}); err != nil {
+			return err
+		}
 	}
 	if !s.write {
 		token = "" // a token without writes is refused; the variable may be set for later
@@ -155,6 +169,11 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	cl, err := client.New(nc, s.prefix)
 	if err != nil {
 		return err
+	}
+	if blob != nil {
+		cl.SetBlobOpener(blob)
+		log.Info("console: documents archived in Azure Blob Storage can be downloaded", "account_url", cfg.ArchiveAccountURL,
+			"connection_string_file", cfg.ArchiveConnFile)
 	}
 	srv, err := console.New(console.Options{Client: cl, Write: s.write, Token: token, AuthHeader: s.authHeader,
 		HideSig: s.hideSig, NoDownloads: !s.downloads, TraceURL: s.traceURL, PageSize: s.pageSize, Refresh: s.refresh, Logger: log})

@@ -200,17 +200,26 @@ func DefaultConfig() Config {
 func (c *Config) Bind(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	var errs []error
 	for _, s := range Settings {
-		v := s.value(c)
-		if err := v.Set(s.Default); err != nil {
-			errs = append(errs, fmt.Errorf("default of -%s: %w", s.Flag, err))
+		if err := s.bind(c, fs, lookup); err != nil {
+			errs = append(errs, err)
 		}
-		if e, ok := lookup(s.Env); ok && (e != "" || s.text) {
-			if err := v.Set(e); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, e, err))
-			}
-		}
-		fs.Var(v, s.Flag, fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
 	}
+	return errors.Join(errs...)
+}
+
+// bind registers s on fs, as Bind does.
+func (s Setting) bind(c *Config, fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	var errs []error
+	v := s.value(c)
+	if err := v.Set(s.Default); err != nil {
+		errs = append(errs, fmt.Errorf("default of -%s: %w", s.Flag, err))
+	}
+	if e, ok := lookup(s.Env); ok && (e != "" || s.text) {
+		if err := v.Set(e); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, e, err))
+		}
+	}
+	fs.Var(v, s.Flag, fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
 	return errors.Join(errs...)
 }
 

@@ -143,6 +143,14 @@ func Start(o Options) (*Stack, error) {
 	if err == nil {
 		s.Client, err = client.New(s.Conn, cfg.Prefix)
 	}
+	if err == nil {
+		// The stack's client (and dev mode's console) reads documents
+		// archived in Blob Storage with the worker's archive settings.
+		var open client.BlobOpener
+		if open, err = cfg.ArchiveBlobOpener(config.AzureDeps{}); open != nil {
+			s.Client.SetBlobOpener(open)
+		}
+	}
 	if err != nil {
 		s.Close()
 		return nil, err

@@ -271,7 +271,8 @@ func TestArchiveSameContentAndTamper(t *testing.T) {
 
 // Azure Blob Storage as the archive (Azurite, with the real azblob
 // client): archived with the digest of the emulator's bytes, and read back
-// through the client.
+// through the stack's client, which the worker's settings give Blob
+// Storage access.
 func TestArchiveAzureBlob(t *testing.T) {
 	t.Parallel()
 	conn := azurite.Start(t)
@@ -296,7 +297,8 @@ func TestArchiveAzureBlob(t *testing.T) {
 	if len(s) != 1 || a.Store != messages.StoreAzureBlob || a.Bucket != "billing-archive" || a.SHA256 != s[0].SHA256 || a.Size != s[0].Size || a.ContentType != "text/csv" {
 		t.Fatalf("archive %+v, served %+v", a, s)
 	}
-	b.stack.Client.SetBlobOpener(client.BlobConnectionString(conn))
+	// The stack's client (dev mode's console's too) reads Blob Storage with
+	// the worker's archive settings.
 	out := filepath.Join(t.TempDir(), "pricesheet.csv")
 	if _, err := b.stack.Client.FetchFile(context.Background(), req.ID, out); err != nil {
 		t.Fatal(err)

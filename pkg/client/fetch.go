@@ -139,6 +139,9 @@ func (c *Client) storeOf(ctx context.Context, id string, a *messages.Archive) (a
 // checked against a's.
 func copyObject(ctx context.Context, store archive.Store, a *messages.Archive, w io.Writer) error {
 	r, obj, err := store.Open(ctx, a.Name)
+	if errors.Is(err, archive.ErrDigestMismatch) { // a blob without its digest
+		return fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
 	if err != nil {
 		return err
 	}
