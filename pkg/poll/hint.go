@@ -20,7 +20,10 @@ const (
 	HeaderCostManagementEntityRetryAfter = "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after"
 	HeaderCostManagementTenantRetryAfter = "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after"
 	HeaderCostManagementClientRetryAfter = "x-ms-ratelimit-microsoft.costmanagement-client-retry-after"
-	HeaderRetryAfter                     = "retry-after"
+	// HeaderCostManagementClientTypeRetryAfter is the wait of the quota of
+	// a caller's ClientType (the default bucket of the tenant without one).
+	HeaderCostManagementClientTypeRetryAfter = "x-ms-ratelimit-microsoft.costmanagement-clienttype-retry-after"
+	HeaderRetryAfter                         = "retry-after"
 )
 
 // throttleHeaders are the Cost Management throttle headers, in seconds. When
@@ -32,6 +35,7 @@ var throttleHeaders = []string{
 	HeaderCostManagementEntityRetryAfter,
 	HeaderCostManagementTenantRetryAfter,
 	HeaderCostManagementClientRetryAfter,
+	HeaderCostManagementClientTypeRetryAfter,
 }
 
 // MaxRetryAfter is the longest wait a header can yield (about 11.5 days);

@@ -92,6 +92,7 @@ func TestHintFrom(t *testing.T) {
 		ent  = HeaderCostManagementEntityRetryAfter
 		ten  = HeaderCostManagementTenantRetryAfter
 		cli  = HeaderCostManagementClientRetryAfter
+		ctyp = HeaderCostManagementClientTypeRetryAfter
 		ra   = HeaderRetryAfter
 	)
 	// hdr builds a header the way net/http does, with canonical keys.
@@ -128,6 +129,8 @@ func TestHintFrom(t *testing.T) {
 		{"costmanagement qpu", hdr(qpu, "21"), 21 * time.Second, qpu},
 		{"costmanagement entity", hdr(ent, "22"), 22 * time.Second, ent},
 		{"costmanagement tenant", hdr(ten, "23"), 23 * time.Second, ten},
+		{"costmanagement client type", hdr(ctyp, "24"), 24 * time.Second, ctyp},
+		{"costmanagement client type beside qpu, the longer", hdr(qpu, "5", ctyp, "40"), 40 * time.Second, ctyp},
 		{"costmanagement client", hdr(cli, "24"), 24 * time.Second, cli},
 
 		// Precedence.
