@@ -136,6 +136,42 @@ func TestCollectBackfillAndScheduleMakeOneCollectionPerMonth(t *testing.T) {
 		t.Errorf("%s covered by %q, want backfill", first.Key, how)
 	}
 
+	// list: the next fire in the zone and in UTC, the latest periods and
+	// how they ended.
+	if r := enqueue(t, s, "", "schedule", "add", "--id", "bf-zoned", "--cron", "0 6 10 * *", "--tz", "Europe/Amsterdam",
+		"--period", "previous-month", "--billing-account", "30000014"); r.code != exitOK {
+		t.Fatalf("schedule add: %d %q", r.code, r.stderr)
+	}
+	r = enqueueWith(t, s, env{tty: true}, "schedule", "list")
+	lines := map[string]string{}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]] = l
+		}
+	}
+	if l := lines["bf-second"]; r.code != exitOK || !strings.Contains(l, last.Key+" completed") || !strings.Contains(l, first.Key+" completed") ||
+		!strings.Contains(l, "UTC") || !strings.Contains(l, "Z)") {
+		t.Errorf("list: exit %d, bf-second's line %q (all: %q)", r.code, l, r.stdout)
+	}
+	zoned, err := s.Client.GetSchedule(context.Background(), "bf-zoned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := schedule.Compile(zoned.Schedule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := comp.Cron.Next(time.Now(), comp.Location)
+	if l := lines["bf-zoned"]; !strings.Contains(l, "Europe/Amsterdam") || !strings.Contains(l, next.In(comp.Location).Format("2006-01-02 15:04:05 MST")) ||
+		!strings.Contains(l, next.UTC().Format(time.RFC3339)) {
+		t.Errorf("list: bf-zoned's line %q, want the next fire %v in Amsterdam time and UTC", l, next)
+	}
+	r = enqueue(t, s, "", "schedule", "list")
+	var vs []client.ScheduleView
+	if err := json.Unmarshal([]byte(r.stdout), &vs); err != nil || len(vs) != 3 || vs[1].Periods[0].Phase != client.PhaseCompleted {
+		t.Errorf("list as JSON: %v %q", err, r.stdout)
+	}
+
 	// Every fire, request and resubmission handled: still one listing of
 	// last month per account, and the backfill's own month listed.
 	for _, id := range []string{"bf-first", "bf-second"} {
@@ -167,5 +203,23 @@ func TestCollectBackfillAndScheduleMakeOneCollectionPerMonth(t *testing.T) {
 	r = enqueue(t, s, "", "collect", "--billing-account", "30000013", "--from", first.From, "--to", last.To, "--per", "week", "--schedule", "x")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "month or day") {
 		t.Errorf("--per week: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestPeriodText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		p    client.PeriodView
+		want string
+	}{
+		{client.PeriodView{Phase: client.PhaseCompleted}, "completed"},
+		{client.PeriodView{Phase: client.PhaseFailed, Code: "listing_failed"}, "failed (listing_failed)"},
+		{client.PeriodView{Phase: client.PhaseCollecting}, "running (collecting)"},
+		{client.PeriodView{Phase: client.PhaseWaiting}, "running (waiting)"},
+		{client.PeriodView{}, "unknown"},
+	} {
+		if got := periodText(c.p); got != c.want {
+			t.Errorf("periodText(%+v) = %q, want %q", c.p, got, c.want)
+		}
 	}
 }
