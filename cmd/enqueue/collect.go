@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/azbilling/worker/internal/schedule"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -23,6 +24,8 @@ func (a *app) collectCommand() *cobra.Command {
 		labels   []string
 		deadline string
 		wf       waitFlags
+		per      string
+		sched    string
 	)
 	cmd := &cobra.Command{
 		Use:   "collect (--billing-account ACCT | --subscription-id GUID) --from YYYY-MM-DD --to YYYY-MM-DD [--kinds Invoice,CreditNote] [flags]",
@@ -32,10 +35,26 @@ func (a *app) collectCommand() *cobra.Command {
 kinds asked for (default: Invoice, CreditNote, TaxReceipt, VoidNote, Summary,
 Transactions). With --wait, a progress bar on a terminal (JSON lines when
 piped) and a summary at the end; the exit status is 0 only when every
-document was fetched.`,
+document was fetched.
+
+With --per month (or day) and --schedule ID, a backfill: one collection per
+month (day) from the one holding --from to the one holding --to, each under
+the id schedule ID gives that period (ID-2025-01, or ID-2025-01-05), so a
+backfill and the schedule never collect a period twice, whichever comes
+first. When the schedule exists its request is used (the flags may repeat
+its billing account and kinds, not change them) and the periods are recorded
+as covered; otherwise the flags make the requests a schedule added later
+with the same params makes too. At most 400 periods; not with --id,
+--deadline or --wait.`,
 		GroupID: "submit",
 		Args:    noArgs,
 		RunE: a.mark(func(cmd *cobra.Command, _ []string) error {
+			if per != "" || sched != "" {
+				if cmd.Flags().Changed("id") || deadline != "" || wf.wait {
+					return usagef("--per (a backfill) takes neither --id (the ids come from --schedule), --deadline nor --wait")
+				}
+				return a.backfillCollect(cmd.Context(), req, labels, per, sched)
+			}
 			return a.collect(cmd.Context(), req, labels, deadline, wf)
 		}),
 	}
@@ -50,8 +69,59 @@ document was fetched.`,
 	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline of the listing: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")
+	fs.StringVar(&per, "per", "", "backfill: one collection per month or per day of --from to --to (needs --schedule)")
+	fs.StringVar(&sched, "schedule", "", "backfill: the schedule whose ids the collections get, <schedule>-<period>")
 	wf.bind(fs)
 	return cmd
+}
+
+// backfillCollect starts one collection per month or day under the ids of
+// schedule sched (docs/schedules.md#run-backfill).
+func (a *app) backfillCollect(ctx context.Context, req messages.Request, labels []string, per, sched string) error {
+	var period string
+	switch per {
+	case "month":
+		period = schedule.PreviousMonth
+	case "day":
+		period = schedule.PreviousDay
+	default:
+		return usagef("--per %q: want month or day", per)
+	}
+	if sched == "" {
+		return usagef("--per needs --schedule ID: the collections' ids are ID-<period>, the ids schedule ID gives them")
+	}
+	from, err1 := time.Parse(time.DateOnly, req.Params.PeriodStartDate)
+	to, err2 := time.Parse(time.DateOnly, req.Params.PeriodEndDate)
+	if err := errors.Join(err1, err2); err != nil {
+		return usagef("--from and --to must be dates YYYY-MM-DD: %v", err)
+	}
+	t := messages.Schedule{Version: messages.Version, ID: sched, Period: period, Request: messages.ScheduledRequest{
+		Kind: messages.KindCollection, Params: req.Params, Profile: req.Profile,
+	}}
+	t.Request.Params.PeriodStartDate, t.Request.Params.PeriodEndDate = "", ""
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return usagef("--label %q: want key=value", l)
+		}
+		if t.Request.Labels == nil {
+			t.Request.Labels = map[string]string{}
+		}
+		t.Request.Labels[k] = v
+	}
+	if _, err := schedule.Compile(messages.Schedule{Version: t.Version, ID: t.ID, Cron: "@daily", Period: t.Period, Request: t.Request}); err != nil {
+		return usageError{err.Error()}
+	}
+	return a.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		reqs, fromSchedule, err := c.BackfillPeriods(ctx, t, from, to, maxBackfill)
+		if err != nil {
+			return err
+		}
+		if !fromSchedule {
+			fmt.Fprintf(a.stderr, "no schedule %s yet: a schedule %s added later with the same params makes these ids too\n", sched, sched)
+		}
+		return a.printStarted(reqs)
+	})
 }
 
 func (a *app) collect(ctx context.Context, req messages.Request, labels []string, deadline string, wf waitFlags) error {

@@ -163,15 +163,22 @@ func nextText(v client.ScheduleView) string {
 	return v.Next.Format("2006-01-02 15:04:05 MST") + " (" + v.NextUTC.Format(time.RFC3339) + ")"
 }
 
+// periodText is how a period's request ended: completed, failed (with
+// its code), running (with its phase), or unknown when its state is not
+// stored (not taken yet, or past state-ttl).
 func periodText(p client.PeriodView) string {
-	s := string(p.Phase)
-	if s == "" {
-		s = "unknown"
+	switch p.Phase {
+	case "":
+		return "unknown"
+	case client.PhaseCompleted:
+		return "completed"
+	case client.PhaseFailed, client.PhaseInvalid:
+		if p.Code != "" {
+			return "failed (" + string(p.Code) + ")"
+		}
+		return "failed"
 	}
-	if p.Code != "" {
-		s += " (" + string(p.Code) + ")"
-	}
-	return s
+	return "running (" + string(p.Phase) + ")"
 }
 
 func (a *app) scheduleList() *cobra.Command {

@@ -122,6 +122,11 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 		Request: messages.ScheduledRequest{Kind: messages.KindInvoiceSummary, Params: messages.Params{BillingAccountName: devstack.SampleBillingAccount, InvoiceName: "G000000003"}}}); err != nil {
 		return nil, err
 	}
+	// And one whose periods' requests complete: billing_schedule_periods_total.
+	if _, err := s.Client.PutSchedule(ctx, messages.Schedule{Version: 1, ID: "metrics-ok", Cron: "* * * * * *",
+		Request: messages.ScheduledRequest{Kind: messages.KindInvoiceSummary, Params: messages.Params{BillingAccountName: devstack.SampleBillingAccount, InvoiceName: "G000000001"}}}); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(s.Conn)
 	if err != nil {
 		return nil, err
@@ -142,7 +147,8 @@ func scrapeWorker() (map[string]*dto.MetricFamily, error) {
 			return nil, err
 		}
 		if hasSample(mf["billing_requests_outcomes_total"], "billing_outcome", "completed") && mf["billing_deadletters_total"] != nil &&
-			mf["billing_archive_failures_total"] != nil && mf["billing_throttle_paused_seconds_total"] != nil && mf["billing_schedule_errors_total"] != nil {
+			mf["billing_archive_failures_total"] != nil && mf["billing_throttle_paused_seconds_total"] != nil && mf["billing_schedule_errors_total"] != nil &&
+			hasSample(mf["billing_schedule_periods_total"], "billing_outcome", "completed") && mf["billing_schedule_missed_total"] != nil {
 			return mf, nil
 		}
 		select {
@@ -352,6 +358,8 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_throttle_paused_seconds_total": {"billing_throttle_scope"},
 		"billing_deadletter_stored":             nil,
 		"billing_schedule_errors_total":         {"billing_schedule_error"},
+		"billing_schedule_periods_total":        {"billing_schedule_id", "billing_outcome"},
+		"billing_schedule_missed_total":         nil,
 		"billing_deadletter_size_bytes":         nil,
 		"billing_deadletter_limit_bytes":        nil,
 		"billing_nats_writes_refused_total":     {"billing_write"},
@@ -434,6 +442,20 @@ var alertCases = map[string]alertCase{
 			billing_schedule_errors_total{namespace="billing",pod="w1",billing_schedule_error="fire_failed"} 0x150 1x30`,
 		healthy: `
 			billing_schedule_errors_total{namespace="billing",pod="w1",billing_schedule_error="fire_failed"} 2x180`,
+	},
+	"BillingSchedulePeriodFailed": {
+		firing: `
+			billing_schedule_periods_total{namespace="billing",pod="w1",billing_schedule_id="invoices-monthly",billing_outcome="completed"} 3x180
+			billing_schedule_periods_total{namespace="billing",pod="w1",billing_schedule_id="invoices-monthly",billing_outcome="failed"} 0x150 1x30`,
+		healthy: `
+			billing_schedule_periods_total{namespace="billing",pod="w1",billing_schedule_id="invoices-monthly",billing_outcome="completed"} 0+1x180
+			billing_schedule_periods_total{namespace="billing",pod="w1",billing_schedule_id="invoices-monthly",billing_outcome="failed"} 2x180`,
+	},
+	"BillingScheduleMissedFires": {
+		firing: `
+			billing_schedule_missed_total{namespace="billing",pod="w1"} 0x150 4x30`,
+		healthy: `
+			billing_schedule_missed_total{namespace="billing",pod="w1"} 4x180`,
 	},
 	"BillingDeadLetterStreamNearlyFull": {
 		firing: `

@@ -740,7 +740,25 @@ func checkScheduler(t *testing.T, ns *server.Server, op *operatorSetup, prefix s
 	if _, err := cl.GetSchedule(ctx, s.ID); !errors.Is(err, client.ErrNoSchedule) {
 		t.Errorf("after delete: %v, want %v", err, client.ErrNoSchedule)
 	}
+	// One left for the console's Schedules page: it fires on the 10th, and
+	// has one period run (its collection's state is read for the page).
+	kept := s
+	kept.ID, kept.Cron = keptSchedule, "0 6 10 * *"
+	if _, err := cl.PutSchedule(ctx, kept); err != nil {
+		t.Fatalf("add as billing-scheduler: %v", err)
+	}
+	r, err := cl.RunSchedule(ctx, kept.ID, "2025-09")
+	if err != nil {
+		t.Fatalf("run as billing-scheduler: %v", err)
+	}
+	testwait.ForNoError(t, 20*time.Second, "the worker takes "+r.ID, func() error {
+		_, err := cl.Status(ctx, r.ID)
+		return err
+	})
 }
+
+// keptSchedule is the schedule checkScheduler leaves for checkConsole.
+const keptSchedule = "perm-kept"
 
 // checkConsole serves the console on the billing-console user's
 // connection and goes through its pages and write actions.
@@ -801,6 +819,12 @@ func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix str
 		"/collections", "/collections/perm-coll-account", "/live/collections/perm-coll-subscription", "/collections/" + runningCollection,
 		"/deadletters", "/deadletters/" + seq} {
 		do(http.MethodGet, p, nil, http.StatusOK)
+	}
+	// The Schedules page: the schedules bucket's keys and records, and the
+	// state of each period's request.
+	if body := do(http.MethodGet, "/schedules", nil, http.StatusOK); !strings.Contains(body, `<tr id="schedule-`+keptSchedule+`">`) ||
+		!strings.Contains(body, `href="/collections/`+keptSchedule+`-2025-09"`) || strings.Contains(body, "outcome-unknown") {
+		t.Errorf("the console's Schedules page under its permissions: %s", body)
 	}
 	// An archived document, streamed from the Object Store.
 	if body := do(http.MethodGet, "/operations/perm-ok/document", nil, http.StatusOK); !strings.HasPrefix(body, "%PDF") {

@@ -123,6 +123,10 @@ nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_throttle.*' \
   --allow-pub '$JS.API.STREAM.INFO.KV_billing_collections' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_collections.>' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_schedules' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_schedules.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_schedules.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_schedules.*' \
   --allow-pub '$JS.API.STREAM.INFO.OBJ_billing_archive' \
   --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.OBJ_billing_archive.>' \

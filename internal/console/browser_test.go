@@ -459,5 +459,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.screenshot(t, "console-collection")
 
+	// The Schedules page, from the nav bar: none stored here.
+	b.do(t, chromedp.Click(chromedp.CSS(`header nav a[href="/schedules"]`)), chromedp.WaitVisible(chromedp.CSS("#schedules")))
+	if row := b.text(t, "#schedules tbody tr"); !strings.Contains(row, "No schedule is stored") {
+		t.Errorf("schedules page: %q", row)
+	}
+
 	b.clean(t, "status of 401", "status of 403") // the wrong token, the forged post
 }

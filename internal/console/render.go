@@ -55,6 +55,7 @@ func parsePages(o Options) (map[string]*template.Template, error) {
 		"add":      func(a, b int) int { return a + b },
 		"bytes":    fmtBytes,
 		"base":     fileName,
+		"zoned":    zoneTime,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

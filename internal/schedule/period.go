@@ -148,7 +148,7 @@ func (r Relative) Between(from, to time.Time, limit int) ([]Period, error) {
 	var out []Period
 	switch r.Name {
 	case PreviousMonth:
-		for t := time.Date(from.Year(), from.Month(), 1, 12, 0, 0, 0, time.UTC); !t.After(to); t = t.AddDate(0, 1, 0) {
+		for t := time.Date(from.Year(), from.Month(), 1, 12, 0, 0, 0, time.UTC); !t.After(to.Add(12 * time.Hour)); t = t.AddDate(0, 1, 0) {
 			out = append(out, Month(t))
 		}
 	case PreviousDay:

@@ -171,6 +171,10 @@ func TestNamedAndBetween(t *testing.T) {
 	if err != nil || len(ps) != 12 || ps[0].Key != "2025-01" || ps[11].Key != "2025-12" {
 		t.Errorf("Between 2025 = %v, %v", ps, err)
 	}
+	// --to names a day: the first of a month, at midnight, is in that month.
+	if ps, err := month.Between(utc("2025-01-01T00:00:00Z"), utc("2025-02-01T00:00:00Z"), 13); len(ps) != 2 || ps[1].Key != "2025-02" {
+		t.Errorf("Between January 1 and February 1 = %v, %v; want January and February", ps, err)
+	}
 	if _, err := month.Between(utc("2020-01-01T00:00:00Z"), utc("2025-12-31T00:00:00Z"), 13); err == nil {
 		t.Error("a backfill over the limit was accepted")
 	}

@@ -18,9 +18,11 @@ const (
 	attrKind    = attribute.Key("billing.kind")
 	attrOutcome = attribute.Key("billing.outcome")
 	attrCode    = attribute.Key("billing.code")
-	attrStatus  = attribute.Key("http.response.status_code")
-	attrError   = attribute.Key("error.type")
-	attrWrite   = attribute.Key("billing.write")
+	// attrScheduleID is the recurring schedule a period's request belongs to.
+	attrScheduleID = attribute.Key("billing.schedule.id")
+	attrStatus     = attribute.Key("http.response.status_code")
+	attrError      = attribute.Key("error.type")
+	attrWrite      = attribute.Key("billing.write")
 )
 
 // What a write refused for lack of storage was (billing.write).
@@ -78,6 +80,8 @@ type instruments struct {
 	deadLetters metric.Int64Counter
 	refused     metric.Int64Counter
 	meter       metric.Meter
+	// schedulePeriods counts the ended requests of schedules' periods.
+	schedulePeriods metric.Int64Counter
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -85,6 +89,8 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	in := &instruments{meter: m}
 	var err, e error
 	in.received, e = m.Int64Counter("billing.requests.received", metric.WithDescription("Download requests taken from the queue, by kind (duplicates and redeliveries included)."), metric.WithUnit("{request}"))
+	err = errors.Join(err, e)
+	in.schedulePeriods, e = m.Int64Counter("billing.schedule.periods", metric.WithDescription("Requests of recurring schedules' periods ended, by schedule id and outcome (completed, failed)."), metric.WithUnit("{request}"))
 	err = errors.Join(err, e)
 	in.outcomes, e = m.Int64Counter("billing.requests.outcomes", metric.WithDescription("Requests ended, by kind, outcome (completed, failed) and failure code."), metric.WithUnit("{request}"))
 	err = errors.Join(err, e)
@@ -156,6 +162,9 @@ func (in *instruments) ended(ctx context.Context, st *operation.State) {
 	}
 	attrs := metric.WithAttributes(kindAttr(st.Request.Kind), attrOutcome.String(outcome))
 	in.outcomes.Add(ctx, 1, metric.WithAttributes(kindAttr(st.Request.Kind), attrOutcome.String(outcome), attrCode.String(code)))
+	if id := st.Request.Labels[messages.LabelSchedule]; id != "" {
+		in.schedulePeriods.Add(ctx, 1, metric.WithAttributes(attrScheduleID.String(id), attrOutcome.String(outcome)))
+	}
 	in.polls.Record(ctx, int64(st.Polls), attrs)
 	in.duration.Record(ctx, end.Sub(st.AcceptedAt).Seconds(), attrs)
 }

@@ -93,6 +93,9 @@ func (w *Worker) ensureSchedules(ctx context.Context) error {
 	if err := errors.Join(e1, e2, e3, e4); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	// Served from the start at 0: an alert on its increase then sees the
+	// first missed fire too (a series born at 4 shows no increase).
+	s.missed.Add(ctx, 0)
 	w.sched = s
 	return nil
 }

@@ -364,3 +364,75 @@ func (c *Client) start(ctx context.Context, kv jetstream.KeyValue, comp schedule
 	})
 	return reqs, err
 }
+
+// BackfillPeriods starts one request per period from the period holding
+// from to the one holding to (months when t.Period is previous-month, days
+// when it is previous-day), at most limit, under the ids schedule t.ID
+// makes (<t.ID>-<period key>): a backfill and the schedule never make a
+// period twice, whichever comes first.
+//
+// When schedule t.ID exists, its own template makes the requests and the
+// periods are recorded covered, so its fires skip them; t's kind, period
+// and params must then be the schedule's (under one id, other params would
+// be an id_conflict). When it does not exist (or the server holds no
+// schedules), t is the template (t.Cron may be empty): a schedule created
+// later with the same params makes the same requests, which the stream's
+// duplicate check and the workers' stored state fold into these.
+// fromSchedule says which of the two happened.
+func (c *Client) BackfillPeriods(ctx context.Context, t messages.Schedule, from, to time.Time, limit int) (reqs []messages.Request, fromSchedule bool, err error) {
+	if t.Cron == "" {
+		t.Cron = "@daily" // not armed: any valid expression compiles
+	}
+	tc, err := schedule.Compile(t)
+	if err != nil {
+		return nil, false, err
+	}
+	periods, err := tc.Relative.Between(from, to, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	kv, err := c.schedules(ctx)
+	if err != nil && !errors.Is(err, ErrSchedulesUnsupported) {
+		return nil, false, err
+	}
+	if err == nil {
+		rec, _, err := readRecord(ctx, kv, t.ID)
+		switch {
+		case err == nil:
+			comp, err := schedule.Compile(rec.Schedule)
+			if err != nil {
+				return nil, false, err
+			}
+			if err := sameTemplate(comp, tc, periods[0]); err != nil {
+				return nil, false, err
+			}
+			reqs, err := c.start(ctx, kv, comp, periods, schedule.ByBackfill, time.Now().UTC())
+			return reqs, true, err
+		case !errors.Is(err, ErrNoSchedule):
+			return nil, false, err
+		}
+	}
+	reqs = make([]messages.Request, len(periods))
+	for i, p := range periods {
+		reqs[i] = tc.Request(p)
+		if _, err := c.Submit(ctx, reqs[i], nil); err != nil {
+			return reqs[:i], false, err
+		}
+	}
+	return reqs, false, nil
+}
+
+// sameTemplate checks that the backfill's template t makes, for period p,
+// the request schedule s makes: the same kind, period and params.
+func sameTemplate(s, t schedule.Compiled, p schedule.Period) error {
+	if s.Schedule.Request.Kind != t.Schedule.Request.Kind || s.Relative != t.Relative {
+		return fmt.Errorf("backfill under schedule %s: the schedule makes %s requests for a %s period, not %s ones for a %s period",
+			s.ID, s.Schedule.Request.Kind, s.Relative, t.Schedule.Request.Kind, t.Relative)
+	}
+	a, _ := json.Marshal(s.Request(p).Params)
+	b, _ := json.Marshal(t.Request(p).Params)
+	if string(a) != string(b) {
+		return fmt.Errorf("backfill under schedule %s: its requests' params are %s, the backfill's %s; under one id they must be the same", s.ID, a, b)
+	}
+	return nil
+}
