@@ -62,6 +62,10 @@ func TestAzureFaults(t *testing.T) {
 		{"retry-after garbage", []emulator.Reply{emulator.Accepted("soon"), emulator.OK()}, "", 2},
 		{"retry-after huge", []emulator.Reply{emulator.Accepted("99999999999"), emulator.OK()}, "", 2},
 		{"429 without hint", []emulator.Reply{{Status: http.StatusTooManyRequests}, emulator.OK()}, "", 2},
+		// A token that expired on its way (a call at its last moment, a
+		// clock ahead): the next call has a fresh one.
+		{"401 expired token", []emulator.Reply{emulator.Fail(http.StatusUnauthorized, "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time."), emulator.OK()}, "", 2},
+		{"401 other", []emulator.Reply{emulator.Fail(http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")}, messages.CodeAccessDenied, 1},
 		{"location on another host", []emulator.Reply{withLocation("https://elsewhere.example:443/op/1")}, messages.CodeLocationRejected, 1},
 	}
 	for _, c := range cases {

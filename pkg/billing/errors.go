@@ -50,12 +50,24 @@ func (e *ResponseError) Throttled() bool {
 // Transient reports an answer worth retrying: 408, 429 and every 5xx.
 func (e *ResponseError) Transient() bool {
 	s := e.Azure.Status
-	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500 || e.TokenExpired()
 }
 
-// Denied reports 401 or 403.
+// CodeExpiredAuthenticationToken is ARM's error code of a 401 for a token
+// that had expired when it arrived (it was about to expire when sent, or
+// the clocks differ): not a refusal of the principal.
+const CodeExpiredAuthenticationToken = "ExpiredAuthenticationToken"
+
+// TokenExpired reports a 401 for a token that expired on its way: the next
+// call, with a fresh token, may well succeed.
+func (e *ResponseError) TokenExpired() bool {
+	return e.Azure.Status == http.StatusUnauthorized && e.Azure.Code == CodeExpiredAuthenticationToken
+}
+
+// Denied reports 401 or 403 (but a token that expired on its way, which is
+// Transient).
 func (e *ResponseError) Denied() bool {
-	return e.Azure.Status == http.StatusUnauthorized || e.Azure.Status == http.StatusForbidden
+	return (e.Azure.Status == http.StatusUnauthorized || e.Azure.Status == http.StatusForbidden) && !e.TokenExpired()
 }
 
 // LocationError says why a polling URL was refused.
