@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -157,8 +158,10 @@ func pastDue(t *testing.T, sts ...client.Operation) {
 	testwait.For(t, time.Until(last)+10*time.Second, "the wake-ups a second past due", func() bool { return time.Since(last) > time.Second })
 }
 
-func (b *fullBundle) rearmed() int64 {
-	var n int64
+// counter sums the counter name over the bundle's workers, by the value of
+// the attribute by ("" when by is empty: one total).
+func (b *fullBundle) counter(name, by string) map[string]int64 {
+	got := map[string]int64{}
 	for _, r := range b.readers {
 		var rm metricdata.ResourceMetrics
 		if err := r.Collect(context.Background(), &rm); err != nil {
@@ -166,16 +169,20 @@ func (b *fullBundle) rearmed() int64 {
 		}
 		for _, sm := range rm.ScopeMetrics {
 			for _, m := range sm.Metrics {
-				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "billing.wakeups.rearmed" {
+				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
 					for _, dp := range sum.DataPoints {
-						n += dp.Value
+						v, _ := dp.Attributes.Value(attribute.Key(by))
+						got[v.AsString()] += dp.Value
 					}
 				}
 			}
 		}
 	}
-	return n
+	return got
 }
+
+// rearmed is how many wake-ups the bundle's watchdogs scheduled again.
+func (b *fullBundle) rearmed() int64 { return b.counter("billing.wakeups.rearmed", "")[""] }
 
 // A wake-up that falls due while the store is full still comes, within the
 // watchdog's bound once the store takes writes again: the operation
@@ -317,24 +324,7 @@ func TestOverdueBoundsAgree(t *testing.T) {
 // refusedWrites sums billing.nats.writes.refused by what was written, over
 // the bundle's workers; every kind of write has its series from the start.
 func (b *fullBundle) refusedWrites() map[string]int64 {
-	got := map[string]int64{}
-	for _, r := range b.readers {
-		var rm metricdata.ResourceMetrics
-		if err := r.Collect(context.Background(), &rm); err != nil {
-			b.t.Fatal(err)
-		}
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "billing.nats.writes.refused" {
-					for _, dp := range sum.DataPoints {
-						what, _ := dp.Attributes.Value("billing.write")
-						got[what.AsString()] += dp.Value
-					}
-				}
-			}
-		}
-	}
-	return got
+	return b.counter("billing.nats.writes.refused", "billing.write")
 }
 
 // The writes a full store refuses are counted: here the watchdog's new
