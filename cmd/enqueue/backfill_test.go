@@ -95,7 +95,7 @@ func TestCollectBackfillAndScheduleMakeOneCollectionPerMonth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range v.Covered {
+		for _, p := range v.Periods {
 			if p.Key == key {
 				return p.How
 			}

@@ -40,8 +40,8 @@ func covered(t *testing.T, c *client.Client, id string) []string {
 		t.Fatal(err)
 	}
 	var keys []string
-	for _, p := range v.Covered {
-		keys = append(keys, p.Key)
+	for i := len(v.Periods) - 1; i >= 0; i-- { // the record's order: oldest first
+		keys = append(keys, v.Periods[i].Key)
 	}
 	return keys
 }
@@ -239,8 +239,8 @@ func TestScheduleCatchesUpFiresMissedWhileNATSWasDown(t *testing.T) { //nolint:p
 func keysOf(c *client.Client, id string) ([]string, error) {
 	v, err := c.GetSchedule(context.Background(), id)
 	var keys []string
-	for _, p := range v.Covered {
-		keys = append(keys, p.Key)
+	for i := len(v.Periods) - 1; i >= 0; i-- { // the record's order: oldest first
+		keys = append(keys, v.Periods[i].Key)
 	}
 	return keys, err
 }

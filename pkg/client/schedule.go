@@ -25,7 +25,16 @@ var ErrNoSchedule = errors.New("no such schedule")
 // ScheduleView is a schedule as stored, with when it fires next and how
 // its latest periods ended.
 type ScheduleView struct {
-	schedule.Record
+	// Schedule is the definition.
+	Schedule messages.Schedule `json:"schedule"`
+	Paused   bool              `json:"paused,omitempty"`
+	// Created and Updated are when the definition was written first and
+	// last; the schedule covers the fires after Created.
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	// LastFire is the latest fire covered (its time as the cron says; for
+	// @every, when it arrived).
+	LastFire time.Time `json:"lastFire,omitzero"`
 	// Next is the next fire (zero when paused, or never), in the
 	// schedule's zone; NextUTC the same in UTC.
 	Next    time.Time
@@ -38,8 +47,20 @@ type ScheduleView struct {
 
 // PeriodView is one period a schedule covered.
 type PeriodView struct {
-	schedule.Covered
-	Phase Phase
+	// Key names the period in request ids: 2026-10 for a month,
+	// 2026-10-05 for a day, 2026-10-01_2026-10-15 for other ranges, the
+	// fire's time in UTC (20261110T050000Z) for a schedule without a
+	// period. From and To are its first and last day (YYYY-MM-DD), empty
+	// without a period.
+	Key  string `json:"key"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// RequestID is the request started for it, at Started; How says what
+	// started it: fire, catch-up, run or backfill.
+	RequestID string    `json:"requestId"`
+	Started   time.Time `json:"started"`
+	How       string    `json:"how"`
+	Phase     Phase
 	// Code is the failure code of a failed period.
 	Code messages.Code
 }
@@ -273,14 +294,15 @@ func (c *Client) Schedules(ctx context.Context) ([]ScheduleView, error) {
 }
 
 func (c *Client) view(ctx context.Context, rec schedule.Record, now time.Time) ScheduleView {
-	v := ScheduleView{Record: rec}
+	v := ScheduleView{Schedule: rec.Schedule, Paused: rec.Paused, Created: rec.Created, Updated: rec.Updated, LastFire: rec.LastFire}
 	if comp, err := schedule.Compile(rec.Schedule); err == nil && !rec.Paused {
 		if n := comp.Cron.Next(now, comp.Location); !n.IsZero() {
 			v.Next, v.NextUTC = n.In(comp.Location), n.UTC()
 		}
 	}
 	for i := len(rec.Covered) - 1; i >= 0; i-- {
-		p := PeriodView{Covered: rec.Covered[i]}
+		cv := rec.Covered[i]
+		p := PeriodView{Key: cv.Key, From: cv.From, To: cv.To, RequestID: cv.RequestID, Started: cv.Started, How: cv.How}
 		if st, err := c.Status(ctx, p.RequestID); err == nil {
 			p.Phase = st.Phase
 			if st.Failed != nil {
