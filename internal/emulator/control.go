@@ -34,6 +34,7 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		var body listingSettings
 		if decodeBody(w, r, &body) {
 			s.SetListing(body.PageSize, body.InvoicesPerMonth)
+			s.SetUnnamedDocuments(body.Unnamed)
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})

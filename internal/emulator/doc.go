@@ -32,7 +32,9 @@
 // CreditNote, Summary, Transactions, VoidNote, a kind the specification does not list, and
 // now and then a document named MissingDocumentPrefix+... whose download answers 404
 // DocumentNotFound), statuses including PastDue, DefaultPageSize to a page with a nextLink
-// (SetListing changes both).
+// (SetListing changes both). SetUnnamedDocuments adds what Azure's listings sometimes have:
+// Invoice documents without a name, tax receipts without one, and ENF documents with only an
+// externalUrl (ExternalDocumentURL).
 //
 // Requests are checked as Azure would: a bearer token issued by this emulator for
 // Options.Audience (else 401 with a WWW-Authenticate header), the exact api-version, the
@@ -87,7 +89,7 @@
 //	PUT  /_emulator/default                body: []Reply (an empty list restores Options.Default)
 //	GET  /_emulator/calls[?invoiceName=]   -> []Call
 //	GET  /_emulator/token-requests         -> []TokenRequest
-//	PUT  /_emulator/listing                body: {"pageSize": n, "invoicesPerMonth": n} (0 keeps a value)
+//	PUT  /_emulator/listing                body: {"pageSize": n, "invoicesPerMonth": n, "unnamed": bool} (0 keeps a value; unnamed: documents without a name or external)
 //	POST /_emulator/reset
 //	PUT  /_emulator/token-failure          body: {"mode": "ok" | "unavailable" | "hang"}
 //	GET  /_emulator/token?tenant=&audience= -> {"access_token", "token_type", "expires_in"}

@@ -49,6 +49,39 @@ func printableText(s string) bool {
 type listingSettings struct {
 	PageSize         int `json:"pageSize"`
 	InvoicesPerMonth int `json:"invoicesPerMonth"`
+	// Unnamed adds the documents a worker cannot simply fetch by name (see
+	// unnamedDocuments).
+	Unnamed bool `json:"unnamed,omitempty"`
+}
+
+// SetUnnamedDocuments turns on or off, from the next call on, the
+// listings' documents without a name or kept by an external source (see
+// unnamedDocuments).
+func (s *Server) SetUnnamedDocuments(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.listing.Unnamed = on
+}
+
+// ExternalDocumentURL is the externalUrl of invoice's ENF document in a
+// listing with unnamed documents.
+func ExternalDocumentURL(invoice string) string { return "https://nfe.invalid/documents/" + invoice }
+
+// unnamedDocuments changes the k-th invoice's documents as Azure's listings sometimes have
+// them: every third invoice's Invoice document has no name (its download without
+// documentName gives it); the next one lists also a tax receipt without a name; every
+// other one lists an electronic invoice of Brazil's ENF source, with only an externalUrl.
+func unnamedDocuments(name string, k int, docs []invoiceDocument) []invoiceDocument {
+	switch k % 3 {
+	case 0:
+		docs[0].Name, docs[0].DocumentNumbers = "", nil
+	case 1:
+		docs = append(docs, invoiceDocument{Kind: "TaxReceipt", Source: "DRS"})
+	}
+	if k%2 == 1 {
+		docs = append(docs, invoiceDocument{Kind: "Invoice", Source: "ENF", ExternalURL: ExternalDocumentURL(name)})
+	}
+	return docs
 }
 
 // SetListing changes the page size and the number of invoices per month of the listings, from
@@ -107,6 +140,11 @@ func (s *Server) list(x *exchange, op *operation) {
 		scope = "default/billingSubscriptions/" + op.subscriptionID
 	}
 	all := listedInvoices(scope, op.op == OpSubscriptionInvoiceList, op.subscriptionID, from, to, settings.InvoicesPerMonth)
+	if settings.Unnamed {
+		for k := range all {
+			all[k].Properties.Documents = unnamedDocuments(all[k].Name, k, all[k].Properties.Documents)
+		}
+	}
 	page := struct {
 		Value    []invoice `json:"value"`
 		NextLink string    `json:"nextLink,omitempty"`

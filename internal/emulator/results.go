@@ -221,7 +221,7 @@ type amount struct {
 
 type invoiceDocument struct {
 	Kind            string   `json:"kind"`
-	Name            string   `json:"name"`
+	Name            string   `json:"name,omitempty"` // absent in some of Azure's listings
 	URL             string   `json:"url,omitempty"`
 	ExternalURL     string   `json:"externalUrl,omitempty"`
 	Source          string   `json:"source"`

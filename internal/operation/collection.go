@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"time"
 
@@ -53,7 +55,27 @@ type Collection struct {
 	Ended     []byte `json:"ended,omitempty"`
 	Completed int    `json:"completed"`
 	Failed    int    `json:"failed"`
+	// Skipped counts the listed documents each page skipped (kept in the
+	// page's skipped chunk, SkippedKey, when not zero), Listed every
+	// document the invoices listed.
+	Skipped []int `json:"skipped,omitempty"`
+	Listed  int   `json:"listed,omitempty"`
 }
+
+// Skipped is a listed document a collection does not fetch, kept in its
+// page's skipped chunk.
+type Skipped struct {
+	Invoice     string `json:"i"`
+	Document    string `json:"d,omitempty"`
+	DocKind     string `json:"k"`
+	Reason      string `json:"r"`
+	ExternalURL string `json:"u,omitempty"`
+	// Month is the month of the invoice's date (YYYY-MM).
+	Month string `json:"m"`
+}
+
+// SkippedKey is the key of page n's skipped documents of collection id.
+func SkippedKey(id string, page int) string { return ChunkKey(id, page) + ".skipped" }
 
 // Child is one listed document of a collection, kept in its page's chunk.
 type Child struct {
@@ -73,12 +95,18 @@ type Child struct {
 	// Invalid explains why no request could be made for the document (its
 	// names break the request rules): the child is failed from the start.
 	Invalid string `json:"x,omitempty"`
+	// Month is the month the document counts in (YYYY-MM): its invoice's
+	// date's, or the start of the period of a report.
+	Month string `json:"m,omitempty"`
 }
 
-// Chunk is the documents of one listed page, stored under Key.
+// Chunk is the documents of one listed page, stored under Key, and the
+// page's skipped documents, stored under SkippedKey when there are any.
 type Chunk struct {
-	Key      string
-	Children []Child
+	Key        string
+	Children   []Child
+	SkippedKey string
+	Skipped    []Skipped
 }
 
 // ChunkKey is the key of page n's chunk of collection id.
@@ -133,8 +161,13 @@ func (c *Collection) Locate(i int) (page, at int, ok bool) {
 // every other kind by the download by billing account or subscription with
 // documentName), with the collection's profile and labels.
 func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
+	id := messages.ChildID(coll.ID, c.Invoice, c.Document)
+	if c.Document == "" {
+		// A document listed without a name: one per invoice and kind.
+		id = messages.ChildID(coll.ID, c.Invoice, "\x00"+c.DocKind)
+	}
 	req := messages.Request{
-		Version: messages.Version, ID: messages.ChildID(coll.ID, c.Invoice, c.Document),
+		Version: messages.Version, ID: id,
 		Profile: coll.Profile, Labels: coll.Labels, Archive: coll.Archive, Collection: &messages.ChildOf{ID: coll.ID, Index: i},
 	}
 	p := coll.Params
@@ -174,13 +207,15 @@ func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
 	return req
 }
 
-// children picks a page's documents the collection fetches: those of the
-// kinds it asked for that have a name, each once, and the reports asked
-// for per invoice (PriceSheet, CostDetails); with the first page, the
-// reports of the period (ReservationDetails, a subscription's CostDetails
-// per month).
-func children(coll messages.Request, base int, first bool, invoices []messages.Invoice) []Child {
+// children picks a page's documents the collection fetches, and accounts
+// for the others: every listed document is either a child or skipped
+// with its reason (see skip). With each invoice come the reports asked for
+// per invoice (PriceSheet, CostDetails); with the first page, the reports
+// of the period (ReservationDetails, a subscription's CostDetails per
+// month).
+func children(coll messages.Request, base int, first bool, invoices []messages.Invoice) ([]Child, []Skipped) {
 	var out []Child
+	var skipped []Skipped
 	add := func(c Child) {
 		if err := ChildRequest(coll, base+len(out), c).Validate(); err != nil {
 			c.Invalid = err.Error()
@@ -192,11 +227,11 @@ func children(coll messages.Request, base int, first bool, invoices []messages.I
 		// The period's own reports come first, with the first page.
 		if p.Fetches(messages.DocReservationDetails) && p.BillingAccountName != "" {
 			add(Child{Invoice: p.PeriodStartDate + "_" + p.PeriodEndDate, Document: messages.DocReservationDetails,
-				DocKind: messages.DocReservationDetails, From: p.PeriodStartDate, To: p.PeriodEndDate})
+				DocKind: messages.DocReservationDetails, From: p.PeriodStartDate, To: p.PeriodEndDate, Month: monthOf(p.PeriodStartDate)})
 		}
 		if p.Fetches(messages.DocCostDetails) && p.SubscriptionID != "" {
 			for _, m := range months(p.PeriodStartDate, p.PeriodEndDate) {
-				add(Child{Invoice: m[0][:7], Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, From: m[0], To: m[1]})
+				add(Child{Invoice: m[0][:7], Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, From: m[0], To: m[1], Month: m[0][:7]})
 			}
 		}
 	}
@@ -209,23 +244,66 @@ func children(coll messages.Request, base int, first bool, invoices []messages.I
 		if inv.PeriodStartDate != nil {
 			period = inv.PeriodStartDate.UTC().Format("200601")
 		}
+		month := monthOf(p.PeriodStartDate)
+		if inv.InvoiceDate != nil {
+			month = inv.InvoiceDate.UTC().Format("2006-01")
+		}
 		if p.Fetches(messages.DocPriceSheet) && p.BillingAccountName != "" {
-			add(Child{Invoice: inv.Name, Document: messages.DocPriceSheet, DocKind: messages.DocPriceSheet, Profile: profile, Period: period})
+			add(Child{Invoice: inv.Name, Document: messages.DocPriceSheet, DocKind: messages.DocPriceSheet, Profile: profile, Period: period, Month: month})
 		}
 		if p.Fetches(messages.DocCostDetails) && p.BillingAccountName != "" {
-			add(Child{Invoice: inv.Name, Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, Profile: profile, Period: period})
+			add(Child{Invoice: inv.Name, Document: messages.DocCostDetails, DocKind: messages.DocCostDetails, Profile: profile, Period: period, Month: month})
 		}
+		named := slices.ContainsFunc(inv.Documents, func(d messages.InvoiceDocument) bool {
+			return d.Kind == messages.DocInvoice && d.Name != ""
+		})
 		for _, d := range inv.Documents {
 			key := [2]string{inv.Name, d.Name}
-			if d.Name == "" || !coll.Params.Fetches(d.Kind) || seen[key] {
+			if d.Name == "" {
+				key[1] = "\x00" + d.Kind
+			}
+			if reason := skip(p, d, named, seen[key]); reason != "" {
+				skipped = append(skipped, Skipped{Invoice: inv.Name, Document: d.Name, DocKind: d.Kind,
+					Reason: reason, ExternalURL: d.ExternalURL, Month: month})
 				continue
 			}
 			seen[key] = true
-			add(Child{Invoice: inv.Name, Document: d.Name, DocKind: d.Kind})
+			add(Child{Invoice: inv.Name, Document: d.Name, DocKind: d.Kind, Month: month})
 		}
 	}
-	return out
+	return out, skipped
 }
+
+// skip says why a collection with params p does not fetch listed document
+// d (empty: it does): its kind is not asked for; it is an external
+// source's (source ENF, or an externalUrl and neither name nor url); it
+// has no name and the download without documentName (the invoice's
+// default document) would not give it (only an Invoice is that default,
+// and only when the invoice lists no named Invoice: named says it does;
+// an EA summary or transactions file is fetched by the invoice alone);
+// or it was fetched already (seen).
+func skip(p messages.Params, d messages.InvoiceDocument, named, seen bool) string {
+	switch {
+	case !p.Fetches(d.Kind):
+		return messages.SkipKindNotRequested
+	case d.Source == "ENF" || d.ExternalURL != "" && d.Name == "" && d.URL == "":
+		return messages.SkipExternal
+	case d.Name != "" && seen:
+		return messages.SkipDuplicate
+	case d.Name != "":
+		return ""
+	case seen:
+		return messages.SkipNoName // a second nameless document of the kind
+	case d.Kind == messages.DocInvoice && !named:
+		return ""
+	case (d.Kind == messages.DocSummary || d.Kind == messages.DocTransactions) && p.SubscriptionID == "":
+		return ""
+	}
+	return messages.SkipNoName
+}
+
+// monthOf is the month (YYYY-MM) of an ISO date.
+func monthOf(date string) string { return date[:min(7, len(date))] }
 
 // months splits a period (ISO dates, as a valid collection has them) into
 // calendar months, each [first, last] day within the period; at most 13
@@ -259,16 +337,27 @@ func (m Machine) collected(st State, r *Result, now time.Time) Step {
 	} else {
 		copied := *c
 		copied.Pages, copied.Ended = append([]int(nil), c.Pages...), append([]byte(nil), c.Ended...)
+		copied.Skipped = append([]int(nil), c.Skipped...)
 		c = &copied
 	}
 	st.Collection = c
-	kids := children(st.Request, c.Total, len(c.Pages) == 0, r.Invoices)
+	kids, skipped := children(st.Request, c.Total, len(c.Pages) == 0, r.Invoices)
 	if c.Total+len(kids) > m.MaxDocuments {
 		m.fail(&st, messages.CodeTooMany, fmt.Sprintf("the collection lists more than %d documents (%d after %d pages); "+
 			"nothing was downloaded: narrow the period, or the document kinds", m.MaxDocuments, c.Total+len(kids), len(c.Pages)+1), nil, false, now)
 		return m.settle(&st)
 	}
 	chunk := &Chunk{Key: ChunkKey(st.Request.ID, len(c.Pages)), Children: kids}
+	if len(skipped) > 0 {
+		chunk.SkippedKey, chunk.Skipped = SkippedKey(st.Request.ID, len(c.Pages)), skipped
+	}
+	for len(c.Skipped) < len(c.Pages) {
+		c.Skipped = append(c.Skipped, 0) // pages listed before skipped documents were counted
+	}
+	c.Skipped = append(c.Skipped, len(skipped))
+	for _, inv := range r.Invoices {
+		c.Listed += len(inv.Documents)
+	}
 	for i, k := range kids {
 		if k.Invalid != "" {
 			c.setEnded(c.Total + i)
@@ -361,15 +450,38 @@ var ErrNoChildState = errors.New("the child's state was not found when the colle
 	"(expired, deleted, or the request was rejected before it had one: see its failure event)")
 
 // Finish ends a collection whose children have all ended, with the event
-// that lists them (ends[i] is child i's).
-func (m Machine) Finish(st State, ends []ChildEnd, now time.Time) Step {
+// that lists them (ends[i] is child i's) and the listed documents it
+// skipped, in listing order.
+func (m Machine) Finish(st State, ends []ChildEnd, skipped []Skipped, now time.Time) Step {
 	if st.Phase.Terminal() {
 		return Step{Action: Republish}
 	}
 	c := st.Collection
-	sum := messages.CollectionSummary{Documents: c.Total, Invoices: c.Invoices, Children: []messages.ChildOutcome{}}
+	sum := messages.CollectionSummary{Documents: c.Total, Invoices: c.Invoices, Children: []messages.ChildOutcome{},
+		Listed: c.Listed, Skipped: len(skipped), SkippedDocuments: []messages.SkippedDocument{}, Months: []messages.MonthCount{}}
+	p := st.Request.Params
+	byMonth := map[string]*messages.MonthCount{}
+	count := func(month string) *messages.MonthCount {
+		if month == "" {
+			month = monthOf(p.PeriodStartDate)
+		}
+		if byMonth[month] == nil {
+			byMonth[month] = &messages.MonthCount{Month: month}
+		}
+		return byMonth[month]
+	}
+	for _, m := range periodMonths(p.PeriodStartDate, p.PeriodEndDate) {
+		count(m)
+	}
+	for _, k := range skipped {
+		count(k.Month).Skipped++
+		sum.SkippedDocuments = append(sum.SkippedDocuments, messages.SkippedDocument{InvoiceName: k.Invoice,
+			DocumentName: k.Document, DocumentKind: k.DocKind, Reason: k.Reason, ExternalURL: k.ExternalURL})
+	}
 	var done, failed []messages.ChildOutcome
 	for i, e := range ends {
+		mc := count(e.Child.Month)
+		mc.Documents++
 		req := ChildRequest(st.Request, i, e.Child)
 		o := messages.ChildOutcome{ID: req.ID, InvoiceName: e.Child.Invoice, DocumentName: e.Child.Document,
 			DocumentKind: e.Child.DocKind, Kind: req.Kind}
@@ -382,6 +494,7 @@ func (m Machine) Finish(st State, ends []ChildEnd, now time.Time) Step {
 		case e.Completed != nil:
 			o.Outcome, o.URL, o.ExpiryTime = messages.OutcomeCompleted, e.Completed.URL, e.Completed.ExpiryTime
 			done = append(done, o)
+			mc.Completed++
 			continue
 		case e.Child.Invalid != "":
 			o.Code, o.Message = messages.CodeInvalidRequest, e.Child.Invalid
@@ -392,9 +505,13 @@ func (m Machine) Finish(st State, ends []ChildEnd, now time.Time) Step {
 		}
 		o.Outcome = messages.OutcomeFailed
 		failed = append(failed, o)
+		mc.Failed++
 	}
 	sum.Completed, sum.Failed = len(done), len(failed)
 	sum.Children = append(append(sum.Children, failed...), done...)
+	for _, k := range slices.Sorted(maps.Keys(byMonth)) {
+		sum.Months = append(sum.Months, *byMonth[k])
+	}
 	fit(&sum, len(failed))
 	st.Collection = nil // its counts are in the event now
 	st.Complete(messages.Completed{
@@ -419,4 +536,25 @@ func fit(sum *messages.CollectionSummary, failed int) {
 		cut := max(failed, len(sum.Children)-max(1, (len(sum.Children)-failed)/8))
 		sum.Children = sum.Children[:cut]
 	}
+	for size() > messages.MaxCollectionEventBytes && len(sum.SkippedDocuments) > 0 {
+		sum.SkippedDocuments = sum.SkippedDocuments[:len(sum.SkippedDocuments)-max(1, len(sum.SkippedDocuments)/8)]
+	}
+}
+
+// maxPeriodMonths bounds the months a collection's event counts by.
+const maxPeriodMonths = 120
+
+// periodMonths lists the calendar months (YYYY-MM) a period of ISO dates
+// touches, at most maxPeriodMonths (the earliest ones).
+func periodMonths(start, end string) []string {
+	from, err1 := time.Parse(time.DateOnly, start)
+	to, err2 := time.Parse(time.DateOnly, end)
+	if err1 != nil || err2 != nil || to.Before(from) {
+		return nil
+	}
+	var out []string
+	for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to) && len(out) < maxPeriodMonths; m = m.AddDate(0, 1, 0) {
+		out = append(out, m.Format("2006-01"))
+	}
+	return out
 }

@@ -242,7 +242,7 @@ func TestCollectionFinish(t *testing.T) {
 		{Child: operation.Child{Invoice: "G1", Document: "GONE-G1", DocKind: "TaxReceipt"}, Failed: &messages.Failed{Code: messages.CodeAzureError, Message: "404"}},
 		{Child: operation.Child{Invoice: "G2", Document: "SUM-G2", DocKind: "Summary"}, Completed: &messages.Completed{URL: "https://x/2?sig=b"}},
 	}
-	s := m.Finish(st, ends, t0)
+	s := m.Finish(st, ends, nil, t0)
 	if s.Action != operation.Publish || s.Next.Completed == nil {
 		t.Fatalf("%v %+v", s.Action, s.Next)
 	}
@@ -259,7 +259,7 @@ func TestCollectionFinish(t *testing.T) {
 	if c.Outcome != "completed" || c.URL != "https://x/1?sig=a" || !c.ExpiryTime.Equal(expiry) || sum.Children[2].Kind != messages.KindInvoiceSummary {
 		t.Errorf("completed children %+v %+v", c, sum.Children[2])
 	}
-	if s := m.Finish(*s.Next, ends, t0); s.Action != operation.Republish {
+	if s := m.Finish(*s.Next, ends, nil, t0); s.Action != operation.Republish {
 		t.Errorf("finish twice: %v", s.Action)
 	}
 	// A child whose id holds another request's state (it was refused with
@@ -271,7 +271,7 @@ func TestCollectionFinish(t *testing.T) {
 	}
 	st2 := collecting(2, 2)
 	st2.Collection.Ended, st2.Collection.Failed = []byte{3}, 2
-	sum2 := m.Finish(st2, odd, t0).Next.Completed.Collected
+	sum2 := m.Finish(st2, odd, nil, t0).Next.Completed.Collected
 	if sum2.Failed != 2 || sum2.Children[0].Code != messages.CodeIDConflict || sum2.Children[1].Code != messages.CodeInternal {
 		t.Errorf("odd children: %+v", sum2.Children)
 	}
@@ -290,7 +290,7 @@ func TestCollectionFinish(t *testing.T) {
 		}
 		many = append(many, e)
 	}
-	ev2 := m.Finish(big, many, t0).Next.Completed
+	ev2 := m.Finish(big, many, nil, t0).Next.Completed
 	b, _ := json.Marshal(ev2)
 	if !ev2.Collected.Truncated || len(b) > messages.MaxCollectionEventBytes+1024 || ev2.Collected.Failed != 6 || ev2.Collected.Children[5].Outcome != "failed" {
 		t.Errorf("truncated: %v, %d bytes, %d children", ev2.Collected.Truncated, len(b), len(ev2.Collected.Children))
@@ -406,5 +406,129 @@ func TestCollectionCostData(t *testing.T) {
 		if r := operation.ChildRequest(sub.Request, 0, k); k.Invalid != "" || r.Kind != messages.KindCostDetails || r.Params.SubscriptionID == "" {
 			t.Errorf("subscription child %+v: %+v", k, r)
 		}
+	}
+}
+
+// Every listed document is a child or skipped with its reason, decided by
+// the document alone and what its invoice lists beside it.
+func TestCollectionAccountsForEveryDocument(t *testing.T) {
+	t.Parallel()
+	m := collectionMachine()
+	m.MaxDocuments = 100
+	doc := func(kind, name string) messages.InvoiceDocument {
+		return messages.InvoiceDocument{Kind: kind, Name: name, Source: "DRS"}
+	}
+	enf := messages.InvoiceDocument{Kind: "Invoice", Name: "NF-1", Source: "ENF", ExternalURL: "https://nfe.example/1"}
+	linkOnly := messages.InvoiceDocument{Kind: "TaxReceipt", ExternalURL: "https://tax.example/2"}
+	type want struct{ fetched, skipped []string } // "kind/name" and "kind/name:reason"
+	for _, tc := range []struct {
+		name         string
+		subscription bool
+		kinds        []string
+		docs         []messages.InvoiceDocument
+		want         want
+	}{
+		{"named documents are fetched", false, nil, []messages.InvoiceDocument{doc("Invoice", "A"), doc("CreditNote", "CN")},
+			want{fetched: []string{"Invoice/A", "CreditNote/CN"}}},
+		{"a kind not asked for", false, []string{"Invoice"}, []messages.InvoiceDocument{doc("Invoice", "A"), doc("Statement", "ST"), doc("CreditNote", "CN")},
+			want{fetched: []string{"Invoice/A"}, skipped: []string{"Statement/ST:kind_not_requested", "CreditNote/CN:kind_not_requested"}}},
+		{"an unknown kind by default", false, nil, []messages.InvoiceDocument{doc("Statement", "ST")},
+			want{skipped: []string{"Statement/ST:kind_not_requested"}}},
+		{"external sources", false, nil, []messages.InvoiceDocument{enf, linkOnly, doc("Invoice", "A")},
+			want{fetched: []string{"Invoice/A"}, skipped: []string{"Invoice/NF-1:external", "TaxReceipt/:external"}}},
+		{"a nameless invoice is the default document", false, nil, []messages.InvoiceDocument{doc("Invoice", ""), doc("TaxReceipt", "")},
+			want{fetched: []string{"Invoice/"}, skipped: []string{"TaxReceipt/:no_name"}}},
+		{"a nameless invoice beside a named one", false, nil, []messages.InvoiceDocument{doc("Invoice", ""), doc("Invoice", "A"), doc("Invoice", "")},
+			want{fetched: []string{"Invoice/A"}, skipped: []string{"Invoice/:no_name", "Invoice/:no_name"}}},
+		{"two nameless invoices", false, nil, []messages.InvoiceDocument{doc("Invoice", ""), doc("Invoice", "")},
+			want{fetched: []string{"Invoice/"}, skipped: []string{"Invoice/:no_name"}}},
+		{"nameless EA files need no name", false, nil, []messages.InvoiceDocument{doc("Summary", ""), doc("Transactions", "")},
+			want{fetched: []string{"Summary/", "Transactions/"}}},
+		{"nameless files of a subscription", true, nil, []messages.InvoiceDocument{doc("Summary", ""), doc("Invoice", "")},
+			want{fetched: []string{"Invoice/"}, skipped: []string{"Summary/:no_name"}}},
+		{"the same document twice", false, nil, []messages.InvoiceDocument{doc("Invoice", "A"), doc("Invoice", "A")},
+			want{fetched: []string{"Invoice/A"}, skipped: []string{"Invoice/A:duplicate"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := operation.NewState(collectionRequest(tc.kinds...), t0, time.Hour, 24*time.Hour)
+			if tc.subscription {
+				st.Request.Params.BillingAccountName, st.Request.Params.SubscriptionID = "", "11111111-2222-3333-4444-555555555555"
+			}
+			st.Phase, st.ClaimedBy, st.Unanswered = operation.PhaseStarting, me, 1
+			date := time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC)
+			inv := messages.Invoice{ID: "/x", Name: "G000000001", InvoiceDate: &date, Documents: tc.docs}
+			s := m.Answer(st, operation.Answer{Outcome: operation.Done, Status: 200, Result: &operation.Result{Invoices: []messages.Invoice{inv}}}, t0)
+			var got want
+			ids := map[string]bool{}
+			for _, k := range s.Chunk.Children {
+				got.fetched = append(got.fetched, k.DocKind+"/"+k.Document)
+				if k.Invalid != "" || k.Month != "2026-02" {
+					t.Errorf("child %+v: invalid or not in the invoice's month", k)
+				}
+				id := operation.ChildRequest(st.Request, 0, k).ID
+				if ids[id] {
+					t.Errorf("two children share the id %s", id)
+				}
+				ids[id] = true
+			}
+			for _, k := range s.Chunk.Skipped {
+				got.skipped = append(got.skipped, k.DocKind+"/"+k.Document+":"+k.Reason)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+			c := s.Next.Collection
+			if c.Listed != len(tc.docs) || c.Total+len(s.Chunk.Skipped) != len(tc.docs) || c.Skipped[0] != len(s.Chunk.Skipped) {
+				t.Errorf("counts: listed %d, total %d, skipped %v; %d documents", c.Listed, c.Total, c.Skipped, len(tc.docs))
+			}
+			if (s.Chunk.SkippedKey != "") != (len(s.Chunk.Skipped) > 0) {
+				t.Errorf("skipped key %q with %d skipped", s.Chunk.SkippedKey, len(s.Chunk.Skipped))
+			}
+		})
+	}
+	// A nameless invoice's child is the download without documentName.
+	r := operation.ChildRequest(collectionRequest(), 0, operation.Child{Invoice: "G000000001", DocKind: "Invoice"})
+	if r.Kind != messages.KindAccountDocument || r.Params.DocumentName != "" || r.Validate() != nil {
+		t.Errorf("the default document's request: %+v (%v)", r, r.Validate())
+	}
+}
+
+// The completion event counts the listed, skipped and fetched documents,
+// lists the skipped ones, and counts every month of the period (one with
+// nothing listed as well).
+func TestCollectionFinishAccounts(t *testing.T) {
+	t.Parallel()
+	m := collectionMachine()
+	st := collecting(3, 3)
+	st.Collection.Ended, st.Collection.Completed, st.Collection.Failed = []byte{7}, 2, 1
+	st.Collection.Listed = 5
+	st.Collection.Skipped = []int{2}
+	ok := &messages.Completed{URL: "https://x/y"}
+	req := func(i int) *messages.Request {
+		r := operation.ChildRequest(st.Request, i, operation.Child{Invoice: "G1", Document: fmt.Sprint(i)})
+		return &r
+	}
+	ends := []operation.ChildEnd{
+		{Child: operation.Child{Invoice: "G1", Document: "0", DocKind: "Invoice", Month: "2026-01"}, Completed: ok, Request: req(0)},
+		{Child: operation.Child{Invoice: "G1", Document: "1", DocKind: "TaxReceipt", Month: "2026-01"}, Failed: &messages.Failed{Code: messages.CodeAzureError}, Request: req(1)},
+		{Child: operation.Child{Invoice: "G1", Document: "2", DocKind: "Invoice", Month: "2026-03"}, Completed: ok, Request: req(2)},
+	}
+	skipped := []operation.Skipped{
+		{Invoice: "G1", DocKind: "Statement", Document: "S", Reason: messages.SkipKindNotRequested, Month: "2026-01"},
+		{Invoice: "G2", DocKind: "Invoice", Reason: messages.SkipExternal, ExternalURL: "https://nfe.example/1", Month: "2026-03"},
+	}
+	sum := m.Finish(st, ends, skipped, t0).Next.Completed.Collected
+	if sum.Listed != 5 || sum.Skipped != 2 || len(sum.SkippedDocuments) != 2 || sum.SkippedDocuments[1].ExternalURL != "https://nfe.example/1" ||
+		sum.SkippedDocuments[0].Reason != messages.SkipKindNotRequested {
+		t.Errorf("summary %+v", sum)
+	}
+	want := []messages.MonthCount{
+		{Month: "2026-01", Documents: 2, Completed: 1, Failed: 1, Skipped: 1},
+		{Month: "2026-02"},
+		{Month: "2026-03", Documents: 1, Completed: 1, Skipped: 1},
+	}
+	if fmt.Sprint(sum.Months) != fmt.Sprint(want) {
+		t.Errorf("months %+v, want %+v", sum.Months, want)
 	}
 }

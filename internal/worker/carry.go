@@ -165,11 +165,11 @@ func (r *delivery) act(step operation.Step) (operation.Step, bool, error) {
 		r.ctx = context.WithoutCancel(r.calls)
 		return step, true, nil
 	case operation.Finish:
-		ends, err := w.gather(r.ctx, &r.cur)
+		ends, skipped, err := w.gather(r.ctx, &r.cur)
 		if err != nil {
 			return step, false, err
 		}
-		return w.machine.Finish(r.cur, ends, w.now()), true, nil
+		return w.machine.Finish(r.cur, ends, skipped, w.now()), true, nil
 	case operation.Schedule:
 		if err := w.schedule(r.ctx, &r.cur); err != nil {
 			return step, false, err // the redelivery finds it waiting and schedules again

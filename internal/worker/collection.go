@@ -60,6 +60,12 @@ func (w *Worker) prepare(ctx context.Context, step operation.Step) error {
 		if _, err := w.chunks.Put(ctx, c.Key, data); err != nil {
 			return fmt.Errorf("store the listed page %s: %w", c.Key, w.m.refusedWrite(ctx, writeCollection, err))
 		}
+		if c.SkippedKey != "" {
+			data, _ := json.Marshal(c.Skipped)
+			if _, err := w.chunks.Put(ctx, c.SkippedKey, data); err != nil {
+				return fmt.Errorf("store the skipped documents %s: %w", c.SkippedKey, w.m.refusedWrite(ctx, writeCollection, err))
+			}
+		}
 	}
 	if step.Spawn != nil && step.Next != nil {
 		return w.spawn(ctx, step.Next, *step.Spawn)
@@ -192,16 +198,31 @@ func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	return w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), entry.Revision(), d, log)
 }
 
-// gather reads the outcome of every child of collection st, for its
-// finish.
-func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.ChildEnd, error) {
+// gather reads the outcome of every child of collection st, and the
+// listed documents it skipped, for its finish.
+func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.ChildEnd, []operation.Skipped, error) {
 	coll := st.Collection
+	var skipped []operation.Skipped
+	for page, n := range coll.Skipped {
+		if n == 0 {
+			continue
+		}
+		entry, err := w.chunks.Get(ctx, operation.SkippedKey(st.Request.ID, page))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the skipped documents of page %d of %s: %w", page, st.Request.ID, err)
+		}
+		var more []operation.Skipped
+		if err := json.Unmarshal(entry.Value(), &more); err != nil {
+			return nil, nil, fmt.Errorf("%w: skipped documents of page %d of %s: %w", errBadState, page, st.Request.ID, err)
+		}
+		skipped = append(skipped, more...)
+	}
 	cache := chunkCache{w: w, id: st.Request.ID}
 	ends := make([]operation.ChildEnd, coll.Total)
 	for i := range ends {
 		kid, err := cache.child(ctx, coll, i)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ends[i].Child = kid
 		if kid.Invalid != "" {
@@ -211,7 +232,7 @@ func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.C
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		} else if err != nil {
-			return nil, fmt.Errorf("read child %d: %w", i, err)
+			return nil, nil, fmt.Errorf("read child %d: %w", i, err)
 		}
 		cst, err := decode(entry)
 		if err != nil {
@@ -219,5 +240,5 @@ func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.C
 		}
 		ends[i].Completed, ends[i].Failed, ends[i].Request = cst.Completed, cst.Failed, &cst.Request
 	}
-	return ends, nil
+	return ends, skipped, nil
 }

@@ -321,3 +321,110 @@ func TestCollectionCostDetails(t *testing.T) {
 		}
 	}
 }
+
+// Nameless, external-link and unknown-kind documents: each is fetched
+// (the invoice's default document) or named in the collection's event with
+// its reason; none is left out of the counts.
+func TestCollectionAccountsForUnnamedDocuments(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.emu.SetListing(50, 3)
+	b.emu.SetUnnamedDocuments(true)
+	const account = "20000011"
+
+	list := listing(messages.KindAccountInvoices, b.id(), account)
+	list.Params.PeriodStartDate, list.Params.PeriodEndDate = "2026-01-01", "2026-02-28"
+	b.submit(list)
+	lo := b.wait(list.ID, eventTimeout)
+	if lo.Completed == nil || len(lo.Completed.Invoices) != 6 {
+		t.Fatalf("listing: %+v %+v", lo.Completed, lo.Failed)
+	}
+	listed, defaults := 0, map[string]bool{}
+	wantSkipped := map[string]string{} // invoice/kind/name -> reason
+	for _, inv := range lo.Completed.Invoices {
+		for _, d := range inv.Documents {
+			listed++
+			key := inv.Name + "/" + d.Kind + "/" + d.Name
+			switch {
+			case d.Kind == "Statement":
+				wantSkipped[key] = messages.SkipKindNotRequested
+			case d.Source == "ENF":
+				wantSkipped[key] = messages.SkipExternal
+			case d.Name == "" && d.Kind == messages.DocInvoice:
+				defaults[inv.Name] = true
+			case d.Name == "":
+				wantSkipped[key] = messages.SkipNoName
+			}
+		}
+	}
+	if len(defaults) == 0 || len(wantSkipped) < 4 {
+		t.Fatalf("the listing has %d nameless invoices and %d documents to skip: not the mix wanted", len(defaults), len(wantSkipped))
+	}
+	before := len(b.emu.Calls())
+
+	req := collectionRequest(b.id(), account)
+	req.Params.PeriodStartDate, req.Params.PeriodEndDate = list.Params.PeriodStartDate, list.Params.PeriodEndDate
+	b.submit(req)
+	o := b.wait(req.ID, 2*eventTimeout)
+	if o.Completed == nil || o.Completed.Collected == nil {
+		t.Fatalf("want the collection's completion, got %+v %+v", o.Completed, o.Failed)
+	}
+	sum := o.Completed.Collected
+	if sum.Listed != listed || sum.Skipped != len(wantSkipped) || len(sum.SkippedDocuments) != len(wantSkipped) || sum.Documents+sum.Skipped != listed {
+		t.Fatalf("listed %d, skipped %d (%d named), documents %d; want %d listed, %d skipped",
+			sum.Listed, sum.Skipped, len(sum.SkippedDocuments), sum.Documents, listed, len(wantSkipped))
+	}
+	for _, s := range sum.SkippedDocuments {
+		key := s.InvoiceName + "/" + s.DocumentKind + "/" + s.DocumentName
+		if wantSkipped[key] != s.Reason {
+			t.Errorf("skipped %s with %q, want %q", key, s.Reason, wantSkipped[key])
+		}
+		if s.Reason == messages.SkipExternal && s.ExternalURL != emulator.ExternalDocumentURL(s.InvoiceName) {
+			t.Errorf("external document %s without its link: %q", key, s.ExternalURL)
+		}
+	}
+	for _, c := range sum.Children {
+		if c.DocumentName == "" && c.DocumentKind == messages.DocInvoice {
+			if !defaults[c.InvoiceName] || c.Outcome != messages.OutcomeCompleted || c.Kind != messages.KindAccountDocument {
+				t.Errorf("default document child %+v", c)
+			}
+			delete(defaults, c.InvoiceName)
+		}
+	}
+	if len(defaults) != 0 {
+		t.Errorf("nameless invoices not fetched as their default document: %v", defaults)
+	}
+	var months []string
+	total := 0
+	for _, m := range sum.Months {
+		months = append(months, m.Month)
+		total += m.Documents + m.Skipped
+	}
+	if strings.Join(months, ",") != "2026-01,2026-02" || total != listed {
+		t.Errorf("months %+v: want January and February counting all %d listed documents", sum.Months, listed)
+	}
+	// The emulator's log: the default documents were asked for without a
+	// documentName, and nothing was asked of an external document.
+	nameless := 0
+	for _, c := range b.emu.Calls()[before:] {
+		if c.Phase == emulator.PhaseStart && c.Operation == emulator.OpAccountDocument && c.DocumentName == "" {
+			nameless++
+		}
+		if strings.Contains(c.Host+c.Path, "nfe.invalid") {
+			t.Errorf("an external document was fetched: %+v", c)
+		}
+	}
+	if nameless != countDefault(sum) || nameless == 0 {
+		t.Errorf("%d downloads without documentName, want %d", nameless, countDefault(sum))
+	}
+}
+
+func countDefault(sum *messages.CollectionSummary) int {
+	n := 0
+	for _, c := range sum.Children {
+		if c.DocumentName == "" && c.DocumentKind == messages.DocInvoice {
+			n++
+		}
+	}
+	return n
+}

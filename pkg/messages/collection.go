@@ -91,6 +91,63 @@ type CollectionSummary struct {
 	// completion event still carries everything).
 	Children  []ChildOutcome `json:"children"`
 	Truncated bool           `json:"truncated,omitempty"`
+	// Listed counts the documents the invoices listed, each one either
+	// fetched (a child) or skipped; Skipped counts the skipped ones, and
+	// SkippedDocuments lists them in listing order (the last ones are left
+	// out, and Truncated is true, only after every completed child was).
+	Listed           int               `json:"listed"`
+	Skipped          int               `json:"skipped"`
+	SkippedDocuments []SkippedDocument `json:"skippedDocuments"`
+	// Months has the counts of every calendar month the period touches,
+	// oldest first, each document in the month of its invoice's date (a
+	// report of the period in the month it starts): what a coverage record
+	// of the scope and month holds.
+	Months []MonthCount `json:"months"`
+}
+
+// Why a listed document is not fetched (SkippedDocument.Reason).
+const (
+	// SkipKindNotRequested: the document's kind is not among the kinds the
+	// collection fetches (params.documentKinds, or the default kinds).
+	SkipKindNotRequested = "kind_not_requested"
+	// SkipExternal: the document is kept by an external source (source
+	// ENF, or only an externalUrl is listed): it is not Azure's to
+	// download; ExternalURL records the link.
+	SkipExternal = "external"
+	// SkipNoName: the listing gave no name, and the download without
+	// documentName (the invoice's default document) would not fetch it:
+	// its kind is not Invoice, or the invoice's default document is
+	// fetched already.
+	SkipNoName = "no_name"
+	// SkipDuplicate: the invoice lists the same document twice; it is
+	// fetched once.
+	SkipDuplicate = "duplicate"
+)
+
+// SkipReasons lists every SkippedDocument.Reason.
+var SkipReasons = []string{SkipKindNotRequested, SkipExternal, SkipNoName, SkipDuplicate}
+
+// SkippedDocument is a listed document a collection does not fetch.
+type SkippedDocument struct {
+	InvoiceName  string `json:"invoiceName"`
+	DocumentName string `json:"documentName,omitempty"`
+	DocumentKind string `json:"documentKind"`
+	// Reason is one of SkipReasons.
+	Reason string `json:"reason"`
+	// ExternalURL is the document's external link, when it has one.
+	ExternalURL string `json:"externalUrl,omitempty"`
+}
+
+// MonthCount is a collection's counts for one calendar month: the
+// documents of the month it fetches, how many of them completed and
+// failed, and how many it skipped.
+type MonthCount struct {
+	// Month is YYYY-MM.
+	Month     string `json:"month"`
+	Documents int    `json:"documents"`
+	Completed int    `json:"completed"`
+	Failed    int    `json:"failed"`
+	Skipped   int    `json:"skipped"`
 }
 
 // MaxCollectionEventBytes bounds a collection's completion event, under
@@ -99,8 +156,12 @@ const MaxCollectionEventBytes = 900 << 10
 
 // ChildOutcome is one child of a collection.
 type ChildOutcome struct {
-	ID           string `json:"id"`
-	InvoiceName  string `json:"invoiceName"`
+	ID          string `json:"id"`
+	InvoiceName string `json:"invoiceName"`
+	// DocumentName is empty for a document the listing gave no name: an
+	// Invoice fetched as the invoice's default document (the download
+	// without documentName), or an EA summary or transactions file (whose
+	// downloads take no name).
 	DocumentName string `json:"documentName"`
 	// DocumentKind is the document's kind as Azure listed it.
 	DocumentKind string `json:"documentKind"`
