@@ -474,7 +474,12 @@ func (m Machine) Finish(st State, ends []ChildEnd, skipped []Skipped, now time.T
 		count(m)
 	}
 	for _, k := range skipped {
-		count(k.Month).Skipped++
+		mc := count(k.Month)
+		mc.Skipped++
+		if mc.Reasons == nil {
+			mc.Reasons = map[string]int{}
+		}
+		mc.Reasons[k.Reason]++
 		sum.SkippedDocuments = append(sum.SkippedDocuments, messages.SkippedDocument{InvoiceName: k.Invoice,
 			DocumentName: k.Document, DocumentKind: k.DocKind, Reason: k.Reason, ExternalURL: k.ExternalURL})
 	}
@@ -484,7 +489,7 @@ func (m Machine) Finish(st State, ends []ChildEnd, skipped []Skipped, now time.T
 		mc.Documents++
 		req := ChildRequest(st.Request, i, e.Child)
 		o := messages.ChildOutcome{ID: req.ID, InvoiceName: e.Child.Invoice, DocumentName: e.Child.Document,
-			DocumentKind: e.Child.DocKind, Kind: req.Kind}
+			DocumentKind: e.Child.DocKind, Kind: req.Kind, Month: mc.Month}
 		// The state under the child's id is another request's: the child
 		// was refused with id_conflict.
 		taken := e.Request != nil && (e.Request.Collection == nil || *e.Request.Collection != *req.Collection)

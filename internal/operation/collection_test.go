@@ -524,11 +524,16 @@ func TestCollectionFinishAccounts(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 	want := []messages.MonthCount{
-		{Month: "2026-01", Documents: 2, Completed: 1, Failed: 1, Skipped: 1},
+		{Month: "2026-01", Documents: 2, Completed: 1, Failed: 1, Skipped: 1, Reasons: map[string]int{messages.SkipKindNotRequested: 1}},
 		{Month: "2026-02"},
-		{Month: "2026-03", Documents: 1, Completed: 1, Skipped: 1},
+		{Month: "2026-03", Documents: 1, Completed: 1, Skipped: 1, Reasons: map[string]int{messages.SkipExternal: 1}},
 	}
 	if fmt.Sprint(sum.Months) != fmt.Sprint(want) {
 		t.Errorf("months %+v, want %+v", sum.Months, want)
+	}
+	for _, c := range sum.Children {
+		if want := map[string]string{"0": "2026-01", "1": "2026-01", "2": "2026-03"}[c.DocumentName]; c.Month != want {
+			t.Errorf("child %s in month %q, want %q", c.DocumentName, c.Month, want)
+		}
 	}
 }

@@ -148,6 +148,8 @@ type MonthCount struct {
 	Completed int    `json:"completed"`
 	Failed    int    `json:"failed"`
 	Skipped   int    `json:"skipped"`
+	// Reasons counts the month's skipped documents by reason.
+	Reasons map[string]int `json:"reasons,omitempty"`
 }
 
 // MaxCollectionEventBytes bounds a collection's completion event, under
@@ -167,6 +169,8 @@ type ChildOutcome struct {
 	DocumentKind string `json:"documentKind"`
 	// Kind is the request kind that fetched it.
 	Kind Kind `json:"kind"`
+	// Month is the month it counts in (see CollectionSummary.Months).
+	Month string `json:"month,omitempty"`
 	// Outcome is completed or failed.
 	Outcome string `json:"outcome"`
 	// URL and ExpiryTime, for a completed child (see Truncated).
