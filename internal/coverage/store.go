@@ -120,7 +120,11 @@ func (s Store) putRecord(ctx context.Context, r Record) error {
 
 // Load reads every scope and record (one pass over the bucket).
 func (s Store) Load(ctx context.Context) ([]Scope, []Record, error) {
-	w, err := s.KV.WatchAll(ctx, jetstream.IgnoreDeletes())
+	return s.load(ctx, ">")
+}
+
+func (s Store) load(ctx context.Context, filters ...string) ([]Scope, []Record, error) {
+	w, err := s.KV.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("read coverage: %w", err)
 	}
@@ -150,4 +154,9 @@ func (s Store) Load(ctx context.Context) ([]Scope, []Record, error) {
 			}
 		}
 	}
+}
+
+// LoadMonth reads every scope and the records of one month only.
+func (s Store) LoadMonth(ctx context.Context, month string) ([]Scope, []Record, error) {
+	return s.load(ctx, "scope.>", "record.*.*.*."+Escape(month))
 }

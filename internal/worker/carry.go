@@ -192,6 +192,9 @@ func (w *Worker) finish(ctx context.Context, st *operation.State, again bool, lo
 	if err := w.publishOutcome(ctx, st, again); err != nil {
 		return err
 	}
+	if err := w.recordCoverage(ctx, st); err != nil {
+		return err // the redelivery publishes again (once) and records
+	}
 	if st.Failed != nil && !again {
 		log.InfoContext(ctx, "operation failed", "code", string(st.Failed.Code), "azure_calls", st.AzureCalls, "error", st.Failed.Message)
 	}

@@ -31,6 +31,7 @@ const (
 	DefaultDrainTimeout       = 45 * time.Second
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
+	DefaultCoverageGrace      = 5 * 24 * time.Hour
 	DefaultWakeOverdue        = 30 * time.Second
 	DefaultScheduleCatchUp    = 13
 )
@@ -92,6 +93,10 @@ type Options struct {
 	// in flight at once (the next one is requested when one ends); defaults
 	// to DefaultCollectionWindow.
 	MaxDocuments, CollectionWindow int
+	// CoverageGrace is how long after a month ends every known scope's
+	// coverage record of it should be complete (the coverage metric counts
+	// the scopes whose is not); defaults to DefaultCoverageGrace.
+	CoverageGrace time.Duration
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -150,6 +155,7 @@ func (o Options) withDefaults() Options {
 	num(&o.MaxUnanswered, DefaultMaxUnanswered)
 	num(&o.MaxDocuments, DefaultMaxDocuments)
 	num(&o.CollectionWindow, DefaultCollectionWindow)
+	def(&o.CoverageGrace, DefaultCoverageGrace)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
@@ -194,6 +200,7 @@ func (o Options) Validate() error {
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
+	check(o.CoverageGrace > 0 && o.CoverageGrace <= 28*24*time.Hour, "coverage-grace must be positive and at most 28 days (672h)")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")

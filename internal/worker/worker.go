@@ -59,6 +59,7 @@ type Worker struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	chunks   jetstream.KeyValue // the pages collections listed
+	cov      *coverageSide      // coverage records of collections
 	watch    *watchdog          // the watchdog of wake-ups the server never fired
 	sched    *schedules         // recurring schedules; nil when the server cannot hold them
 	profiles Profiles
@@ -173,6 +174,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.chunks, err = ensureCollections(ctx, w.js, w.subj, &w.cfg)
 		}
 		if err == nil {
+			w.cov, err = ensureCoverage(ctx, w.js, w.subj, &w.cfg)
+		}
+		if err == nil {
 			err = w.ensureArchive(ctx)
 		}
 		if err == nil {
@@ -197,7 +201,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
 	}
 	w.m.zeroRefused(ctx)
-	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj)); err != nil {
+	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj), w.observeCoverage()); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}
 	if w.watch, err = w.newWatchdog(); err != nil {
