@@ -142,4 +142,3 @@ func TestCoverageOfCollections(t *testing.T) {
 		return nil
 	})
 }
-
