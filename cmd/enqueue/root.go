@@ -68,7 +68,7 @@ command failed, 2 usage error or invalid request, 3 --wait gave up.`,
 		root.AddCommand(a.kindCommand(k))
 	}
 	root.AddCommand(a.collectCommand(), a.fileCommand(), a.statusCommand(), a.statsCommand(),
-		a.deadLettersCommand(), a.replayCommand(), a.deleteCommand(), a.fetchCommand(), a.versionCommand())
+		a.deadLettersCommand(), a.replayCommand(), a.deleteCommand(), a.fetchCommand(), a.versionCommand(), a.coverageCommand())
 	root.AddCommand(a.scheduleCommand())
 	return root
 }
