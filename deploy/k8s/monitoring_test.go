@@ -363,6 +363,7 @@ func TestWorkerMetricNames(t *testing.T) {
 		"billing_deadletter_size_bytes":         nil,
 		"billing_deadletter_limit_bytes":        nil,
 		"billing_nats_writes_refused_total":     {"billing_write"},
+		"billing_coverage_late":                 {"billing_coverage_status"},
 		"http_client_request_duration_seconds":  {"billing_kind", "http_request_method", "http_response_status_code", "server_address", "error_type"},
 	}
 	for name, lbls := range want {
@@ -456,6 +457,15 @@ var alertCases = map[string]alertCase{
 			billing_schedule_missed_total{namespace="billing",pod="w1"} 0x150 4x30`,
 		healthy: `
 			billing_schedule_missed_total{namespace="billing",pod="w1"} 4x180`,
+	},
+	"BillingCoverageIncomplete": {
+		firing: `
+			billing_coverage_late{namespace="billing",pod="w1",billing_coverage_status="never_collected"} 0x60 2x120
+			billing_coverage_late{namespace="billing",pod="w2",billing_coverage_status="never_collected"} 0x60 2x120
+			billing_coverage_late{namespace="billing",pod="w1",billing_coverage_status="partial"} 0x180`,
+		healthy: `
+			billing_coverage_late{namespace="billing",pod="w1",billing_coverage_status="never_collected"} 0x60 3x30 0x90
+			billing_coverage_late{namespace="billing",pod="w1",billing_coverage_status="failed"} 0x180`,
 	},
 	"BillingDeadLetterStreamNearlyFull": {
 		firing: `
