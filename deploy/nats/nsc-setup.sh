@@ -49,6 +49,8 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_collections' \
   --allow-pub '$JS.API.STREAM.CREATE.KV_billing_schedules' \
   --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_schedules' \
+  --allow-pub '$JS.API.STREAM.CREATE.KV_billing_coverage' \
+  --allow-pub '$JS.API.STREAM.UPDATE.KV_billing_coverage' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.requests.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.polls.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.BILLING_WORK.ended.>' \
@@ -77,6 +79,10 @@ nsc add user --account BILLING --name billing-worker \
   --allow-pub '$KV.billing_collections.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_schedules.>' \
   --allow-pub '$KV.billing_schedules.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_billing_coverage.>' \
+  --allow-pub '$KV.billing_coverage.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_coverage.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_coverage.*' \
   --allow-pub 'billing.requests.>' \
   --allow-pub '$JS.API.STREAM.CREATE.OBJ_billing_archive' \
   --allow-pub '$JS.API.STREAM.UPDATE.OBJ_billing_archive' \
