@@ -679,6 +679,10 @@ func checkScheduler(t *testing.T, ns *server.Server, op *operatorSetup, prefix s
 	if created, err := cl.PutSchedule(ctx, s); err != nil || !created {
 		t.Fatalf("add a schedule as billing-scheduler: %v, %v; server: %v", created, err, log.take())
 	}
+	// The coverage grid (enqueue coverage): the collections' records.
+	if g, err := cl.Coverage(ctx, "2026-01", "2026-01"); err != nil || g.Totals[client.CoverageComplete] == 0 {
+		t.Errorf("the coverage grid as billing-scheduler: %v, %+v; server: %v", err, g, log.take())
+	}
 	// Every fire after the first covers the same month: one collection,
 	// the record's last fire moving on.
 	var first client.ScheduleView
@@ -825,6 +829,11 @@ func checkConsole(t *testing.T, ns *server.Server, op *operatorSetup, prefix str
 	if body := do(http.MethodGet, "/schedules", nil, http.StatusOK); !strings.Contains(body, `<tr id="schedule-`+keptSchedule+`">`) ||
 		!strings.Contains(body, `href="/collections/`+keptSchedule+`-2025-09"`) || strings.Contains(body, "outcome-unknown") {
 		t.Errorf("the console's Schedules page under its permissions: %s", body)
+	}
+	// The Coverage page: the collections' records, each cell linked to its
+	// collection.
+	if body := do(http.MethodGet, "/coverage?from=2026-01&to=2026-01", nil, http.StatusOK); !strings.Contains(body, `href="/collections/perm-coll-account"`) {
+		t.Errorf("the console's Coverage page under its permissions: %s", body)
 	}
 	// An archived document, streamed from the Object Store.
 	if body := do(http.MethodGet, "/operations/perm-ok/document", nil, http.StatusOK); !strings.HasPrefix(body, "%PDF") {

@@ -107,6 +107,9 @@ nsc add user --account BILLING --name billing-scheduler \
   --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_schedules.*' \
   --allow-pub '$JS.API.STREAM.INFO.KV_billing_operations' \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_operations.>' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_coverage' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_coverage.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_coverage.*' \
   --allow-pub 'billing.internal.cron.*' \
   --allow-pub 'billing.requests.>' \
   --allow-sub '_INBOX.>'
@@ -133,6 +136,9 @@ nsc add user --account BILLING --name billing-console \
   --allow-pub '$JS.API.DIRECT.GET.KV_billing_schedules.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_schedules.>' \
   --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_schedules.*' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_billing_coverage' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_billing_coverage.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.KV_billing_coverage.*' \
   --allow-pub '$JS.API.STREAM.INFO.OBJ_billing_archive' \
   --allow-pub '$JS.API.DIRECT.GET.OBJ_billing_archive.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.OBJ_billing_archive.>' \

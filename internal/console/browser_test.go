@@ -465,5 +465,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("schedules page: %q", row)
 	}
 
+	// The Coverage page, from the nav bar, over the collection's months:
+	// its scope's cells link to it.
+	b.do(t, chromedp.Click(chromedp.CSS(`header nav a[href="/coverage"]`)), chromedp.WaitVisible(chromedp.CSS("#coverage")))
+	p := cst.Request.Params
+	b.do(t, chromedp.Navigate(tb.url+"/coverage?from="+p.PeriodStartDate[:7]+"&to="+p.PeriodEndDate[:7]), chromedp.WaitVisible(chromedp.CSS("#coverage")))
+	if n := eval[int](t, b, `document.querySelectorAll('#coverage td.cell a.coll[href="/collections/br-coll"]').length`); n == 0 {
+		t.Errorf("no coverage cell links the collection: %q", b.text(t, "#coverage"))
+	}
+	b.screenshot(t, "console-coverage")
+	b.do(t, chromedp.Click(chromedp.CSS(`#coverage td.cell a.coll[href="/collections/br-coll"]`)), chromedp.WaitVisible(chromedp.CSS("#children")))
+
 	b.clean(t, "status of 401", "status of 403") // the wrong token, the forged post
 }

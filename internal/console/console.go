@@ -183,6 +183,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /collections/{id}", s.handleCollection)
 	s.mux.HandleFunc("GET /live/collections/{id}", s.handleCollectionLive)
 	s.mux.HandleFunc("GET /schedules", s.handleSchedules)
+	s.mux.HandleFunc("GET /coverage", s.handleCoverage)
 	s.mux.HandleFunc("GET /deadletters", s.handleDeadLetters)
 	s.mux.HandleFunc("GET /deadletters/{seq}", s.handleDeadLetter)
 	s.mux.HandleFunc("GET /login", s.handleLoginForm)
