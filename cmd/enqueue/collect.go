@@ -259,8 +259,8 @@ func (a *app) summarize(o client.Outcome) error {
 
 func (a *app) printSummary(ev *messages.Completed) {
 	sum := ev.Collected
-	fmt.Fprintf(a.stdout, "collection %s: %d documents of %d invoices: %d completed, %d failed\n\n",
-		ev.ID, sum.Documents, sum.Invoices, sum.Completed, sum.Failed)
+	fmt.Fprintf(a.stdout, "collection %s: %d documents of %d invoices: %d completed, %d failed; %d of %d listed skipped\n\n",
+		ev.ID, sum.Documents, sum.Invoices, sum.Completed, sum.Failed, sum.Skipped, sum.Listed)
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "OUTCOME\tINVOICE\tDOCUMENT\tKIND\tDETAIL")
 	for _, c := range sum.Children {
@@ -271,6 +271,13 @@ func (a *app) printSummary(ev *messages.Completed) {
 			detail = "link expires " + c.ExpiryTime.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Outcome, c.InvoiceName, c.DocumentName, c.DocumentKind, detail)
+	}
+	for _, s := range sum.SkippedDocuments {
+		detail := s.Reason
+		if s.ExternalURL != "" {
+			detail += " " + s.ExternalURL
+		}
+		fmt.Fprintf(tw, "skipped\t%s\t%s\t%s\t%s\n", s.InvoiceName, s.DocumentName, s.DocumentKind, detail)
 	}
 	_ = tw.Flush()
 	if sum.Truncated {

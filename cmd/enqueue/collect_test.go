@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,6 +50,10 @@ func TestCollect(t *testing.T) {
 		"--kinds", "Invoice", "--id", "coll-tty", "--wait", "--timeout", "1m")
 	if r.code != exitOK || !strings.Contains(r.stdout, "4 documents of 4 invoices: 4 completed, 0 failed") || !strings.Contains(r.stdout, "OUTCOME") {
 		t.Fatalf("collect on a terminal: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// The documents of the kinds not asked for are listed as skipped.
+	if !regexp.MustCompile(`(?m)^skipped +G\w+ +TR-G\w+ +TaxReceipt +kind_not_requested$`).MatchString(r.stdout) {
+		t.Errorf("collect on a terminal lists no skipped tax receipt: %q", r.stdout)
 	}
 	r = enqueueWith(t, s, env{tty: true}, "status", "coll-tty")
 	if r.code != exitOK || strings.Count(r.stdout, "coll-tty-") != 4 {

@@ -67,6 +67,12 @@ func (o Outcome) Human() string {
 					fmt.Fprintf(&b, "\n  failed:     %s %s (%s): %s", ch.InvoiceName, ch.DocumentName, ch.Code, ch.Message)
 				}
 			}
+			if sum.Skipped > 0 {
+				fmt.Fprintf(&b, "\n  skipped:    %d of %d listed (not fetched, each with its reason)", sum.Skipped, sum.Listed)
+			}
+			for _, s := range sum.SkippedDocuments {
+				fmt.Fprintf(&b, "\n  skipped:    %s %s (%s): %s", s.InvoiceName, s.DocumentName, s.DocumentKind, s.Reason)
+			}
 		}
 		if c.Collection != nil {
 			fmt.Fprintf(&b, "\n  collection: %s (document %d)", c.Collection.ID, c.Collection.Index)

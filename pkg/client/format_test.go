@@ -64,3 +64,20 @@ func TestHumanReportOfSeveralFiles(t *testing.T) {
 		t.Errorf("%s", out)
 	}
 }
+
+// A collection's event says what it skipped, and why.
+func TestHumanCollectionSkipped(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	c := &messages.Completed{ID: "c", Kind: messages.KindCollection, AcceptedAt: now, CompletedAt: now, Collected: &messages.CollectionSummary{
+		Documents: 1, Completed: 1, Invoices: 1, Listed: 3, Skipped: 2, SkippedDocuments: []messages.SkippedDocument{
+			{InvoiceName: "G1", DocumentName: "ST-G1", DocumentKind: "Statement", Reason: messages.SkipKindNotRequested},
+			{InvoiceName: "G1", DocumentKind: "Invoice", Reason: messages.SkipExternal, ExternalURL: "https://nfe.invalid/1"},
+		}}}
+	out := client.Outcome{Completed: c}.Human()
+	for _, want := range []string{"skipped:    2 of 3 listed", "G1 ST-G1 (Statement): kind_not_requested", "G1  (Invoice): external"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}
