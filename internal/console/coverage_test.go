@@ -67,7 +67,7 @@ func TestCoveragePage(t *testing.T) {
 		return m
 	}
 	cell := func(row, month string) string {
-		return regexp.MustCompile(`(?s)<td class="cell cell-[a-z_]+" data-month="`+month+`".*?</td>`).FindString(row)
+		return regexp.MustCompile(`(?s)<td class="cell cell-[a-z_]+" data-month="` + month + `".*?</td>`).FindString(row)
 	}
 	good := row("account-20000040")
 	// One of the two months has the gone tax receipt: which one is the
