@@ -22,6 +22,7 @@ import (
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -138,7 +139,18 @@ func Dev(ctx context.Context, o DevOptions) error {
 		return err
 	}
 	defer stopConsole()
+	// Two scopes known and never collected, beside the sample
+	// collection's, on the Coverage page.
+	for _, s := range []client.CoverageScope{
+		{Kind: "account", ID: SampleMCAAccount, Name: "Contoso (sample MCA account)", AgreementType: "MicrosoftCustomerAgreement"},
+		{Kind: "subscription", ID: SampleSubscriptionID, Name: "Pay-as-you-go (sample subscription)", AgreementType: "MicrosoftOnlineServicesProgram"},
+	} {
+		if err := stack.Client.PutScope(ctx, s); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(o.Out, "dev mode: console %s (replay and delete dead letters after logging in with the token %s)\n", consoleURL, token)
+	fmt.Fprintf(o.Out, "dev mode: coverage of the sample collection's months: %s/coverage?from=2026-01&to=2026-03, or enqueue coverage --from 2026-01 --to 2026-03\n", consoleURL)
 	fmt.Fprintf(o.Out, "try, from another terminal:\n  go run ./cmd/enqueue --server %s invoice-summary --billing-account %s --invoice-name G123456789 --wait\n\n",
 		stack.NATS.ClientURL(), SampleBillingAccount)
 

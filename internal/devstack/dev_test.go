@@ -22,6 +22,8 @@ type consoleProbe struct {
 	out    bytes.Buffer
 	status int
 	body   string
+	// coverage is the Coverage page over the sample collection's months.
+	coverage string
 }
 
 var consoleLine = regexp.MustCompile(`dev mode: console (http://127\.0\.0\.1:\d+) \(.* token ([0-9a-f]{32})\)`)
@@ -37,6 +39,13 @@ func (p *consoleProbe) Write(b []byte) (int, error) {
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		p.status, p.body = res.StatusCode, string(body)
+		res, err = http.Get(string(m[1]) + "/coverage?from=2026-01&to=2026-03")
+		if err != nil {
+			return 0, err
+		}
+		body, _ = io.ReadAll(res.Body)
+		res.Body.Close()
+		p.coverage = string(body)
 	}
 	return p.out.Write(b)
 }
@@ -55,6 +64,10 @@ func TestDevServesConsole(t *testing.T) {
 	defer p.mu.Unlock()
 	if p.status != http.StatusOK || !strings.Contains(p.body, "Overview") {
 		t.Errorf("the console's overview: %d\n%s", p.status, p.out.String())
+	}
+	// The Coverage page shows the scopes dev mode registers.
+	if !strings.Contains(p.coverage, "Contoso (sample MCA account)") || !strings.Contains(p.coverage, "Pay-as-you-go (sample subscription)") {
+		t.Errorf("the console's coverage page:\n%s", p.coverage)
 	}
 	if n := strings.Count(p.out.String(), "COMPLETED"); n < len(messages.Kinds) {
 		t.Errorf("%d samples completed:\n%s", n, p.out.String())
