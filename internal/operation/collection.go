@@ -460,18 +460,28 @@ func (m Machine) Finish(st State, ends []ChildEnd, skipped []Skipped, now time.T
 	sum := messages.CollectionSummary{Documents: c.Total, Invoices: c.Invoices, Children: []messages.ChildOutcome{},
 		Listed: c.Listed, Skipped: len(skipped), SkippedDocuments: []messages.SkippedDocument{}, Months: []messages.MonthCount{}}
 	p := st.Request.Params
+	// Every month of the period is counted, and only those: a document
+	// dated outside the period (Azure's filter is its own) counts in the
+	// period's nearest month, so that no month outside it gets a count the
+	// collection did not list in full.
+	months := periodMonths(p.PeriodStartDate, p.PeriodEndDate)
 	byMonth := map[string]*messages.MonthCount{}
+	for _, m := range months {
+		byMonth[m] = &messages.MonthCount{Month: m}
+	}
 	count := func(month string) *messages.MonthCount {
-		if month == "" {
+		switch {
+		case len(months) == 0:
 			month = monthOf(p.PeriodStartDate)
+		case month == "" || month < months[0]:
+			month = months[0]
+		case month > months[len(months)-1]:
+			month = months[len(months)-1]
 		}
 		if byMonth[month] == nil {
 			byMonth[month] = &messages.MonthCount{Month: month}
 		}
 		return byMonth[month]
-	}
-	for _, m := range periodMonths(p.PeriodStartDate, p.PeriodEndDate) {
-		count(m)
 	}
 	for _, k := range skipped {
 		mc := count(k.Month)

@@ -531,6 +531,13 @@ func TestCollectionFinishAccounts(t *testing.T) {
 	if fmt.Sprint(sum.Months) != fmt.Sprint(want) {
 		t.Errorf("months %+v, want %+v", sum.Months, want)
 	}
+	// A document dated outside the period counts in its nearest month.
+	outside := append([]operation.ChildEnd{}, ends...)
+	outside[0].Child.Month, outside[2].Child.Month = "2025-12", "2026-05"
+	odd := m.Finish(st, outside, nil, t0).Next.Completed.Collected.Months
+	if len(odd) != 3 || odd[0].Month != "2026-01" || odd[0].Documents != 2 || odd[2].Month != "2026-03" || odd[2].Documents != 1 {
+		t.Errorf("months with documents dated outside the period: %+v", odd)
+	}
 	for _, c := range sum.Children {
 		if want := map[string]string{"0": "2026-01", "1": "2026-01", "2": "2026-03"}[c.DocumentName]; c.Month != want {
 			t.Errorf("child %s in month %q, want %q", c.DocumentName, c.Month, want)
