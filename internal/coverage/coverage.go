@@ -139,11 +139,14 @@ func StatusOf(r *Record) Status {
 	return Partial
 }
 
-// Records makes a collection's records, one per month of its period,
-// from its outcome: a completed collection's counts by month, with the
-// month's failed children; or a failed collection's error in each month.
+// Records makes a collection's records, one per month its period covers
+// whole (a month it covers in part, a day of it say, gets none: it did not
+// list the month's every invoice), from its outcome: a completed
+// collection's counts by month, with the month's failed children; or a
+// failed collection's error in each month.
 func Records(req messages.Request, completed *messages.Completed, failed *messages.Failed) []Record {
 	base := Record{Scope: ScopeOf(req), Collection: req.ID}
+	whole := WholeMonths(req.Params.PeriodStartDate, req.Params.PeriodEndDate)
 	var recs []Record
 	switch {
 	case completed != nil && completed.Collected != nil:
@@ -151,6 +154,9 @@ func Records(req messages.Request, completed *messages.Completed, failed *messag
 		sum := completed.Collected
 		at := map[string]int{}
 		for _, m := range sum.Months {
+			if !slices.Contains(whole, m.Month) {
+				continue
+			}
 			r := base
 			r.Month, r.Listed, r.Archived, r.Failed, r.Skipped = m.Month, m.Documents+m.Skipped, m.Completed, m.Failed, m.Skipped
 			r.Reasons = maps.Clone(m.Reasons)
@@ -167,7 +173,7 @@ func Records(req messages.Request, completed *messages.Completed, failed *messag
 			base.AcceptedAt = *failed.AcceptedAt
 		}
 		base.CollectedAt, base.Code, base.Message = failed.FailedAt, failed.Code, failed.Message
-		for _, m := range Months(req.Params.PeriodStartDate, req.Params.PeriodEndDate) {
+		for _, m := range whole {
 			r := base
 			r.Month = m
 			recs = append(recs, r)
@@ -196,6 +202,24 @@ func Months(from, to string) []string {
 	var out []string
 	for m := f; !m.After(t) && len(out) < maxMonths; m = m.AddDate(0, 1, 0) {
 		out = append(out, m.Format("2006-01"))
+	}
+	return out
+}
+
+// WholeMonths lists the months (YYYY-MM) a period of ISO dates covers
+// from their first day to their last, oldest first.
+func WholeMonths(from, to string) []string {
+	f, err1 := time.Parse(time.DateOnly, from)
+	t, err2 := time.Parse(time.DateOnly, to)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range Months(from, to) {
+		first, _ := time.Parse("2006-01", m)
+		if !first.Before(f) && !first.AddDate(0, 1, -1).After(t) {
+			out = append(out, m)
+		}
 	}
 	return out
 }

@@ -72,6 +72,17 @@ func TestMonthsAndRange(t *testing.T) {
 	if got := coverage.Months("2026-03-01", "2026-01-01"); got != nil {
 		t.Errorf("a backwards period: %v", got)
 	}
+	for _, tc := range [][3]string{
+		{"2026-01-01", "2026-03-31", "2026-01,2026-02,2026-03"},
+		{"2026-01-15", "2026-03-31", "2026-02,2026-03"},
+		{"2026-01-01", "2026-02-27", "2026-01"},
+		{"2024-02-01", "2024-02-29", "2024-02"},
+		{"2026-10-05", "2026-10-05", ""},
+	} {
+		if got := strings.Join(coverage.WholeMonths(tc[0], tc[1]), ","); got != tc[2] {
+			t.Errorf("whole months of %s..%s: %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
 	if m, err := coverage.ParseRange("2026-01", "2026-11"); err != nil || len(m) != 11 || m[10] != "2026-11" {
 		t.Errorf("range: %v %v", m, err)
 	}
@@ -115,6 +126,11 @@ func TestRecordsOfACollection(t *testing.T) {
 	failed := coverage.Records(req, nil, &messages.Failed{Code: messages.CodeAccessDenied, Message: "403", AcceptedAt: &accepted, FailedAt: t0})
 	if len(failed) != 2 || failed[1].Code != messages.CodeAccessDenied || coverage.StatusOf(&failed[0]) != coverage.Failed {
 		t.Errorf("failed collection's records %+v", failed)
+	}
+	// A period that covers January in part: February's record only.
+	req.Params.PeriodStartDate = "2026-01-20"
+	if recs := coverage.Records(req, ev, nil); len(recs) != 1 || recs[0].Month != "2026-02" {
+		t.Errorf("records of a period from the 20th: %+v", recs)
 	}
 }
 
