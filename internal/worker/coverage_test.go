@@ -6,9 +6,14 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/azbilling/worker/internal/coverage"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/testwait"
+	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -141,4 +146,56 @@ func TestCoverageOfCollections(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// billing.coverage.late counts the known scopes whose due month (the last
+// that ended coverage-grace ago) is not complete, by status.
+func TestCoverageLateGauge(t *testing.T) {
+	t.Parallel()
+	b := setupTelemetry(t)
+	b.emu.SetListing(50, 1)
+	ctx := context.Background()
+	now := time.Now()
+	due := coverage.DueMonth(now, worker.DefaultCoverageGrace)
+	first, _ := time.Parse("2006-01", due)
+	from, to := first.Format(time.DateOnly), first.AddDate(0, 1, -1).Format(time.DateOnly)
+	const done, refused, idle = "20000051", "20000052", "20000053"
+	b.emu.Script(refused, emulator.Fail(http.StatusForbidden, "AuthorizationFailed", "not yours"))
+	for _, id := range []string{done, refused, idle} {
+		testwait.ForNoError(t, eventTimeout, "register "+id, func() error {
+			return b.stack.Client.PutScope(ctx, client.CoverageScope{Kind: "account", ID: id})
+		})
+	}
+	for _, id := range []string{done, refused} {
+		req := collectionRequest(b.id(), id)
+		req.Params.PeriodStartDate, req.Params.PeriodEndDate, req.Params.DocumentKinds = from, to, []string{"Invoice"}
+		b.submit(req)
+		b.wait(req.ID, 2*eventTimeout)
+	}
+	testwait.ForNoError(t, eventTimeout, "both records", func() error {
+		g, err := b.stack.Client.Coverage(ctx, due, due)
+		if err == nil && g.Totals[client.CoverageNever] != 1 {
+			err = fmt.Errorf("totals %v", g.Totals)
+		}
+		return err
+	})
+	// The first observation reads the bucket.
+	var rm metricdata.ResourceMetrics
+	if err := b.reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "billing.coverage.late" {
+				for _, dp := range g.DataPoints {
+					s, _ := dp.Attributes.Value("billing.coverage.status")
+					got[s.AsString()] = dp.Value
+				}
+			}
+		}
+	}
+	if want := map[string]int64{"partial": 0, "failed": 1, "never_collected": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("billing.coverage.late for %s: %v, want %v", due, got, want)
+	}
 }
