@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/azbilling/worker/internal/coverage"
 	"github.com/azbilling/worker/internal/redact"
 	"github.com/azbilling/worker/pkg/client"
 )
@@ -33,13 +34,14 @@ func (s *Server) handleCoverage(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("to"); v != "" {
 		p.To = v
 	}
+	if _, err := coverage.ParseRange(p.From, p.To); err != nil {
+		s.refuse(w, r, http.StatusBadRequest, "The months are not readable: "+err.Error())
+		return
+	}
 	g, err := s.o.Client.Coverage(r.Context(), p.From, p.To)
 	switch {
 	case errors.Is(err, client.ErrNoCoverage):
 		p.Missing = redact.String(err.Error())
-	case err != nil && r.URL.Query().Has("from"), err != nil && r.URL.Query().Has("to"):
-		s.refuse(w, r, http.StatusBadRequest, "The months are not readable: "+redact.String(err.Error()))
-		return
 	case err != nil:
 		s.refuse(w, r, http.StatusBadGateway, "Reading the coverage failed: "+redact.String(err.Error()))
 		return
