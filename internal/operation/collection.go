@@ -53,6 +53,12 @@ type Collection struct {
 	Ended     []byte `json:"ended,omitempty"`
 	Completed int    `json:"completed"`
 	Failed    int    `json:"failed"`
+	// Skipped counts an estate's scopes it does not collect (ended from
+	// the start).
+	Skipped int `json:"skipped,omitempty"`
+	// Listing is the discovery listing an estate is at: empty for its
+	// billing accounts, then messages.KindSubscriptions.
+	Listing messages.Kind `json:"listing,omitempty"`
 }
 
 // Child is one listed document of a collection, kept in its page's chunk.
@@ -73,6 +79,11 @@ type Child struct {
 	// Invalid explains why no request could be made for the document (its
 	// names break the request rules): the child is failed from the start.
 	Invalid string `json:"x,omitempty"`
+	// Scope is an estate's child: the scope its collection is of. Skip,
+	// when not empty, says why the estate does not collect it (ended from
+	// the start).
+	Scope *EstateScope `json:"s,omitempty"`
+	Skip  string       `json:"sk,omitempty"`
 }
 
 // Chunk is the documents of one listed page, stored under Key.
@@ -114,7 +125,7 @@ func (c *Collection) InFlight() int {
 }
 
 // Done reports whether every listed child has ended.
-func (c *Collection) Done() bool { return c.Completed+c.Failed == c.Total }
+func (c *Collection) Done() bool { return c.Completed+c.Failed+c.Skipped == c.Total }
 
 // Locate returns the page holding child i and its place in that page.
 func (c *Collection) Locate(i int) (page, at int, ok bool) {
@@ -133,6 +144,9 @@ func (c *Collection) Locate(i int) (page, at int, ok bool) {
 // every other kind by the download by billing account or subscription with
 // documentName), with the collection's profile and labels.
 func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
+	if coll.Kind == messages.KindEstate {
+		return EstateChildRequest(coll, i, c)
+	}
 	req := messages.Request{
 		Version: messages.Version, ID: messages.ChildID(coll.ID, c.Invoice, c.Document),
 		Profile: coll.Profile, Labels: coll.Labels, Archive: coll.Archive, Collection: &messages.ChildOf{ID: coll.ID, Index: i},
@@ -315,7 +329,7 @@ func (m Machine) fanOut(st *State) Step {
 func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 	c := st.Collection
 	switch {
-	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection, i < 0:
+	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection && st.Request.Kind != messages.KindEstate, i < 0:
 		return Step{Action: Ack} // nothing to count
 	case st.Phase == PhaseCollecting && i >= c.Total:
 		return Step{Action: Ack} // not a child this collection made
@@ -365,6 +379,9 @@ var ErrNoChildState = errors.New("the child's state was not found when the colle
 func (m Machine) Finish(st State, ends []ChildEnd, now time.Time) Step {
 	if st.Phase.Terminal() {
 		return Step{Action: Republish}
+	}
+	if st.Request.Kind == messages.KindEstate {
+		return m.finishEstate(st, ends, now)
 	}
 	c := st.Collection
 	sum := messages.CollectionSummary{Documents: c.Total, Invoices: c.Invoices, Children: []messages.ChildOutcome{}}

@@ -110,8 +110,8 @@ func (w *Worker) spawn(ctx context.Context, st *operation.State, r operation.Ran
 		if err != nil {
 			return err
 		}
-		if kid.Invalid != "" {
-			continue // failed from the start: nothing to request
+		if kid.Invalid != "" || kid.Skip != "" {
+			continue // ended from the start: nothing to request
 		}
 		req := operation.ChildRequest(st.Request, i, kid)
 		m := nats.NewMsg(w.subj.Request(req.Kind))
@@ -204,7 +204,7 @@ func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.C
 			return nil, err
 		}
 		ends[i].Child = kid
-		if kid.Invalid != "" {
+		if kid.Invalid != "" || kid.Skip != "" {
 			continue
 		}
 		entry, err := w.kv.Get(ctx, operation.ChildRequest(st.Request, i, kid).ID)
