@@ -119,7 +119,7 @@ func readDiscovered(raw json.RawMessage) (messages.Discovered, error) {
 		}
 		return messages.Discovered{
 			ID: it.ID, Name: it.SubscriptionID, DisplayName: it.DisplayName, SubscriptionID: it.SubscriptionID,
-			State: it.State, QuotaID: it.Policies.QuotaID, TenantID: it.TenantID, Properties: raw,
+			State: it.State, QuotaID: it.Policies.QuotaID, TenantID: it.TenantID, Resource: raw,
 		}, nil
 	}
 	if it.ID == "" {
@@ -138,6 +138,6 @@ func readDiscovered(raw json.RawMessage) (messages.Discovered, error) {
 	}
 	return messages.Discovered{
 		ID: it.ID, Name: it.Name, DisplayName: p.DisplayName, AgreementType: p.AgreementType,
-		AccountStatus: p.AccountStatus, AccountType: p.AccountType, Status: p.Status, Properties: it.Properties,
+		AccountStatus: p.AccountStatus, AccountType: p.AccountType, Status: p.Status, Resource: raw,
 	}, nil
 }

@@ -64,7 +64,7 @@ func (k Kind) Discovers() bool {
 // Discovered is one item a discovery kind found: a billing account, a
 // billing profile, a customer or a subscription. Azure's enums (agreement
 // types, statuses) are open: a value this code does not know is passed on
-// as sent, and Properties keeps every property Azure sent.
+// as sent, and Resource keeps the item as Azure sent it.
 type Discovered struct {
 	// ID is the resource id; Name its last segment (a billing account's
 	// name, such as 12345678 or GUID:GUID_YYYY-MM-DD; a subscription's id).
@@ -83,8 +83,9 @@ type Discovered struct {
 	State          string `json:"state,omitempty"`
 	QuotaID        string `json:"quotaId,omitempty"`
 	TenantID       string `json:"tenantId,omitempty"`
-	// Properties is the item's properties object as Azure sent it.
-	Properties json.RawMessage `json:"properties,omitempty"`
+	// Resource is the whole item as Azure sent it (every property, known
+	// or not).
+	Resource json.RawMessage `json:"resource,omitempty"`
 }
 
 // EstateSummary is what an estate's completion event says of its scopes.
