@@ -1,0 +1,166 @@
+package worker_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/azbilling/worker/internal/config"
+	"github.com/azbilling/worker/internal/devstack"
+	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/pkg/messages"
+)
+
+func TestDiscoveryEveryPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	est, _ := devstack.SampleEstate(12)
+	b.emu.SetEstate(est)
+	b.emu.SetListing(3, 0) // three items to a page
+	partner := est.Accounts[len(est.Accounts)-4]
+	mca := est.Accounts[len(est.Accounts)-5]
+	for _, c := range []struct {
+		kind   messages.Kind
+		params messages.Params
+		op     string
+		want   int
+	}{
+		{messages.KindBillingAccounts, messages.Params{}, emulator.OpBillingAccountList, len(est.Accounts) - 1}, // one is hidden
+		{messages.KindSubscriptions, messages.Params{}, emulator.OpSubscriptionList, len(est.Subscriptions)},
+		{messages.KindBillingProfiles, messages.Params{BillingAccountName: mca.Name}, emulator.OpBillingProfileList, len(mca.Profiles)},
+		{messages.KindCustomers, messages.Params{BillingAccountName: partner.Name}, emulator.OpCustomerList, len(partner.Customers)},
+	} {
+		t.Run(string(c.kind), func(t *testing.T) {
+			t.Parallel()
+			req := devstack.Sample(c.kind, b.id(), "")
+			req.Params = c.params
+			b.submit(req)
+			o := b.wait(req.ID, eventTimeout)
+			if o.Completed == nil {
+				t.Fatalf("want completion, got %+v", o.Failed)
+			}
+			got := o.Completed
+			pages := (c.want + 2) / 3
+			if len(got.Items) != c.want || got.AzureCalls != pages || got.URL != "" {
+				t.Fatalf("%d items after %d calls, want %d after %d", len(got.Items), got.AzureCalls, c.want, pages)
+			}
+			seen := map[string]bool{}
+			var types []string
+			for _, it := range got.Items {
+				if seen[it.ID] || it.Name == "" || len(it.Resource) == 0 {
+					t.Errorf("item %+v repeated or incomplete", it)
+				}
+				seen[it.ID] = true
+				types = append(types, it.AgreementType)
+				if it.Name == "79999999" {
+					t.Errorf("an account only another principal sees was listed")
+				}
+			}
+			switch c.kind {
+			case messages.KindBillingAccounts:
+				// Open enums: an agreement type Azure may add comes through.
+				if s := strings.Join(types, ","); !strings.Contains(s, "SomeFutureAgreement") || !strings.Contains(s, "MicrosoftCustomerAgreement") {
+					t.Errorf("agreement types %s", s)
+				}
+				// The MCA names (':' and '_') survive the round trip.
+				if !seen["/providers/Microsoft.Billing/billingAccounts/"+mca.Name] {
+					t.Errorf("MCA account %s not among %v", mca.Name, seen)
+				}
+			case messages.KindSubscriptions:
+				if got.Items[0].QuotaID == "" || got.Items[0].SubscriptionID != got.Items[0].Name || got.Items[0].State != "Enabled" {
+					t.Errorf("subscription %+v", got.Items[0])
+				}
+			}
+			var calls int
+			for _, call := range b.emu.Calls() {
+				if call.Operation == c.op && (c.params.BillingAccountName == "" || strings.Contains(call.Path, c.params.BillingAccountName)) {
+					calls++
+				}
+			}
+			if calls != pages {
+				t.Errorf("emulator saw %d calls of %s, want %d", calls, c.op, pages)
+			}
+		})
+	}
+}
+
+func TestEstateCollectsEveryScopeOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) { c.CollectionWindow = 8 })
+	est, want := devstack.SampleEstate(50)
+	b.emu.SetEstate(est)
+	b.emu.SetListing(5, 2)                        // two invoices a month: six in the period, one with a document that fails
+	b.emu.SetDefault(emulator.Reply{Status: 200}) // every download answers at once
+	req := devstack.Sample(messages.KindEstate, b.id(), "")
+	req.Labels = map[string]string{"run": "estate"}
+	b.submit(req)
+	o := b.wait(req.ID, 5*eventTimeout)
+	if o.Completed == nil || o.Completed.Estate == nil {
+		t.Fatalf("want the estate's completion, got %+v", o.Failed)
+	}
+	sum := o.Completed.Estate
+	counts := map[string]int{}
+	for _, w := range want {
+		counts[w.Outcome]++
+	}
+	if sum.Scopes != len(want) || sum.Completed != counts[messages.OutcomeCompleted] || sum.Failed != counts[messages.OutcomeFailed] ||
+		sum.Skipped != counts[messages.OutcomeSkipped] || counts[messages.OutcomeCompleted]+counts[messages.OutcomeFailed] != 50 {
+		t.Fatalf("estate %d scopes: %d completed, %d failed, %d skipped; want %v", sum.Scopes, sum.Completed, sum.Failed, sum.Skipped, counts)
+	}
+	byID := map[string]messages.ScopeOutcome{}
+	for _, s := range sum.Children {
+		byID[s.Scope+"/"+s.ID] = s
+	}
+	docs := 0
+	for _, w := range want {
+		got, ok := byID[w.Kind+"/"+w.ID]
+		if !ok || got.Outcome != w.Outcome {
+			t.Errorf("scope %s %s: got %+v, want %s", w.Kind, w.ID, got, w.Outcome)
+			continue
+		}
+		if w.Outcome == messages.OutcomeSkipped {
+			continue
+		}
+		if wantID := messages.EstateChildID(req.ID, w.Kind, w.ID); got.CollectionID != wantID {
+			t.Errorf("scope %s: collection %s, want %s", w.ID, got.CollectionID, wantID)
+		}
+		// Its invoice listing was started once: one collection per scope.
+		key := w.ID
+		starts := 0
+		for _, c := range b.emu.CallsFor(key) {
+			if (c.Operation == emulator.OpAccountInvoiceList || c.Operation == emulator.OpSubscriptionInvoiceList) && c.Phase == emulator.PhaseStart {
+				starts++
+			}
+		}
+		if starts != 1 {
+			t.Errorf("scope %s: its invoices were listed %d times, want once", w.ID, starts)
+		}
+		if w.Outcome == messages.OutcomeFailed && got.Code != messages.CodeAccessDenied {
+			t.Errorf("scope %s: failed with %s %q, want %s", w.ID, got.Code, got.Message, messages.CodeAccessDenied)
+		}
+		if w.Outcome == messages.OutcomeCompleted {
+			if got.Documents == 0 || got.Completed+got.Failed != got.Documents {
+				t.Errorf("scope %s: %+v", w.ID, got)
+			}
+			docs += got.Documents
+		}
+	}
+	if sum.Documents != docs || sum.DocumentsFailed == 0 || sum.DocumentsCompleted+sum.DocumentsFailed != docs {
+		t.Errorf("documents %d (%d completed, %d failed), scopes add up to %d; want some failed", sum.Documents, sum.DocumentsCompleted, sum.DocumentsFailed, docs)
+	}
+	// The documents fetched are the emulator's accepted downloads.
+	accepted := 0
+	for _, c := range b.emu.Calls() {
+		if c.Accepted && c.Phase == emulator.PhaseStart && !strings.HasSuffix(c.Operation, "-list") {
+			accepted++
+		}
+	}
+	if accepted != sum.DocumentsCompleted {
+		t.Errorf("emulator accepted %d downloads, the estate says %d documents completed", accepted, sum.DocumentsCompleted)
+	}
+	if n := len(b.events(req.ID)); n != 1 {
+		t.Errorf("%d events for the estate, want one", n)
+	}
+	if o.Completed.Labels["run"] != "estate" {
+		t.Errorf("labels %v", o.Completed.Labels)
+	}
+}
