@@ -312,7 +312,11 @@ func (m Machine) fanOut(st *State) Step {
 		return Step{Next: st, Action: Finish}
 	}
 	from, to := c.Spawned, c.Spawned
-	for room := max(m.Window, 1) - c.InFlight(); to < c.Total && room > 0; to++ {
+	window := m.Window
+	if st.Request.Kind == messages.KindEstate && m.EstateWindow > 0 {
+		window = m.EstateWindow
+	}
+	for room := max(window, 1) - c.InFlight(); to < c.Total && room > 0; to++ {
 		if !c.ended(to) {
 			room--
 		}

@@ -35,7 +35,8 @@ func accounts(names ...string) []messages.Discovered {
 // (two pages), then subscriptions, then its collections within the window.
 func TestEstateDiscovery(t *testing.T) {
 	t.Parallel()
-	m := collectionMachine() // window 2
+	m := collectionMachine()
+	m.Window, m.EstateWindow = 5, 2 // an estate's collections go by their own window
 	req := estateRequest(messages.Params{ExcludeAccounts: []string{"22222222"}})
 	if err := req.Validate(); err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func TestDiscoveryEveryPage(t *testing.T) {
 
 func TestEstateCollectsEveryScopeOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *config.Config) { c.CollectionWindow = 8 })
+	b := setup(t, func(c *config.Config) { c.CollectionWindow, c.EstateWindow = 8, 3 })
 	est, want := devstack.SampleEstate(50)
 	b.emu.SetEstate(est)
 	b.emu.SetListing(5, 2)                        // two invoices a month: six in the period, one with a document that fails

@@ -31,6 +31,7 @@ const (
 	DefaultDrainTimeout       = 45 * time.Second
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
+	DefaultEstateWindow       = 4
 	DefaultWakeOverdue        = 30 * time.Second
 	DefaultScheduleCatchUp    = 13
 )
@@ -92,6 +93,9 @@ type Options struct {
 	// in flight at once (the next one is requested when one ends); defaults
 	// to DefaultCollectionWindow.
 	MaxDocuments, CollectionWindow int
+	// EstateWindow bounds an estate's collections in flight at once;
+	// defaults to DefaultEstateWindow.
+	EstateWindow int
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -150,6 +154,7 @@ func (o Options) withDefaults() Options {
 	num(&o.MaxUnanswered, DefaultMaxUnanswered)
 	num(&o.MaxDocuments, DefaultMaxDocuments)
 	num(&o.CollectionWindow, DefaultCollectionWindow)
+	num(&o.EstateWindow, DefaultEstateWindow)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
@@ -194,6 +199,7 @@ func (o Options) Validate() error {
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
+	check(o.EstateWindow >= 1, "estate-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")
