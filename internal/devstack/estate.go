@@ -11,6 +11,9 @@ import (
 // An estate for the emulator: the tenant dev mode, the tests and the
 // benchmark collect with one estate request.
 
+// DevEstateScopes is how many scopes dev mode's estate collects.
+const DevEstateScopes = 6
+
 // HiddenPrincipal is a client id other than the dev client's: the scopes
 // only it sees are not the dev client's to discover.
 const HiddenPrincipal = "another-app"
