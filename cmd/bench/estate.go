@@ -22,7 +22,7 @@ import (
 // calls per document, memory, and single requests' latency meanwhile.
 func runEstate(ctx context.Context, o options, r *report) error {
 	writes, reads := throttle.DefaultLimits()[throttle.BillingWrites], throttle.DefaultLimits()[throttle.BillingReads]
-	r.printf("\n## 9. Estate (%d scopes of %d documents; throttle at Azure's documented budget: writes %s burst %d, reads %s burst %d)\n\n",
+	r.printf("\n## 10. Estate (%d scopes of %d documents; throttle at Azure's documented budget: writes %s burst %d, reads %s burst %d)\n\n",
 		o.estateScopes, o.estateDocs, writes.Rate, writes.Burst, reads.Rate, reads.Burst)
 	r.printf("One stack in this process (embedded nats-server, the emulator, one worker of concurrency 64, estate-window %d, "+
 		"collection-window 16). Half the scopes are billing accounts, half pay-as-you-go subscriptions; each lists %d invoices "+

@@ -11,6 +11,13 @@ import (
 // An estate for the emulator: the tenant dev mode, the tests and the
 // benchmark collect with one estate request.
 
+// SamplePartnerAccount is the partner (MPA) account of SampleEstate, with
+// a billing profile and three customers: the sample billing-profiles and
+// customers requests list its.
+var SamplePartnerAccount = estateGUID(0xc0000000, 1) + ":" + estateGUID(0xc0000000, 2) + "_2020-01-31"
+
+func estateGUID(a, b int) string { return fmt.Sprintf("%08x-%04x-4000-8000-%012x", a, b, a*1000+b) }
+
 // DevEstateScopes is how many scopes dev mode's estate collects.
 const DevEstateScopes = 6
 
@@ -38,7 +45,7 @@ type EstateScope struct {
 func SampleEstate(n int) (emulator.Estate, []EstateScope) {
 	var est emulator.Estate
 	var want []EstateScope
-	guid := func(a, b int) string { return fmt.Sprintf("%08x-%04x-4000-8000-%012x", a, b, a*1000+b) }
+	guid := estateGUID
 	account := func(a emulator.EstateAccount, outcome string) {
 		est.Accounts = append(est.Accounts, a)
 		if outcome != "" {
@@ -61,7 +68,7 @@ func SampleEstate(n int) (emulator.Estate, []EstateScope) {
 			DisplayName: fmt.Sprintf("Contoso MCA %d", i+1), AgreementType: "MicrosoftCustomerAgreement",
 			Profiles: []string{fmt.Sprintf("PROF-%04d-BG7-TGB", i), fmt.Sprintf("PROF-%04d-BG8-TGB", i)}}, messages.OutcomeCompleted)
 	}
-	account(emulator.EstateAccount{Name: guid(0xc0000000, 1) + ":" + guid(0xc0000000, 2) + "_2020-01-31", DisplayName: "Fabrikam Partner",
+	account(emulator.EstateAccount{Name: SamplePartnerAccount, DisplayName: "Fabrikam Partner",
 		AgreementType: "MicrosoftPartnerAgreement", Profiles: []string{"PART-0001-BG7-TGB"},
 		Customers: []string{guid(0xd0000000, 1), guid(0xd0000000, 2), guid(0xd0000000, 3)}}, messages.OutcomeCompleted)
 	account(emulator.EstateAccount{Name: guid(0xe0000000, 1), DisplayName: "Future agreement", AgreementType: "SomeFutureAgreement"},

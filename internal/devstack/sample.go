@@ -102,7 +102,8 @@ func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 	case messages.KindBillingAccounts, messages.KindSubscriptions:
 		// The discovery listings are scripted by their operation's name.
 	case messages.KindBillingProfiles, messages.KindCustomers:
-		r.Params = messages.Params{BillingAccountName: SampleMCAAccount}
+		// The partner of dev mode's estate (SampleEstate).
+		r.Params = messages.Params{BillingAccountName: SamplePartnerAccount}
 	case messages.KindEstate:
 		r.Params = messages.Params{PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	default:
