@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,5 +164,73 @@ func TestEstateCollectsEveryScopeOnce(t *testing.T) {
 	}
 	if o.Completed.Labels["run"] != "estate" {
 		t.Errorf("labels %v", o.Completed.Labels)
+	}
+}
+
+// Two credential profiles (two tenants), each with its own estate: each
+// discovers what its own principal sees, and every call of its
+// collections goes with its own tenant's token.
+func TestEstatePerProfile(t *testing.T) {
+	t.Parallel()
+	const tenantA, tenantB = "aaaaaaaa-0000-0000-0000-00000000000a", "bbbbbbbb-0000-0000-0000-00000000000b"
+	b := identitySetup(t, devstack.Options{
+		Emulator: emulator.Options{Clients: map[string]emulator.Client{
+			"app-a": {Tenant: tenantA, Secret: "secret-of-a"},
+			"app-b": {Tenant: tenantB, Secret: "secret-of-b"},
+		}, Default: []emulator.Reply{emulator.OK()}},
+	}, func(c *config.Config) {
+		c.AzureProfilesFile = writeProfiles(t, fmt.Sprintf(`{
+  "default": "tenant-a",
+  "profiles": {
+    "tenant-a": {"credential": "client-secret", "tenantId": %q, "clientId": "app-a", "clientSecretFile": %q},
+    "tenant-b": {"credential": "client-secret", "tenantId": %q, "clientId": "app-b", "clientSecretFile": %q}
+  }
+}`, tenantA, writeFile(t, "a", "secret-of-a"), tenantB, writeFile(t, "b", "secret-of-b")))
+	})
+	b.emu.SetListing(5, 1)
+	b.emu.SetEstate(emulator.Estate{
+		Accounts: []emulator.EstateAccount{
+			{Name: "71000001", DisplayName: "A's enrollment", AgreementType: "EnterpriseAgreement", Principals: []string{"app-a"}},
+			{Name: "71000002", DisplayName: "A's other", AgreementType: "EnterpriseAgreement", Principals: []string{"app-a"}},
+			{Name: "72000001", DisplayName: "B's enrollment", AgreementType: "EnterpriseAgreement", Principals: []string{"app-b"}},
+		},
+		Subscriptions: []emulator.EstateSubscription{
+			{ID: "73000000-0000-4000-8000-000000000001", DisplayName: "B's PAYG", QuotaID: "PayAsYouGo_2014-09-01", Principals: []string{"app-b"}},
+		},
+	})
+	scopes := map[string][]string{"tenant-a": {"71000001", "71000002"}, "tenant-b": {"72000001", "73000000-0000-4000-8000-000000000001"}}
+	tenants := map[string]string{"tenant-a": tenantA, "tenant-b": tenantB}
+	ids := map[string]string{}
+	for profile := range scopes {
+		req := devstack.Sample(messages.KindEstate, b.id(), "")
+		req.Profile = profile
+		b.submit(req)
+		ids[profile] = req.ID
+	}
+	for profile, want := range scopes {
+		o := b.wait(ids[profile], 3*eventTimeout)
+		if o.Completed == nil || o.Completed.Estate == nil {
+			t.Fatalf("%s: %+v", profile, o.Failed)
+		}
+		var got []string
+		for _, s := range o.Completed.Estate.Children {
+			got = append(got, s.ID)
+			if s.Outcome != messages.OutcomeCompleted {
+				t.Errorf("%s: scope %+v", profile, s)
+			}
+			for _, c := range b.emu.CallsFor(s.ID) {
+				if c.Tenant != tenants[profile] {
+					t.Errorf("%s: %s %s in tenant %q", profile, c.Method, c.Path, c.Tenant)
+				}
+			}
+			// Its collection is the estate's profile's.
+			if st, err := b.stack.Client.Status(t.Context(), s.CollectionID); err != nil || st.Request.Profile != profile {
+				t.Errorf("%s: collection %s: %+v %v", profile, s.CollectionID, st, err)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: scopes %v, want %v", profile, got, want)
+		}
 	}
 }
