@@ -80,6 +80,7 @@ func EstateChildRequest(est messages.Request, i int, c Child) messages.Request {
 // estateChildren makes the children of one listed page of an estate.
 func estateChildren(est messages.Request, base int, listing messages.Kind, items []messages.Discovered) []Child {
 	out := make([]Child, 0, len(items))
+	seen := map[string]bool{}
 	for _, d := range items {
 		c := Child{Scope: &EstateScope{Profile: est.Profile, Kind: messages.ScopeAccount, ID: d.Name, Name: d.DisplayName, AgreementType: d.AgreementType}}
 		if listing == messages.KindSubscriptions {
@@ -94,6 +95,12 @@ func estateChildren(est messages.Request, base int, listing messages.Kind, items
 			default:
 				c.Skip = est.Params.EstateTakes(d)
 			}
+		}
+		if key := c.Scope.Kind + "/" + c.Scope.ID; seen[key] && c.Skip == "" {
+			// Its collection is the first one's (the same id).
+			c.Skip = "listed twice on one page"
+		} else {
+			seen[key] = true
 		}
 		if c.Skip == "" {
 			if err := EstateChildRequest(est, base+len(out), c).Validate(); err != nil {

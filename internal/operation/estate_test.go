@@ -114,6 +114,22 @@ func TestEstateDiscovery(t *testing.T) {
 	}
 }
 
+// An account listed twice on a page is collected once: the second is
+// skipped (its collection would have the first one's id, and never end on
+// its own).
+func TestEstateDuplicateScope(t *testing.T) {
+	t.Parallel()
+	m := collectionMachine()
+	st := operation.NewState(estateRequest(messages.Params{}), t0, time.Hour, 24*time.Hour)
+	st.Phase, st.ClaimedBy, st.Unanswered = operation.PhaseStarting, me, 1
+	step := m.Answer(st, operation.Answer{Outcome: operation.Done, Status: 200,
+		Result: &operation.Result{Items: accounts("11111111", "22222222", "11111111")}}, t0)
+	k := step.Chunk.Children
+	if len(k) != 3 || k[0].Skip != "" || k[1].Skip != "" || k[2].Skip != "listed twice on one page" || step.Next.Collection.Skipped != 1 {
+		t.Fatalf("children %+v, collection %+v", k, step.Next.Collection)
+	}
+}
+
 func TestEstateFinish(t *testing.T) {
 	t.Parallel()
 	m := collectionMachine()
