@@ -27,6 +27,10 @@
 //  8. report: a cost details report of 4 blobs of 512 MiB archived by one
 //     worker process, to the Object Store and to Azurite: throughput
 //     beside a plain streaming copy of the same links, and RSS growth.
+//  9. estate: an estate of 200 scopes of 10 documents each, the shared
+//     throttle at Azure's documented budget: wall time against the
+//     budget's lower bound, Azure calls per document, memory, and single
+//     requests' latency meanwhile.
 //
 // Usage:
 //
@@ -98,6 +102,10 @@ type options struct {
 	archiveSize    int64 // archive: bytes of each
 	reportBlobs    int   // report: blobs of the cost details report
 	reportBlobSize int64 // report: bytes of each
+	estateScopes   int   // estate: scopes
+	estateDocs     int   // estate: documents of each scope
+	estateWindow   int   // estate: its collections in flight at once
+	estateSingles  int   // estate: single requests published while it runs
 }
 
 func main() {
@@ -164,6 +172,7 @@ func run(ctx context.Context, args []string) error {
 	do("collection", func() error { return runCollection(ctx, o, r) })
 	do("archive", func() error { return runArchive(ctx, o, r) })
 	do("report", func() error { return runReport(ctx, o, r) })
+	do("estate", func() error { return runEstate(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -207,6 +216,10 @@ func (o options) skipped(part string) string {
 		if o.reportBlobs == 0 {
 			return "-report-blobs 0"
 		}
+	case "estate":
+		if o.estateScopes == 0 || o.estateDocs == 0 {
+			return "-estate-scopes or -estate-docs 0"
+		}
 	}
 	return ""
 }
@@ -215,14 +228,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report|estate] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
 	var levels, collWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive or report")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive, report or estate")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -255,6 +268,10 @@ func parseOptions(args []string) (options, error) {
 	fs.Int64Var(&o.archiveSize, "archive-size", 200<<20, "archive: bytes of each document")
 	fs.IntVar(&o.reportBlobs, "report-blobs", 4, "report: blobs of the cost details report archived (0: skip the report part)")
 	fs.Int64Var(&o.reportBlobSize, "report-blob-size", 512<<20, "report: bytes of each blob")
+	fs.IntVar(&o.estateScopes, "estate-scopes", 200, "estate: scopes, half billing accounts, half pay-as-you-go subscriptions (0: skip the estate part)")
+	fs.IntVar(&o.estateDocs, "estate-docs", 10, "estate: documents of each scope")
+	fs.IntVar(&o.estateWindow, "estate-window", 4, "estate: its collections in flight at once")
+	fs.IntVar(&o.estateSingles, "estate-singles", 100, "estate: single requests published (one every 500 ms) while the estate runs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -294,6 +311,9 @@ func parseOptions(args []string) (options, error) {
 		def("collection-singles", &o.collSingles, 10)
 		def("throttle-n", &o.throttleN, 100)
 		def("archive-n", &o.archiveN, 2)
+		def("estate-scopes", &o.estateScopes, 10)
+		def("estate-docs", &o.estateDocs, 2)
+		def("estate-singles", &o.estateSingles, 4)
 		if !set["archive-size"] {
 			o.archiveSize = 4 << 20
 		}
@@ -308,9 +328,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report", "estate":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive or report", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive, report or estate", o.only)
 	}
 	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
 		return o, errors.New("-collection-retry-after must be whole seconds")
@@ -323,7 +343,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"archive-n", o.archiveN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"archive-n", o.archiveN}, {"estate-scopes", o.estateScopes}, {"estate-docs", o.estateDocs}, {"estate-singles", o.estateSingles}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}

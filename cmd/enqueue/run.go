@@ -108,6 +108,13 @@ func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 	fs.StringVar(&req.Params.ReservationID, "reservation", "", "reservation id, with --reservation-order (benefit-utilization)")
 	fs.StringVar(&req.Params.SavingsPlanOrderID, "savings-plan-order", "", "savings plan order id (benefit-utilization)")
 	fs.StringVar(&req.Params.SavingsPlanID, "savings-plan", "", "savings plan id, with --savings-plan-order (benefit-utilization)")
+	// An estate's (estate).
+	fs.StringSliceVar(&req.Params.DocumentKinds, "kinds", nil, "document kinds each collection fetches, comma-separated (estate)")
+	fs.StringSliceVar(&req.Params.IncludeAccounts, "include-account", nil, "only these billing accounts, comma-separated or repeated (estate)")
+	fs.StringSliceVar(&req.Params.ExcludeAccounts, "exclude-account", nil, "not these billing accounts (estate)")
+	fs.StringSliceVar(&req.Params.AgreementTypes, "agreement-type", nil, "only billing accounts of these agreement types (estate)")
+	fs.StringVar(&req.Params.AccountNamePattern, "account-name", "", "only billing accounts whose display name matches this shell pattern (estate)")
+	lastMonth := fs.Bool("last-month", false, "the period is last calendar month, UTC: sets --from and --to (estate, the listings)")
 	fs.StringArrayVar(&labels, "label", nil, "key=value echoed in the events, repeatable")
 	fs.StringVar(&deadline, "deadline", "", "deadline: a duration from now (45m) or an RFC 3339 time")
 	fs.StringVar(&req.Profile, "profile", "", "credential profile (default: the worker's default)")
@@ -116,9 +123,19 @@ func (a *app) kindCommand(kind messages.Kind) *cobra.Command {
 		if cmd.Flags().Changed("archive") {
 			req.Archive = archive
 		}
+		if *lastMonth {
+			req.Params.PeriodStartDate, req.Params.PeriodEndDate = lastMonthOf(time.Now())
+		}
 	}
 	wf.bind(fs)
 	return cmd
+}
+
+// lastMonthOf is the calendar month before now's, UTC: its first and last
+// days.
+func lastMonthOf(now time.Time) (from, to string) {
+	first := time.Date(now.UTC().Year(), now.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)
+	return first.AddDate(0, -1, 0).Format(time.DateOnly), first.AddDate(0, 0, -1).Format(time.DateOnly)
 }
 
 func (a *app) submitKind(ctx context.Context, req messages.Request, docs, labels []string, deadline string, wf waitFlags) error {

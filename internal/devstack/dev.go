@@ -130,6 +130,9 @@ func Dev(ctx context.Context, o DevOptions) error {
 		return err
 	}
 	defer stack.Close()
+	// A small estate for the sample estate request (and for enqueue estate).
+	est, _ := SampleEstate(DevEstateScopes)
+	stack.Emulator.SetEstate(est)
 	fmt.Fprintf(o.Out, "dev mode: NATS %s, Azure Billing emulator %s, one worker\n", stack.NATS.ClientURL(), stack.Emulator.URL())
 	if o.LogFile != "" {
 		fmt.Fprintf(o.Out, "dev mode: the worker's log (JSON lines) goes to %s; -dev-log-level info shows it on stderr instead\n", o.LogFile)

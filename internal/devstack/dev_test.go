@@ -72,6 +72,17 @@ func TestDevServesConsole(t *testing.T) {
 	if n := strings.Count(p.out.String(), "COMPLETED"); n < len(messages.Kinds) {
 		t.Errorf("%d samples completed:\n%s", n, p.out.String())
 	}
+	// The sample estate collected the small estate: every scope but the
+	// one whose listing is refused, and the two it skips.
+	if want := "scopes:     8: 5 completed, 1 failed, 2 skipped"; !strings.Contains(p.out.String(), want) {
+		t.Errorf("no estate event with %q:\n%s", want, p.out.String())
+	}
+	// The discovery samples list the small estate.
+	for _, kind := range []messages.Kind{messages.KindBillingAccounts, messages.KindBillingProfiles, messages.KindCustomers, messages.KindSubscriptions} {
+		if strings.Contains(p.out.String(), " "+string(kind)+": ") {
+			t.Errorf("the sample %s failed:\n%s", kind, p.out.String())
+		}
+	}
 	// The sample schedule fired, and its request ended.
 	fired := regexp.MustCompile(`(?m)^fired     ` + devstack.DevScheduleID + ` at (\d{8}T\d{6}Z)\n(COMPLETED|FAILED) ` + devstack.DevScheduleID + `-(\d{8}T\d{6}Z) `)
 	if m := fired.FindStringSubmatch(p.out.String()); len(m) != 4 || m[1] != m[3] {

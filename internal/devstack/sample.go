@@ -44,7 +44,7 @@ func InvoiceName(family string, n int) string {
 func ScriptedKinds() []messages.Kind {
 	var out []messages.Kind
 	for _, k := range messages.Kinds {
-		if !k.Lists() && k != messages.KindCollection {
+		if !k.Lists() && k != messages.KindCollection && !k.Discovers() && k != messages.KindEstate {
 			out = append(out, k)
 		}
 	}
@@ -99,6 +99,13 @@ func Sample(k messages.Kind, id, invoiceName string) messages.Request {
 	case messages.KindAccountPriceSheet:
 		// Scripted by the account's part after "PCN.".
 		r.Params = messages.Params{BillingAccountName: "PCN." + invoiceName, BillingPeriod: "202601"}
+	case messages.KindBillingAccounts, messages.KindSubscriptions:
+		// The discovery listings are scripted by their operation's name.
+	case messages.KindBillingProfiles, messages.KindCustomers:
+		// The partner of dev mode's estate (SampleEstate).
+		r.Params = messages.Params{BillingAccountName: SamplePartnerAccount}
+	case messages.KindEstate:
+		r.Params = messages.Params{PeriodStartDate: "2026-01-01", PeriodEndDate: "2026-03-31"}
 	default:
 		panic(fmt.Sprintf("devstack: no sample for kind %q", k))
 	}

@@ -36,7 +36,7 @@ const (
 )
 
 // operations lists every operation name.
-var operations = [...]string{OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload, OpInvoiceGet,
+var operations = [...]string{OpBillingAccountList, OpBillingProfileList, OpCustomerList, OpSubscriptionList, OpInvoiceDownload, OpInvoiceSummary, OpDocumentsDownload, OpPricesheetDownload, OpInvoiceGet,
 	OpAccountDocument, OpAccountDocuments, OpSubscriptionDocument, OpTransactionsDownload, OpProfilePricesheet,
 	OpAccountInvoiceList, OpSubscriptionInvoiceList, OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet}
 
@@ -259,6 +259,10 @@ func (o *operation) scriptKey() string {
 		return o.billingAccount
 	case o.op == OpSubscriptionInvoiceList:
 		return o.subscriptionID
+	case discovery(o.op) && o.billingAccount != "":
+		return o.op + "/" + o.billingAccount
+	case discovery(o.op):
+		return o.op
 	}
 	return o.invoiceName
 }
@@ -333,6 +337,8 @@ type exchange struct {
 	r     *http.Request
 	query url.Values
 	call  Call
+	// principal is the client id the caller's token was issued to.
+	principal string
 }
 
 // serveARM answers everything that is not the token endpoint, a blob or the control API.
@@ -357,7 +363,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		x.call.Operation, x.call.Phase = rt.op, PhaseStart
 		x.call.InvoiceName = (&operation{op: rt.op, invoiceName: params["invoiceName"], billingAccount: params["billingAccountName"],
 			billingProfile: params["billingProfileName"], subscriptionID: params["subscriptionId"]}).scriptKey()
-		if listing(rt.op) && x.query.Has(skipTokenParam) {
+		if (listing(rt.op) || discovery(rt.op)) && x.query.Has(skipTokenParam) {
 			x.call.Phase = PhasePage
 		}
 	}
@@ -391,7 +397,7 @@ func (s *Server) authenticate(x *exchange) bool {
 	if !ok {
 		return s.deny(x, "InvalidAuthenticationToken", "The access token is invalid: it was not issued by this emulator.")
 	}
-	x.call.Tenant = info.tenant
+	x.call.Tenant, x.principal = info.tenant, info.clientID
 	if now := s.now(); !now.Before(info.expires) {
 		return s.deny(x, "ExpiredAuthenticationToken", fmt.Sprintf(
 			"The access token expiry UTC time '%s' is earlier than current UTC time '%s'.",
@@ -492,7 +498,12 @@ func (s *Server) begin(x *exchange, rt *route, params map[string]string) {
 			}
 		}
 	case OpAccountInvoiceList, OpSubscriptionInvoiceList:
-		s.list(x, op)
+		if !s.listingRefused(x, op) {
+			s.list(x, op)
+		}
+		return
+	case OpBillingAccountList, OpBillingProfileList, OpCustomerList, OpSubscriptionList:
+		s.discover(x, op)
 		return
 	case OpCostDetails, OpReservationDetails, OpBenefitUtilization, OpAccountPricesheet:
 		if !s.beginCost(x, op, params) {
@@ -585,7 +596,7 @@ func (s *Server) take(x *exchange, op *operation, start bool) Reply {
 	switch {
 	case rep.Status == 0:
 		rep.Status = http.StatusOK
-	case rep.Status == http.StatusAccepted && (op.op == OpInvoiceGet || listing(op.op)):
+	case rep.Status == http.StatusAccepted && (op.op == OpInvoiceGet || listing(op.op) || discovery(op.op)):
 		rep.Status = http.StatusOK // #5 and the listings are not long-running
 	}
 	if !rep.Reset { // a reset is logged with status 0

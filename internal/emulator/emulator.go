@@ -87,6 +87,9 @@ type Server struct {
 	st state
 
 	budget budgets
+
+	// estate is what the discovery listings serve (SetEstate).
+	estate *Estate
 }
 
 // state is everything Reset forgets.

@@ -74,6 +74,8 @@ type Result struct {
 	// checked URL of the next page.
 	Invoices []messages.Invoice
 	NextLink string
+	// Items are one page of a discovery listing.
+	Items []messages.Discovered
 	// A cost data report's files and what Azure said of them.
 	Files        []messages.ReportFile
 	Manifest     *messages.ReportManifest
@@ -124,8 +126,29 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 		st.Started, st.LastStatus, st.LastError, st.LastErrorClass = true, http.StatusOK, "", ""
 		st.Failures, st.BadAnswers = 0, 0
 		r := a.Result
-		if st.Request.Kind == messages.KindCollection {
+		switch {
+		case st.Request.Kind == messages.KindCollection:
 			return m.collected(st, r, now)
+		case st.Request.Kind == messages.KindEstate:
+			return m.discovered(st, r, now)
+		}
+		var found []messages.Discovered
+		if st.Request.Kind.Discovers() {
+			found = slices.Concat(st.Found, r.Items)
+			if len(found) > messages.MaxDiscovered {
+				m.fail(&st, messages.CodeTooMany, fmt.Sprintf("the listing found more than %d items (%d after %d pages)",
+					messages.MaxDiscovered, len(found), st.Polls+1), nil, false, now)
+				return m.settle(&st)
+			}
+			if r.NextLink != "" {
+				st.Found, st.Location = found, r.NextLink
+				m.claim(&st, now)
+				return Step{Next: &st, Action: Call}
+			}
+			if found == nil {
+				found = []messages.Discovered{}
+			}
+			st.Found = nil
 		}
 		var listed []messages.Invoice
 		if st.Request.Kind.Lists() {
@@ -151,7 +174,7 @@ func (m Machine) Answer(st State, a Answer, now time.Time) Step {
 			Version: messages.Version, ID: st.Request.ID, Kind: st.Request.Kind,
 			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
 			Files: r.Files, Manifest: r.Manifest, SecondaryURL: r.SecondaryURL, NoData: r.NoData,
-			Invoice: r.Invoice, Invoices: listed,
+			Invoice: r.Invoice, Invoices: listed, Items: found,
 			AcceptedAt: st.AcceptedAt, CompletedAt: now, AzureCalls: st.AzureCalls, Labels: st.Request.Labels,
 		}, now)
 	case Running:

@@ -60,6 +60,12 @@ type Collection struct {
 	// document the invoices listed.
 	Skipped []int `json:"skipped,omitempty"`
 	Listed  int   `json:"listed,omitempty"`
+	// SkippedScopes counts an estate's scopes it does not collect (ended
+	// from the start).
+	SkippedScopes int `json:"skippedScopes,omitempty"`
+	// Listing is the discovery listing an estate is at: empty for its
+	// billing accounts, then messages.KindSubscriptions.
+	Listing messages.Kind `json:"listing,omitempty"`
 }
 
 // Skipped is a listed document a collection does not fetch, kept in its
@@ -98,6 +104,11 @@ type Child struct {
 	// Month is the month the document counts in (YYYY-MM): its invoice's
 	// date's, or the start of the period of a report.
 	Month string `json:"m,omitempty"`
+	// Scope is an estate's child: the scope its collection is of. Skip,
+	// when not empty, says why the estate does not collect it (ended from
+	// the start).
+	Scope *EstateScope `json:"s,omitempty"`
+	Skip  string       `json:"sk,omitempty"`
 }
 
 // Chunk is the documents of one listed page, stored under Key, and the
@@ -142,7 +153,7 @@ func (c *Collection) InFlight() int {
 }
 
 // Done reports whether every listed child has ended.
-func (c *Collection) Done() bool { return c.Completed+c.Failed == c.Total }
+func (c *Collection) Done() bool { return c.Completed+c.Failed+c.SkippedScopes == c.Total }
 
 // Locate returns the page holding child i and its place in that page.
 func (c *Collection) Locate(i int) (page, at int, ok bool) {
@@ -161,6 +172,9 @@ func (c *Collection) Locate(i int) (page, at int, ok bool) {
 // every other kind by the download by billing account or subscription with
 // documentName), with the collection's profile and labels.
 func ChildRequest(coll messages.Request, i int, c Child) messages.Request {
+	if coll.Kind == messages.KindEstate {
+		return EstateChildRequest(coll, i, c)
+	}
 	id := messages.ChildID(coll.ID, c.Invoice, c.Document)
 	if c.Document == "" {
 		// A document listed without a name: one per invoice and kind.
@@ -387,7 +401,11 @@ func (m Machine) fanOut(st *State) Step {
 		return Step{Next: st, Action: Finish}
 	}
 	from, to := c.Spawned, c.Spawned
-	for room := max(m.Window, 1) - c.InFlight(); to < c.Total && room > 0; to++ {
+	window := m.Window
+	if st.Request.Kind == messages.KindEstate && m.EstateWindow > 0 {
+		window = m.EstateWindow
+	}
+	for room := max(window, 1) - c.InFlight(); to < c.Total && room > 0; to++ {
 		if !c.ended(to) {
 			room--
 		}
@@ -404,7 +422,7 @@ func (m Machine) fanOut(st *State) Step {
 func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 	c := st.Collection
 	switch {
-	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection, i < 0:
+	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection && st.Request.Kind != messages.KindEstate, i < 0:
 		return Step{Action: Ack} // nothing to count
 	case st.Phase == PhaseCollecting && i >= c.Total:
 		return Step{Action: Ack} // not a child this collection made
@@ -455,6 +473,9 @@ var ErrNoChildState = errors.New("the child's state was not found when the colle
 func (m Machine) Finish(st State, ends []ChildEnd, skipped []Skipped, now time.Time) Step {
 	if st.Phase.Terminal() {
 		return Step{Action: Republish}
+	}
+	if st.Request.Kind == messages.KindEstate {
+		return m.finishEstate(st, ends, now)
 	}
 	c := st.Collection
 	sum := messages.CollectionSummary{Documents: c.Total, Invoices: c.Invoices, Children: []messages.ChildOutcome{},

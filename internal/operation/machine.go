@@ -33,6 +33,9 @@ type Machine struct {
 	// MaxDocuments bounds a collection's documents; Window bounds its
 	// children in flight at once.
 	MaxDocuments, Window int
+	// EstateWindow bounds an estate's collections in flight at once
+	// (Window when zero).
+	EstateWindow int
 	// Policy decides the waits; Rand is its jitter source (nil:
 	// math/rand/v2).
 	Policy poll.Policy

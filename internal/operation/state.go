@@ -119,6 +119,8 @@ type State struct {
 	// Listed holds the invoices of the pages a listing fetched so far;
 	// Location is then the next page's URL. Emptied when it completes.
 	Listed []messages.Invoice `json:"listed,omitempty"`
+	// Found holds the items of the pages a discovery kind fetched so far.
+	Found []messages.Discovered `json:"found,omitempty"`
 	// Collection is a collection's progress (kind collection).
 	Collection *Collection `json:"collection,omitempty"`
 	// Throttled is the shared throttle's hold on the next call, while the

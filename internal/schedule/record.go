@@ -122,5 +122,8 @@ func (c Compiled) Request(p Period) messages.Request {
 	}
 	r.Params.Documents = slices.Clone(t.Params.Documents)
 	r.Params.DocumentKinds = slices.Clone(t.Params.DocumentKinds)
+	r.Params.IncludeAccounts = slices.Clone(t.Params.IncludeAccounts)
+	r.Params.ExcludeAccounts = slices.Clone(t.Params.ExcludeAccounts)
+	r.Params.AgreementTypes = slices.Clone(t.Params.AgreementTypes)
 	return r
 }

@@ -322,3 +322,27 @@ func TestServerSupports(t *testing.T) {
 		}
 	}
 }
+
+// An estate is a period kind: a schedule fires it for each month, its
+// filters copied, not shared, into each request.
+func TestEstateTemplate(t *testing.T) {
+	t.Parallel()
+	c, err := Compile(messages.Schedule{Version: 1, ID: "estate-monthly", Cron: "0 6 3 * *", Period: PreviousMonth,
+		Request: messages.ScheduledRequest{Kind: messages.KindEstate, Profile: "contoso",
+			Params: messages.Params{AgreementTypes: []string{"EnterpriseAgreement"}, ExcludeAccounts: []string{"12345678"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Request(Month(utc("2026-10-01T00:00:00Z")))
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != "estate-monthly-2026-10" || r.Kind != messages.KindEstate || r.Params.PeriodStartDate != "2026-10-01" ||
+		r.Params.PeriodEndDate != "2026-10-31" || r.Profile != "contoso" {
+		t.Errorf("request %+v", r)
+	}
+	r.Params.ExcludeAccounts[0] = "changed"
+	if c.Schedule.Request.Params.ExcludeAccounts[0] != "12345678" {
+		t.Error("the request shares the template's filter list")
+	}
+}

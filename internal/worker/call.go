@@ -31,9 +31,9 @@ func (w *Worker) call(ctx context.Context, st operation.State, log *slog.Logger)
 	if !late {
 		call, cancel := context.WithDeadline(ctx, st.Deadline)
 		if st.Location != "" {
-			resp, err = client.Poll(call, st.Request.CallKind(), st.Location)
+			resp, err = client.Poll(call, st.CallKind(), st.Location)
 		} else {
-			resp, err = client.Start(call, st.Request.CallKind(), st.Request.Params)
+			resp, err = client.Start(call, st.CallKind(), st.Request.Params)
 		}
 		cancel()
 	}
@@ -75,7 +75,7 @@ func answerOf(resp *billing.Response, err error, late bool) operation.Answer {
 		r := resp.Result
 		return operation.Answer{Outcome: operation.Done, Status: resp.Status, Header: resp.Header, Result: &operation.Result{
 			URL: r.URL, ExpiryTime: r.ExpiryTime, ValidTill: r.ValidTill, DownloadFileProperties: r.DownloadFileProperties,
-			Invoice: r.Invoice, Invoices: r.Invoices, NextLink: r.NextLink,
+			Invoice: r.Invoice, Invoices: r.Invoices, NextLink: r.NextLink, Items: r.Items,
 			Files: r.Files, Manifest: r.Manifest, SecondaryURL: r.SecondaryURL, NoData: r.NoData,
 		}}
 	case err == nil:

@@ -66,6 +66,9 @@ func (w *Worker) prepare(ctx context.Context, step operation.Step) error {
 				return fmt.Errorf("store the skipped documents %s: %w", c.SkippedKey, w.m.refusedWrite(ctx, writeCollection, err))
 			}
 		}
+		if err := w.registerScopes(ctx, c.Children); err != nil {
+			return err
+		}
 	}
 	if step.Spawn != nil && step.Next != nil {
 		return w.spawn(ctx, step.Next, *step.Spawn)
@@ -116,8 +119,8 @@ func (w *Worker) spawn(ctx context.Context, st *operation.State, r operation.Ran
 		if err != nil {
 			return err
 		}
-		if kid.Invalid != "" {
-			continue // failed from the start: nothing to request
+		if kid.Invalid != "" || kid.Skip != "" {
+			continue // ended from the start: nothing to request
 		}
 		req := operation.ChildRequest(st.Request, i, kid)
 		m := nats.NewMsg(w.subj.Request(req.Kind))
@@ -225,7 +228,7 @@ func (w *Worker) gather(ctx context.Context, st *operation.State) ([]operation.C
 			return nil, nil, err
 		}
 		ends[i].Child = kid
-		if kid.Invalid != "" {
+		if kid.Invalid != "" || kid.Skip != "" {
 			continue
 		}
 		entry, err := w.kv.Get(ctx, operation.ChildRequest(st.Request, i, kid).ID)

@@ -63,6 +63,25 @@ func (w *Worker) recordCoverage(ctx context.Context, st *operation.State) error 
 	return nil
 }
 
+// registerScopes makes the scopes an estate discovered on a page known to
+// coverage (those it collects; a skipped one has no documents of its own),
+// so that a scope never collected shows as such. Safe to repeat.
+func (w *Worker) registerScopes(ctx context.Context, kids []operation.Child) error {
+	if w.cov == nil {
+		return nil
+	}
+	for _, k := range kids {
+		if k.Scope == nil || k.Skip != "" || k.Invalid != "" {
+			continue
+		}
+		sc := coverage.Scope{Profile: k.Scope.Profile, Kind: k.Scope.Kind, ID: k.Scope.ID, Name: k.Scope.Name, AgreementType: k.Scope.AgreementType}
+		if err := w.cov.store.PutScope(ctx, sc); err != nil {
+			return fmt.Errorf("estate's scopes: %w", w.m.refusedWrite(ctx, writeCollection, err))
+		}
+	}
+	return nil
+}
+
 // observeCoverage registers billing.coverage.late: the known scopes whose
 // due month (the latest month that ended coverage-grace ago) is not
 // complete, by status.

@@ -32,6 +32,7 @@ const (
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
 	DefaultCoverageGrace      = 5 * 24 * time.Hour
+	DefaultEstateWindow       = 4
 	DefaultWakeOverdue        = 30 * time.Second
 	DefaultScheduleCatchUp    = 13
 )
@@ -97,6 +98,9 @@ type Options struct {
 	// coverage record of it should be complete (the coverage metric counts
 	// the scopes whose is not); defaults to DefaultCoverageGrace.
 	CoverageGrace time.Duration
+	// EstateWindow bounds an estate's collections in flight at once;
+	// defaults to DefaultEstateWindow.
+	EstateWindow int
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -156,6 +160,7 @@ func (o Options) withDefaults() Options {
 	num(&o.MaxDocuments, DefaultMaxDocuments)
 	num(&o.CollectionWindow, DefaultCollectionWindow)
 	def(&o.CoverageGrace, DefaultCoverageGrace)
+	num(&o.EstateWindow, DefaultEstateWindow)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
@@ -201,6 +206,7 @@ func (o Options) Validate() error {
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.CoverageGrace > 0 && o.CoverageGrace <= 28*24*time.Hour, "coverage-grace must be positive and at most 28 days (672h)")
+	check(o.EstateWindow >= 1, "estate-window must be at least 1")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")

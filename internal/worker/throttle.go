@@ -80,7 +80,7 @@ func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
 		profile = w.profiles.Default
 	}
 	// A collection's calls are its listing's.
-	return throttle.ScopeOf(profile, st.Request.CallKind(), st.Location != "")
+	return throttle.ScopeOf(profile, st.CallKind(), st.Location != "")
 }
 
 // gate asks the shared throttle whether the call that step decided (its

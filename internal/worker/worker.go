@@ -123,7 +123,7 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow,
+		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow, EstateWindow: cfg.EstateWindow,
 		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread, Archive: cfg.Archive.policy(),
 		Runner: operation.RunnerPolicy{
 			CallTimeout: cfg.HTTPTimeout, AuthMargin: billing.AuthFailureMargin, SlotTolerance: slotTolerance,

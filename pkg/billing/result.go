@@ -30,6 +30,8 @@ type Result struct {
 	// before following it.
 	Invoices []messages.Invoice
 	NextLink string
+	// Items are one page of a discovery listing.
+	Items []messages.Discovered
 	// Files, Manifest, SecondaryURL and NoData are a cost data report's
 	// (messages.Completed says what each is).
 	Files        []messages.ReportFile
@@ -60,6 +62,8 @@ func ParseResult(shape ResultShape, body []byte) (Result, error) {
 		return parseInvoice(body)
 	case ShapeInvoiceList:
 		return parseInvoiceList(body)
+	case ShapeDiscoveryList:
+		return parseDiscoveryList(body)
 	case ShapeProfilePriceSheet:
 		var r struct {
 			DownloadURL            string          `json:"downloadUrl"`

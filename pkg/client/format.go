@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/azbilling/worker/pkg/messages"
 )
 
 // Human renders an event on a line or a few, for a terminal.
@@ -74,7 +76,10 @@ func (o Outcome) Human() string {
 				fmt.Fprintf(&b, "\n  skipped:    %s %s (%s): %s", s.InvoiceName, s.DocumentName, s.DocumentKind, s.Reason)
 			}
 		}
-		if c.Collection != nil {
+		writeEstate(&b, c)
+		if c.Collection != nil && c.Kind == messages.KindCollection {
+			fmt.Fprintf(&b, "\n  estate:     %s (scope %d)", c.Collection.ID, c.Collection.Index)
+		} else if c.Collection != nil {
 			fmt.Fprintf(&b, "\n  collection: %s (document %d)", c.Collection.ID, c.Collection.Index)
 		}
 	case o.Failed != nil:
@@ -87,7 +92,9 @@ func (o Outcome) Human() string {
 		if f.Azure != nil {
 			fmt.Fprintf(&b, "\n  azure:     %d %s: %s", f.Azure.Status, f.Azure.Code, f.Azure.Message)
 		}
-		if f.Collection != nil {
+		if f.Collection != nil && f.Kind == messages.KindCollection {
+			fmt.Fprintf(&b, "\n  estate:     %s (scope %d)", f.Collection.ID, f.Collection.Index)
+		} else if f.Collection != nil {
 			fmt.Fprintf(&b, "\n  collection: %s (document %d)", f.Collection.ID, f.Collection.Index)
 		}
 	}

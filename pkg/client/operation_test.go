@@ -26,6 +26,7 @@ func fullState(t *testing.T) operation.State {
 		LastWait: 3 * time.Second, LastWaitSource: operation.SourceThrottle, NextAt: at.Add(time.Minute), Wake: 7,
 		ClaimedBy: "worker-1", ClaimedUntil: at.Add(30 * time.Second),
 		Listed:      []messages.Invoice{{Name: "G1"}},
+		Found:       []messages.Discovered{{ID: "/providers/Microsoft.Billing/billingAccounts/1", Name: "1"}},
 		Collection:  &operation.Collection{Pages: []int{2, 1}, Invoices: 2, Total: 3, Spawned: 3, Ended: []byte{0b101}, Completed: 1, Failed: 1},
 		Throttled:   &operation.Hold{Scope: "default.billing.reads", Until: at.Add(time.Minute), Slot: true, PausedUntil: at.Add(50 * time.Second)},
 		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "vendor=1",
@@ -47,7 +48,7 @@ func fullState(t *testing.T) operation.State {
 }
 
 // internalOnly are the stored fields Operation leaves out, by JSON name.
-var internalOnly = []string{"version", "location", "wake", "listed"}
+var internalOnly = []string{"version", "location", "wake", "listed", "found"}
 
 func jsonMap(t *testing.T, v any) map[string]json.RawMessage {
 	t.Helper()

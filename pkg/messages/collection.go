@@ -212,6 +212,9 @@ func (r Request) CallKind() Kind {
 	if r.Kind == KindCollection {
 		return r.Params.ListKind()
 	}
+	if r.Kind == KindEstate {
+		return KindBillingAccounts // its first listing; then its subscriptions'
+	}
 	return r.Kind
 }
 
@@ -232,6 +235,12 @@ func (p Params) validateCollection(v *validator) {
 	if p.PeriodEndDate == "" {
 		v.add("params.periodEndDate", "required", "is required for kind collection")
 	}
+	p.validateDocumentKinds(v)
+}
+
+// validateDocumentKinds checks params.documentKinds (a collection's or an
+// estate's).
+func (p Params) validateDocumentKinds(v *validator) {
 	if len(p.DocumentKinds) > MaxDocumentKinds {
 		v.add("params.documentKinds", "max_items", fmt.Sprintf("lists %d kinds, at most %d allowed", len(p.DocumentKinds), MaxDocumentKinds))
 	}

@@ -40,6 +40,13 @@ type Completed struct {
 	Invoices []Invoice `json:"invoices,omitempty"`
 	// Collected is a KindCollection's outcome: counts, and every child.
 	Collected *CollectionSummary `json:"collected,omitempty"`
+	// Items are what a discovery kind (KindBillingAccounts,
+	// KindBillingProfiles, KindCustomers, KindSubscriptions) found, every
+	// page, in Azure's order.
+	Items []Discovered `json:"items,omitempty"`
+	// Estate is a KindEstate's outcome: per scope, its collection and
+	// counts.
+	Estate *EstateSummary `json:"estate,omitempty"`
 	// Collection names the collection of a request the worker made for one.
 	Collection *ChildOf `json:"collection,omitempty"`
 	// Archive is the worker's copy of the document at URL, or why there is

@@ -97,6 +97,11 @@ var Kinds = []Kind{
 	KindReservationDetails,
 	KindBenefitUtilization,
 	KindAccountPriceSheet,
+	KindBillingAccounts,
+	KindBillingProfiles,
+	KindCustomers,
+	KindSubscriptions,
+	KindEstate,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -130,13 +135,19 @@ const (
 	pReservationID      param = "reservationId"
 	pSavingsPlanOrderID param = "savingsPlanOrderId"
 	pSavingsPlanID      param = "savingsPlanId"
+	// An estate's filters (estate.go).
+	pIncludeAccounts    param = "includeAccounts"
+	pExcludeAccounts    param = "excludeAccounts"
+	pAgreementTypes     param = "agreementTypes"
+	pAccountNamePattern param = "accountNamePattern"
 )
 
 // allParams lists every parameter, in the order problems are reported.
 var allParams = []param{pSubscriptionID, pBillingAccountName, pBillingProfileName, pInvoiceName, pDownloadToken, pDocuments,
 	pDocumentName, pPeriodStartDate, pPeriodEndDate, pDocumentKinds,
 	pInvoiceSectionName, pCustomerName, pMetric, pBillingPeriod, pGrain, pBenefitKind,
-	pReservationOrderID, pReservationID, pSavingsPlanOrderID, pSavingsPlanID}
+	pReservationOrderID, pReservationID, pSavingsPlanOrderID, pSavingsPlanID,
+	pIncludeAccounts, pExcludeAccounts, pAgreementTypes, pAccountNamePattern}
 
 // kindParams lists, per kind, the parameters it requires; every other
 // parameter is refused for that kind.
@@ -158,6 +169,11 @@ var kindParams = map[Kind][]param{
 	KindReservationDetails:    {pBillingAccountName, pPeriodStartDate, pPeriodEndDate},
 	KindBenefitUtilization:    {pGrain, pPeriodStartDate, pPeriodEndDate},
 	KindAccountPriceSheet:     {pBillingAccountName, pBillingPeriod},
+	KindBillingAccounts:       {},
+	KindBillingProfiles:       {pBillingAccountName},
+	KindCustomers:             {pBillingAccountName},
+	KindSubscriptions:         {},
+	KindEstate:                {pPeriodStartDate, pPeriodEndDate},
 }
 
 // kindOptional lists, per kind, the parameters it takes but does not
@@ -178,6 +194,8 @@ var kindOptional = map[Kind][]param{
 	// reservation) or a savings plan order (and savings plan).
 	KindBenefitUtilization: {pBillingAccountName, pBillingProfileName, pBenefitKind,
 		pReservationOrderID, pReservationID, pSavingsPlanOrderID, pSavingsPlanID},
+	KindCustomers: {pBillingProfileName},
+	KindEstate:    {pDocumentKinds, pIncludeAccounts, pExcludeAccounts, pAgreementTypes, pAccountNamePattern},
 }
 
 // Lists reports whether the kind lists invoices (a paged GET); its
@@ -187,4 +205,6 @@ func (k Kind) Lists() bool { return k == KindAccountInvoices || k == KindSubscri
 // ReturnsURL reports whether the kind's completion event carries a download
 // URL: every kind but KindInvoice, whose event carries the invoice, and the
 // listings, whose event carries the invoices.
-func (k Kind) ReturnsURL() bool { return k != KindInvoice && !k.Lists() && k != KindCollection }
+func (k Kind) ReturnsURL() bool {
+	return k != KindInvoice && !k.Lists() && k != KindCollection && !k.Discovers() && k != KindEstate
+}

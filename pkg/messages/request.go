@@ -92,6 +92,15 @@ type Params struct {
 	ReservationID      string `json:"reservationId,omitempty"`
 	SavingsPlanOrderID string `json:"savingsPlanOrderId,omitempty"`
 	SavingsPlanID      string `json:"savingsPlanId,omitempty"`
+	// An estate's filters (KindEstate): the billing accounts it collects.
+	// IncludeAccounts (names; none: every one), ExcludeAccounts (names),
+	// AgreementTypes (none: every type) and AccountNamePattern (a shell
+	// pattern on the display name) all apply; subscriptions are not
+	// filtered.
+	IncludeAccounts    []string `json:"includeAccounts,omitempty"`
+	ExcludeAccounts    []string `json:"excludeAccounts,omitempty"`
+	AgreementTypes     []string `json:"agreementTypes,omitempty"`
+	AccountNamePattern string   `json:"accountNamePattern,omitempty"`
 }
 
 // DocumentRef names one document for KindSubscriptionDocuments and

@@ -47,7 +47,9 @@ func (p Params) equal(q Params) bool {
 		p.BillingProfileName != q.BillingProfileName || p.InvoiceName != q.InvoiceName ||
 		p.DownloadToken != q.DownloadToken || len(p.Documents) != len(q.Documents) ||
 		p.DocumentName != q.DocumentName || p.PeriodStartDate != q.PeriodStartDate || p.PeriodEndDate != q.PeriodEndDate ||
-		!slices.Equal(p.DocumentKinds, q.DocumentKinds) || p.costParams() != q.costParams() {
+		!slices.Equal(p.DocumentKinds, q.DocumentKinds) || p.costParams() != q.costParams() ||
+		!slices.Equal(p.IncludeAccounts, q.IncludeAccounts) || !slices.Equal(p.ExcludeAccounts, q.ExcludeAccounts) ||
+		!slices.Equal(p.AgreementTypes, q.AgreementTypes) || p.AccountNamePattern != q.AccountNamePattern {
 		return false
 	}
 	for i := range p.Documents {
@@ -96,13 +98,18 @@ func (r Request) Validate() error {
 	if r.Profile != "" {
 		v.match("profile", r.Profile, profilePattern, "a lower-case DNS label")
 	}
+	if r.Kind == KindEstate && len(r.ID) > MaxEstateIDLen {
+		v.add("id", "max_length", fmt.Sprintf("an estate's id must be at most %d characters (its collections' ids add 17)", MaxEstateIDLen))
+	}
 	if r.Kind == KindCollection && len(r.ID) > MaxCollectionIDLen {
 		v.add("id", "max_length", fmt.Sprintf("a collection's id must be at most %d characters (its children's ids add 17)", MaxCollectionIDLen))
 	}
 	if c := r.Collection; c != nil {
 		switch {
-		case r.Kind == KindCollection || r.Kind.Lists():
+		case r.Kind == KindEstate || r.Kind.Lists() || r.Kind.Discovers():
 			v.add("collection", "not_allowed", fmt.Sprintf("kind %s cannot be a collection's child", r.Kind))
+		case r.Kind == KindCollection && (!ValidID(c.ID) || len(c.ID) > MaxEstateIDLen):
+			v.add("collection.id", "pattern", "a collection can only be an estate's child: must be an estate's id")
 		case !ValidID(c.ID) || len(c.ID) > MaxCollectionIDLen:
 			v.add("collection.id", "pattern", "must be a collection's id")
 		case c.Index < 0:
@@ -131,6 +138,10 @@ func (p Params) validate(k Kind, v *validator) {
 		pPeriodStartDate:    p.PeriodStartDate != "",
 		pPeriodEndDate:      p.PeriodEndDate != "",
 		pDocumentKinds:      p.DocumentKinds != nil,
+		pIncludeAccounts:    p.IncludeAccounts != nil,
+		pExcludeAccounts:    p.ExcludeAccounts != nil,
+		pAgreementTypes:     p.AgreementTypes != nil,
+		pAccountNamePattern: p.AccountNamePattern != "",
 	}
 	for name, value := range p.costParamMap() {
 		present[name] = value != ""
@@ -207,6 +218,15 @@ func (p Params) validate(k Kind, v *validator) {
 		}
 	case KindCollection:
 		p.validateCollection(v)
+	case KindEstate:
+		p.validateEstate(v)
+	case KindBillingProfiles, KindCustomers:
+		if present[pBillingAccountName] {
+			v.match("params.billingAccountName", p.BillingAccountName, accountPattern, "")
+		}
+		if present[pBillingProfileName] {
+			v.match("params.billingProfileName", p.BillingProfileName, segmentPattern, "")
+		}
 	case KindCostDetails, KindReservationDetails, KindBenefitUtilization, KindAccountPriceSheet:
 		p.validateCost(k, v)
 		return // its period rules are its own
