@@ -54,6 +54,8 @@ type Config struct {
 	// Collections.
 	MaxDocuments     int // 10000: documents of one collection; more fails with too_many before any download
 	CollectionWindow int // 16: a collection's children in flight at once
+	// 64: every collection's children in flight at once, all replicas
+	CollectionsInFlight int
 	// Recurring schedules.
 	ScheduleCatchUp int // 13: missed fires of a schedule that one fire also starts
 
@@ -138,6 +140,7 @@ var Settings = []Setting{
 	integer("max-documents", worker.DefaultMaxDocuments, "documents of one collection: one that lists more fails with too_many before any download (1 to 100000)", func(c *Config) *int { return &c.MaxDocuments }),
 	integer("schedule-catch-up", worker.DefaultScheduleCatchUp, "missed fires of a recurring schedule that its next fire also starts, the latest first (1 to 1000; the server fires once after downtime)", func(c *Config) *int { return &c.ScheduleCatchUp }),
 	integer("collection-window", worker.DefaultCollectionWindow, "a collection's children (downloads) in flight at once; the next is requested when one ends", func(c *Config) *int { return &c.CollectionWindow }),
+	integer("collections-in-flight", worker.DefaultCollectionsInFlight, "the children in flight of all collections together, across replicas (1 to 100000): the global window, handed out fewest-held first; single requests never wait for it", func(c *Config) *int { return &c.CollectionsInFlight }),
 	dur("poll-min-wait", poll.DefaultPolicy().MinWait, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
 	dur("poll-max-wait", poll.DefaultPolicy().MaxWait, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
 	dur("poll-default-wait", poll.DefaultPolicy().DefaultPollWait, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
@@ -235,7 +238,7 @@ func (c *Config) Worker() worker.Options {
 		MaxRequestBytes: c.MaxRequestBytes, DefaultDeadline: c.DefaultDeadline, MaxDeadline: c.MaxDeadline,
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
 		DrainTimeout: c.DrainTimeout, WakeOverdue: c.WakeOverdue, Policy: p,
-		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow, ScheduleCatchUp: c.ScheduleCatchUp,
+		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow, CollectionsInFlight: c.CollectionsInFlight, ScheduleCatchUp: c.ScheduleCatchUp,
 		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
 			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
 			throttle.BillingReads:   {Rate: c.ThrottleBillingReads, Burst: c.ThrottleBillingReadsBurst},
@@ -265,7 +268,7 @@ func (c *Config) Validate() error {
 	}{
 		{"replicas", c.Replicas == 0}, {"concurrency", c.Concurrency == 0}, {"max-ack-pending", c.MaxAckPending == 0},
 		{"max-deliver", c.MaxDeliver == 0}, {"max-bad-answers", c.MaxBadAnswers == 0}, {"max-unanswered-calls", c.MaxUnanswered == 0},
-		{"max-documents", c.MaxDocuments == 0}, {"collection-window", c.CollectionWindow == 0},
+		{"max-documents", c.MaxDocuments == 0}, {"collection-window", c.CollectionWindow == 0}, {"collections-in-flight", c.CollectionsInFlight == 0},
 		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0}, {"wake-overdue-after", c.WakeOverdue == 0},
 		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
 		{"max-deadline", c.MaxDeadline == 0}, {"state-ttl", c.StateTTL == 0}, {"events-max-age", c.EventsMaxAge == 0},

@@ -294,6 +294,11 @@ func (m Machine) collected(st State, r *Result, now time.Time) Step {
 // children up to the window, or nothing (wait for ends).
 func (m Machine) fanOut(st *State) Step {
 	c := st.Collection
+	if m.Slots > 0 {
+		// The global window decides how many more (Granted), and is told
+		// of the ends (which free slots), the last included.
+		return Step{Next: st, Action: Share}
+	}
 	if c.Done() {
 		return Step{Next: st, Action: Finish}
 	}
@@ -323,6 +328,8 @@ func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 		// The child was requested, and ended, before the state that
 		// requested it was stored: come back when it is.
 		return Step{Action: Retry, Delay: staleReadRetry}
+	case c.ended(i) && m.Slots > 0:
+		return Step{Action: Share} // told again (a redelivery): ask again, which repairs a grant cut short
 	case c.ended(i):
 		if c.Done() {
 			return Step{Action: Finish} // the finish did not get through before

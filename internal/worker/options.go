@@ -31,8 +31,14 @@ const (
 	DefaultDrainTimeout       = 45 * time.Second
 	DefaultMaxDocuments       = 10000
 	DefaultCollectionWindow   = 16
-	DefaultWakeOverdue        = 30 * time.Second
-	DefaultScheduleCatchUp    = 13
+	// DefaultCollectionsInFlight is the global window: 64, the default
+	// concurrency, four collections' windows. A single request is queued
+	// behind at most that many children, and that many downloads keep
+	// Azure's budget for the billing writes (see docs/throttle.md) busy
+	// however many collections run.
+	DefaultCollectionsInFlight = 64
+	DefaultWakeOverdue         = 30 * time.Second
+	DefaultScheduleCatchUp     = 13
 )
 
 // Options configure a Worker. The zero value of every field means its
@@ -92,6 +98,10 @@ type Options struct {
 	// in flight at once (the next one is requested when one ends); defaults
 	// to DefaultCollectionWindow.
 	MaxDocuments, CollectionWindow int
+	// CollectionsInFlight bounds the children in flight of every
+	// collection together, across replicas (the global window, handed out
+	// fewest-held first); defaults to DefaultCollectionsInFlight.
+	CollectionsInFlight int
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -150,6 +160,7 @@ func (o Options) withDefaults() Options {
 	num(&o.MaxUnanswered, DefaultMaxUnanswered)
 	num(&o.MaxDocuments, DefaultMaxDocuments)
 	num(&o.CollectionWindow, DefaultCollectionWindow)
+	num(&o.CollectionsInFlight, DefaultCollectionsInFlight)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
@@ -194,6 +205,7 @@ func (o Options) Validate() error {
 	check(o.MaxUnanswered >= 1, "max-unanswered-calls must be at least 1")
 	check(o.MaxDocuments >= 1 && o.MaxDocuments <= 100000, "max-documents must be 1 to 100000")
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
+	check(o.CollectionsInFlight >= 1 && o.CollectionsInFlight <= 100000, "collections-in-flight must be 1 to 100000")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")
