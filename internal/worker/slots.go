@@ -260,3 +260,7 @@ func (w *Worker) tidyEvery() time.Duration {
 	}
 	return slotTidyEvery
 }
+
+// WithSlotTidying makes the worker tidy the collections' window every d
+// rather than every 30s; for tests.
+func WithSlotTidying(d time.Duration) Option { return func(w *Worker) { w.tidyAfter = d } }
