@@ -26,6 +26,11 @@ import (
 // collection's Demand names, and pass the answer to Machine.Granted.
 const Share Action = 120
 
+// SlotsKey is the key of the global window's entry in the collections'
+// bucket (a listed page's key, ChunkKey, always has a dot; this one has
+// none).
+const SlotsKey = "window"
+
 // SlotWakeAgain is how long a waiting collection that was sent a slot
 // notice is left to come before it is sent another (the first may be
 // lost).

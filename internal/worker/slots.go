@@ -25,8 +25,8 @@ import (
 // gone.
 
 // SlotsKey is the key of the global window's entry in the collections'
-// bucket (a listed page's key always has a dot; this one has none).
-const SlotsKey = "window"
+// bucket.
+const SlotsKey = operation.SlotsKey
 
 // maxShareConflicts bounds the compare-and-set attempts of one Share.
 const maxShareConflicts = 50

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/testwait"
 	"github.com/azbilling/worker/internal/worker"
+	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
 
@@ -63,8 +65,15 @@ func TestCollectionsShareTheGlobalWindow(t *testing.T) {
 		b.submit(req)
 		colls = append(colls, req)
 	}
-	// Once they are fanning out, single requests come.
-	waitState(t, b.stack.Client, colls[len(colls)/2].ID, func(s stateView) bool { return s.Phase == "collecting" })
+	// Once they are fanning out (every slot taken, collections waiting:
+	// what enqueue stats shows), single requests come.
+	testwait.ForNoError(t, eventTimeout, "the window full, collections waiting", func() error {
+		cw, err := b.stack.Client.CollectionsWindow(context.Background())
+		if err == nil && (cw.InUse != window || cw.Waiting == 0) {
+			err = fmt.Errorf("%d slots in use, %d collections waiting", cw.InUse, cw.Waiting)
+		}
+		return err
+	})
 	singles := map[string]time.Time{}
 	skip := map[string]bool{}
 	for range 10 {
@@ -113,6 +122,9 @@ func TestCollectionsShareTheGlobalWindow(t *testing.T) {
 		s := readWindow(t, b)
 		return s.InUse() == 0 && len(s.Waiting) == 0
 	})
+	if cw, err := b.stack.Client.CollectionsWindow(context.Background()); err != nil || cw != (client.CollectionsWindow{}) {
+		t.Errorf("the client's view of an empty window: %+v %v", cw, err)
+	}
 }
 
 // A small collection started after a big one has taken every slot gets
