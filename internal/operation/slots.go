@@ -230,39 +230,42 @@ func equalSlots(a, b Slots) bool {
 }
 
 // SlotHolder is what Tidy learns of one collection named in the entry:
-// whether its state was found, and its Demand.
+// whether its state was found, whether it is still collecting, the
+// revision it was read at and its Demand.
 type SlotHolder struct {
-	Found          bool
-	Rev            uint64
-	InFlight, Want int
+	Found, Collecting bool
+	Rev               uint64
+	InFlight, Want    int
 	// Idle: its state has not changed for a while (no child ended, no
-	// slot taken), so its holding can be set from it without racing a
-	// Share of its own.
+	// slot taken).
 	Idle bool
 }
 
 // Tidy repairs the entry from the collections' stored states: one that is
-// gone or no longer collecting holds nothing and waits for nothing; an
-// idle one holds what its state says is in flight. Then, as in Share,
+// gone or no longer collecting holds nothing and waits for nothing. One
+// idle whose holding was decided from an older revision than its state's
+// (its worker stopped between storing the state and asking the window)
+// holds what its state says is in flight; a holding from the revision
+// read may be a grant being used, and is left alone. Then, as in Share,
 // the waiting collections that free slots fall to are woken (again, if
 // their last notice was SlotWakeAgain ago: it may have been lost).
 func (m Machine) Tidy(s Slots, seen map[string]SlotHolder, now time.Time) Grant {
 	next := s.clone()
-	for id := range next.Held {
+	for id, old := range next.Held {
 		h, ok := seen[id]
 		switch {
 		case !ok:
-		case !h.Found || h.InFlight == 0 && h.Want == 0:
+		case !h.Found || !h.Collecting:
 			delete(next.Held, id)
-		case h.Idle && h.InFlight > 0:
+		case h.Idle && old.Rev < h.Rev && h.InFlight > 0:
 			next.Held[id] = Holding{N: h.InFlight, Rev: h.Rev}
-		case h.Idle:
+		case h.Idle && old.Rev < h.Rev:
 			delete(next.Held, id)
 		}
 	}
 	next.Waiting = slices.DeleteFunc(next.Waiting, func(w Waiter) bool {
 		h, ok := seen[w.ID]
-		return ok && (!h.Found || h.Want == 0)
+		return ok && (!h.Found || !h.Collecting)
 	})
 	alloc := m.allot(next)
 	var g Grant

@@ -172,23 +172,32 @@ func TestShareNeverExceedsTheWindow(t *testing.T) {
 
 func TestTidyGivesBackSlotsOfCollectionsThatEnded(t *testing.T) {
 	t.Parallel()
-	m := slotsMachine(4)
-	s := operation.Slots{Held: held{"gone": {2, 3}, "ended": {1, 3}, "idle": {3, 3}, "busy": {1, 9}}, Waiting: []operation.Waiter{
-		{ID: "gone", Want: 1, Since: t0}, {ID: "waiter", Want: 2, Since: t0, Woken: t0.Add(-time.Minute)}}}
+	m := slotsMachine(5)
+	s := operation.Slots{Held: held{"gone": {2, 3}, "ended": {1, 3}, "idle": {3, 3}, "granted": {2, 6}, "busy": {1, 9}}, Waiting: []operation.Waiter{
+		{ID: "gone", Want: 1, Since: t0}, {ID: "full", Want: 1, Since: t0}, {ID: "waiter", Want: 2, Since: t0, Woken: t0.Add(-time.Minute)}}}
 	seen := map[string]operation.SlotHolder{
-		"gone":   {},
-		"ended":  {Found: true},
-		"idle":   {Found: true, Rev: 4, InFlight: 1, Idle: true},
-		"busy":   {Found: true, Rev: 9, InFlight: 0, Want: 2}, // not idle: its own Share may be under way
-		"waiter": {Found: true, Rev: 2, Want: 2},
+		"gone":  {},
+		"ended": {Found: true},
+		// Stored past its holding's revision, idle: its worker stopped
+		// before asking the window.
+		"idle": {Found: true, Collecting: true, Rev: 4, InFlight: 1, Idle: true},
+		// Idle at the holding's revision: a grant may be being used.
+		"granted": {Found: true, Collecting: true, Rev: 6, Idle: true, Want: 2},
+		// Not idle: its own Share may be under way.
+		"busy": {Found: true, Collecting: true, Rev: 10, InFlight: 0, Want: 2},
+		// Read wanting nothing, but collecting: it stays in line (it may
+		// have asked since the read).
+		"full":   {Found: true, Collecting: true, Rev: 2},
+		"waiter": {Found: true, Collecting: true, Rev: 2, Want: 2},
 	}
 	g := m.Tidy(s, seen, t0)
-	want := operation.Slots{Held: held{"idle": {1, 4}, "busy": {1, 9}}, Waiting: []operation.Waiter{{ID: "waiter", Want: 2, Since: t0, Woken: t0}}}
+	want := operation.Slots{Held: held{"idle": {1, 4}, "granted": {2, 6}, "busy": {1, 9}}, Waiting: []operation.Waiter{
+		{ID: "full", Want: 1, Since: t0, Woken: t0}, {ID: "waiter", Want: 2, Since: t0, Woken: t0.Add(-time.Minute)}}}
 	if !reflect.DeepEqual(g.Next, want) || !g.Changed {
 		t.Errorf("next\n %+v\nwant\n %+v", g.Next, want)
 	}
-	if !reflect.DeepEqual(g.Wake, []string{"waiter"}) {
-		t.Errorf("wake %v: want the waiter, whose notice may be lost", g.Wake)
+	if !reflect.DeepEqual(g.Wake, []string{"full"}) {
+		t.Errorf("wake %v: want the first in line, whose notice may be lost", g.Wake)
 	}
 	if g := m.Tidy(want, map[string]operation.SlotHolder{}, t0); g.Changed || g.Wake != nil {
 		t.Errorf("nothing learnt, yet %+v", g)

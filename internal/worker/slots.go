@@ -197,8 +197,8 @@ func (w *Worker) tidySlots(ctx context.Context) error {
 			continue
 		}
 		inFlight, want := w.machine.Demand(st, 0)
-		seen[id] = operation.SlotHolder{Found: true, Rev: entry.Revision(), InFlight: inFlight, Want: want,
-			Idle: now.Sub(st.UpdatedAt) > slotIdleAfter}
+		seen[id] = operation.SlotHolder{Found: true, Collecting: st.Phase == operation.PhaseCollecting, Rev: entry.Revision(),
+			InFlight: inFlight, Want: want, Idle: now.Sub(st.UpdatedAt) > slotIdleAfter}
 	}
 	_, err = w.updateSlots(ctx, func(s operation.Slots) operation.Grant { return w.machine.Tidy(s, seen, w.now()) })
 	return err
