@@ -94,6 +94,9 @@ type options struct {
 	collLatency    time.Duration // latency of every emulated call
 	collRetryAfter time.Duration // Retry-After of each download's 202
 	collSingles    int           // single requests published while a collection runs
+	manyN          int           // collections: how many at once
+	manyDocs       int           // collections: documents of each
+	manyWindows    []int         // collections: global windows to run
 	throttleN      int           // requests of the throttle part
 	throttleRate   float64       // the emulator's budget: calls per second per class
 	throttleBurst  int
@@ -170,6 +173,7 @@ func run(ctx context.Context, args []string) error {
 	do("profile", func() error { return runProfile(ctx, o, r) })
 	do("throttle", func() error { return runThrottle(ctx, o, r) })
 	do("collection", func() error { return runCollection(ctx, o, r) })
+	do("collections", func() error { return runCollections(ctx, o, r) })
 	do("archive", func() error { return runArchive(ctx, o, r) })
 	do("report", func() error { return runReport(ctx, o, r) })
 	do("estate", func() error { return runEstate(ctx, o, r) })
@@ -208,6 +212,10 @@ func (o options) skipped(part string) string {
 		if o.collN == 0 {
 			return "-collection-n 0"
 		}
+	case "collections":
+		if o.manyN == 0 || o.manyDocs == 0 {
+			return "-collections-n or -collections-documents 0"
+		}
 	case "archive":
 		if o.archiveN == 0 {
 			return "-archive-n 0"
@@ -228,14 +236,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report|estate] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|collections|archive|report|estate] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
-	var levels, collWindows string
+	var levels, collWindows, manyWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive, report or estate")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, collections, archive, report or estate")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -260,6 +268,9 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.collLatency, "collection-latency", 150*time.Millisecond, "collection: latency of every emulated Azure call")
 	fs.DurationVar(&o.collRetryAfter, "collection-retry-after", time.Second, "collection: Retry-After of each download's 202 (whole seconds)")
 	fs.IntVar(&o.collSingles, "collection-singles", 100, "collection: single requests published (one every 200 ms) while the collection fans out")
+	fs.IntVar(&o.manyN, "collections-n", 200, "collections: collections published at once (0: skip the collections part)")
+	fs.IntVar(&o.manyDocs, "collections-documents", 10, "collections: documents of each collection")
+	fs.StringVar(&manyWindows, "collections-in-flight", "64", "collections: global windows (collections-in-flight) to run")
 	fs.IntVar(&o.throttleN, "throttle-n", 2000, "throttle: requests (0: skip the throttle part)")
 	fs.Float64Var(&o.throttleRate, "throttle-rate", 20, "throttle: the emulator's budget, calls per second per class")
 	fs.IntVar(&o.throttleBurst, "throttle-burst", 40, "throttle: the emulator's burst per class")
@@ -292,6 +303,13 @@ func parseOptions(args []string) (options, error) {
 		}
 		o.collWindows = append(o.collWindows, n)
 	}
+	for _, s := range strings.Split(manyWindows, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-collections-in-flight: %q is not a positive number", s)
+		}
+		o.manyWindows = append(o.manyWindows, n)
+	}
 	if o.smoke {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -309,6 +327,11 @@ func parseOptions(args []string) (options, error) {
 		def("profile-n", &o.profileN, 500)
 		def("collection-n", &o.collN, 100)
 		def("collection-singles", &o.collSingles, 10)
+		def("collections-n", &o.manyN, 20)
+		def("collections-documents", &o.manyDocs, 2)
+		if !set["collections-in-flight"] {
+			o.manyWindows = []int{8} // below the children at once: the window binds
+		}
 		def("throttle-n", &o.throttleN, 100)
 		def("archive-n", &o.archiveN, 2)
 		def("estate-scopes", &o.estateScopes, 10)
@@ -328,9 +351,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report", "estate":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "collections", "archive", "report", "estate":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive, report or estate", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, collections, archive, report or estate", o.only)
 	}
 	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
 		return o, errors.New("-collection-retry-after must be whole seconds")
@@ -343,7 +366,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"archive-n", o.archiveN}, {"estate-scopes", o.estateScopes}, {"estate-docs", o.estateDocs}, {"estate-singles", o.estateSingles}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"collections-n", o.manyN}, {"collections-documents", o.manyDocs}, {"archive-n", o.archiveN}, {"estate-scopes", o.estateScopes}, {"estate-docs", o.estateDocs}, {"estate-singles", o.estateSingles}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}

@@ -26,7 +26,8 @@ past its time: one the NATS server did not fire, which the worker's watchdog
 schedules again; see the alert BillingWakeUpsOverdue) and name the most
 overdue;
 then the shared throttle's scopes: rate and burst, calls free, counters,
-a pause in force and the budget Azure last reported.
+a pause in force and the budget Azure last reported; and the global window
+of collections' children: slots in use, collections waiting for one.
 Reads at most --limit states.`,
 		GroupID: "read",
 		Args:    noArgs,
@@ -51,6 +52,8 @@ type statsReport struct {
 	MostOverdue *oldestWaiting `json:"mostOverdue,omitempty"`
 	// Throttle is the shared throttle's scopes.
 	Throttle []client.ThrottleScope `json:"throttle"`
+	// Collections is the global window of collections' children.
+	Collections client.CollectionsWindow `json:"collections"`
 }
 
 type oldestWaiting struct {
@@ -96,6 +99,9 @@ func (a *app) stats(ctx context.Context, limit int, overdueAfter time.Duration) 
 	if r.Throttle == nil {
 		r.Throttle = []client.ThrottleScope{}
 	}
+	if r.Collections, err = c.CollectionsWindow(ctx); err != nil {
+		return err
+	}
 	if a.jsonOut() {
 		return json.NewEncoder(a.stdout).Encode(r)
 	}
@@ -120,5 +126,6 @@ func (a *app) stats(ctx context.Context, limit int, overdueAfter time.Duration) 
 			o.ID, o.Kind, o.NextAt.Format(time.RFC3339), now.Sub(o.NextAt).Round(time.Second), o.Deadline.Format(time.RFC3339))
 	}
 	fmt.Fprint(a.stdout, client.HumanThrottle(r.Throttle, time.Now()))
+	fmt.Fprintf(a.stdout, "collections: %d children in flight (global window), %d collections waiting for a slot\n", r.Collections.InUse, r.Collections.Waiting)
 	return nil
 }

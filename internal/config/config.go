@@ -56,6 +56,8 @@ type Config struct {
 	CollectionWindow int           // 16: a collection's children in flight at once
 	EstateWindow     int           // 4: an estate's collections in flight at once
 	CoverageGrace    time.Duration // 120h: after a month ends, when its coverage should be complete
+	// 64: every collection's children in flight at once, all replicas
+	CollectionsInFlight int
 	// Recurring schedules.
 	ScheduleCatchUp int // 13: missed fires of a schedule that one fire also starts
 
@@ -142,6 +144,7 @@ var Settings = []Setting{
 	integer("collection-window", worker.DefaultCollectionWindow, "a collection's children (downloads) in flight at once; the next is requested when one ends", func(c *Config) *int { return &c.CollectionWindow }),
 	dur("coverage-grace", worker.DefaultCoverageGrace, "how long after a month ends every known scope's documents of it should be archived: the coverage metric counts the scope-months not complete by then (at most 672h)", func(c *Config) *time.Duration { return &c.CoverageGrace }),
 	integer("estate-window", worker.DefaultEstateWindow, "an estate's collections (one per billing account or subscription) in flight at once; the next starts when one ends", func(c *Config) *int { return &c.EstateWindow }),
+	integer("collections-in-flight", worker.DefaultCollectionsInFlight, "the children in flight of all collections together, across replicas (1 to 100000): the global window, handed out fewest-held first; single requests never wait for it", func(c *Config) *int { return &c.CollectionsInFlight }),
 	dur("poll-min-wait", poll.DefaultPolicy().MinWait, "floor of every wait between calls (Retry-After: 0 included)", func(c *Config) *time.Duration { return &c.PollMinWait }),
 	dur("poll-max-wait", poll.DefaultPolicy().MaxWait, "ceiling of a Retry-After", func(c *Config) *time.Duration { return &c.PollMaxWait }),
 	dur("poll-default-wait", poll.DefaultPolicy().DefaultPollWait, "wait after a 202 that carries no Retry-After", func(c *Config) *time.Duration { return &c.PollDefaultWait }),
@@ -240,7 +243,7 @@ func (c *Config) Worker() worker.Options {
 		HTTPTimeout: c.HTTPTimeout, MaxBadAnswers: c.MaxBadAnswers, MaxUnanswered: c.MaxUnanswered,
 		DrainTimeout: c.DrainTimeout, WakeOverdue: c.WakeOverdue, Policy: p,
 		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow, EstateWindow: c.EstateWindow, ScheduleCatchUp: c.ScheduleCatchUp,
-		CoverageGrace: c.CoverageGrace,
+		CoverageGrace: c.CoverageGrace, CollectionsInFlight: c.CollectionsInFlight,
 		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
 			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
 			throttle.BillingReads:   {Rate: c.ThrottleBillingReads, Burst: c.ThrottleBillingReadsBurst},
@@ -271,7 +274,7 @@ func (c *Config) Validate() error {
 		{"replicas", c.Replicas == 0}, {"concurrency", c.Concurrency == 0}, {"max-ack-pending", c.MaxAckPending == 0},
 		{"max-deliver", c.MaxDeliver == 0}, {"max-bad-answers", c.MaxBadAnswers == 0}, {"max-unanswered-calls", c.MaxUnanswered == 0},
 		{"max-documents", c.MaxDocuments == 0}, {"collection-window", c.CollectionWindow == 0}, {"estate-window", c.EstateWindow == 0},
-		{"coverage-grace", c.CoverageGrace == 0},
+		{"coverage-grace", c.CoverageGrace == 0}, {"collections-in-flight", c.CollectionsInFlight == 0},
 		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0}, {"wake-overdue-after", c.WakeOverdue == 0},
 		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
 		{"max-deadline", c.MaxDeadline == 0}, {"state-ttl", c.StateTTL == 0}, {"events-max-age", c.EventsMaxAge == 0},

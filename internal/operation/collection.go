@@ -393,10 +393,24 @@ func (m Machine) collected(st State, r *Result, now time.Time) Step {
 	return step
 }
 
+// shares reports whether the state's children take slots of the global
+// window: a collection's do, when the window is on. An estate's children
+// are collections, whose own children take the slots; were the estate to
+// hold slots for them too, estates could hold every slot while their
+// collections waited for one.
+func (m Machine) shares(st *State) bool {
+	return m.Slots > 0 && st.Request.Kind == messages.KindCollection
+}
+
 // fanOut decides what a collecting state does next: finish, request more
 // children up to the window, or nothing (wait for ends).
 func (m Machine) fanOut(st *State) Step {
 	c := st.Collection
+	if m.shares(st) {
+		// The global window decides how many more (Granted), and is told
+		// of the ends (which free slots), the last included.
+		return Step{Next: st, Action: Share}
+	}
 	if c.Done() {
 		return Step{Next: st, Action: Finish}
 	}
@@ -430,6 +444,8 @@ func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 		// The child was requested, and ended, before the state that
 		// requested it was stored: come back when it is.
 		return Step{Action: Retry, Delay: staleReadRetry}
+	case c.ended(i) && m.shares(&st):
+		return Step{Action: Share} // told again (a redelivery): ask again, which repairs a grant cut short
 	case c.ended(i):
 		if c.Done() {
 			return Step{Action: Finish} // the finish did not get through before

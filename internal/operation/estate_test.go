@@ -1,6 +1,7 @@
 package operation_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,23 @@ func accounts(names ...string) []messages.Discovered {
 
 // TestEstateDiscovery walks an estate through its listings: accounts
 // (two pages), then subscriptions, then its collections within the window.
+// With the global window on, the same: the window bounds the collections'
+// downloads, and an estate takes none of its slots (estates holding every
+// slot would leave their collections waiting for ever).
 func TestEstateDiscovery(t *testing.T) {
 	t.Parallel()
+	for _, slots := range []int{0, 8} {
+		t.Run(fmt.Sprintf("global window %d", slots), func(t *testing.T) {
+			t.Parallel()
+			walkEstate(t, slots)
+		})
+	}
+}
+
+func walkEstate(t *testing.T, slots int) {
 	m := collectionMachine()
 	m.Window, m.EstateWindow = 5, 2 // an estate's collections go by their own window
+	m.Slots = slots
 	req := estateRequest(messages.Params{ExcludeAccounts: []string{"22222222"}})
 	if err := req.Validate(); err != nil {
 		t.Fatal(err)

@@ -36,6 +36,9 @@ type Machine struct {
 	// EstateWindow bounds an estate's collections in flight at once
 	// (Window when zero).
 	EstateWindow int
+	// Slots, when not zero, bounds the children in flight of every
+	// collection together (the global window, slots.go).
+	Slots int
 	// Policy decides the waits; Rand is its jitter source (nil:
 	// math/rand/v2).
 	Policy poll.Policy
@@ -103,6 +106,8 @@ func (a Action) String() string {
 		return "spawn"
 	case Finish:
 		return "finish"
+	case Share:
+		return "share"
 	case Archive:
 		return "archive"
 	case Redeliver:
@@ -179,6 +184,9 @@ type Delivery struct {
 	// Child, for a collection, is the notice that one of its children
 	// ended.
 	Child *ChildNotice
+	// Slot, for a collection, is a slot notice: the global window has
+	// room for it.
+	Slot bool
 }
 
 // ChildNotice tells a collection that its child Index ended.
@@ -196,6 +204,11 @@ type ChildNotice struct {
 // back: a wake-up that fell due (or not), a request seen again, a
 // redelivery after a crash.
 func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
+	if d.Slot {
+		// Whatever the state, ask: an operation that is no collection
+		// collecting releases what it held.
+		return Step{Action: Share}
+	}
 	if d.Child != nil {
 		if c := d.Child; c.Listed != nil && ChildRequest(st.Request, c.Index, *c.Listed).ID != c.ID {
 			return Step{Action: Ack} // not this collection's child
@@ -221,6 +234,9 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 	case st.Phase == PhaseCollecting:
 		// Its children are requested and counted as they end; a finish cut
 		// short is done again.
+		if m.shares(&st) {
+			return Step{Action: Share}
+		}
 		if st.Collection.Done() {
 			return Step{Action: Finish}
 		}

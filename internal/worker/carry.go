@@ -58,6 +58,9 @@ type delivery struct {
 	// archive's outcome), which only a new call could get again.
 	answered  bool
 	redecided int
+	// floor: the children below it are requested (by this delivery), even
+	// if the stored state does not say so yet.
+	floor int
 }
 
 // release ends the delivery's count among the operation's callers.
@@ -72,6 +75,9 @@ func (r *delivery) release() {
 func (r *delivery) next(step operation.Step) (_ operation.Step, more bool, _ error) {
 	if err := r.w.prepare(r.ctx, step); err != nil {
 		return step, false, err // the redelivery decides again
+	}
+	if step.Spawn != nil {
+		r.floor = max(r.floor, step.Spawn.To)
 	}
 	step = r.gate(step)
 	if step.Next != nil {
@@ -164,6 +170,8 @@ func (r *delivery) act(step operation.Step) (operation.Step, bool, error) {
 		// The outcome is stored even if the shutdown cuts in.
 		r.ctx = context.WithoutCancel(r.calls)
 		return step, true, nil
+	case operation.Share:
+		return r.shareStep()
 	case operation.Finish:
 		ends, skipped, err := w.gather(r.ctx, &r.cur)
 		if err != nil {

@@ -28,6 +28,9 @@ type endedNotice struct {
 	Index      int    `json:"index"`
 	ID         string `json:"id"`
 	Failed     bool   `json:"failed"`
+	// Slot: no child ended; the global window has a slot for the
+	// collection (Index is -1).
+	Slot bool `json:"slot,omitempty"`
 }
 
 // ensureCollections creates the bucket of listed pages and the consumer of
@@ -175,6 +178,25 @@ func (w *Worker) countEnded(ctx context.Context, msg jetstream.Msg) error {
 	}
 	log := w.log.With("request_id", n.Collection, "child", n.ID)
 	entry, err := w.kv.Get(ctx, n.Collection)
+	if n.Slot {
+		// A slot notice: the collection asks the window again (one that
+		// is gone gives back what it held).
+		var st operation.State
+		var rev uint64
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			st.Request.ID = n.Collection
+		case err != nil:
+			return fmt.Errorf("load state: %w", err)
+		default:
+			if st, err = decode(entry); err != nil {
+				return err
+			}
+			rev = entry.Revision()
+		}
+		d := operation.Delivery{Slot: true}
+		return w.carry(ctx, msg, st, w.machine.Resume(st, d, w.now()), rev, d, log)
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		log.WarnContext(ctx, "notice for a collection with no state (expired?)")

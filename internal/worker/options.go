@@ -33,8 +33,14 @@ const (
 	DefaultCollectionWindow   = 16
 	DefaultCoverageGrace      = 5 * 24 * time.Hour
 	DefaultEstateWindow       = 4
-	DefaultWakeOverdue        = 30 * time.Second
-	DefaultScheduleCatchUp    = 13
+	// DefaultCollectionsInFlight is the global window: 64, the default
+	// concurrency, four collections' windows. A single request is queued
+	// behind at most that many children, and that many downloads keep
+	// Azure's budget for the billing writes (see docs/throttle.md) busy
+	// however many collections run.
+	DefaultCollectionsInFlight = 64
+	DefaultWakeOverdue         = 30 * time.Second
+	DefaultScheduleCatchUp     = 13
 )
 
 // Options configure a Worker. The zero value of every field means its
@@ -101,6 +107,10 @@ type Options struct {
 	// EstateWindow bounds an estate's collections in flight at once;
 	// defaults to DefaultEstateWindow.
 	EstateWindow int
+	// CollectionsInFlight bounds the children in flight of every
+	// collection together, across replicas (the global window, handed out
+	// fewest-held first); defaults to DefaultCollectionsInFlight.
+	CollectionsInFlight int
 	// DrainTimeout is how long in-flight work may take on shutdown;
 	// defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -161,6 +171,7 @@ func (o Options) withDefaults() Options {
 	num(&o.CollectionWindow, DefaultCollectionWindow)
 	def(&o.CoverageGrace, DefaultCoverageGrace)
 	num(&o.EstateWindow, DefaultEstateWindow)
+	num(&o.CollectionsInFlight, DefaultCollectionsInFlight)
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
@@ -207,6 +218,7 @@ func (o Options) Validate() error {
 	check(o.CollectionWindow >= 1, "collection-window must be at least 1")
 	check(o.CoverageGrace > 0 && o.CoverageGrace <= 28*24*time.Hour, "coverage-grace must be positive and at most 28 days (672h)")
 	check(o.EstateWindow >= 1, "estate-window must be at least 1")
+	check(o.CollectionsInFlight >= 1 && o.CollectionsInFlight <= 100000, "collections-in-flight must be 1 to 100000")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")

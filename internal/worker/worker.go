@@ -73,6 +73,8 @@ type Worker struct {
 	// thr is the shared throttle (nil when it is off); tm its metrics.
 	thr *throttle.Throttle
 	tm  *throttleInstruments
+	// tidyAfter, when set (tests), replaces slotTidyEvery.
+	tidyAfter time.Duration
 	// archiver stores documents (nil: no archive); download sends its
 	// requests.
 	archiver *archive.Archiver
@@ -123,7 +125,7 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		Worker: w.id, ClaimFor: cfg.ClaimDuration(),
 		DefaultDeadline: cfg.DefaultDeadline, MaxDeadline: cfg.MaxDeadline,
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
-		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow, EstateWindow: cfg.EstateWindow,
+		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow, EstateWindow: cfg.EstateWindow, Slots: cfg.CollectionsInFlight,
 		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread, Archive: cfg.Archive.policy(),
 		Runner: operation.RunnerPolicy{
 			CallTimeout: cfg.HTTPTimeout, AuthMargin: billing.AuthFailureMargin, SlotTolerance: slotTolerance,
@@ -201,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.thr = throttle.New(tkv, w.cfg.Throttle.Limits)
 	}
 	w.m.zeroRefused(ctx)
-	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj), w.observeCoverage()); err != nil {
+	if err := errors.Join(w.m.observeWaiting(w.js, w.subj), w.m.observeDeadLetters(w.js, w.subj), w.observeCoverage(), w.m.observeSlots(w)); err != nil {
 		return fmt.Errorf("worker: metrics: %w", err)
 	}
 	if w.watch, err = w.newWatchdog(); err != nil {
@@ -212,6 +214,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	watching := make(chan struct{})
 	go func() { defer close(watching); w.watchWakeUps(watchCtx, w.watch) }()
 	defer func() { stopWatch(); <-watching }()
+	// So does the tidying of the collections' window.
+	tidying := make(chan struct{})
+	go func() { defer close(tidying); w.tidyLoop(watchCtx, w.tidyEvery()) }()
+	defer func() { stopWatch(); <-tidying }()
 
 	// Handlers outlive ctx by up to DrainTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
