@@ -98,6 +98,7 @@ type options struct {
 	archiveSize    int64 // archive: bytes of each
 	reportBlobs    int   // report: blobs of the cost details report
 	reportBlobSize int64 // report: bytes of each
+	schedN         int   // scheduler: schedules of the larger scenarios
 }
 
 func main() {
@@ -164,6 +165,7 @@ func run(ctx context.Context, args []string) error {
 	do("collection", func() error { return runCollection(ctx, o, r) })
 	do("archive", func() error { return runArchive(ctx, o, r) })
 	do("report", func() error { return runReport(ctx, o, r) })
+	do("scheduler", func() error { return runScheduler(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -207,6 +209,10 @@ func (o options) skipped(part string) string {
 		if o.reportBlobs == 0 {
 			return "-report-blobs 0"
 		}
+	case "scheduler":
+		if o.schedN == 0 {
+			return "-sched-n 0"
+		}
 	}
 	return ""
 }
@@ -215,14 +221,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|archive|report|scheduler] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
 	var levels, collWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive or report")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, archive, report or scheduler")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -255,6 +261,7 @@ func parseOptions(args []string) (options, error) {
 	fs.Int64Var(&o.archiveSize, "archive-size", 200<<20, "archive: bytes of each document")
 	fs.IntVar(&o.reportBlobs, "report-blobs", 4, "report: blobs of the cost details report archived (0: skip the report part)")
 	fs.Int64Var(&o.reportBlobSize, "report-blob-size", 512<<20, "report: bytes of each blob")
+	fs.IntVar(&o.schedN, "sched-n", 100000, "scheduler: schedules fired at once, with no worker (0: skip the scheduler part)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -294,6 +301,7 @@ func parseOptions(args []string) (options, error) {
 		def("collection-singles", &o.collSingles, 10)
 		def("throttle-n", &o.throttleN, 100)
 		def("archive-n", &o.archiveN, 2)
+		def("sched-n", &o.schedN, 1000)
 		if !set["archive-size"] {
 			o.archiveSize = 4 << 20
 		}
@@ -308,9 +316,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "archive", "report", "scheduler":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive or report", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, archive, report or scheduler", o.only)
 	}
 	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
 		return o, errors.New("-collection-retry-after must be whole seconds")
@@ -323,7 +331,7 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"archive-n", o.archiveN}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"archive-n", o.archiveN}, {"sched-n", o.schedN}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
