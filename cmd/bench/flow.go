@@ -29,6 +29,9 @@ const benchKind = messages.KindInvoiceSummary
 
 // batch is a set of requests encoded before the clock starts.
 type batch struct {
+	// rate paces the publishing (requests per second; 0: as fast as the
+	// stream takes them).
+	rate    float64
 	tag     string
 	ids     []string
 	invs    []string
@@ -73,7 +76,18 @@ func (b *batch) index(id string) int {
 // acknowledged.
 func (b *batch) publish(ctx context.Context, js jetstream.JetStream) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(b.ids))
+	start := time.Now()
 	for i, id := range b.ids {
+		if b.rate > 0 {
+			// Paced: request i goes out i/rate after the first.
+			if d := time.Until(start.Add(time.Duration(float64(i) / b.rate * float64(time.Second)))); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
 		m := nats.NewMsg(b.subject)
 		m.Data = b.bodies[i]
 		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id))

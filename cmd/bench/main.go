@@ -76,6 +76,7 @@ type options struct {
 	pollN     int           // operations of the polling path
 	pollWait  time.Duration // their Retry-After
 	pollConc  int           // worker concurrency of the polling path
+	pollRate  float64       // polling: the paced row's publish rate (0: none)
 	waitN     int           // operations of the waiting test
 	waitAfter time.Duration // their Retry-After
 	waitConc  int           // worker concurrency of the waiting test
@@ -241,6 +242,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations (0: skip the polling part)")
 	fs.DurationVar(&o.pollWait, "poll-retry-after", 2*time.Second, "polling path: Retry-After of each 202 (whole seconds)")
 	fs.IntVar(&o.pollConc, "poll-concurrency", 64, "polling path: worker concurrency")
+	fs.Float64Var(&o.pollRate, "poll-rate", 2000, "polling path: a second row with the requests published at this rate per second (0: no paced row)")
 	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once (0: skip the waiting part)")
 	fs.DurationVar(&o.waitAfter, "wait-retry-after", 60*time.Second, "waiting: their Retry-After (whole seconds)")
 	fs.IntVar(&o.waitConc, "wait-concurrency", 64, "waiting: worker concurrency (and the azcore process's connection limit)")
@@ -335,6 +337,9 @@ func parseOptions(args []string) (options, error) {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
+	}
+	if o.pollRate < 0 {
+		return o, errors.New("-poll-rate: negative (0 leaves the paced row out)")
 	}
 	if o.throttleN > 0 && (!(o.throttleRate > 0) || o.throttleBurst < 1 || o.throttleBurst > o.throttleN || o.throttleConc < 1) {
 		return o, errors.New("-throttle-rate, -throttle-burst and -throttle-concurrency must be positive, the burst at most -throttle-n")

@@ -42,8 +42,8 @@ func runScheduler(ctx context.Context, o options, r *report) error {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCHED", Subjects: []string{"s.>"}, AllowMsgSchedules: true, Storage: jetstream.FileStorage}); err != nil {
 		return err
 	}
-	r.printf("One embedded nats-server (file store), one stream with `AllowMsgSchedules`; each schedule `@at <RFC 3339 with nanoseconds>` on "+
-		"a subject of its own, targeting one subject read by a durable pull consumer (explicit acks). Lateness = arrival at the consumer - the schedule's time.\n\n"+
+	r.printf("One embedded nats-server (file store), one stream with `AllowMsgSchedules`; each schedule `@at <RFC 3339 with nanoseconds>` on " +
+		"a subject of its own, targeting one subject read by a durable pull consumer (explicit acks). Lateness = arrival at the consumer - the schedule's time.\n\n" +
 		"| scenario | schedules | publish took | lateness p50 | p99 | max | early | last fired after the last due |\n|---|---|---|---|---|---|---|---|\n")
 	type scenario struct {
 		name   string
