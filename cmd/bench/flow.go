@@ -19,6 +19,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -186,7 +187,7 @@ type bench struct {
 
 // startBench brings a stack up with one worker of the given concurrency,
 // Azure answering def, and warms it up (token, connections).
-func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*config.Config)) (*bench, error) {
+func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*config.Config), opts ...worker.Option) (*bench, error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
 		return nil, err
@@ -206,7 +207,8 @@ func startBench(ctx context.Context, root, name string, conc int, def []emulator
 				configure(c)
 			}
 		},
-		AzureTransport: func(emu *emulator.Server) policy.Transporter { return newTransport(emu.CertPool(), 256, 0) },
+		AzureTransport:   func(emu *emulator.Server) policy.Transporter { return newTransport(emu.CertPool(), 256, 0) },
+		WorkerOptionsFor: func(int) []worker.Option { return opts },
 	})
 	if err != nil {
 		os.RemoveAll(dir)

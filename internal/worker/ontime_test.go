@@ -104,6 +104,25 @@ func TestPollsHeldUntilDueNeverEarly(t *testing.T) {
 		t.Errorf("a hold lasted %.3fs, longer than poll-hold-max %s", longest, holdMax)
 	}
 	t.Logf("%d of %d wake-ups held, the longest %.0f ms", count, 2*ops, longest*1000)
+	// The worker's own measure: no call that waited went out before its
+	// due time.
+	l, ok := histogram(rm, "billing.call.lateness")
+	if !ok {
+		t.Fatal("no billing.call.lateness recorded")
+	}
+	var polls uint64
+	for _, dp := range l.DataPoints {
+		polls += dp.Count
+		if m, ok := dp.Min.Value(); ok && m < 0 {
+			t.Errorf("a call went out %.3fs before its due time", -m)
+		}
+		if m, ok := dp.Max.Value(); ok {
+			t.Logf("calls after a wait: %d, latest %.0f ms after its due time", dp.Count, m*1000)
+		}
+	}
+	if polls != 2*ops {
+		t.Errorf("%d calls after a wait measured, want %d", polls, 2*ops)
+	}
 }
 
 // A wake-up that arrives earlier than poll-hold-max before its poll is
