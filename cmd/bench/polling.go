@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,9 +25,15 @@ func runPolling(ctx context.Context, o options, r *report) error {
 		"arrival stands in for the time its answer was sent: the worker can only have read the answer later, so this overstates " +
 		"lateness by the previous call's processing time, and a poll this measure calls early is truly early.\n\n")
 	r.printf("| polls | published | p50 | p99 | max | early | first polls fell due within | total (ideal) | the worker's own measure: sent within 50 ms of due |\n|---|---|---|---|---|---|---|---|---|\n")
-	rates := []float64{0}
+	var rates []float64
+	if o.pollBurst {
+		rates = append(rates, 0)
+	}
 	if o.pollRate > 0 {
 		rates = append(rates, o.pollRate)
+	}
+	if len(rates) == 0 {
+		return errors.New("-poll-at-once=false and -poll-rate 0 leave no row")
 	}
 	var worst time.Duration
 	early := 0
