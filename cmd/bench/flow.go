@@ -28,6 +28,10 @@ import (
 // Download Summary By Billing Account", a POST answered 200 or 202.
 const benchKind = messages.KindInvoiceSummary
 
+// publishStallWait is how long a publish waits for room among the
+// unacknowledged ones before failing.
+const publishStallWait = 30 * time.Second
+
 // batch is a set of requests encoded before the clock starts.
 type batch struct {
 	// rate paces the publishing (requests per second; 0: as fast as the
@@ -91,7 +95,9 @@ func (b *batch) publish(ctx context.Context, js jetstream.JetStream) error {
 		}
 		m := nats.NewMsg(b.subject)
 		m.Data = b.bodies[i]
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id))
+		// A loaded machine can keep the stream from acknowledging 4,096
+		// publishes within the client's default stall wait (200 ms).
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithStallWait(publishStallWait))
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", id, err)
 		}
