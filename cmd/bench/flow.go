@@ -19,6 +19,7 @@ import (
 
 	"github.com/azbilling/worker/internal/devstack"
 	"github.com/azbilling/worker/internal/emulator"
+	"github.com/azbilling/worker/internal/worker"
 	"github.com/azbilling/worker/pkg/client"
 	"github.com/azbilling/worker/pkg/messages"
 )
@@ -27,8 +28,15 @@ import (
 // Download Summary By Billing Account", a POST answered 200 or 202.
 const benchKind = messages.KindInvoiceSummary
 
+// publishStallWait is how long a publish waits for room among the
+// unacknowledged ones before failing.
+const publishStallWait = 30 * time.Second
+
 // batch is a set of requests encoded before the clock starts.
 type batch struct {
+	// rate paces the publishing (requests per second; 0: as fast as the
+	// stream takes them).
+	rate    float64
 	tag     string
 	ids     []string
 	invs    []string
@@ -73,10 +81,23 @@ func (b *batch) index(id string) int {
 // acknowledged.
 func (b *batch) publish(ctx context.Context, js jetstream.JetStream) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(b.ids))
+	start := time.Now()
 	for i, id := range b.ids {
+		if b.rate > 0 {
+			// Paced: request i goes out i/rate after the first.
+			if d := time.Until(start.Add(time.Duration(float64(i) / b.rate * float64(time.Second)))); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
 		m := nats.NewMsg(b.subject)
 		m.Data = b.bodies[i]
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id))
+		// A loaded machine can keep the stream from acknowledging 4,096
+		// publishes within the client's default stall wait (200 ms).
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithStallWait(publishStallWait))
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", id, err)
 		}
@@ -172,7 +193,7 @@ type bench struct {
 
 // startBench brings a stack up with one worker of the given concurrency,
 // Azure answering def, and warms it up (token, connections).
-func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*config.Config)) (*bench, error) {
+func startBench(ctx context.Context, root, name string, conc int, def []emulator.Reply, configure func(*config.Config), opts ...worker.Option) (*bench, error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
 		return nil, err
@@ -192,7 +213,8 @@ func startBench(ctx context.Context, root, name string, conc int, def []emulator
 				configure(c)
 			}
 		},
-		AzureTransport: func(emu *emulator.Server) policy.Transporter { return newTransport(emu.CertPool(), 256, 0) },
+		AzureTransport:   func(emu *emulator.Server) policy.Transporter { return newTransport(emu.CertPool(), 256, 0) },
+		WorkerOptionsFor: func(int) []worker.Option { return opts },
 	})
 	if err != nil {
 		os.RemoveAll(dir)

@@ -80,6 +80,8 @@ type options struct {
 	pollN     int           // operations of the polling path
 	pollWait  time.Duration // their Retry-After
 	pollConc  int           // worker concurrency of the polling path
+	pollRate  float64       // polling: the paced row's publish rate (0: none)
+	pollBurst bool          // polling: the row published at once
 	waitN     int           // operations of the waiting test
 	waitAfter time.Duration // their Retry-After
 	waitConc  int           // worker concurrency of the waiting test
@@ -109,6 +111,7 @@ type options struct {
 	estateDocs     int   // estate: documents of each scope
 	estateWindow   int   // estate: its collections in flight at once
 	estateSingles  int   // estate: single requests published while it runs
+	schedN         int   // scheduler: schedules of the larger scenarios
 }
 
 func main() {
@@ -177,6 +180,7 @@ func run(ctx context.Context, args []string) error {
 	do("archive", func() error { return runArchive(ctx, o, r) })
 	do("report", func() error { return runReport(ctx, o, r) })
 	do("estate", func() error { return runEstate(ctx, o, r) })
+	do("scheduler", func() error { return runScheduler(ctx, o, r) })
 	r.goals(imm)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -228,6 +232,10 @@ func (o options) skipped(part string) string {
 		if o.estateScopes == 0 || o.estateDocs == 0 {
 			return "-estate-scopes or -estate-docs 0"
 		}
+	case "scheduler":
+		if o.schedN == 0 {
+			return "-sched-n 0"
+		}
 	}
 	return ""
 }
@@ -236,14 +244,14 @@ func (o options) skipped(part string) string {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|collections|archive|report|estate] [sizes]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: go run ./cmd/bench [-smoke] [-only immediate|polling|waiting|profile|throttle|collection|collections|archive|report|estate|scheduler] [sizes]\n\n"+
 			"Measures the worker against raw JetStream and an in-process azcore loop; results in Markdown on stdout, progress on stderr.")
 		fs.PrintDefaults()
 	}
 	var o options
 	var levels, collWindows, manyWindows string
 	fs.BoolVar(&o.smoke, "smoke", false, "a short run of the same code paths (CI): small counts, no timing asserted")
-	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, collections, archive, report or estate")
+	fs.StringVar(&o.only, "only", "", "run one part: immediate, polling, waiting, profile, throttle, collection, collections, archive, report, estate or scheduler")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&levels, "levels", "1,4,16,64", "immediate path: worker concurrency levels")
 	fs.IntVar(&o.levelN, "level-n", 20000, "immediate path: requests per concurrency level (0: no concurrency-level rows)")
@@ -256,6 +264,8 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations (0: skip the polling part)")
 	fs.DurationVar(&o.pollWait, "poll-retry-after", 2*time.Second, "polling path: Retry-After of each 202 (whole seconds)")
 	fs.IntVar(&o.pollConc, "poll-concurrency", 64, "polling path: worker concurrency")
+	fs.BoolVar(&o.pollBurst, "poll-at-once", true, "polling path: the row with the requests published at once")
+	fs.Float64Var(&o.pollRate, "poll-rate", 2000, "polling path: a second row with the requests published at this rate per second (0: no paced row)")
 	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once (0: skip the waiting part)")
 	fs.DurationVar(&o.waitAfter, "wait-retry-after", 60*time.Second, "waiting: their Retry-After (whole seconds)")
 	fs.IntVar(&o.waitConc, "wait-concurrency", 64, "waiting: worker concurrency (and the azcore process's connection limit)")
@@ -283,6 +293,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.estateDocs, "estate-docs", 10, "estate: documents of each scope")
 	fs.IntVar(&o.estateWindow, "estate-window", 4, "estate: its collections in flight at once")
 	fs.IntVar(&o.estateSingles, "estate-singles", 100, "estate: single requests published (one every 500 ms) while the estate runs")
+	fs.IntVar(&o.schedN, "sched-n", 100000, "scheduler: schedules fired at once, with no worker (0: skip the scheduler part)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -337,6 +348,7 @@ func parseOptions(args []string) (options, error) {
 		def("estate-scopes", &o.estateScopes, 10)
 		def("estate-docs", &o.estateDocs, 2)
 		def("estate-singles", &o.estateSingles, 4)
+		def("sched-n", &o.schedN, 1000)
 		if !set["archive-size"] {
 			o.archiveSize = 4 << 20
 		}
@@ -351,9 +363,9 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	switch o.only {
-	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "collections", "archive", "report", "estate":
+	case "", "immediate", "polling", "waiting", "profile", "throttle", "collection", "collections", "archive", "report", "estate", "scheduler":
 	default:
-		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, collections, archive, report or estate", o.only)
+		return o, fmt.Errorf("-only %q: want immediate, polling, waiting, profile, throttle, collection, collections, archive, report, estate or scheduler", o.only)
 	}
 	if o.collRetryAfter%time.Second != 0 || o.collRetryAfter <= 0 {
 		return o, errors.New("-collection-retry-after must be whole seconds")
@@ -366,10 +378,13 @@ func parseOptions(args []string) (options, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"collections-n", o.manyN}, {"collections-documents", o.manyDocs}, {"archive-n", o.archiveN}, {"estate-scopes", o.estateScopes}, {"estate-docs", o.estateDocs}, {"estate-singles", o.estateSingles}} {
+	}{{"level-n", o.levelN}, {"burst-n", o.burstN}, {"latency-n", o.latencyN}, {"poll-n", o.pollN}, {"wait-n", o.waitN}, {"profile-n", o.profileN}, {"throttle-n", o.throttleN}, {"collection-n", o.collN}, {"collection-singles", o.collSingles}, {"collections-n", o.manyN}, {"collections-documents", o.manyDocs}, {"archive-n", o.archiveN}, {"estate-scopes", o.estateScopes}, {"estate-docs", o.estateDocs}, {"estate-singles", o.estateSingles}, {"sched-n", o.schedN}} {
 		if c.n < 0 {
 			return o, fmt.Errorf("-%s: %d is negative (0 leaves it out)", c.name, c.n)
 		}
+	}
+	if o.pollRate < 0 {
+		return o, errors.New("-poll-rate: negative (0 leaves the paced row out)")
 	}
 	if o.throttleN > 0 && (!(o.throttleRate > 0) || o.throttleBurst < 1 || o.throttleBurst > o.throttleN || o.throttleConc < 1) {
 		return o, errors.New("-throttle-rate, -throttle-burst and -throttle-concurrency must be positive, the burst at most -throttle-n")

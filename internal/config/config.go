@@ -51,6 +51,8 @@ type Config struct {
 	MaxUnanswered   int           // 3: first calls sent without an answer before interrupted
 	DrainTimeout    time.Duration // 45s: on shutdown, how long in-flight work may take
 	WakeOverdue     time.Duration // 30s: a wake-up not fired this long after it fell due is scheduled again
+	PollLead        time.Duration // 300ms: a wake-up is scheduled this long before its poll is due
+	PollHoldMax     time.Duration // 1s: a wake-up early by at most this much is held in the worker until due
 	// Collections.
 	MaxDocuments     int           // 10000: documents of one collection; more fails with too_many before any download
 	CollectionWindow int           // 16: a collection's children in flight at once
@@ -139,6 +141,8 @@ var Settings = []Setting{
 	integer("max-unanswered-calls", worker.DefaultMaxUnanswered, "first calls (the POST that starts an operation) sent without getting an answer (timeout, reset, worker stopped) before failing with interrupted", func(c *Config) *int { return &c.MaxUnanswered }),
 	dur("drain-timeout", worker.DefaultDrainTimeout, "on shutdown, how long in-flight work may still take", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	dur("wake-overdue-after", worker.DefaultWakeOverdue, "a wake-up the NATS server has not fired this long after it fell due is scheduled again (bounds every wait and deadline)", func(c *Config) *time.Duration { return &c.WakeOverdue }),
+	dur("poll-lead", worker.DefaultPollLead, "a wake-up is scheduled this long before its poll is due, to absorb the NATS server's scheduler, and held in the worker the rest of the way (at most poll-hold-max)", func(c *Config) *time.Duration { return &c.PollLead }),
+	dur("poll-hold-max", worker.DefaultPollHoldMax, "a wake-up that arrives at most this long before its poll is due is held in the worker until due; an earlier one goes back to waiting (poll-lead to 10s)", func(c *Config) *time.Duration { return &c.PollHoldMax }),
 	integer("max-documents", worker.DefaultMaxDocuments, "documents of one collection: one that lists more fails with too_many before any download (1 to 100000)", func(c *Config) *int { return &c.MaxDocuments }),
 	integer("schedule-catch-up", worker.DefaultScheduleCatchUp, "missed fires of a recurring schedule that its next fire also starts, the latest first (1 to 1000; the server fires once after downtime)", func(c *Config) *int { return &c.ScheduleCatchUp }),
 	integer("collection-window", worker.DefaultCollectionWindow, "a collection's children (downloads) in flight at once; the next is requested when one ends", func(c *Config) *int { return &c.CollectionWindow }),
@@ -244,6 +248,7 @@ func (c *Config) Worker() worker.Options {
 		DrainTimeout: c.DrainTimeout, WakeOverdue: c.WakeOverdue, Policy: p,
 		MaxDocuments: c.MaxDocuments, CollectionWindow: c.CollectionWindow, EstateWindow: c.EstateWindow, ScheduleCatchUp: c.ScheduleCatchUp,
 		CoverageGrace: c.CoverageGrace, CollectionsInFlight: c.CollectionsInFlight,
+		PollLead: c.PollLead, PollHoldMax: c.PollHoldMax,
 		Throttle: worker.ThrottleOptions{Shared: c.Throttle, Limits: map[throttle.Class]throttle.Limit{
 			throttle.BillingWrites:  {Rate: c.ThrottleBillingWrites, Burst: c.ThrottleBillingWritesBurst},
 			throttle.BillingReads:   {Rate: c.ThrottleBillingReads, Burst: c.ThrottleBillingReadsBurst},
@@ -276,6 +281,7 @@ func (c *Config) Validate() error {
 		{"max-documents", c.MaxDocuments == 0}, {"collection-window", c.CollectionWindow == 0}, {"estate-window", c.EstateWindow == 0},
 		{"coverage-grace", c.CoverageGrace == 0}, {"collections-in-flight", c.CollectionsInFlight == 0},
 		{"http-timeout", c.HTTPTimeout == 0}, {"ack-wait", c.AckWait == 0}, {"drain-timeout", c.DrainTimeout == 0}, {"wake-overdue-after", c.WakeOverdue == 0},
+		{"poll-lead", c.PollLead == 0}, {"poll-hold-max", c.PollHoldMax == 0},
 		{"default-deadline", c.DefaultDeadline == 0}, {"duplicate-window", c.DuplicateWindow == 0},
 		{"max-deadline", c.MaxDeadline == 0}, {"state-ttl", c.StateTTL == 0}, {"events-max-age", c.EventsMaxAge == 0},
 		{"deadletter-max-bytes", c.DeadLetterMaxBytes == 0}, {"max-request-bytes", c.MaxRequestBytes == 0},

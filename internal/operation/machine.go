@@ -51,6 +51,8 @@ type Machine struct {
 	Archive ArchivePolicy
 	// Runner bounds the runner's calls and its own retries (runner.go).
 	Runner RunnerPolicy
+	// Wake times the wake-ups around the server's scheduler (wake.go).
+	Wake WakePolicy
 }
 
 // Action is what the caller does after storing Step.Next.
@@ -120,6 +122,8 @@ func (a Action) String() string {
 		return "reject"
 	case GiveUp:
 		return "give-up"
+	case HoldWake:
+		return "hold-wake"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -255,9 +259,13 @@ func (m Machine) Resume(st State, d Delivery, now time.Time) Step {
 		return Step{Next: &st, Action: st.action()}
 
 	case st.Phase == PhaseWaiting && current:
-		// Early by the worker's clock (the server's runs ahead): come back
-		// when it is due, rather than scheduling a time the server already
-		// sees as past.
+		// Early: by the lead it was scheduled with (held in the worker
+		// until due, when that is at most HoldMax), or by the worker's
+		// clock (the server's runs ahead): come back when it is due,
+		// rather than scheduling a time the server already sees as past.
+		if step, ok := m.hold(st.NextAt, now); ok {
+			return step
+		}
 		return Step{Action: Retry, Delay: st.NextAt.Sub(now)}
 
 	case st.Phase == PhaseWaiting:

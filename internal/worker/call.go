@@ -29,6 +29,9 @@ func (w *Worker) call(ctx context.Context, st operation.State, log *slog.Logger)
 	start := w.now()
 	late := w.machine.Late(st, start)
 	if !late {
+		if !st.NextAt.IsZero() {
+			w.m.late.Record(ctx, start.Sub(st.NextAt).Seconds(), kindOption(st.Request.Kind))
+		}
 		call, cancel := context.WithDeadline(ctx, st.Deadline)
 		if st.Location != "" {
 			resp, err = client.Poll(call, st.CallKind(), st.Location)

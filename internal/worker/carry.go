@@ -188,6 +188,10 @@ func (r *delivery) act(step operation.Step) (operation.Step, bool, error) {
 		}
 	case operation.Conflict:
 		step = w.reject(r.ctx, r.msg, *r.d.Request, *step.Failed)
+	case operation.HoldWake:
+		// Not settled: kept until due, then handled again (hold.go).
+		w.holds.holdWake(r.msg, step)
+		return step, false, nil
 	}
 	_ = w.settle(r.msg, step)
 	return step, false, nil

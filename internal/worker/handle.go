@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,10 +21,14 @@ import (
 // (settle.go). The decisions themselves are in package operation.
 
 // wake is the body of a scheduled poll: which operation, and which of its
-// wake-ups (a wake-up whose number is not the stored one is stale).
+// wake-ups (a wake-up whose number is not the stored one is stale), and
+// when its poll is due (absent from wake-ups scheduled by earlier
+// versions): a wake-up the server fires before that is held until then
+// without loading anything (hold.go).
 type wake struct {
-	ID   string `json:"id"`
-	Wake uint64 `json:"wake"`
+	ID   string     `json:"id"`
+	Wake uint64     `json:"wake"`
+	Due  *time.Time `json:"due,omitempty"`
 }
 
 // handleRequest takes a download request: it validates it (dead-lettering

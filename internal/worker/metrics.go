@@ -82,6 +82,12 @@ type instruments struct {
 	meter       metric.Meter
 	// schedulePeriods counts the ended requests of schedules' periods.
 	schedulePeriods metric.Int64Counter
+	// held measures the holds of wake-ups that arrived before their poll
+	// was due (hold.go).
+	held metric.Float64Histogram
+	// late measures how long after its due time a call that waited was
+	// sent.
+	late metric.Float64Histogram
 }
 
 func newInstruments(mp metric.MeterProvider) (*instruments, error) {
@@ -109,6 +115,14 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	in.refused, e = m.Int64Counter("billing.nats.writes.refused", metric.WithDescription(
 		"Writes JetStream refused for lack of storage (error 10023, insufficient resources), by what was written (billing.write: state, event, schedule, deadletter, archive, collection, request, ended)."),
 		metric.WithUnit("{write}"))
+	err = errors.Join(err, e)
+	in.held, e = m.Float64Histogram("billing.poll.hold", metric.WithDescription(
+		"How long a wake-up that arrived before its poll was due was held in the worker until due (at most poll-hold-max, plus the timer's own latency)."),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5))
+	err = errors.Join(err, e)
+	in.late, e = m.Float64Histogram("billing.call.lateness", metric.WithDescription(
+		"How long after its due time (the end of the wait Azure or the throttle asked for) a call that waited was sent; never negative."),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 	err = errors.Join(err, e)
 	return in, err
 }

@@ -41,7 +41,13 @@ const (
 	DefaultCollectionsInFlight = 64
 	DefaultWakeOverdue         = 30 * time.Second
 	DefaultScheduleCatchUp     = 13
+	DefaultPollLead            = 300 * time.Millisecond
+	DefaultPollHoldMax         = time.Second
 )
+
+// maxPollHold bounds poll-hold-max: a held wake-up is an unacknowledged
+// message, and a hold is meant to cover the server's timer, not a wait.
+const maxPollHold = 10 * time.Second
 
 // Options configure a Worker. The zero value of every field means its
 // default.
@@ -119,6 +125,13 @@ type Options struct {
 	// watchdog, so an operation is woken (or times out at its deadline) at
 	// most about this much late; defaults to DefaultWakeOverdue.
 	WakeOverdue time.Duration
+	// PollLead: every wake-up is scheduled this long before its poll is
+	// due, to absorb the NATS server's scheduler (it fires up to one run of
+	// its timer late); defaults to DefaultPollLead. PollHoldMax: a wake-up
+	// that arrives at most this long before its poll is due is held in the
+	// worker until due; an earlier one goes back to waiting. At least
+	// PollLead, at most 10s; defaults to DefaultPollHoldMax.
+	PollLead, PollHoldMax time.Duration
 	// ScheduleCatchUp bounds the missed fires of a recurring schedule
 	// that one fire also starts (the server fires once after downtime);
 	// defaults to DefaultScheduleCatchUp (13: a year of months and the
@@ -175,6 +188,8 @@ func (o Options) withDefaults() Options {
 	def(&o.DrainTimeout, DefaultDrainTimeout)
 	def(&o.WakeOverdue, DefaultWakeOverdue)
 	num(&o.ScheduleCatchUp, DefaultScheduleCatchUp)
+	def(&o.PollLead, DefaultPollLead)
+	def(&o.PollHoldMax, DefaultPollHoldMax)
 	p := poll.DefaultPolicy()
 	def(&o.Policy.MinWait, p.MinWait)
 	def(&o.Policy.MaxWait, p.MaxWait)
@@ -221,6 +236,8 @@ func (o Options) Validate() error {
 	check(o.CollectionsInFlight >= 1 && o.CollectionsInFlight <= 100000, "collections-in-flight must be 1 to 100000")
 	check(o.DrainTimeout > 0, "drain-timeout must be positive")
 	check(o.WakeOverdue >= time.Second, "wake-overdue-after must be at least 1s")
+	check(o.PollLead > 0 && o.PollLead <= o.PollHoldMax, "poll-lead (%s) must be positive and at most poll-hold-max (%s)", o.PollLead, o.PollHoldMax)
+	check(o.PollHoldMax <= maxPollHold && o.PollHoldMax < o.AckWait, "poll-hold-max (%s) must be at most %s and less than ack-wait", o.PollHoldMax, maxPollHold)
 	check(o.ScheduleCatchUp >= 1 && o.ScheduleCatchUp <= 1000, "schedule-catch-up must be 1 to 1000")
 	for c, l := range o.Throttle.Limits {
 		check(l.Rate.Calls > 0 && l.Rate.Per > 0 && l.Burst >= 1, "throttle limit of %s: rate and burst must be positive", c)

@@ -22,20 +22,24 @@ import (
 )
 
 // schedule publishes the operation's pending wake-up for st.NextAt: a
-// scheduled message on the operation's schedule subject for that second
-// (replacing any earlier one there) that the server moves to the polls
-// subject when it falls due. Until then it holds no consumer slot.
+// scheduled message on the operation's schedule subject for the second the
+// server is to fire it (replacing any earlier one there) that the server
+// moves to the polls subject when it falls due, poll-lead before st.NextAt
+// (the machine's FireAt), to absorb the server's timer; the worker holds it
+// the rest of the way (hold.go). Until then it holds no consumer slot.
 func (w *Worker) schedule(ctx context.Context, st *operation.State) error {
-	_, err := w.scheduleAt(ctx, st, st.NextAt, "")
+	_, err := w.scheduleAt(ctx, st, w.machine.FireAt(st.NextAt), "")
 	return err
 }
 
-// scheduleAt publishes the wake-up of st (its id and wake number) to fall
-// due at at, with the message id msgID when not empty (the stream then
-// keeps one of several identical publishes). It reports whether the stream
-// took it as a duplicate.
+// scheduleAt publishes the wake-up of st (its id, wake number and the time
+// its poll is due, st.NextAt) for the server to fire at at, with the
+// message id msgID when not empty (the stream then keeps one of several
+// identical publishes). It reports whether the stream took it as a
+// duplicate.
 func (w *Worker) scheduleAt(ctx context.Context, st *operation.State, at time.Time, msgID string) (bool, error) {
-	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake})
+	due := st.NextAt.UTC()
+	body, _ := json.Marshal(wake{ID: st.Request.ID, Wake: st.Wake, Due: &due})
 	m := nats.NewMsg(w.subj.Schedule(st.Request.ID, at))
 	m.Data = body
 	ctx, span := w.startSend(withStoredTrace(ctx, st), w.subj.Prefix+".internal.schedules", m.Subject)

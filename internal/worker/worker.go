@@ -84,6 +84,9 @@ type Worker struct {
 	// calls holds the ids of the operations this process is calling Azure
 	// for right now.
 	calls acting
+	// holds keeps the wake-ups that arrived before their poll is due
+	// (set by Run).
+	holds *holder
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -127,6 +130,7 @@ func New(o Options, nc *nats.Conn, profiles Profiles, log *slog.Logger, opts ...
 		MaxBadAnswers: cfg.MaxBadAnswers, MaxUnanswered: cfg.MaxUnanswered,
 		MaxDocuments: cfg.MaxDocuments, Window: cfg.CollectionWindow, EstateWindow: cfg.EstateWindow, Slots: cfg.CollectionsInFlight,
 		Policy: cfg.Policy, HoldSpread: DefaultHoldSpread, Archive: cfg.Archive.policy(),
+		Wake: operation.WakePolicy{Lead: cfg.PollLead, HoldMax: cfg.PollHoldMax},
 		Runner: operation.RunnerPolicy{
 			CallTimeout: cfg.HTTPTimeout, AuthMargin: billing.AuthFailureMargin, SlotTolerance: slotTolerance,
 			MaxDeliver: cfg.MaxDeliver, RedeliverFirst: redeliverFirst, RedeliverMax: redeliverMax, RejectRetry: deadLetterRetry,
@@ -239,13 +243,33 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	dispatch := func(handle func(context.Context, jetstream.Msg)) jetstream.MessageHandler {
+	// A wake-up the server fired before its poll is due waits in the
+	// holder (hold.go), then goes to the pool.
+	w.holds = &holder{
+		w: w, stop: ctx, held: w.m.held, poll: w.limited(recovered(w.handlePoll)),
+		submit: func(msg jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+			if w.draining.Load() {
+				_ = w.settle(msg, w.machine.Elsewhere())
+				inflight.Done()
+				return
+			}
+			jobs <- job{msg, handle}
+		},
+		add: func() { inflight.Add(1) }, done: inflight.Done,
+	}
+	dispatch := func(name string, handle func(context.Context, jetstream.Msg)) jetstream.MessageHandler {
 		return func(msg jetstream.Msg) {
 			if w.draining.Load() {
 				_ = w.settle(msg, w.machine.Elsewhere()) // another worker takes it at once
 				return
 			}
 			inflight.Add(1)
+			if name == PollsConsumer {
+				if d, ok := w.holds.arrived(msg); ok {
+					w.holds.hold(msg, d, handle)
+					return
+				}
+			}
 			jobs <- job{msg, handle}
 		}
 	}
@@ -263,7 +287,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("worker: consumer %s: %w", c.name, err)
 		}
-		cc, err := cons.Consume(dispatch(w.limited(recovered(c.handle))),
+		cc, err := cons.Consume(dispatch(c.name, w.limited(recovered(c.handle))),
 			jetstream.PullMaxMessages(w.cfg.Concurrency),
 			// nats.go 1.55 can miss a pull when a message is handled while
 			// the previous pull is still being sent (jetstream/pull.go:

@@ -154,8 +154,8 @@ func (s Layout) ChildrenEnded() string { return s.Prefix + ".internal.ended" }
 func (s Layout) Polls() string { return s.Prefix + ".internal.polls" }
 
 // Schedule is the worker's internal subject holding the pending wake-up of
-// request id that falls due at at: <prefix>.internal.schedules.<unix
-// second>.<id>. The second it falls due is a token of its own, so that the
+// request id that the server is to fire at at (the worker fires it a lead
+// before the poll is due): <prefix>.internal.schedules.<unix second>.<id>. The second it falls due is a token of its own, so that the
 // wake-ups of one second are found together (SchedulesDue).
 func (s Layout) Schedule(id string, at time.Time) string {
 	return s.Prefix + ".internal.schedules." + strconv.FormatInt(at.Unix(), 10) + "." + IDToken(id)
