@@ -337,11 +337,11 @@ func TestRefusedWritesCounted(t *testing.T) {
 		t.Fatalf("before the store is full: %v, want every kind at 0", got)
 	}
 	inv := b.invoice()
-	b.emu.Script(inv, emulator.Accepted("1"), emulator.OK())
+	b.emu.Script(inv, emulator.Accepted(retryAfter), emulator.OK())
 	req := devstack.Sample(messages.KindInvoiceSummary, b.id(), inv)
 	b.submit(req)
 	st := b.waiting(req.ID)
-	free := b.fill()
+	free := b.fill(st)
 	pastDue(t, st)
 	testwait.For(t, wakeOverdue+20*time.Second, "a refused write counted", func() bool { return b.refusedWrites()["schedule"] > 0 })
 	free()
