@@ -14,9 +14,14 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // 20 calls a second, burst 40: the benchmark's budget.
 var limit = throttle.Limit{Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 40}
 
+// learnedAtCeiling is an entry whose estimate is the configured limit.
+func learnedAtCeiling() throttle.Entry {
+	return throttle.Entry{Learned: throttle.NewLearned(limit, t0)}
+}
+
 func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
 	t.Parallel()
-	var e throttle.Entry
+	e := learnedAtCeiling()
 	for i := range 40 {
 		if at := e.Reserve(limit, t0); !at.Equal(t0) {
 			t.Fatalf("call %d of the burst: slot %s, want now", i, at.Sub(t0))
@@ -49,7 +54,7 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	if added := e.Pause(limit, t0.Add(12*time.Second), "retry-after", t0.Add(time.Second)); added != 2*time.Second {
 		t.Errorf("extended by %s, want 2s", added)
 	}
-	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) {
+	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) || e.InFlightAtPause != 2 {
 		t.Errorf("%+v", e)
 	}
 	until = t0.Add(12 * time.Second)
@@ -61,25 +66,53 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	}
 }
 
-func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
+// A report slows the bucket to what Azure has left, less one call kept in
+// reserve; its bucket size comes from the largest report.
+func TestReportSlowsTheBucket(t *testing.T) {
+	t.Parallel()
+	e := learnedAtCeiling()
+	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 9}, 0, false, t0) {
+		t.Fatal("a report of 9 left did not slow a full bucket")
+	}
+	if got := e.Effective(limit).Burst; got != 10 {
+		t.Errorf("learned burst %d, want 10 (9 left after one call)", got)
+	}
+	if got := e.Tokens(limit, t0); got != 8 {
+		t.Errorf("tokens %v, want 8 (9 left, one in reserve)", got)
+	}
+	e.Reserve(limit, t0)
+	if e.Report(limit, throttle.Remaining{Value: 8}, 0, false, t0) {
+		t.Error("8 left after the next call is the bucket's 7 and the reserve: nothing to change")
+	}
+	if !e.Report(limit, throttle.Remaining{Value: 5}, 0, false, t0) {
+		t.Error("5 left (another client's calls) did not slow the bucket")
+	}
+	for range 4 {
+		e.Reserve(limit, t0)
+	}
+	if at := e.Reserve(limit, t0); at.Sub(t0) != 50*time.Millisecond {
+		t.Errorf("fifth call: +%s", at.Sub(t0))
+	}
+}
+
+// Before the first answer a scope has no estimate: one call goes, the next
+// ones follow at the configured rate (no burst) until the answer tells the
+// budget.
+func TestFirstCallProbesTheBudget(t *testing.T) {
 	t.Parallel()
 	var e throttle.Entry
-	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, 0, t0) {
-		t.Fatal("a report of 2 left did not slow a full bucket")
+	for i := range 3 {
+		if at := e.Reserve(limit, t0); at.Sub(t0) != time.Duration(i)*50*time.Millisecond {
+			t.Fatalf("call %d: +%s, want +%s", i, at.Sub(t0), time.Duration(i)*50*time.Millisecond)
+		}
 	}
-	if got := e.Tokens(limit, t0); got != 2 {
-		t.Errorf("tokens %v, want 2", got)
+	// An entry of older code (no estimate) decodes and probes the same way.
+	old, err := throttle.DecodeEntry([]byte(`{"version":1,"scope":"default.billing.writes","rate":"10/1s","burst":200,"tat":"2026-11-27T12:00:00Z","calls":5,"deferred":0,"throttled":0,"pauses":0,"pausedSeconds":0,"updatedAt":"2026-11-27T12:00:00Z"}`))
+	if err != nil || old.Learned != nil || old.Calls != 5 {
+		t.Fatalf("old entry: %+v, %v", old, err)
 	}
-	if e.Report(limit, throttle.Remaining{Value: 30}, 0, t0) {
-		t.Error("a report of more than the bucket holds changed it")
-	}
-	if e.Report(limit, throttle.Remaining{Value: 5}, 3, t0) {
-		t.Error("5 left less 3 let through since is still the 2 the bucket holds")
-	}
-	e.Reserve(limit, t0)
-	e.Reserve(limit, t0)
-	if at := e.Reserve(limit, t0); at.Sub(t0) != 50*time.Millisecond {
-		t.Errorf("third call: +%s", at.Sub(t0))
+	if got := old.Effective(limit); got.Burst != 1 || got.Rate != limit.Rate {
+		t.Errorf("old entry enforces %+v", got)
 	}
 }
 
@@ -157,17 +190,18 @@ func TestParseRate(t *testing.T) {
 // the bucket holds what Azure reported less those, and owes any excess.
 func TestReportCountsCallsInFlight(t *testing.T) {
 	t.Parallel()
-	var e throttle.Entry
-	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, t0) {
+	e := learnedAtCeiling()
+	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, false, t0) {
 		t.Fatal("not slowed")
 	}
-	if got := e.Tokens(limit, t0); got != 8 {
-		t.Errorf("tokens %v, want 8", got)
+	if got := e.Tokens(limit, t0); got != 7 {
+		t.Errorf("tokens %v, want 7 (19 left, 11 let through since, 1 in reserve)", got)
 	}
-	var owed throttle.Entry
-	owed.Report(limit, throttle.Remaining{Value: 0}, 4, t0)
-	// Four calls owed: the next slot is five intervals away.
-	if at := owed.Reserve(limit, t0); at.Sub(t0) != 250*time.Millisecond {
-		t.Errorf("next slot +%s, want +250ms", at.Sub(t0))
+	owed := learnedAtCeiling()
+	owed.Report(limit, throttle.Remaining{Value: 0}, 4, false, t0)
+	// Four calls owed and one in reserve: the next slot is six intervals
+	// away.
+	if at := owed.Reserve(limit, t0); at.Sub(t0) != 300*time.Millisecond {
+		t.Errorf("next slot +%s, want +300ms", at.Sub(t0))
 	}
 }
