@@ -50,12 +50,16 @@ type Entry struct {
 }
 
 // Effective is the limit the entry enforces under the configured limit l:
-// the estimate, at most l; before the scope's first answer, l's rate with
-// a burst of one (one call probes Azure's budget, the next ones follow at
-// the rate until its answer tells the budget).
+// the estimate, at most l; before the scope's first answer, l's rate (at
+// most 10 a second) with a burst of one: one call probes Azure's budget,
+// the next ones follow slowly until its answer tells the budget.
 func (e *Entry) Effective(l Limit) Limit {
 	if e.Learned == nil {
-		return Limit{Rate: l.Rate, Burst: 1}
+		r := l.Rate
+		if perSecond(r) > probeRate {
+			r = Rate{Calls: probeRate, Per: time.Second}
+		}
+		return Limit{Rate: r, Burst: 1}
 	}
 	return e.Learned.Limit(l)
 }
@@ -157,9 +161,10 @@ func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) ti
 // the bucket changed.
 //
 // The report also feeds the estimate (Learned.Report); throttled says
-// whether the reported call was throttled. Once the estimate comes from
-// the headers the bucket keeps one call in reserve below what Azure
-// reports, for calls that reach Azure closer together than their slots.
+// whether the reported call was throttled. The bucket keeps a reserve
+// below what Azure reports (one call and a tenth of the burst), for calls
+// that reach Azure closer together than their slots and for the noise of
+// the estimate.
 func (e *Entry) Report(l Limit, r Remaining, after int64, throttled bool, now time.Time) bool {
 	e.stamp(l, now)
 	e.Remaining = &r
@@ -168,7 +173,7 @@ func (e *Entry) Report(l Limit, r Remaining, after int64, throttled bool, now ti
 	learnt := est.Report(l, r.Value, throttled, demand, now)
 	l = e.Effective(l)
 	iv := l.Rate.Interval()
-	left := r.Value - max(after, 0) - 1
+	left := r.Value - max(after, 0) - reserve(l.Burst)
 	target := now.Add(time.Duration(l.Burst)*iv - time.Duration(left)*iv)
 	if !target.After(maxTime(e.TAT, now)) {
 		return learnt
@@ -176,6 +181,10 @@ func (e *Entry) Report(l Limit, r Remaining, after int64, throttled bool, now ti
 	e.TAT = target
 	return true
 }
+
+// reserve is the calls the bucket keeps below Azure's report under a
+// burst of burst.
+func reserve(burst int) int64 { return 1 + int64(burst)/10 }
 
 func (e *Entry) stamp(l Limit, now time.Time) {
 	e.Version, e.Rate, e.Burst, e.UpdatedAt = EntryVersion, l.Rate.String(), l.Burst, now

@@ -66,44 +66,52 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	}
 }
 
-// A report slows the bucket to what Azure has left, less one call kept in
-// reserve; its bucket size comes from the largest report.
+// A report slows the bucket to what Azure has left, less a reserve (one
+// call and a tenth of the burst); its bucket size comes from the largest
+// report, and until the reports allow a fit, its rate is taken as a refill
+// of the bucket in 2 s.
 func TestReportSlowsTheBucket(t *testing.T) {
 	t.Parallel()
 	e := learnedAtCeiling()
 	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 9}, 0, false, t0) {
 		t.Fatal("a report of 9 left did not slow a full bucket")
 	}
-	if got := e.Effective(limit).Burst; got != 10 {
-		t.Errorf("learned burst %d, want 10 (9 left after one call)", got)
+	eff := e.Effective(limit)
+	if eff.Burst != 10 || eff.Rate.Interval() != 200*time.Millisecond {
+		t.Errorf("learned %+v, want burst 10 (9 left after one call) at 5/s", eff)
 	}
-	if got := e.Tokens(limit, t0); got != 8 {
-		t.Errorf("tokens %v, want 8 (9 left, one in reserve)", got)
+	if got := e.Tokens(limit, t0); got != 7 {
+		t.Errorf("tokens %v, want 7 (9 left, two in reserve)", got)
 	}
 	e.Reserve(limit, t0)
-	if e.Report(limit, throttle.Remaining{Value: 8}, 0, false, t0) {
-		t.Error("8 left after the next call is the bucket's 7 and the reserve: nothing to change")
+	if got := e.Tokens(limit, t0); got != 6 {
+		t.Errorf("tokens %v after a call, want 6", got)
 	}
-	if !e.Report(limit, throttle.Remaining{Value: 5}, 0, false, t0) {
-		t.Error("5 left (another client's calls) did not slow the bucket")
+	e.Report(limit, throttle.Remaining{Value: 8}, 0, false, t0)
+	if got := e.Tokens(limit, t0); got != 6 {
+		t.Errorf("tokens %v, want 6: 8 left after that call is what the bucket holds and the reserve", got)
 	}
-	for range 4 {
+	e.Report(limit, throttle.Remaining{Value: 5}, 0, false, t0)
+	if got := e.Tokens(limit, t0); got != 3 {
+		t.Errorf("tokens %v, want 3: 5 left (another client's calls) slows the bucket", got)
+	}
+	for range 3 {
 		e.Reserve(limit, t0)
 	}
-	if at := e.Reserve(limit, t0); at.Sub(t0) != 50*time.Millisecond {
-		t.Errorf("fifth call: +%s", at.Sub(t0))
+	if at := e.Reserve(limit, t0); at.Sub(t0) != 200*time.Millisecond {
+		t.Errorf("fourth call: +%s, want one interval", at.Sub(t0))
 	}
 }
 
 // Before the first answer a scope has no estimate: one call goes, the next
-// ones follow at the configured rate (no burst) until the answer tells the
-// budget.
+// ones follow at the configured rate, at most 10 a second, without burst,
+// until the answer tells the budget.
 func TestFirstCallProbesTheBudget(t *testing.T) {
 	t.Parallel()
 	var e throttle.Entry
 	for i := range 3 {
-		if at := e.Reserve(limit, t0); at.Sub(t0) != time.Duration(i)*50*time.Millisecond {
-			t.Fatalf("call %d: +%s, want +%s", i, at.Sub(t0), time.Duration(i)*50*time.Millisecond)
+		if at := e.Reserve(limit, t0); at.Sub(t0) != time.Duration(i)*100*time.Millisecond {
+			t.Fatalf("call %d: +%s, want +%s", i, at.Sub(t0), time.Duration(i)*100*time.Millisecond)
 		}
 	}
 	// An entry of older code (no estimate) decodes and probes the same way.
@@ -111,7 +119,7 @@ func TestFirstCallProbesTheBudget(t *testing.T) {
 	if err != nil || old.Learned != nil || old.Calls != 5 {
 		t.Fatalf("old entry: %+v, %v", old, err)
 	}
-	if got := old.Effective(limit); got.Burst != 1 || got.Rate != limit.Rate {
+	if got := old.Effective(limit); got.Burst != 1 || got.Rate.Interval() != 100*time.Millisecond {
 		t.Errorf("old entry enforces %+v", got)
 	}
 }
@@ -194,14 +202,15 @@ func TestReportCountsCallsInFlight(t *testing.T) {
 	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, false, t0) {
 		t.Fatal("not slowed")
 	}
-	if got := e.Tokens(limit, t0); got != 7 {
-		t.Errorf("tokens %v, want 7 (19 left, 11 let through since, 1 in reserve)", got)
+	if got := e.Tokens(limit, t0); got != 5 {
+		t.Errorf("tokens %v, want 5 (19 left, 11 let through since, 3 in reserve)", got)
 	}
 	owed := learnedAtCeiling()
 	owed.Report(limit, throttle.Remaining{Value: 0}, 4, false, t0)
 	// Four calls owed and one in reserve: the next slot is six intervals
-	// away.
-	if at := owed.Reserve(limit, t0); at.Sub(t0) != 300*time.Millisecond {
-		t.Errorf("next slot +%s, want +300ms", at.Sub(t0))
+	// away (of the learned 1 call a bucket of one refills in 2 s).
+	iv := owed.Effective(limit).Rate.Interval()
+	if at := owed.Reserve(limit, t0); at.Sub(t0) != 6*iv || iv != 2*time.Second {
+		t.Errorf("next slot +%s, want 6 intervals of 2s", at.Sub(t0))
 	}
 }

@@ -40,8 +40,8 @@ const (
 	// change of Azure's budget within seconds.
 	fitWindow = 6 * time.Second
 	// fitMinSpan and fitMinSamples: below them the estimate keeps its value.
-	fitMinSpan    = 500 * time.Millisecond
-	fitMinSamples = 3
+	fitMinSpan    = 2 * time.Second
+	fitMinSamples = 5
 	// maxSamples bounds the entry's size; sampleEvery spaces the samples
 	// kept (a closer report replaces the last one).
 	maxSamples  = 32
@@ -54,6 +54,12 @@ const (
 	raiseFactor = 1.25
 	// minRate is the lowest rate the estimate goes down to.
 	minRate = 0.01
+	// guessRefill: until the reports allow a fit, the bucket is taken to
+	// refill in this time (faster than any of Azure's documented budgets,
+	// which refill in 10 to 20 s: the ceiling then decides).
+	guessRefill = 2 * time.Second
+	// probeRate bounds the rate before a scope's first answer.
+	probeRate = 10.0
 )
 
 // Learned is a scope's estimate of the budget Azure grants, kept in its
@@ -74,8 +80,11 @@ type Learned struct {
 	// Samples are the recent reports fitted: when, and the tokens Azure
 	// had granted by then (remaining + answered).
 	Samples []Sample `json:"samples,omitempty"`
-	// Raised is when the estimate was last raised for a full bucket.
+	// Raised is when the estimate was last raised for a bucket Azure
+	// reported half full or more while calls waited (or when that began).
 	Raised time.Time `json:"raised,omitzero"`
+	// Fitted: the rate came from a fit of the reports at least once.
+	Fitted bool `json:"fitted,omitempty"`
 	// Throttled is when the last throttled answer came.
 	Throttled time.Time `json:"throttled,omitzero"`
 }
@@ -135,28 +144,44 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 		l.Burst = b
 	}
 	s := Sample{At: now, Granted: value + l.Answered}
-	// Azure has half its bucket or more left: it may have been full since
-	// the last report (its refill lost meanwhile), and the calls are
-	// slower than its budget. A drop of the tokens granted beyond the
-	// noise of calls in flight is Azure lowering the budget. Either way
-	// the fit starts again here.
-	full := value+1 >= max(2, int64(l.Burst)/2)
+	// Azure's bucket is full: the refill before now was lost, and the
+	// fit starts again here. A drop of the tokens granted beyond the
+	// noise of calls in flight is Azure lowering its budget: the fit
+	// starts again too.
+	full := value+1 >= int64(l.Burst)
 	dropped := len(l.Samples) > 0 && s.Granted < l.Samples[len(l.Samples)-1].Granted-max(3, int64(l.Burst)/4)
-	switch {
-	case dropped:
+	// plenty: Azure has half its bucket or more left while calls wait for
+	// the estimate's: the calls are slower than Azure's budget, and its
+	// bucket (full, or near: its size may have shrunk since the largest
+	// report) hides by how much. The fit starts again after it.
+	plenty := demand && value+1 >= max(2, int64(l.Burst)/2)
+	if full || dropped || plenty {
 		l.Samples = []Sample{s}
-	case full:
-		l.Samples = []Sample{s}
-		if demand && now.Sub(l.Raised) >= raiseEvery {
-			l.Rate = min(perSecond(ceiling.Rate), l.Rate*raiseFactor)
-			l.Raised = now
-		}
-	default:
+	} else {
 		l.add(s)
-		if r, ok := fitRate(l.Samples); ok {
-			l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), r))
-		}
 	}
+	next := l.Rate
+	if r, ok := fitRate(l.Samples); ok {
+		next, l.Fitted = r, true
+	} else if !l.Fitted {
+		// No fit yet: assume the bucket refills in guessRefill.
+		next = float64(l.Burst) / guessRefill.Seconds()
+	}
+	switch {
+	case !plenty:
+		l.Raised = time.Time{}
+	case l.Raised.IsZero():
+		// Plenty since now: raised if it lasts (a burst's first answers
+		// report plenty too).
+		l.Raised = now
+		next = math.Max(next, l.Rate)
+	case now.Sub(l.Raised) >= raiseEvery:
+		next = math.Max(next, l.Rate*raiseFactor)
+		l.Raised = now
+	default:
+		next = math.Max(next, l.Rate)
+	}
+	l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), next))
 	if l.Rate != rate || l.Burst != burst {
 		l.At = now
 		return true

@@ -131,6 +131,7 @@ func simulate(t *testing.T, az *azure, ceiling throttle.Limit, replicas int, d, 
 			res.calls++
 			if !ok {
 				res.throttled++
+
 				if now.Sub(t0) >= settle {
 					res.throttledAfter++
 				}
@@ -222,7 +223,7 @@ func TestEstimatorLearnsTheBudgetAzureGrants(t *testing.T) {
 			if ok := float64(res.calls - res.throttled); ok < tc.minUse*granted {
 				t.Errorf("%.0f calls let through, want at least %.0f%% of the %.0f Azure granted (under the ceiling)", ok, 100*tc.minUse, granted)
 			}
-			for _, at := range []time.Duration{10 * time.Second, 29 * time.Second, 40 * time.Second, 50 * time.Second} {
+			for _, at := range []time.Duration{10 * time.Second, 29 * time.Second, 31 * time.Second, 33 * time.Second, 36 * time.Second, 40 * time.Second, 45 * time.Second, 50 * time.Second, 55 * time.Second} {
 				t.Logf("rate at %s: %.2f/s", at, res.rateAt(at))
 			}
 			t.Logf("%d calls, %d throttled (%d after %s), rate %.2f/s, burst %d, in flight at a pause %d",
