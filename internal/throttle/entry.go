@@ -47,7 +47,26 @@ type Entry struct {
 	// InFlightAtPause counts the throttled answers to calls that were
 	// already on their way when the scope's pause began.
 	InFlightAtPause int64 `json:"inFlightAtPause,omitempty"`
+	// ProbeAt is when the scope's first call (the probe) went, before any
+	// answer.
+	ProbeAt time.Time `json:"probeAt,omitzero"`
 }
+
+// PauseProbe is the PauseSource of the pause that holds a scope's calls
+// while its first call's answer is awaited.
+const PauseProbe = "probe"
+
+const (
+	// probeWake: the calls asked for during the probe are woken this
+	// long after, to ask again.
+	probeWake = 500 * time.Millisecond
+	// probePause: the probe's pause lasts this long after the last call
+	// held by it (its wake-up, and the lateness of scheduled wake-ups).
+	probePause = 2 * time.Second
+	// probeTimeout: a probe without an answer after this long is given
+	// up; the next call probes again.
+	probeTimeout = 10 * time.Second
+)
 
 // Effective is the limit the entry enforces under the configured limit l:
 // the estimate, at most l; before the scope's first answer, l's rate (at
@@ -101,8 +120,27 @@ func (e *Entry) Tokens(l Limit, now time.Time) float64 {
 
 // Reserve takes the earliest slot of the bucket for one call, at now or
 // later (never within a pause), and returns it.
+//
+// Before the scope's first answer (no estimate yet) the first call is a
+// probe: it goes, and the calls asked for while its answer is awaited get
+// no slot of the bucket. They are woken probeWake later, inside a pause of
+// the scope (source "probe") that outlasts their wake-ups, so that each
+// asks again, under the budget the probe's answer taught. A probe whose
+// answer never comes (its replica died) is given up after probeTimeout.
 func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 	e.stamp(l, now)
+	if e.Learned == nil {
+		switch {
+		case e.ProbeAt.IsZero() || now.Sub(e.ProbeAt) >= probeTimeout:
+			e.ProbeAt = now // this call is the probe
+		default:
+			e.Deferred++
+			if until := now.Add(probePause); until.After(e.PausedUntil) {
+				e.PausedUntil, e.PauseSource = until, PauseProbe
+			}
+			return now.Add(probeWake)
+		}
+	}
 	l = e.Effective(l)
 	iv := l.Rate.Interval()
 	slot := now

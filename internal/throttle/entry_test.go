@@ -103,16 +103,46 @@ func TestReportSlowsTheBucket(t *testing.T) {
 	}
 }
 
-// Before the first answer a scope has no estimate: one call goes, the next
-// ones follow at the configured rate, at most 10 a second, without burst,
-// until the answer tells the budget.
+// Before the first answer a scope has no estimate: one call goes (the
+// probe); the calls asked for while its answer is awaited are woken 500 ms
+// later inside a pause of the scope that outlasts their wake-ups, so that
+// they ask again under the budget the answer tells; they take no slot of
+// the bucket.
 func TestFirstCallProbesTheBudget(t *testing.T) {
 	t.Parallel()
 	var e throttle.Entry
-	for i := range 3 {
-		if at := e.Reserve(limit, t0); at.Sub(t0) != time.Duration(i)*100*time.Millisecond {
-			t.Fatalf("call %d: +%s, want +%s", i, at.Sub(t0), time.Duration(i)*100*time.Millisecond)
+	if at := e.Reserve(limit, t0); !at.Equal(t0) {
+		t.Fatalf("the probe: +%s", at.Sub(t0))
+	}
+	for i := 1; i <= 3; i++ {
+		now := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		if at := e.Reserve(limit, now); at.Sub(now) != 500*time.Millisecond || !e.Paused(at) || e.PauseSource != throttle.PauseProbe {
+			t.Fatalf("call %d: +%s, paused until +%s (%s)", i, at.Sub(now), e.PausedUntil.Sub(t0), e.PauseSource)
 		}
+	}
+	if e.Calls != 1 || e.Deferred != 3 || e.Pauses != 0 {
+		t.Errorf("calls %d deferred %d pauses %d", e.Calls, e.Deferred, e.Pauses)
+	}
+	// The probe's answer: 9 left. The calls asking again during the pause
+	// get slots after it, at most the learned burst at once.
+	e.Report(limit, throttle.Remaining{Value: 9}, 0, false, t0.Add(50*time.Millisecond))
+	now := t0.Add(600 * time.Millisecond)
+	free := 0
+	for range 20 {
+		if at := e.Reserve(limit, now); at.Equal(e.PausedUntil) {
+			free++
+		} else if at.Before(e.PausedUntil) {
+			t.Fatalf("slot +%s within the pause (until +%s)", at.Sub(t0), e.PausedUntil.Sub(t0))
+		}
+	}
+	if free > 10 || free < 5 {
+		t.Errorf("%d calls at the pause's end, want at most the learned burst (10) less the reserve", free)
+	}
+	// A probe whose answer never comes is given up after 10 s.
+	var lost throttle.Entry
+	lost.Reserve(limit, t0)
+	if at := lost.Reserve(limit, t0.Add(10*time.Second)); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("after a lost probe: +%s, want a new probe at once", at.Sub(t0))
 	}
 	// An entry of older code (no estimate) decodes and probes the same way.
 	old, err := throttle.DecodeEntry([]byte(`{"version":1,"scope":"default.billing.writes","rate":"10/1s","burst":200,"tat":"2026-11-27T12:00:00Z","calls":5,"deferred":0,"throttled":0,"pauses":0,"pausedSeconds":0,"updatedAt":"2026-11-27T12:00:00Z"}`))

@@ -150,11 +150,11 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 	// starts again too.
 	full := value+1 >= int64(l.Burst)
 	dropped := len(l.Samples) > 0 && s.Granted < l.Samples[len(l.Samples)-1].Granted-max(3, int64(l.Burst)/4)
-	// plenty: Azure has half its bucket or more left while calls wait for
+	// plenty: Azure has three quarters of its bucket left while calls wait for
 	// the estimate's: the calls are slower than Azure's budget, and its
 	// bucket (full, or near: its size may have shrunk since the largest
 	// report) hides by how much. The fit starts again after it.
-	plenty := demand && value+1 >= max(2, int64(l.Burst)/2)
+	plenty := demand && value+1 >= max(2, int64(l.Burst)*3/4)
 	if full || dropped || plenty {
 		l.Samples = []Sample{s}
 	} else {
@@ -194,15 +194,16 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 // began). Without remaining-budget headers the rate comes from the spacing
 // of throttled answers: sending at rate r, Azure's bucket (empty after a
 // pause) runs dry after 1/(r - a) seconds when Azure refills at a, so
-// a = r - 1/(gap - pause). The bucket size halves (a report of more budget
-// raises it again). It reports whether the estimate changed.
+// a = r - 1/(gap - pause), and the bucket size halves. With the headers
+// the reports teach both, and a throttled answer changes nothing but its
+// report. It reports whether the estimate changed.
 func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bool {
 	if pause <= 0 {
 		return false // in flight when the pause began: it says nothing new
 	}
 	rate, burst := l.Rate, l.Burst
-	l.Burst = max(1, l.Burst/2)
 	if l.Source != LearnedFromRemaining {
+		l.Burst = max(1, l.Burst/2)
 		l.Source = LearnedFromThrottled
 		if !l.Throttled.IsZero() && now.After(l.Throttled) {
 			next := l.Rate / 2
