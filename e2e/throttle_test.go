@@ -257,8 +257,17 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 	const rate, burst, n, bound = 5, 10, 200, 3
 	e.emu.SetBudget(emulator.Budget{Rate: rate, Burst: burst})
 	ns := startNATS(t, "learn-nats", filepath.Join(t.TempDir(), "js"))
+	// The harness raises the throttle's limits for the other tests: back
+	// to the defaults, as a new user runs the worker.
+	def := throttle.DefaultLimits()
+	defaults := []string{
+		"BILLING_THROTTLE_BILLING_WRITES=" + def[throttle.BillingWrites].Rate.String(),
+		fmt.Sprintf("BILLING_THROTTLE_BILLING_WRITES_BURST=%d", def[throttle.BillingWrites].Burst),
+		"BILLING_THROTTLE_BILLING_READS=" + def[throttle.BillingReads].Rate.String(),
+		fmt.Sprintf("BILLING_THROTTLE_BILLING_READS_BURST=%d", def[throttle.BillingReads].Burst),
+	}
 	for i := range 3 {
-		e.worker(t, fmt.Sprintf("learn-worker-%c", 'a'+i), ns.url())
+		e.worker(t, fmt.Sprintf("learn-worker-%c", 'a'+i), ns.url(), defaults...)
 	}
 	_, js := connect(t, ns.url())
 	waitStream(t, js, messages.NewLayout("").WorkStream(), 30*time.Second)
@@ -293,8 +302,12 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 		}
 	}
 	lower := time.Duration(float64(n-burst) / rate * float64(time.Second))
-	t.Logf("budget %d/s burst %d, %d requests: %s (lower bound %s), %d calls, %d throttled (bound %d), %d early, learned %+v, %d in flight at a pause",
-		rate, burst, n, elapsed.Round(time.Millisecond), lower, len(e.emu.Calls()), throttled, bound, early, entry.Learned, entry.InFlightAtPause)
+	var learned string
+	if l := entry.Learned; l != nil {
+		learned = fmt.Sprintf("%.2f/s burst %d (%s)", l.Rate, l.Burst, l.Source)
+	}
+	t.Logf("budget %d/s burst %d, %d requests: %s (lower bound %s), %d calls, %d throttled (bound %d), %d early, learned %s, %d in flight at a pause",
+		rate, burst, n, elapsed.Round(time.Millisecond), lower, len(e.emu.Calls()), throttled, bound, early, learned, entry.InFlightAtPause)
 	if throttled > bound {
 		t.Errorf("%d calls throttled, want at most %d", throttled, bound)
 	}
@@ -306,5 +319,8 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 	}
 	if elapsed > lower*13/10 {
 		t.Errorf("took %s, want within 30%% of the budget's lower bound %s", elapsed, lower)
+	}
+	if entry.InFlightAtPause > int64(throttled) {
+		t.Errorf("%d calls in flight at a pause, more than the %d throttled", entry.InFlightAtPause, throttled)
 	}
 }
