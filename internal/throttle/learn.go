@@ -83,8 +83,10 @@ type Learned struct {
 	// Raised is when the estimate was last raised for a bucket Azure
 	// reported half full or more while calls waited (or when that began).
 	Raised time.Time `json:"raised,omitzero"`
-	// Fitted: the rate came from a fit of the reports at least once.
-	Fitted bool `json:"fitted,omitempty"`
+	// Fitted: the rate came from a fit of the reports at least once;
+	// Guessed: it was guessed from the first report's bucket size.
+	Fitted  bool `json:"fitted,omitempty"`
+	Guessed bool `json:"guessed,omitempty"`
 	// Throttled is when the last throttled answer came.
 	Throttled time.Time `json:"throttled,omitzero"`
 }
@@ -163,9 +165,10 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 	next := l.Rate
 	if r, ok := fitRate(l.Samples); ok {
 		next, l.Fitted = r, true
-	} else if !l.Fitted {
-		// No fit yet: assume the bucket refills in guessRefill.
-		next = float64(l.Burst) / guessRefill.Seconds()
+	} else if !l.Fitted && !l.Guessed {
+		// The first report, no fit yet: assume the bucket refills in
+		// guessRefill (raised from there while Azure has plenty left).
+		next, l.Guessed = float64(l.Burst)/guessRefill.Seconds(), true
 	}
 	switch {
 	case !plenty:

@@ -177,12 +177,15 @@ func TestEstimatorLearnsTheBudgetAzureGrants(t *testing.T) {
 		minUse              float64
 	}{
 		{name: "constant budget", steps: []azureStep{{0, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: true,
-			wantRate: 5, tolerance: 0.1, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
+			wantRate: 5, tolerance: 0.1, maxAfter: 1, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
 		{name: "budget halved mid-run", steps: []azureStep{{0, 10, 20}, {30 * time.Second, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: true,
 			wantRate: 5, tolerance: 0.1, maxAfter: 3, maxAll: 6, settle: 5 * time.Second, minUse: 0.9},
 		{name: "budget doubled, never above the ceiling", steps: []azureStep{{0, 5, 10}, {30 * time.Second, 10, 20}},
 			ceiling: throttle.Limit{Rate: throttle.Rate{Calls: 8, Per: time.Second}, Burst: 200}, replicas: 3, headers: true,
 			wantRate: 8, tolerance: 0.001, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
+		{name: "budget equal to the ceiling", steps: []azureStep{{0, 10, 10}},
+			ceiling: throttle.Limit{Rate: throttle.Rate{Calls: 10, Per: time.Second}, Burst: 10}, replicas: 3, headers: true,
+			wantRate: 10, tolerance: 0.05, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
 		{name: "headers missing: the spacing of 429s", steps: []azureStep{{0, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: false,
 			wantRate: 5, tolerance: 0.25, maxAfter: 10, maxAll: 40, settle: 30 * time.Second, minUse: 0.85},
 	} {
