@@ -34,6 +34,10 @@ type ThrottleScope struct {
 	// InFlightAtPause counts the throttled answers to calls already on
 	// their way when the scope's pause began.
 	InFlightAtPause int64 `json:"inFlightAtPause,omitempty"`
+	// ProbeAt is when the scope's first call (the probe of Azure's budget)
+	// went; PauseSource "probe" marks the pause that holds the other calls
+	// until its answer has come.
+	ProbeAt time.Time `json:"probeAt,omitzero"`
 	// PausedUntil is when the scope's pause ends (zero or past: none), and
 	// PauseSource the header that set it ("retry-after").
 	PausedUntil time.Time `json:"pausedUntil,omitzero"`
