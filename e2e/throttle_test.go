@@ -240,3 +240,87 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Three worker processes with the throttle's settings at their defaults
+// (Azure's documented 10 writes a second, burst 200) against a tenant
+// whose real write budget is 5 a second with a burst of 10, 200 requests
+// at once: the scope learns the budget from the remaining-budget headers
+// and paces every replica to it. The throttled answers stay within the
+// bound docs/throttle.md states (at most 3 in a run: the calls sent while
+// the estimate is still at the configured rate), no call comes before a
+// wait Azure announced, and the run takes about the budget's lower bound.
+func TestThrottleLearnsTheBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run")
+	}
+	e := newEnv(t)
+	const rate, burst, n, bound = 5, 10, 200, 3
+	e.emu.SetBudget(emulator.Budget{Rate: rate, Burst: burst})
+	ns := startNATS(t, "learn-nats", filepath.Join(t.TempDir(), "js"))
+	// The harness raises the throttle's limits for the other tests: back
+	// to the defaults, as a new user runs the worker.
+	def := throttle.DefaultLimits()
+	defaults := []string{
+		"BILLING_THROTTLE_BILLING_WRITES=" + def[throttle.BillingWrites].Rate.String(),
+		fmt.Sprintf("BILLING_THROTTLE_BILLING_WRITES_BURST=%d", def[throttle.BillingWrites].Burst),
+		"BILLING_THROTTLE_BILLING_READS=" + def[throttle.BillingReads].Rate.String(),
+		fmt.Sprintf("BILLING_THROTTLE_BILLING_READS_BURST=%d", def[throttle.BillingReads].Burst),
+	}
+	for i := range 3 {
+		e.worker(t, fmt.Sprintf("learn-worker-%c", 'a'+i), ns.url(), defaults...)
+	}
+	_, js := connect(t, ns.url())
+	waitStream(t, js, messages.NewLayout("").WorkStream(), 30*time.Second)
+	reqs := make([]messages.Request, n)
+	for i := range reqs {
+		inv := devstack.InvoiceName("LB", i)
+		e.emu.Script(inv, emulator.OK())
+		reqs[i] = devstack.Sample(messages.KindInvoiceSummary, "lb-"+inv, inv)
+	}
+	start := time.Now()
+	publishAll(t, js, reqs)
+	testwait.For(t, 3*time.Minute, "every event kept", func() bool { return eventsKept(js) >= uint64(len(reqs)) })
+	elapsed := time.Since(start)
+	throttled, early := 0, 0
+	for _, c := range e.emu.Calls() {
+		if c.Status == 429 {
+			throttled++
+		}
+		if c.Early {
+			early++
+		}
+	}
+	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	st, err := throttle.List(context.Background(), js, messages.NewLayout(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry throttle.Status
+	for _, s := range st {
+		if s.Scope == scope {
+			entry = s
+		}
+	}
+	lower := time.Duration(float64(n-burst) / rate * float64(time.Second))
+	var learned string
+	if l := entry.Learned; l != nil {
+		learned = fmt.Sprintf("%.2f/s burst %d (%s)", l.Rate, l.Burst, l.Source)
+	}
+	t.Logf("budget %d/s burst %d, %d requests: %s (lower bound %s), %d calls, %d throttled (bound %d), %d early, learned %s, %d in flight at a pause",
+		rate, burst, n, elapsed.Round(time.Millisecond), lower, len(e.emu.Calls()), throttled, bound, early, learned, entry.InFlightAtPause)
+	if throttled > bound {
+		t.Errorf("%d calls throttled, want at most %d", throttled, bound)
+	}
+	if early != 0 {
+		t.Errorf("%d calls before the end of a wait Azure announced", early)
+	}
+	if l := entry.Learned; l == nil || l.Source != throttle.LearnedFromRemaining || l.Rate > 1.1*rate || l.Rate < 0.8*rate || l.Burst > burst {
+		t.Errorf("learned %+v, want about %d/s, burst at most %d, from the headers", l, rate, burst)
+	}
+	if elapsed > lower*13/10 {
+		t.Errorf("took %s, want within 30%% of the budget's lower bound %s", elapsed, lower)
+	}
+	if entry.InFlightAtPause > int64(throttled) {
+		t.Errorf("%d calls in flight at a pause, more than the %d throttled", entry.InFlightAtPause, throttled)
+	}
+}

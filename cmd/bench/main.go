@@ -60,6 +60,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/azbilling/worker/internal/emulator"
 )
 
 // options are the benchmark's sizes.
@@ -102,16 +104,17 @@ type options struct {
 	throttleN      int           // requests of the throttle part
 	throttleRate   float64       // the emulator's budget: calls per second per class
 	throttleBurst  int
-	throttleConc   int   // worker concurrency of each of the three processes
-	archiveN       int   // archive: documents at once
-	archiveSize    int64 // archive: bytes of each
-	reportBlobs    int   // report: blobs of the cost details report
-	reportBlobSize int64 // report: bytes of each
-	estateScopes   int   // estate: scopes
-	estateDocs     int   // estate: documents of each scope
-	estateWindow   int   // estate: its collections in flight at once
-	estateSingles  int   // estate: single requests published while it runs
-	schedN         int   // scheduler: schedules of the larger scenarios
+	throttleConc   int               // worker concurrency of each of the three processes
+	throttleLearn  []emulator.Budget // budgets run with the throttle's settings at their defaults (it learns them)
+	archiveN       int               // archive: documents at once
+	archiveSize    int64             // archive: bytes of each
+	reportBlobs    int               // report: blobs of the cost details report
+	reportBlobSize int64             // report: bytes of each
+	estateScopes   int               // estate: scopes
+	estateDocs     int               // estate: documents of each scope
+	estateWindow   int               // estate: its collections in flight at once
+	estateSingles  int               // estate: single requests published while it runs
+	schedN         int               // scheduler: schedules of the larger scenarios
 }
 
 func main() {
@@ -285,6 +288,7 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.throttleRate, "throttle-rate", 20, "throttle: the emulator's budget, calls per second per class")
 	fs.IntVar(&o.throttleBurst, "throttle-burst", 40, "throttle: the emulator's burst per class")
 	fs.IntVar(&o.throttleConc, "throttle-concurrency", 64, "throttle: worker concurrency of each of the three processes")
+	learn := fs.String("throttle-learn", "5/10,20/40", "throttle: emulator budgets <rate>/<burst>, comma-separated, each run with the workers' throttle settings at their defaults (the throttle learns the budget); empty: none")
 	fs.IntVar(&o.archiveN, "archive-n", 10, "archive: documents archived at once (0: skip the archive part)")
 	fs.Int64Var(&o.archiveSize, "archive-size", 200<<20, "archive: bytes of each document")
 	fs.IntVar(&o.reportBlobs, "report-blobs", 4, "report: blobs of the cost details report archived (0: skip the report part)")
@@ -344,6 +348,9 @@ func parseOptions(args []string) (options, error) {
 			o.manyWindows = []int{8} // below the children at once: the window binds
 		}
 		def("throttle-n", &o.throttleN, 100)
+		if !set["throttle-learn"] {
+			*learn = "20/40"
+		}
 		def("archive-n", &o.archiveN, 2)
 		def("estate-scopes", &o.estateScopes, 10)
 		def("estate-docs", &o.estateDocs, 2)
@@ -385,6 +392,10 @@ func parseOptions(args []string) (options, error) {
 	}
 	if o.pollRate < 0 {
 		return o, errors.New("-poll-rate: negative (0 leaves the paced row out)")
+	}
+	var lerr error
+	if o.throttleLearn, lerr = parseLearnBudgets(*learn); lerr != nil {
+		return o, lerr
 	}
 	if o.throttleN > 0 && (!(o.throttleRate > 0) || o.throttleBurst < 1 || o.throttleBurst > o.throttleN || o.throttleConc < 1) {
 		return o, errors.New("-throttle-rate, -throttle-burst and -throttle-concurrency must be positive, the burst at most -throttle-n")

@@ -86,3 +86,24 @@ func TestLongestPause(t *testing.T) {
 		t.Errorf("longestPause(nil) = %s, want 0", got)
 	}
 }
+
+// -throttle-learn reads budgets <rate>/<burst>; -smoke keeps one small one
+// unless told.
+func TestThrottleLearnBudgets(t *testing.T) {
+	t.Parallel()
+	o, err := parseOptions(nil)
+	if err != nil || len(o.throttleLearn) != 2 || o.throttleLearn[0].Rate != 5 || o.throttleLearn[0].Burst != 10 || o.throttleLearn[1].Rate != 20 || o.throttleLearn[1].Burst != 40 {
+		t.Errorf("default: %+v %v", o.throttleLearn, err)
+	}
+	if o, err := parseOptions([]string{"-smoke"}); err != nil || len(o.throttleLearn) != 1 || o.throttleLearn[0].Rate != 20 {
+		t.Errorf("smoke: %+v %v", o.throttleLearn, err)
+	}
+	if o, err := parseOptions([]string{"-throttle-learn", ""}); err != nil || len(o.throttleLearn) != 0 {
+		t.Errorf("none: %+v %v", o.throttleLearn, err)
+	}
+	for _, bad := range []string{"5", "5/0", "x/10", "-1/10"} {
+		if _, err := parseOptions([]string{"-throttle-learn", bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/azbilling/worker/internal/devstack"
@@ -14,7 +15,11 @@ import (
 
 // throttleResult is one run of the throttle part.
 type throttleResult struct {
-	shared    bool
+	shared bool
+	// learn: the workers' throttle settings at their defaults, against
+	// budget (the throttle learns it).
+	learn     bool
+	budget    emulator.Budget
 	elapsed   time.Duration
 	calls     int
 	throttled int
@@ -44,12 +49,22 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 	defer closeEmu()
 	var results []throttleResult
 	for _, shared := range []bool{true, false} {
-		res, err := throttleRun(ctx, o, e, shared)
+		res, err := throttleRun(ctx, o, e, shared, false, budget)
 		if err != nil {
 			return fmt.Errorf("shared=%v: %w", shared, err)
 		}
 		results = append(results, res)
 	}
+	var learned []throttleResult
+	for _, lb := range o.throttleLearn {
+		e.emu.SetBudget(lb)
+		res, err := throttleRun(ctx, o, e, true, true, lb)
+		if err != nil {
+			return fmt.Errorf("learning %g/s burst %d: %w", lb.Rate, lb.Burst, err)
+		}
+		learned = append(learned, res)
+	}
+	e.emu.SetBudget(budget)
 	// The budget's lower bound: the burst at once, the other POSTs at the
 	// rate, and the last POST's poll one Retry-After (1 s) later.
 	bound := time.Duration(float64(o.throttleN-budget.Burst)/budget.Rate*float64(time.Second)) + time.Second
@@ -69,6 +84,12 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 		r.printf("| %s | %s | %+.1f%% | %d | %d | %d | %.3f |\n", name, secs(res.elapsed),
 			100*(res.elapsed.Seconds()/bound.Seconds()-1), res.throttled, res.perWindow, res.early, float64(res.calls)/float64(o.throttleN))
 	}
+	for _, res := range learned {
+		lb := throttleBound(o.throttleN, res.budget)
+		r.printf("| learned (settings at their defaults), budget %g/s burst %d, bound %s | %s | %+.1f%% | %d | %d | %d | %.3f |\n",
+			res.budget.Rate, res.budget.Burst, secs(lb), secs(res.elapsed),
+			100*(res.elapsed.Seconds()/lb.Seconds()-1), res.throttled, res.perWindow, res.early, float64(res.calls)/float64(o.throttleN))
+	}
 	sh, off := results[0], results[1]
 	r.printf("\nEarly: a call that reached the emulator before the end of the wait its bucket's last 429 announced. " +
 		"A pause window: the wait one 429 announced; the column counts the 429s answered within the worst one.\n")
@@ -76,7 +97,39 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 	r.goal(sh.early == 0, "shared throttle: no early call: %d", sh.early)
 	r.goal(sh.perWindow <= 3, "shared throttle: at most one 429 per replica per pause window: %d at most in one window", sh.perWindow)
 	r.goal(sh.throttled*5 <= off.throttled, "shared throttle: at least five times fewer 429s than per replica: %d vs %d", sh.throttled, off.throttled)
+	for _, res := range learned {
+		lb := throttleBound(o.throttleN, res.budget)
+		r.goal(res.elapsed.Seconds() <= 1.05*lb.Seconds(), "learned %g/s burst %d: completion within 5%% of the budget's lower bound: %s vs %s", res.budget.Rate, res.budget.Burst, secs(res.elapsed), secs(lb))
+		r.goal(res.throttled <= 3, "learned %g/s burst %d: at most 3 429s: %d", res.budget.Rate, res.budget.Burst, res.throttled)
+		r.goal(res.early == 0, "learned %g/s burst %d: no early call: %d", res.budget.Rate, res.budget.Burst, res.early)
+	}
 	return nil
+}
+
+// throttleBound is the lower bound of n requests under budget b: the burst
+// at once, the other POSTs at the rate, the last POST's poll one
+// Retry-After (1 s) later.
+func throttleBound(n int, b emulator.Budget) time.Duration {
+	return time.Duration(float64(n-b.Burst)/b.Rate*float64(time.Second)) + time.Second
+}
+
+// parseLearnBudgets reads "5/10,20/40": budgets <rate>/<burst>.
+func parseLearnBudgets(s string) ([]emulator.Budget, error) {
+	var out []emulator.Budget
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		r, b, ok := strings.Cut(part, "/")
+		rate, err1 := strconv.ParseFloat(r, 64)
+		burst, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || !(rate > 0) || burst < 1 {
+			return nil, fmt.Errorf("-throttle-learn %q: want budgets <rate>/<burst> such as 5/10", part)
+		}
+		out = append(out, emulator.Budget{Rate: rate, Burst: burst})
+	}
+	return out, nil
 }
 
 func throttleRate(b emulator.Budget) throttle.Rate {
@@ -85,10 +138,13 @@ func throttleRate(b emulator.Budget) throttle.Rate {
 
 // throttleRun runs the batch once against fresh processes and a full
 // budget.
-func throttleRun(ctx context.Context, o options, e *procEnv, shared bool) (throttleResult, error) {
-	res := throttleResult{shared: shared}
+func throttleRun(ctx context.Context, o options, e *procEnv, shared, learn bool, budget emulator.Budget) (throttleResult, error) {
+	res := throttleResult{shared: shared, learn: learn, budget: budget}
 	name := "throttle-off"
-	if shared {
+	switch {
+	case learn:
+		name = fmt.Sprintf("throttle-learn-%g-%d", budget.Rate, budget.Burst)
+	case shared:
 		name = "throttle-shared"
 	}
 	progress("throttle: %s, %d requests", name, o.throttleN)
@@ -106,9 +162,12 @@ func throttleRun(ctx context.Context, o options, e *procEnv, shared bool) (throt
 		"BILLING_LOG_LEVEL=warn",
 		"BILLING_HEALTH_ADDR=127.0.0.1:0",
 		"BILLING_THROTTLE="+strconv.FormatBool(shared),
-		"BILLING_THROTTLE_BILLING_WRITES="+rate, "BILLING_THROTTLE_BILLING_WRITES_BURST="+burst,
-		"BILLING_THROTTLE_BILLING_READS="+rate, "BILLING_THROTTLE_BILLING_READS_BURST="+burst,
 	)
+	if !learn {
+		env = append(env,
+			"BILLING_THROTTLE_BILLING_WRITES="+rate, "BILLING_THROTTLE_BILLING_WRITES_BURST="+burst,
+			"BILLING_THROTTLE_BILLING_READS="+rate, "BILLING_THROTTLE_BILLING_READS_BURST="+burst)
+	}
 	var workers []*child
 	defer func() {
 		for _, w := range workers {
@@ -138,7 +197,7 @@ func throttleRun(ctx context.Context, o options, e *procEnv, shared bool) (throt
 		return res, err
 	}
 	// Generous: per replica, storms can take several times the bound.
-	timeout := timeoutFor(o.throttleN, 10*time.Duration(float64(o.throttleN)/o.throttleRate*float64(time.Second)))
+	timeout := timeoutFor(o.throttleN, 10*time.Duration(float64(o.throttleN)/budget.Rate*float64(time.Second)))
 	elapsed, got, err := b.run(ctx, bc.cl, bc.js, timeout)
 	if err != nil {
 		return res, err

@@ -309,7 +309,7 @@ func TestOverviewThrottled(t *testing.T) {
 	// scope is held, and its page says by what.
 	_, body = get(t, c, tb.url+"/live/overview")
 	if !strings.Contains(body, `id="scopes"`) || !strings.Contains(body, "billing.writes") || !strings.Contains(body, `class="paused"`) ||
-		!strings.Contains(body, "1 of 1 scopes paused") {
+		!strings.Contains(body, "1 of 1 scopes paused") || !strings.Contains(body, `<td class="learned">learned `) {
 		t.Errorf("the overview's throttle scopes: %s", body)
 	}
 	held := tb.submit(t, messages.KindInvoiceSummary, "throttled-2", devstack.InvoiceName("T4Z", 2))

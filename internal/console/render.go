@@ -56,6 +56,7 @@ func parsePages(o Options) (map[string]*template.Template, error) {
 		"bytes":    fmtBytes,
 		"base":     fileName,
 		"zoned":    zoneTime,
+		"learned":  client.LearnedText,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

@@ -19,10 +19,59 @@ type Budget struct {
 	// Rate is the refill in calls per second; Burst the bucket's size.
 	Rate  float64 `json:"rate"`
 	Burst int     `json:"burst"`
+	// Steps change the budget while a run goes on, as Azure's can: each
+	// from After seconds on, counted from the first call after the budget
+	// was set (or the emulator reset). A bucket keeps its tokens across a
+	// step, at most the new burst.
+	Steps []BudgetStep `json:"steps,omitempty"`
+}
+
+// BudgetStep is a scripted change of the budget: from After seconds on,
+// Rate and Burst (zeros: unlimited).
+type BudgetStep struct {
+	After float64 `json:"after"`
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
 }
 
 // Limited reports whether the budget throttles.
 func (b Budget) Limited() bool { return b.Rate > 0 && b.Burst > 0 }
+
+// at returns the budget in force elapsed after the schedule's start.
+func (b Budget) at(elapsed time.Duration) Budget {
+	cur := Budget{Rate: b.Rate, Burst: b.Burst}
+	for _, st := range b.Steps {
+		if elapsed.Seconds() >= st.After {
+			cur = Budget{Rate: st.Rate, Burst: st.Burst}
+		}
+	}
+	return cur
+}
+
+// limitedEver reports whether the budget, or one of its steps, throttles.
+func (b Budget) limitedEver() bool {
+	if b.Limited() {
+		return true
+	}
+	for _, st := range b.Steps {
+		if (Budget{Rate: st.Rate, Burst: st.Burst}).Limited() {
+			return true
+		}
+	}
+	return false
+}
+
+// current is the budget in force at now, starting the schedule at the
+// first call. Called with mu held.
+func (bs *budgets) current(now time.Time) Budget {
+	if len(bs.b.Steps) == 0 {
+		return bs.b
+	}
+	if bs.start.IsZero() {
+		bs.start = now
+	}
+	return bs.b.at(now.Sub(bs.start))
+}
 
 // Budget classes (Call.Budget, BucketStats.Class).
 const (
@@ -59,6 +108,9 @@ type budgets struct {
 	mu      sync.Mutex
 	b       Budget
 	buckets map[bucketKey]*bucket
+	// start is when the budget's steps are counted from (zero: at the
+	// next call).
+	start time.Time
 }
 
 // SetBudget sets the budget of every bucket from the next ARM call on, with the buckets full; the
@@ -66,7 +118,8 @@ type budgets struct {
 func (s *Server) SetBudget(b Budget) {
 	s.budget.mu.Lock()
 	defer s.budget.mu.Unlock()
-	s.budget.b, s.budget.buckets = b, map[bucketKey]*bucket{}
+	b.Steps = append([]BudgetStep(nil), b.Steps...)
+	s.budget.b, s.budget.buckets, s.budget.start = b, map[bucketKey]*bucket{}, time.Time{}
 }
 
 // BudgetStats returns every bucket's state, by tenant and class.
@@ -75,8 +128,15 @@ func (s *Server) BudgetStats() []BucketStats {
 	defer s.budget.mu.Unlock()
 	now := s.now()
 	out := []BucketStats{}
+	b := s.budget.b
+	if len(b.Steps) > 0 && !s.budget.start.IsZero() {
+		b = b.at(now.Sub(s.budget.start))
+	}
 	for _, bk := range s.budget.buckets {
-		bk.refill(s.budget.b, now)
+		if !b.Limited() {
+			continue
+		}
+		bk.refill(b, now)
 		st := bk.BucketStats
 		st.Tokens = bk.tokens
 		out = append(out, st)
@@ -89,9 +149,10 @@ func (s *Server) BudgetStats() []BucketStats {
 
 func (bk *bucket) refill(b Budget, now time.Time) {
 	if d := now.Sub(bk.at); d > 0 {
-		bk.tokens = math.Min(float64(b.Burst), bk.tokens+d.Seconds()*b.Rate)
+		bk.tokens = bk.tokens + d.Seconds()*b.Rate
 		bk.at = now
 	}
+	bk.tokens = math.Min(float64(b.Burst), bk.tokens)
 }
 
 // budgetClass is the class a call on path with method is charged to.
@@ -111,7 +172,12 @@ func budgetClass(method, path string) string {
 // retrying faster than the refill would never get one).
 func (s *Server) charge(x *exchange) bool {
 	s.budget.mu.Lock()
-	b := s.budget.b
+	if !s.budget.b.limitedEver() {
+		s.budget.mu.Unlock()
+		return true
+	}
+	now := s.now()
+	b := s.budget.current(now)
 	if !b.Limited() {
 		s.budget.mu.Unlock()
 		return true
@@ -119,7 +185,6 @@ func (s *Server) charge(x *exchange) bool {
 	class := budgetClass(x.r.Method, x.r.URL.Path)
 	x.call.Budget = class
 	key := bucketKey{x.call.Tenant, class}
-	now := s.now()
 	bk := s.budget.buckets[key]
 	if bk == nil {
 		bk = &bucket{tokens: float64(b.Burst), at: now, BucketStats: BucketStats{Tenant: key.tenant, Class: class}}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A tenant's bucket per class: remaining budget on every answer, 429 with
@@ -77,4 +78,43 @@ func TestBudget(t *testing.T) {
 	if err := json.NewDecoder(r.Body).Decode(&got); err != nil || len(got) != 0 {
 		t.Errorf("GET budget: %v %+v", err, got)
 	}
+}
+
+// A budget with steps changes mid-run, counted from the first call after
+// it was set: a bucket of 2 that barely refills, then 1/s with a burst of 3
+// from 100 s on, then unlimited from 200 s on.
+func TestBudgetSteps(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	c := b.srv.Client()
+	req, _ := http.NewRequest(http.MethodPut, b.srv.URL()+"/_emulator/budget",
+		strings.NewReader(`{"rate": 0.001, "burst": 2, "steps": [{"after": 100, "rate": 1, "burst": 3}, {"after": 200, "rate": 0, "burst": 0}]}`))
+	if r, err := c.Do(req); err != nil || r.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT budget: %v %v", r, err)
+	}
+	// want: the call let through (any success) or throttled.
+	write := func(want int, remaining string) {
+		t.Helper()
+		resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv))
+		got := resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes")
+		if ok := resp.StatusCode < 300; ok != (want < 300) || got != remaining {
+			t.Fatalf("status %d remaining %q, want %d %q", resp.StatusCode, got, want, remaining)
+		}
+	}
+	write(http.StatusAccepted, "1")
+	write(http.StatusAccepted, "0")
+	write(http.StatusTooManyRequests, "0")
+	b.srv.clockSkew.Add(int64(100 * time.Second))
+	write(http.StatusAccepted, "2")
+	write(http.StatusAccepted, "1")
+	write(http.StatusAccepted, "0")
+	resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("past the new burst: %d Retry-After %q, want 429 after 1 s at the new rate", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	b.srv.clockSkew.Add(int64(100 * time.Second))
+	write(http.StatusAccepted, "")
+	// Reset starts the steps again at the next call: the first budget.
+	b.srv.Reset()
+	write(http.StatusAccepted, "1")
 }

@@ -322,6 +322,7 @@ func (s *Server) Reset() {
 	s.mu.Unlock()
 	s.budget.mu.Lock()
 	s.budget.buckets = map[bucketKey]*bucket{} // full again; the budget stays
+	s.budget.start = time.Time{}               // its steps start again at the next call
 	s.budget.mu.Unlock()
 }
 

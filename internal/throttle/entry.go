@@ -19,7 +19,8 @@ const EntryVersion = 1
 type Entry struct {
 	Version int   `json:"version"`
 	Scope   Scope `json:"scope"`
-	// Rate and Burst are the limit the last writer enforced ("10/1s").
+	// Rate and Burst are the limit the last writer was configured with
+	// ("10/1s"): the ceiling of the estimate, Learned.
 	Rate  string `json:"rate"`
 	Burst int    `json:"burst"`
 	// TAT is the bucket's theoretical arrival time: the bucket is full when
@@ -40,6 +41,54 @@ type Entry struct {
 	// PausedSeconds adds up the time the scope was paused for.
 	PausedSeconds float64   `json:"pausedSeconds"`
 	UpdatedAt     time.Time `json:"updatedAt"`
+	// Learned is the estimate of the budget Azure grants (learn.go); nil
+	// until the scope's first answer, or in an entry of older code.
+	Learned *Learned `json:"learned,omitempty"`
+	// InFlightAtPause counts the throttled answers to calls that were
+	// already on their way when the scope's pause began.
+	InFlightAtPause int64 `json:"inFlightAtPause,omitempty"`
+	// ProbeAt is when the scope's first call (the probe) went, before any
+	// answer.
+	ProbeAt time.Time `json:"probeAt,omitzero"`
+}
+
+// PauseProbe is the PauseSource of the pause that holds a scope's calls
+// while its first call's answer is awaited.
+const PauseProbe = "probe"
+
+const (
+	// probeWake: the calls asked for during the probe are woken this
+	// long after, to ask again.
+	probeWake = 500 * time.Millisecond
+	// probePause: the probe's pause lasts this long after the last call
+	// held by it (its wake-up, and the lateness of scheduled wake-ups).
+	probePause = 2 * time.Second
+	// probeTimeout: a probe without an answer after this long is given
+	// up; the next call probes again.
+	probeTimeout = 10 * time.Second
+)
+
+// Effective is the limit the entry enforces under the configured limit l:
+// the estimate, at most l; before the scope's first answer, l's rate (at
+// most 10 a second) with a burst of one: one call probes Azure's budget,
+// the next ones follow slowly until its answer tells the budget.
+func (e *Entry) Effective(l Limit) Limit {
+	if e.Learned == nil {
+		r := l.Rate
+		if perSecond(r) > probeRate {
+			r = Rate{Calls: probeRate, Per: time.Second}
+		}
+		return Limit{Rate: r, Burst: 1}
+	}
+	return e.Learned.Limit(l)
+}
+
+// learned returns the entry's estimate, started at the ceiling l.
+func (e *Entry) learned(l Limit, now time.Time) *Learned {
+	if e.Learned == nil {
+		e.Learned = NewLearned(l, now)
+	}
+	return e.Learned
 }
 
 // Remaining is a remaining-budget header Azure sent: its name, its value
@@ -53,8 +102,10 @@ type Remaining struct {
 // Paused reports whether the scope is paused at now.
 func (e *Entry) Paused(now time.Time) bool { return now.Before(e.PausedUntil) }
 
-// Tokens returns the calls the bucket allows at once at now under l.
+// Tokens returns the calls the bucket allows at once at now under the
+// configured limit l (the estimate's, Effective).
 func (e *Entry) Tokens(l Limit, now time.Time) float64 {
+	l = e.Effective(l)
 	iv := l.Rate.Interval()
 	if iv <= 0 {
 		return float64(l.Burst)
@@ -69,8 +120,28 @@ func (e *Entry) Tokens(l Limit, now time.Time) float64 {
 
 // Reserve takes the earliest slot of the bucket for one call, at now or
 // later (never within a pause), and returns it.
+//
+// Before the scope's first answer (no estimate yet) the first call is a
+// probe: it goes, and the calls asked for while its answer is awaited get
+// no slot of the bucket. They are woken probeWake later, inside a pause of
+// the scope (source "probe") that outlasts their wake-ups, so that each
+// asks again, under the budget the probe's answer taught. A probe whose
+// answer never comes (its replica died) is given up after probeTimeout.
 func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 	e.stamp(l, now)
+	if e.Learned == nil {
+		switch {
+		case e.ProbeAt.IsZero() || now.Sub(e.ProbeAt) >= probeTimeout:
+			e.ProbeAt = now // this call is the probe
+		default:
+			e.Deferred++
+			if until := now.Add(probePause); until.After(e.PausedUntil) {
+				e.PausedUntil, e.PauseSource = until, PauseProbe
+			}
+			return now.Add(probeWake)
+		}
+	}
+	l = e.Effective(l)
 	iv := l.Rate.Interval()
 	slot := now
 	if s := e.TAT.Add(-time.Duration(l.Burst-1) * iv); s.After(slot) {
@@ -91,13 +162,25 @@ func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 // and counts the throttled answer. When the pause ends the bucket is taken
 // as empty: calls resume at the rate, not in a burst. It returns the time
 // the pause was set or extended by (0: it was paused that long already).
+//
+// A throttled answer that comes while the scope is paused already was to a
+// call on its way when the pause began: it is counted in InFlightAtPause.
+// Otherwise the estimate takes it in (Learned.Throttle).
 func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) time.Duration {
 	e.stamp(l, now)
 	e.Throttled++
+	if e.Paused(now) {
+		e.InFlightAtPause++
+	}
 	if !until.After(now) || !until.After(e.PausedUntil) {
 		return 0
 	}
+	wasPaused := e.Paused(now)
 	added := until.Sub(maxTime(now, e.PausedUntil))
+	if !wasPaused {
+		e.learned(l, now).Throttle(l, added, now)
+	}
+	l = e.Effective(l)
 	e.PausedSeconds += added.Seconds()
 	e.PausedUntil, e.PauseSource = until, source
 	e.Pauses++
@@ -114,18 +197,32 @@ func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) ti
 // than none: it owes the difference). It never speeds the bucket up (a
 // report can be older than calls already let through). It reports whether
 // the bucket changed.
-func (e *Entry) Report(l Limit, r Remaining, after int64, now time.Time) bool {
+//
+// The report also feeds the estimate (Learned.Report); throttled says
+// whether the reported call was throttled. The bucket keeps a reserve
+// below what Azure reports (one call and a tenth of the burst), for calls
+// that reach Azure closer together than their slots and for the noise of
+// the estimate.
+func (e *Entry) Report(l Limit, r Remaining, after int64, throttled bool, now time.Time) bool {
 	e.stamp(l, now)
 	e.Remaining = &r
+	est := e.learned(l, now)
+	demand := e.TAT.After(now)
+	learnt := est.Report(l, r.Value, throttled, demand, now)
+	l = e.Effective(l)
 	iv := l.Rate.Interval()
-	left := r.Value - max(after, 0)
+	left := r.Value - max(after, 0) - reserve(l.Burst)
 	target := now.Add(time.Duration(l.Burst)*iv - time.Duration(left)*iv)
 	if !target.After(maxTime(e.TAT, now)) {
-		return false
+		return learnt
 	}
 	e.TAT = target
 	return true
 }
+
+// reserve is the calls the bucket keeps below Azure's report under a
+// burst of burst.
+func reserve(burst int) int64 { return 1 + int64(burst)/10 }
 
 func (e *Entry) stamp(l Limit, now time.Time) {
 	e.Version, e.Rate, e.Burst, e.UpdatedAt = EntryVersion, l.Rate.String(), l.Burst, now

@@ -14,9 +14,14 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // 20 calls a second, burst 40: the benchmark's budget.
 var limit = throttle.Limit{Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 40}
 
+// learnedAtCeiling is an entry whose estimate is the configured limit.
+func learnedAtCeiling() throttle.Entry {
+	return throttle.Entry{Learned: throttle.NewLearned(limit, t0)}
+}
+
 func TestReserveSpreadsAtTheRateAfterTheBurst(t *testing.T) {
 	t.Parallel()
-	var e throttle.Entry
+	e := learnedAtCeiling()
 	for i := range 40 {
 		if at := e.Reserve(limit, t0); !at.Equal(t0) {
 			t.Fatalf("call %d of the burst: slot %s, want now", i, at.Sub(t0))
@@ -49,7 +54,7 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	if added := e.Pause(limit, t0.Add(12*time.Second), "retry-after", t0.Add(time.Second)); added != 2*time.Second {
 		t.Errorf("extended by %s, want 2s", added)
 	}
-	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) {
+	if e.Throttled != 3 || e.Pauses != 2 || e.PausedSeconds != 12 || !e.Paused(t0.Add(11*time.Second)) || e.InFlightAtPause != 2 {
 		t.Errorf("%+v", e)
 	}
 	until = t0.Add(12 * time.Second)
@@ -61,25 +66,91 @@ func TestPauseHoldsEveryCallAndEndsWithoutBurst(t *testing.T) {
 	}
 }
 
-func TestReportSlowsButNeverSpeedsUp(t *testing.T) {
+// A report slows the bucket to what Azure has left, less a reserve (one
+// call and a tenth of the burst); its bucket size comes from the largest
+// report, and until the reports allow a fit, its rate is taken as a refill
+// of the bucket in 2 s.
+func TestReportSlowsTheBucket(t *testing.T) {
+	t.Parallel()
+	e := learnedAtCeiling()
+	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 9}, 0, false, t0) {
+		t.Fatal("a report of 9 left did not slow a full bucket")
+	}
+	eff := e.Effective(limit)
+	if eff.Burst != 10 || eff.Rate.Interval() != 200*time.Millisecond {
+		t.Errorf("learned %+v, want burst 10 (9 left after one call) at 5/s", eff)
+	}
+	if got := e.Tokens(limit, t0); got != 7 {
+		t.Errorf("tokens %v, want 7 (9 left, two in reserve)", got)
+	}
+	e.Reserve(limit, t0)
+	if got := e.Tokens(limit, t0); got != 6 {
+		t.Errorf("tokens %v after a call, want 6", got)
+	}
+	e.Report(limit, throttle.Remaining{Value: 8}, 0, false, t0)
+	if got := e.Tokens(limit, t0); got != 6 {
+		t.Errorf("tokens %v, want 6: 8 left after that call is what the bucket holds and the reserve", got)
+	}
+	e.Report(limit, throttle.Remaining{Value: 5}, 0, false, t0)
+	if got := e.Tokens(limit, t0); got != 3 {
+		t.Errorf("tokens %v, want 3: 5 left (another client's calls) slows the bucket", got)
+	}
+	for range 3 {
+		e.Reserve(limit, t0)
+	}
+	if at := e.Reserve(limit, t0); at.Sub(t0) != 200*time.Millisecond {
+		t.Errorf("fourth call: +%s, want one interval", at.Sub(t0))
+	}
+}
+
+// Before the first answer a scope has no estimate: one call goes (the
+// probe); the calls asked for while its answer is awaited are woken 500 ms
+// later inside a pause of the scope that outlasts their wake-ups, so that
+// they ask again under the budget the answer tells; they take no slot of
+// the bucket.
+func TestFirstCallProbesTheBudget(t *testing.T) {
 	t.Parallel()
 	var e throttle.Entry
-	if !e.Report(limit, throttle.Remaining{Header: throttle.HeaderRemainingTenantWrites, Value: 2}, 0, t0) {
-		t.Fatal("a report of 2 left did not slow a full bucket")
+	if at := e.Reserve(limit, t0); !at.Equal(t0) {
+		t.Fatalf("the probe: +%s", at.Sub(t0))
 	}
-	if got := e.Tokens(limit, t0); got != 2 {
-		t.Errorf("tokens %v, want 2", got)
+	for i := 1; i <= 3; i++ {
+		now := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		if at := e.Reserve(limit, now); at.Sub(now) != 500*time.Millisecond || !e.Paused(at) || e.PauseSource != throttle.PauseProbe {
+			t.Fatalf("call %d: +%s, paused until +%s (%s)", i, at.Sub(now), e.PausedUntil.Sub(t0), e.PauseSource)
+		}
 	}
-	if e.Report(limit, throttle.Remaining{Value: 30}, 0, t0) {
-		t.Error("a report of more than the bucket holds changed it")
+	if e.Calls != 1 || e.Deferred != 3 || e.Pauses != 0 {
+		t.Errorf("calls %d deferred %d pauses %d", e.Calls, e.Deferred, e.Pauses)
 	}
-	if e.Report(limit, throttle.Remaining{Value: 5}, 3, t0) {
-		t.Error("5 left less 3 let through since is still the 2 the bucket holds")
+	// The probe's answer: 9 left. The calls asking again during the pause
+	// get slots after it, at most the learned burst at once.
+	e.Report(limit, throttle.Remaining{Value: 9}, 0, false, t0.Add(50*time.Millisecond))
+	now := t0.Add(600 * time.Millisecond)
+	free := 0
+	for range 20 {
+		if at := e.Reserve(limit, now); at.Equal(e.PausedUntil) {
+			free++
+		} else if at.Before(e.PausedUntil) {
+			t.Fatalf("slot +%s within the pause (until +%s)", at.Sub(t0), e.PausedUntil.Sub(t0))
+		}
 	}
-	e.Reserve(limit, t0)
-	e.Reserve(limit, t0)
-	if at := e.Reserve(limit, t0); at.Sub(t0) != 50*time.Millisecond {
-		t.Errorf("third call: +%s", at.Sub(t0))
+	if free > 10 || free < 5 {
+		t.Errorf("%d calls at the pause's end, want at most the learned burst (10) less the reserve", free)
+	}
+	// A probe whose answer never comes is given up after 10 s.
+	var lost throttle.Entry
+	lost.Reserve(limit, t0)
+	if at := lost.Reserve(limit, t0.Add(10*time.Second)); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("after a lost probe: +%s, want a new probe at once", at.Sub(t0))
+	}
+	// An entry of older code (no estimate) decodes and probes the same way.
+	old, err := throttle.DecodeEntry([]byte(`{"version":1,"scope":"default.billing.writes","rate":"10/1s","burst":200,"tat":"2026-11-27T12:00:00Z","calls":5,"deferred":0,"throttled":0,"pauses":0,"pausedSeconds":0,"updatedAt":"2026-11-27T12:00:00Z"}`))
+	if err != nil || old.Learned != nil || old.Calls != 5 {
+		t.Fatalf("old entry: %+v, %v", old, err)
+	}
+	if got := old.Effective(limit); got.Burst != 1 || got.Rate.Interval() != 100*time.Millisecond {
+		t.Errorf("old entry enforces %+v", got)
 	}
 }
 
@@ -157,17 +228,19 @@ func TestParseRate(t *testing.T) {
 // the bucket holds what Azure reported less those, and owes any excess.
 func TestReportCountsCallsInFlight(t *testing.T) {
 	t.Parallel()
-	var e throttle.Entry
-	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, t0) {
+	e := learnedAtCeiling()
+	if !e.Report(limit, throttle.Remaining{Value: 19}, 11, false, t0) {
 		t.Fatal("not slowed")
 	}
-	if got := e.Tokens(limit, t0); got != 8 {
-		t.Errorf("tokens %v, want 8", got)
+	if got := e.Tokens(limit, t0); got != 5 {
+		t.Errorf("tokens %v, want 5 (19 left, 11 let through since, 3 in reserve)", got)
 	}
-	var owed throttle.Entry
-	owed.Report(limit, throttle.Remaining{Value: 0}, 4, t0)
-	// Four calls owed: the next slot is five intervals away.
-	if at := owed.Reserve(limit, t0); at.Sub(t0) != 250*time.Millisecond {
-		t.Errorf("next slot +%s, want +250ms", at.Sub(t0))
+	owed := learnedAtCeiling()
+	owed.Report(limit, throttle.Remaining{Value: 0}, 4, false, t0)
+	// Four calls owed and one in reserve: the next slot is six intervals
+	// away (of the learned 1 call a bucket of one refills in 2 s).
+	iv := owed.Effective(limit).Rate.Interval()
+	if at := owed.Reserve(limit, t0); at.Sub(t0) != 6*iv || iv != 2*time.Second {
+		t.Errorf("next slot +%s, want 6 intervals of 2s", at.Sub(t0))
 	}
 }

@@ -113,16 +113,33 @@ func (t *Throttle) PausedUntil(ctx context.Context, s Scope) (time.Time, error) 
 // It returns the time the pause was set or extended by (0: the scope was
 // paused that long already).
 func (t *Throttle) Pause(ctx context.Context, s Scope, until time.Time, source string) (time.Duration, error) {
-	var added time.Duration
-	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
-		added = e.Pause(t.Limit(s), until, source, now)
-		return true
-	})
-	return added, err
+	p, err := t.PauseScope(ctx, s, until, source)
+	return p.Added, err
 }
 
-// reportEvery is how often an unchanged remaining budget is written.
-const reportEvery = time.Second
+// Paused is what a throttled answer did to its scope (PauseScope).
+type Paused struct {
+	// Added is the time the pause was set or extended by.
+	Added time.Duration
+	// InFlight: the scope was paused already when the answer came; the
+	// call was on its way when the pause began.
+	InFlight bool
+	// Entry is the scope's entry as written.
+	Entry Entry
+}
+
+// PauseScope is Pause, telling also whether the call was in flight when
+// the pause began, and the entry written.
+func (t *Throttle) PauseScope(ctx context.Context, s Scope, until time.Time, source string) (Paused, error) {
+	var p Paused
+	e, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		p.InFlight = e.Paused(now)
+		p.Added = e.Pause(t.Limit(s), until, source, now)
+		return true
+	})
+	p.Entry = e
+	return p, err
+}
 
 // Observe reads the remaining-budget headers of the answer to a call in
 // scope s and records them, slowing the scope's bucket when Azure has less
@@ -130,24 +147,48 @@ const reportEvery = time.Second
 // let through after it are taken off what Azure reported. It returns what
 // it read (ok false: no such header).
 func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header, seq int64) (Remaining, bool, error) {
-	r, ok := RemainingOf(s.Class(), h, t.now())
-	if !ok {
-		return r, false, nil
-	}
+	o, err := t.ObserveAnswer(ctx, s, h, seq, false)
+	return o.Remaining, o.Reported, err
+}
+
+// Observed is what ObserveAnswer read and wrote.
+type Observed struct {
+	// Remaining is the report read; Reported is false when the answer
+	// had no remaining-budget header.
+	Remaining Remaining
+	Reported  bool
+	// Entry is the scope's entry after the answer (zero when nothing was
+	// written).
+	Entry Entry
+}
+
+// ObserveAnswer is Observe for an answer that was throttled (429, 503) or
+// not. Every report is written: it feeds the scope's estimate of Azure's
+// budget (Entry.Learned). The first answer of a scope is written even
+// without a header, to end the probe of its budget (Entry.Effective).
+func (t *Throttle) ObserveAnswer(ctx context.Context, s Scope, h http.Header, seq int64, throttled bool) (Observed, error) {
+	var o Observed
+	o.Remaining, o.Reported = RemainingOf(s.Class(), h, t.now())
 	l := t.Limit(s)
-	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
-		old := e.Remaining
-		r.At = now
+	e, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		if !o.Reported {
+			if e.Learned != nil {
+				return false
+			}
+			e.learned(l, now)
+			e.stamp(l, now)
+			return true
+		}
+		o.Remaining.At = now
 		var after int64
 		if seq > 0 {
 			after = e.Calls - seq
 		}
-		tightened := e.Report(l, r, after, now)
-		// Worth a write when it slows the bucket, or to keep the report
-		// operators see fresh.
-		return tightened || old == nil || old.Value != r.Value && now.Sub(old.At) >= reportEvery || now.Sub(old.At) >= 10*reportEvery
+		e.Report(l, o.Remaining, after, throttled, now)
+		return true
 	})
-	return r, true, err
+	o.Entry = e
+	return o, err
 }
 
 // change applies f to scope s's entry with compare-and-set, retrying when

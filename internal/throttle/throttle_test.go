@@ -39,6 +39,11 @@ func TestReplicasShareOneBucket(t *testing.T) {
 	lim := map[throttle.Class]throttle.Limit{throttle.BillingWrites: {Rate: throttle.Rate{Calls: 20, Per: time.Second}, Burst: 10}}
 	replicas := []*throttle.Throttle{throttle.New(kv, lim), throttle.New(kv, lim), throttle.New(kv, lim)}
 	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	// A first answer without a remaining-budget header ends the scope's
+	// probe: the configured limit is enforced from then on.
+	if o, err := replicas[0].ObserveAnswer(ctx, scope, http.Header{}, 0, false); err != nil || o.Reported || o.Entry.Learned == nil {
+		t.Fatalf("first answer: %+v %v", o, err)
+	}
 	start := time.Now()
 	var mu sync.Mutex
 	var slots []time.Time

@@ -43,9 +43,10 @@ const attrScope = attribute.Key("billing.throttle.scope")
 
 // throttleInstruments are the shared throttle's metrics, per scope.
 type throttleInstruments struct {
-	pauses, deferred, throttled metric.Int64Counter
-	paused                      metric.Float64Counter
-	remaining                   sync.Map // throttle.Scope -> int64, the last report
+	pauses, deferred, throttled, inFlight metric.Int64Counter
+	paused                                metric.Float64Counter
+	remaining                             sync.Map // throttle.Scope -> int64, the last report
+	learned                               sync.Map // throttle.Scope -> throttle.Limit, the estimate last written
 }
 
 func newThrottleInstruments(m metric.Meter) (*throttleInstruments, error) {
@@ -70,7 +71,40 @@ func newThrottleInstruments(m metric.Meter) (*throttleInstruments, error) {
 			return nil
 		}))
 	err = errors.Join(err, e)
+	in.inFlight, e = m.Int64Counter("billing.throttle.inflight_at_pause", metric.WithDescription("Throttled answers to calls already on their way when their scope's pause began (the scope was paused when the answer came)."), metric.WithUnit("{call}"))
+	err = errors.Join(err, e)
+	_, e = m.Float64ObservableGauge("billing.throttle.learned.rate",
+		metric.WithDescription("The refill rate of Azure's budget the shared throttle learned, by throttle scope (at most the configured rate), as this replica last wrote it."),
+		metric.WithUnit("{call}/s"),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			in.learned.Range(func(k, v any) bool {
+				r := v.(throttle.Limit).Rate
+				o.Observe(r.Calls/r.Per.Seconds(), metric.WithAttributes(attrScope.String(string(k.(throttle.Scope)))))
+				return true
+			})
+			return nil
+		}))
+	err = errors.Join(err, e)
+	_, e = m.Int64ObservableGauge("billing.throttle.learned.burst",
+		metric.WithDescription("The size of Azure's budget (calls at once) the shared throttle learned, by throttle scope (at most the configured burst), as this replica last wrote it."),
+		metric.WithUnit("{call}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			in.learned.Range(func(k, v any) bool {
+				o.Observe(int64(v.(throttle.Limit).Burst), metric.WithAttributes(attrScope.String(string(k.(throttle.Scope)))))
+				return true
+			})
+			return nil
+		}))
+	err = errors.Join(err, e)
 	return in, err
+}
+
+// noteLearned keeps scope's estimate, from an entry just written, for the
+// learned gauges.
+func (in *throttleInstruments) noteLearned(scope throttle.Scope, e throttle.Entry, configured throttle.Limit) {
+	if e.Learned != nil {
+		in.learned.Store(scope, e.Effective(configured))
+	}
 }
 
 // scopeOf is the throttle scope of the call st is claimed for.
@@ -142,26 +176,37 @@ func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.
 		return
 	}
 	now := w.now()
-	if a.Outcome == operation.Throttled {
+	throttled := a.Outcome == operation.Throttled
+	if throttled {
 		if hint, ok := poll.LongestHint(a.Header, now); ok && hint.Wait > 0 {
 			until := now.Add(hint.Wait)
-			added, err := w.thr.Pause(ctx, scope, until, hint.Source)
+			p, err := w.thr.PauseScope(ctx, scope, until, hint.Source)
+			if err == nil {
+				w.tm.noteLearned(scope, p.Entry, w.thr.Limit(scope))
+				if p.InFlight {
+					// On its way when another call's answer paused the
+					// scope (docs/throttle.md, Calls in flight).
+					w.tm.inFlight.Add(ctx, 1, attrs)
+				}
+			}
 			switch {
 			case err != nil:
 				log.WarnContext(ctx, "could not pause the throttle scope", "scope", string(scope), "error", err)
-			case added > 0:
+			case p.Added > 0:
 				w.tm.pauses.Add(ctx, 1, attrs)
-				w.tm.paused.Add(ctx, added.Seconds(), attrs)
+				w.tm.paused.Add(ctx, p.Added.Seconds(), attrs)
 				log.InfoContext(ctx, "throttle scope paused", "scope", string(scope), "until", until, "source", hint.Source)
 			}
 		}
 	}
 	seq, _ := ctx.Value(slotKey{}).(int64)
-	r, ok, err := w.thr.Observe(ctx, scope, a.Header, seq)
-	if ok {
-		w.tm.remaining.Store(scope, r.Value)
+	o, err := w.thr.ObserveAnswer(ctx, scope, a.Header, seq, throttled)
+	if o.Reported {
+		w.tm.remaining.Store(scope, o.Remaining.Value)
 	}
 	if err != nil {
 		log.WarnContext(ctx, "could not record the remaining budget", "scope", string(scope), "error", err)
+	} else {
+		w.tm.noteLearned(scope, o.Entry, w.thr.Limit(scope))
 	}
 }

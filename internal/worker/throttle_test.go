@@ -168,8 +168,8 @@ func TestThrottleMetrics(t *testing.T) {
 	if got := counterSum(rm, "billing.throttle.deferred", attr); got < 1 || got > 2 {
 		t.Errorf("billing.throttle.deferred{scope=%s} = %d, want 1 or 2", scope, got)
 	}
-	var paused float64
-	remaining := int64(-1)
+	var paused, learnedRate float64
+	remaining, learnedBurst := int64(-1), int64(-1)
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch d := m.Data.(type) {
@@ -182,11 +182,20 @@ func TestThrottleMetrics(t *testing.T) {
 					}
 				}
 			case metricdata.Gauge[int64]:
-				if m.Name == "billing.throttle.remaining" {
-					for _, dp := range d.DataPoints {
-						if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
+				for _, dp := range d.DataPoints {
+					if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
+						switch m.Name {
+						case "billing.throttle.remaining":
 							remaining = dp.Value
+						case "billing.throttle.learned.burst":
+							learnedBurst = dp.Value
 						}
+					}
+				}
+			case metricdata.Gauge[float64]:
+				for _, dp := range d.DataPoints {
+					if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value && m.Name == "billing.throttle.learned.rate" {
+						learnedRate = dp.Value
 					}
 				}
 			}
@@ -194,6 +203,11 @@ func TestThrottleMetrics(t *testing.T) {
 	}
 	if paused < 1.9 || paused > 2.1 || remaining < 990 || remaining > 1000 {
 		t.Errorf("paused %.2fs (want 2), remaining %d (want about 998)", paused, remaining)
+	}
+	// Azure's budget (1000 at once) is above the configured one (Azure's
+	// documented 10/s, burst 200): the estimate stops at the ceiling.
+	if learnedBurst != 200 || learnedRate <= 0 || learnedRate > 10 {
+		t.Errorf("learned burst %d (want 200, the ceiling), rate %.2f/s (want at most 10)", learnedBurst, learnedRate)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -192,6 +193,23 @@ func HumanState(st Operation) string {
 	return b.String()
 }
 
+// LearnedText says what a scope of the shared throttle learned of Azure's
+// budget: "learned 5.02/s burst 10 (from remaining)", or "learning" before
+// its first answer.
+func LearnedText(s ThrottleScope) string {
+	if s.Learned == nil {
+		return "learning (first call)"
+	}
+	rate, burst := s.Enforced()
+	from := s.Learned.Source
+	if from == "" {
+		from = "no report yet"
+	} else {
+		from = "from " + from
+	}
+	return fmt.Sprintf("learned %s/s burst %d (%s)", strconv.FormatFloat(rate, 'f', 2, 64), burst, from)
+}
+
 // HumanThrottle renders the shared throttle's scopes (Client.Throttle) for
 // a terminal: one line per scope.
 func HumanThrottle(scopes []ThrottleScope, now time.Time) string {
@@ -200,8 +218,8 @@ func HumanThrottle(scopes []ThrottleScope, now time.Time) string {
 	}
 	var b strings.Builder
 	for _, s := range scopes {
-		fmt.Fprintf(&b, "throttle %s: %s burst %d, %.0f free; %d calls, %d deferred, %d throttled, %d pauses (%.0fs)",
-			s.Scope, s.Rate, s.Burst, s.Tokens, s.Calls, s.Deferred, s.Throttled, s.Pauses, s.PausedSeconds)
+		fmt.Fprintf(&b, "throttle %s: configured %s burst %d; %s; %.0f free; %d calls, %d deferred, %d throttled, %d pauses (%.0fs), %d in flight at a pause",
+			s.Scope, s.Rate, s.Burst, LearnedText(s), s.Tokens, s.Calls, s.Deferred, s.Throttled, s.Pauses, s.PausedSeconds, s.InFlightAtPause)
 		if s.Paused(now) {
 			fmt.Fprintf(&b, "; PAUSED until %s (%s)", s.PausedUntil.Format(time.RFC3339), s.PauseSource)
 		}

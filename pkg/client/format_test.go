@@ -25,8 +25,11 @@ func TestHumanThrottle(t *testing.T) {
 	scopes := []client.ThrottleScope{{Scope: "default.billing.reads", Rate: "25/1s", Burst: 250, Calls: 3,
 		PausedUntil: until, PauseSource: "retry-after",
 		Remaining: &client.ThrottleRemaining{Header: "x-ms-ratelimit-remaining-tenant-reads", Value: 7, At: now}, Tokens: 12}}
+	scopes = append(scopes, client.ThrottleScope{Scope: "default.billing.writes", Rate: "10/1s", Burst: 200,
+		Learned: &client.ThrottleLearned{Rate: 5.024, Burst: 10, Source: "remaining", At: now}})
 	out := client.HumanThrottle(scopes, now)
-	for _, want := range []string{"throttle default.billing.reads: 25/1s burst 250, 12 free; 3 calls", "PAUSED until", "Azure reported 7 left"} {
+	for _, want := range []string{"throttle default.billing.reads: configured 25/1s burst 250; learning (first call); 12 free; 3 calls", "PAUSED until", "Azure reported 7 left",
+		"throttle default.billing.writes: configured 10/1s burst 200; learned 5.02/s burst 10 (from remaining)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("%q not in %q", want, out)
 		}

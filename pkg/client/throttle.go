@@ -24,9 +24,20 @@ const throttleEntryVersion = 1
 // every replica.
 type ThrottleScope struct {
 	Scope string `json:"scope"`
-	// Rate and Burst are the limit the last writer enforced ("10/1s").
+	// Rate and Burst are the limit the last writer was configured with
+	// ("10/1s"): the ceiling of what the throttle learns.
 	Rate  string `json:"rate"`
 	Burst int    `json:"burst"`
+	// Learned is the budget the throttle learned Azure grants (nil before
+	// the scope's first answer).
+	Learned *ThrottleLearned `json:"learned,omitempty"`
+	// InFlightAtPause counts the throttled answers to calls already on
+	// their way when the scope's pause began.
+	InFlightAtPause int64 `json:"inFlightAtPause,omitempty"`
+	// ProbeAt is when the scope's first call (the probe of Azure's budget)
+	// went; PauseSource "probe" marks the pause that holds the other calls
+	// until its answer has come.
+	ProbeAt time.Time `json:"probeAt,omitzero"`
 	// PausedUntil is when the scope's pause ends (zero or past: none), and
 	// PauseSource the header that set it ("retry-after").
 	PausedUntil time.Time `json:"pausedUntil,omitzero"`
@@ -55,6 +66,39 @@ type ThrottleRemaining struct {
 	At     time.Time `json:"at"`
 }
 
+// ThrottleLearned is the budget the shared throttle learned Azure grants a
+// scope: its refill in calls per second and its size, each at most the
+// configured one; Source says what it was learned from ("remaining": the
+// remaining-budget headers, "throttled": the spacing of throttled
+// answers, empty: nothing yet), At when it last changed.
+type ThrottleLearned struct {
+	Rate   float64   `json:"rate"`
+	Burst  int       `json:"burst"`
+	Source string    `json:"source"`
+	At     time.Time `json:"at"`
+}
+
+// Enforced returns the limit the scope is paced to: the learned one, at
+// most the configured one, in calls per second and at once. Before the
+// scope's first answer: the configured rate, one at once.
+func (s ThrottleScope) Enforced() (perSecond float64, burst int) {
+	iv, ok := rateInterval(s.Rate)
+	if !ok {
+		return 0, 0
+	}
+	perSecond, burst = float64(time.Second)/float64(iv), 1
+	if l := s.Learned; l != nil {
+		burst = s.Burst
+		if l.Rate > 0 && l.Rate < perSecond {
+			perSecond = l.Rate
+		}
+		if l.Burst > 0 && l.Burst < burst {
+			burst = l.Burst
+		}
+	}
+	return perSecond, burst
+}
+
 // Paused reports whether the scope is paused at now.
 func (s ThrottleScope) Paused(now time.Time) bool { return now.Before(s.PausedUntil) }
 
@@ -70,15 +114,16 @@ type throttleEntry struct {
 // tokens returns the calls the entry's budget allows at once at now (0
 // when its rate does not read).
 func (e *throttleEntry) tokens(now time.Time) float64 {
-	iv, ok := rateInterval(e.Rate)
-	if !ok {
+	rate, burst := e.Enforced()
+	if rate <= 0 {
 		return 0
 	}
+	iv := time.Duration(float64(time.Second) / rate)
 	if !e.TAT.After(now) {
-		return float64(e.Burst)
+		return float64(burst)
 	}
-	free := time.Duration(e.Burst)*iv - e.TAT.Sub(now)
-	return math.Max(0, math.Min(float64(e.Burst), float64(free)/float64(iv)))
+	free := time.Duration(burst)*iv - e.TAT.Sub(now)
+	return math.Max(0, math.Min(float64(burst), float64(free)/float64(iv)))
 }
 
 // rateInterval reads a rate "<calls>/<period>" ("10/1s", "600/1h",

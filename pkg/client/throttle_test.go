@@ -115,9 +115,18 @@ func TestThrottleReadsTheWorkersBucket(t *testing.T) {
 	if got[0].Scope != string(reads) || !got[0].Paused(now) || got[0].Tokens != 0 || got[0].PauseSource != "retry-after" {
 		t.Errorf("paused scope: %+v", got[0])
 	}
-	if w := got[1]; w.Scope != string(writes) || w.Paused(now) || w.Calls != 3 || math.Abs(w.Tokens-7) > 0.01 ||
-		w.Remaining == nil || w.Remaining.Value != 42 {
+	// Three calls before the first answer: the probe, and two held by the
+	// probe's pause; then a report of 42 left: a bucket of 10 (the
+	// configured burst, the ceiling of the 43 reported) less the probe.
+	if w := got[1]; w.Scope != string(writes) || !w.Paused(now) || w.PauseSource != "probe" || w.ProbeAt.IsZero() || w.Calls != 1 || w.Deferred != 2 || math.Abs(w.Tokens-9) > 0.01 ||
+		w.Remaining == nil || w.Remaining.Value != 42 || w.Learned == nil || w.Learned.Burst != 10 || w.Learned.Source != "remaining" {
 		t.Errorf("writes scope: %+v", w)
+	}
+	if rate, burst := got[1].Enforced(); math.Abs(rate-1.0/3600) > 1e-9 || burst != 10 {
+		t.Errorf("writes enforced %g/s burst %d, want 1/h and 10", rate, burst)
+	}
+	if l := got[0].Learned; l == nil || l.Burst != 2 || l.Source != "throttled" {
+		t.Errorf("reads learned %+v: a throttled answer halves the burst (5)", l)
 	}
 }
 

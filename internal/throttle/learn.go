@@ -1,0 +1,271 @@
+package throttle
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// This file is the estimator: from what Azure answers, the budget it
+// actually grants a scope (refill rate and bucket size), never above the
+// configured limit (the ceiling). It is pure: reports and the clock in, the
+// estimate out. docs/throttle.md, "How it learns", explains it for
+// operators.
+//
+// Azure's remaining-budget header after a call says how many calls its
+// bucket still holds. Adding to it the calls Azure let through so far gives
+// the tokens Azure has granted since the scope's first call: its burst plus
+// its refill. While its bucket is not full, that sum grows at Azure's
+// refill rate exactly, so the rate is the slope of the sum over time, read
+// by least squares over the last few seconds of reports (several replicas'
+// reports, in any order and with the noise of calls still in flight, fit
+// one line). A report of a full bucket (the refill was lost meanwhile)
+// starts the fit again; the bucket size is the largest remaining budget
+// reported plus the call that read it. Without the header, the spacing of
+// throttled answers gives the rate instead.
+
+// Source values of Learned.
+const (
+	// LearnedFromRemaining: the estimate comes from remaining-budget
+	// headers.
+	LearnedFromRemaining = "remaining"
+	// LearnedFromThrottled: no header seen; the estimate comes from the
+	// spacing of throttled answers.
+	LearnedFromThrottled = "throttled"
+)
+
+const (
+	// fitWindow is how far back the reports fitted go: long enough to
+	// average the noise of calls in flight, short enough to follow a
+	// change of Azure's budget within seconds.
+	fitWindow = 6 * time.Second
+	// fitMinSpan and fitMinSamples: below them the estimate keeps its value.
+	fitMinSpan    = 2 * time.Second
+	fitMinSamples = 5
+	// maxSamples bounds the entry's size; sampleEvery spaces the samples
+	// kept (a closer report replaces the last one).
+	maxSamples  = 32
+	sampleEvery = 100 * time.Millisecond
+	// raiseEvery and raiseFactor: while Azure reports a full bucket and
+	// calls wait for the estimate's, the estimate rises by a quarter a
+	// second (up to the ceiling): Azure has budget the estimate does not
+	// use, and a full bucket hides how much.
+	raiseEvery  = time.Second
+	raiseFactor = 1.25
+	// minRate is the lowest rate the estimate goes down to.
+	minRate = 0.01
+	// guessRefill: until the reports allow a fit, the bucket is taken to
+	// refill in this time (faster than any of Azure's documented budgets,
+	// which refill in 10 to 20 s: the ceiling then decides).
+	guessRefill = 2 * time.Second
+	// probeRate bounds the rate before a scope's first answer.
+	probeRate = 10.0
+)
+
+// Learned is a scope's estimate of the budget Azure grants, kept in its
+// entry (field "learned").
+type Learned struct {
+	// Rate is the refill in calls per second, Burst the bucket's size,
+	// both at most the ceiling's.
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
+	// Source says what the estimate comes from (LearnedFromRemaining,
+	// LearnedFromThrottled).
+	Source string `json:"source"`
+	// At is the estimate's last change.
+	At time.Time `json:"at"`
+	// Answered counts the answers reported that Azure charged (not
+	// throttled), over every replica.
+	Answered int64 `json:"answered"`
+	// Samples are the recent reports fitted: when, and the tokens Azure
+	// had granted by then (remaining + answered).
+	Samples []Sample `json:"samples,omitempty"`
+	// Raised is when the estimate was last raised for a bucket Azure
+	// reported half full or more while calls waited (or when that began).
+	Raised time.Time `json:"raised,omitzero"`
+	// Fitted: the rate came from a fit of the reports at least once;
+	// Guessed: it was guessed from the first report's bucket size.
+	Fitted  bool `json:"fitted,omitempty"`
+	Guessed bool `json:"guessed,omitempty"`
+	// Throttled is when the last throttled answer came.
+	Throttled time.Time `json:"throttled,omitzero"`
+}
+
+// Sample is one report fitted: at At, Azure had granted Granted tokens.
+type Sample struct {
+	At      time.Time `json:"t"`
+	Granted int64     `json:"g"`
+}
+
+// perSecond is the rate of l in calls per second.
+func perSecond(r Rate) float64 {
+	if r.Per <= 0 {
+		return 0
+	}
+	return r.Calls / r.Per.Seconds()
+}
+
+// NewLearned is the estimate before any answer: the ceiling.
+func NewLearned(ceiling Limit, now time.Time) *Learned {
+	return &Learned{Rate: perSecond(ceiling.Rate), Burst: ceiling.Burst, At: now}
+}
+
+// Limit is the limit the estimate enforces under ceiling: the smaller
+// of each.
+func (l *Learned) Limit(ceiling Limit) Limit {
+	out := ceiling
+	if l == nil {
+		return out
+	}
+	if l.Rate > 0 && l.Rate < perSecond(ceiling.Rate) {
+		out.Rate = Rate{Calls: l.Rate, Per: time.Second}
+	}
+	if l.Burst > 0 && l.Burst < ceiling.Burst {
+		out.Burst = l.Burst
+	}
+	return out
+}
+
+// Report takes in a remaining budget Azure reported at now: value calls
+// left after a call that was throttled or not. demand says whether calls
+// wait for the scope's bucket (it is not full). It reports whether the
+// estimate's rate or burst changed.
+func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now time.Time) bool {
+	rate, burst := l.Rate, l.Burst
+	if l.Source != LearnedFromRemaining {
+		// The first report: the headers are there; what the spacing of
+		// throttled answers taught is replaced.
+		l.Source, l.Burst = LearnedFromRemaining, 1
+		l.Samples = nil
+	}
+	if !throttled {
+		l.Answered++
+	}
+	value = max(value, 0)
+	if b := int(min(value+1, int64(ceiling.Burst))); b > l.Burst {
+		l.Burst = b
+	}
+	s := Sample{At: now, Granted: value + l.Answered}
+	// Azure's bucket is full: the refill before now was lost, and the
+	// fit starts again here. A drop of the tokens granted beyond the
+	// noise of calls in flight is Azure lowering its budget: the fit
+	// starts again too.
+	full := value+1 >= int64(l.Burst)
+	dropped := len(l.Samples) > 0 && s.Granted < l.Samples[len(l.Samples)-1].Granted-max(3, int64(l.Burst)/4)
+	// plenty: Azure has three quarters of its bucket left while calls wait for
+	// the estimate's: the calls are slower than Azure's budget, and its
+	// bucket (full, or near: its size may have shrunk since the largest
+	// report) hides by how much. The fit starts again after it.
+	plenty := demand && value+1 >= max(2, int64(l.Burst)*3/4)
+	if full || dropped || plenty {
+		l.Samples = []Sample{s}
+	} else {
+		l.add(s)
+	}
+	next := l.Rate
+	if r, ok := fitRate(l.Samples); ok {
+		next, l.Fitted = r, true
+	} else if !l.Fitted && !l.Guessed {
+		// The first report, no fit yet: assume the bucket refills in
+		// guessRefill (raised from there while Azure has plenty left).
+		next, l.Guessed = float64(l.Burst)/guessRefill.Seconds(), true
+	}
+	switch {
+	case !plenty:
+		l.Raised = time.Time{}
+	case l.Raised.IsZero():
+		// Plenty since now: raised if it lasts (a burst's first answers
+		// report plenty too).
+		l.Raised = now
+		next = math.Max(next, l.Rate)
+	case now.Sub(l.Raised) >= raiseEvery:
+		next = math.Max(next, l.Rate*raiseFactor)
+		l.Raised = now
+	default:
+		next = math.Max(next, l.Rate)
+	}
+	l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), next))
+	if l.Rate != rate || l.Burst != burst {
+		l.At = now
+		return true
+	}
+	return false
+}
+
+// Throttle takes in a throttled answer at now that paused the scope for
+// pause (0: it was paused already, the call was in flight when the pause
+// began). Without remaining-budget headers the rate comes from the spacing
+// of throttled answers: sending at rate r, Azure's bucket (empty after a
+// pause) runs dry after 1/(r - a) seconds when Azure refills at a, so
+// a = r - 1/(gap - pause), and the bucket size halves. With the headers
+// the reports teach both, and a throttled answer changes nothing but its
+// report. It reports whether the estimate changed.
+func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bool {
+	if pause <= 0 {
+		return false // in flight when the pause began: it says nothing new
+	}
+	rate, burst := l.Rate, l.Burst
+	if l.Source != LearnedFromRemaining {
+		l.Burst = max(1, l.Burst/2)
+		l.Source = LearnedFromThrottled
+		if !l.Throttled.IsZero() && now.After(l.Throttled) {
+			next := l.Rate / 2
+			if gap := now.Sub(l.Throttled) - pause; gap > 0 {
+				next = math.Max(next, l.Rate-1/gap.Seconds())
+			}
+			l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), next))
+		}
+	}
+	l.Throttled = now
+	if l.Rate != rate || l.Burst != burst {
+		l.At = now
+		return true
+	}
+	return false
+}
+
+// add puts s among the samples in time order (reports of several replicas
+// come in any order), dropping those older than the window.
+func (l *Learned) add(s Sample) {
+	i := sort.Search(len(l.Samples), func(i int) bool { return l.Samples[i].At.After(s.At) })
+	if i > 0 && s.At.Sub(l.Samples[i-1].At) < sampleEvery && i == len(l.Samples) && len(l.Samples) > 1 {
+		// Close to the last: replace it, keep the spacing.
+		l.Samples[i-1] = s
+	} else {
+		l.Samples = append(l.Samples, Sample{})
+		copy(l.Samples[i+1:], l.Samples[i:])
+		l.Samples[i] = s
+	}
+	newest := l.Samples[len(l.Samples)-1].At
+	drop := 0
+	for drop < len(l.Samples)-1 && newest.Sub(l.Samples[drop].At) > fitWindow {
+		drop++
+	}
+	if n := len(l.Samples) - drop; n > maxSamples {
+		drop += n - maxSamples
+	}
+	l.Samples = append(l.Samples[:0], l.Samples[drop:]...)
+}
+
+// fitRate is the least-squares slope of granted over time, in tokens per
+// second; ok is false with too few samples or too short a span.
+func fitRate(ss []Sample) (float64, bool) {
+	if len(ss) < fitMinSamples || ss[len(ss)-1].At.Sub(ss[0].At) < fitMinSpan {
+		return 0, false
+	}
+	t0 := ss[0].At
+	var n, st, sg, stt, stg float64
+	for _, s := range ss {
+		t, g := s.At.Sub(t0).Seconds(), float64(s.Granted)
+		n++
+		st += t
+		sg += g
+		stt += t * t
+		stg += t * g
+	}
+	den := n*stt - st*st
+	if den <= 0 {
+		return 0, false
+	}
+	return (n*stg - st*sg) / den, true
+}
