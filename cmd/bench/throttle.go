@@ -27,6 +27,9 @@ type throttleResult struct {
 	// perReplicaWindow is the most 429s the emulator answered within one
 	// of its announced waits (a pause window), over every window.
 	perWindow int
+	// throttledAt: when each 429 came (since the run's first call) and
+	// the budget class it was charged to, for the report.
+	throttledAt []string
 }
 
 // runThrottle measures the shared throttle: three worker processes, one
@@ -89,6 +92,11 @@ func runThrottle(ctx context.Context, o options, r *report) error {
 		r.printf("| learned (settings at their defaults), budget %g/s burst %d, bound %s | %s | %+.1f%% | %d | %d | %d | %.3f |\n",
 			res.budget.Rate, res.budget.Burst, secs(lb), secs(res.elapsed),
 			100*(res.elapsed.Seconds()/lb.Seconds()-1), res.throttled, res.perWindow, res.early, float64(res.calls)/float64(o.throttleN))
+	}
+	for _, res := range append(results[:1:1], learned...) {
+		if len(res.throttledAt) > 0 && len(res.throttledAt) <= 20 {
+			r.printf("\n429s and early calls of the %g/s burst %d run (learned: %v): %s.\n", res.budget.Rate, res.budget.Burst, res.learn, strings.Join(res.throttledAt, "; "))
+		}
 	}
 	sh, off := results[0], results[1]
 	r.printf("\nEarly: a call that reached the emulator before the end of the wait its bucket's last 429 announced. " +
@@ -210,11 +218,21 @@ func throttleRun(ctx context.Context, o options, e *procEnv, shared, learn bool,
 	}
 	calls := e.emu.Calls()
 	res.calls = len(calls)
-	var windowEnd time.Time
+	var windowEnd, first time.Time
+	if len(calls) > 0 {
+		first = calls[0].Time
+	}
 	inWindow := 0
 	for _, c := range calls {
 		if c.Early {
 			res.early++
+		}
+		if c.Status == 429 || c.Early {
+			what := fmt.Sprintf("%d", c.Status)
+			if c.Early {
+				what += " early"
+			}
+			res.throttledAt = append(res.throttledAt, fmt.Sprintf("%s %s at %.2f s", what, c.Budget, c.Time.Sub(first).Seconds()))
 		}
 		if c.Status != 429 {
 			continue
