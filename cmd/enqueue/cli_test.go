@@ -192,7 +192,7 @@ func TestStats(t *testing.T) {
 	}
 	r = enqueueWith(t, s, env{tty: true}, "stats")
 	if r.code != exitOK || !strings.Contains(r.stdout, "completed  2") || !strings.Contains(r.stdout, "oldest waiting: stats-slow (invoice-summary)") ||
-		!strings.Contains(r.stdout, "throttle default.billing.writes: 10/1s burst 200") || !strings.Contains(r.stdout, "PAUSED until") ||
+		!strings.Contains(r.stdout, "throttle default.billing.writes: configured 10/1s burst 200") || !strings.Contains(r.stdout, "PAUSED until") ||
 		!strings.Contains(r.stdout, "collections: 0 children in flight (global window), 0 collections waiting") {
 		t.Errorf("stats on a terminal: exit %d %q", r.code, r.stdout)
 	}
