@@ -83,12 +83,38 @@ func (e *Entry) Effective(l Limit) Limit {
 	return e.Learned.Limit(l)
 }
 
-// learned returns the entry's estimate, started at the ceiling l.
+// learned returns the entry's estimate, started at the ceiling l. The
+// first answer that starts it ends the probe (endProbe).
 func (e *Entry) learned(l Limit, now time.Time) *Learned {
 	if e.Learned == nil {
 		e.Learned = NewLearned(l, now)
+		e.endProbe(now)
 	}
 	return e.Learned
+}
+
+// endProbe ends the probe of the scope's budget: its pause, which only
+// held the calls asked for while the probe's answer was awaited, ends at
+// now, so that they go when they ask again, not when the pause would
+// have run out.
+func (e *Entry) endProbe(now time.Time) {
+	e.ProbeAt = time.Time{}
+	if e.PauseSource == PauseProbe && e.PausedUntil.After(now) {
+		e.PausedUntil, e.PauseSource = now, ""
+	}
+}
+
+// Unanswered records that a call of the scope got no answer from Azure
+// (its token was refused, the connection failed, its deadline came
+// first). Before the scope's first answer that call was the probe: the
+// probe ends, and the next call probes at once rather than after
+// probeTimeout. It reports whether the entry changed.
+func (e *Entry) Unanswered(now time.Time) bool {
+	if e.Learned != nil || e.ProbeAt.IsZero() {
+		return false
+	}
+	e.endProbe(now)
+	return true
 }
 
 // Remaining is a remaining-budget header Azure sent: its name, its value
@@ -169,6 +195,9 @@ func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) time.Duration {
 	e.stamp(l, now)
 	e.Throttled++
+	if e.Learned == nil {
+		e.endProbe(now) // the probe's pause is not Azure's
+	}
 	if e.Paused(now) {
 		e.InFlightAtPause++
 	}

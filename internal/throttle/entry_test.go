@@ -105,9 +105,9 @@ func TestReportSlowsTheBucket(t *testing.T) {
 
 // Before the first answer a scope has no estimate: one call goes (the
 // probe); the calls asked for while its answer is awaited are woken 500 ms
-// later inside a pause of the scope that outlasts their wake-ups, so that
-// they ask again under the budget the answer tells; they take no slot of
-// the bucket.
+// later inside a pause of the scope, so that they ask again under the
+// budget the answer tells; they take no slot of the bucket. The answer
+// ends that pause: they go when they ask again.
 func TestFirstCallProbesTheBudget(t *testing.T) {
 	t.Parallel()
 	var e throttle.Entry
@@ -123,20 +123,55 @@ func TestFirstCallProbesTheBudget(t *testing.T) {
 	if e.Calls != 1 || e.Deferred != 3 || e.Pauses != 0 {
 		t.Errorf("calls %d deferred %d pauses %d", e.Calls, e.Deferred, e.Pauses)
 	}
-	// The probe's answer: 9 left. The calls asking again during the pause
-	// get slots after it, at most the learned burst at once.
-	e.Report(limit, throttle.Remaining{Value: 9}, 0, false, t0.Add(50*time.Millisecond))
+	// The probe's answer: 9 left. It ends the probe's pause; the calls
+	// asking again get slots at once, at most the learned burst less the
+	// reserve, then at the rate.
+	answered := t0.Add(50 * time.Millisecond)
+	e.Report(limit, throttle.Remaining{Value: 9}, 0, false, answered)
+	if e.Paused(answered) {
+		t.Fatalf("still paused until +%s (%s) after the probe's answer", e.PausedUntil.Sub(t0), e.PauseSource)
+	}
 	now := t0.Add(600 * time.Millisecond)
 	free := 0
 	for range 20 {
-		if at := e.Reserve(limit, now); at.Equal(e.PausedUntil) {
+		if at := e.Reserve(limit, now); at.Equal(now) {
 			free++
-		} else if at.Before(e.PausedUntil) {
-			t.Fatalf("slot +%s within the pause (until +%s)", at.Sub(t0), e.PausedUntil.Sub(t0))
 		}
 	}
 	if free > 10 || free < 5 {
-		t.Errorf("%d calls at the pause's end, want at most the learned burst (10) less the reserve", free)
+		t.Errorf("%d calls at once after the answer, want at most the learned burst (10) less the reserve", free)
+	}
+	// A report of plenty ends the probe the same way, and so does a
+	// throttled answer, whose pause is Azure's (not a call in flight).
+	for name, answer := range map[string]func(e *throttle.Entry, now time.Time){
+		"plenty": func(e *throttle.Entry, now time.Time) {
+			e.Report(limit, throttle.Remaining{Value: 1000}, 0, false, now)
+		},
+		"throttled": func(e *throttle.Entry, now time.Time) {
+			e.Pause(limit, now.Add(3*time.Second), "retry-after", now)
+		},
+	} {
+		var p throttle.Entry
+		p.Reserve(limit, t0)
+		p.Reserve(limit, t0.Add(time.Millisecond))
+		answer(&p, answered)
+		if p.PauseSource == throttle.PauseProbe || p.InFlightAtPause != 0 {
+			t.Errorf("%s: pause %s until +%s, %d in flight", name, p.PauseSource, p.PausedUntil.Sub(t0), p.InFlightAtPause)
+		}
+	}
+	// A probe that got no answer (token refused, connection failed) lets
+	// the next call probe at once.
+	var failed throttle.Entry
+	failed.Reserve(limit, t0)
+	failed.Reserve(limit, t0.Add(time.Millisecond))
+	if !failed.Unanswered(answered) || failed.Paused(answered) {
+		t.Fatalf("unanswered probe: paused until +%s", failed.PausedUntil.Sub(t0))
+	}
+	if at := failed.Reserve(limit, answered); at.Sub(answered) > 100*time.Millisecond || failed.Calls != 2 || failed.Paused(at) {
+		t.Errorf("after an unanswered probe: +%s, %d calls; want a new probe within the probe rate", at.Sub(answered), failed.Calls)
+	}
+	if failed.Unanswered(answered.Add(time.Second)) && failed.Learned != nil {
+		t.Error("an unanswered call after the estimate changed the entry")
 	}
 	// A probe whose answer never comes is given up after 10 s.
 	var lost throttle.Entry

@@ -151,6 +151,13 @@ func (t *Throttle) Observe(ctx context.Context, s Scope, h http.Header, seq int6
 	return o.Remaining, o.Reported, err
 }
 
+// Unanswered records that a call in scope s got no answer from Azure
+// (Entry.Unanswered): a probe that failed so lets the next call probe.
+func (t *Throttle) Unanswered(ctx context.Context, s Scope) error {
+	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool { return e.Unanswered(now) })
+	return err
+}
+
 // Observed is what ObserveAnswer read and wrote.
 type Observed struct {
 	// Remaining is the report read; Reported is false when the answer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/azbilling/worker/internal/operation"
 	"github.com/azbilling/worker/internal/redact"
@@ -14,10 +15,24 @@ import (
 // This file makes the Azure calls the machine decides, and describes
 // their results to it.
 
+// unansweredTimeout bounds telling the throttle about a call cut off.
+const unansweredTimeout = 2 * time.Second
+
 // call makes the call that st (stored claimed) is due, and returns the
 // machine's step for its answer, or for the shutdown cutting it off.
 func (w *Worker) call(ctx context.Context, st operation.State, log *slog.Logger) operation.Step {
 	client, _ := w.client(st.Request)
+	observed := false
+	defer func() {
+		if !observed {
+			// No answer to tell the throttle: the call panicked, or the
+			// shutdown cut it off (the context is gone, so a short one
+			// of its own).
+			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), unansweredTimeout)
+			defer cancel()
+			w.unanswered(bg, w.scopeOf(&st), log)
+		}
+	}()
 	// Later calls continue the trace from this attempt.
 	tr := traceOf(ctx)
 	st.TraceParent, st.TraceState = tr.Parent, tr.State
@@ -47,7 +62,10 @@ func (w *Worker) call(ctx context.Context, st operation.State, log *slog.Logger)
 		return w.machine.Interrupted()
 	}
 	a := answerOf(resp, err, late)
-	if !late {
+	observed = true
+	if late {
+		w.unanswered(ctx, w.scopeOf(&st), log)
+	} else {
 		w.observe(ctx, &st, &a, log)
 	}
 	// The machine works out whether the operation's deadline, not

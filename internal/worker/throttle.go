@@ -160,6 +160,18 @@ func (w *Worker) gate(ctx context.Context, cur *operation.State, step operation.
 	}
 }
 
+// unanswered tells the throttle that a call in scope got no answer from
+// Azure, so that a probe of the scope's budget that ended so does not
+// hold the scope's other calls.
+func (w *Worker) unanswered(ctx context.Context, scope throttle.Scope, log *slog.Logger) {
+	if w.thr == nil {
+		return
+	}
+	if err := w.thr.Unanswered(ctx, scope); err != nil {
+		log.WarnContext(ctx, "could not record an unanswered call", "scope", string(scope), "error", err)
+	}
+}
+
 // slotKey keys the slot number of the call a context carries.
 type slotKey struct{}
 
@@ -172,7 +184,11 @@ func (w *Worker) observe(ctx context.Context, st *operation.State, a *operation.
 	if a.Status == 429 || a.Status == 503 {
 		w.tm.throttled.Add(ctx, 1, attrs)
 	}
-	if w.thr == nil || a.Header == nil {
+	if w.thr == nil {
+		return
+	}
+	if a.Header == nil {
+		w.unanswered(ctx, scope, log)
 		return
 	}
 	now := w.now()
