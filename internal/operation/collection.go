@@ -436,8 +436,12 @@ func (m Machine) fanOut(st *State) Step {
 func (m Machine) ChildEnded(st State, i int, failed bool, now time.Time) Step {
 	c := st.Collection
 	switch {
-	case st.Phase.Terminal(), st.Request.Kind != messages.KindCollection && st.Request.Kind != messages.KindEstate, i < 0:
+	case st.Request.Kind != messages.KindCollection && st.Request.Kind != messages.KindEstate, i < 0:
 		return Step{Action: Ack} // nothing to count
+	case st.Phase.Terminal():
+		// Counted already; a notice told again may be the one whose finish
+		// stored the outcome and then failed to record or publish it.
+		return Step{Action: Republish}
 	case st.Phase == PhaseCollecting && i >= c.Total:
 		return Step{Action: Ack} // not a child this collection made
 	case st.Phase != PhaseCollecting || i >= c.Spawned:

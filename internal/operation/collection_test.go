@@ -193,11 +193,11 @@ func TestCollectionChildEnded(t *testing.T) {
 			return st
 		}(), 0, false, operation.Retry, nil},
 		{"a notice for an operation that is no collection: ignored", state(claimed(me, "", t0.Add(time.Minute), 1)), 0, false, operation.Ack, nil},
-		{"the collection ended already", func() operation.State {
+		{"the collection ended already: its outcome is published again (the finish that stored it may have failed to publish it)", func() operation.State {
 			st := collecting(1, 1)
 			st.Complete(messages.Completed{ID: st.Request.ID}, t0)
 			return st
-		}(), 0, false, operation.Ack, nil},
+		}(), 0, false, operation.Republish, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := m.ChildEnded(tc.st, tc.child, tc.failed, t0)

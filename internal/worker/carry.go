@@ -200,12 +200,15 @@ func (r *delivery) act(step operation.Step) (operation.Step, bool, error) {
 // finish publishes the stored outcome of a terminal operation. again is
 // true when the operation had ended before this delivery: its event may be
 // stored already.
+//
+// A collection's coverage records are stored before its event is
+// published, so that whoever reads the grid on the event sees them.
 func (w *Worker) finish(ctx context.Context, st *operation.State, again bool, log *slog.Logger) error {
+	if err := w.recordCoverage(ctx, st); err != nil {
+		return err // the redelivery records (the same records) again
+	}
 	if err := w.publishOutcome(ctx, st, again); err != nil {
 		return err
-	}
-	if err := w.recordCoverage(ctx, st); err != nil {
-		return err // the redelivery publishes again (once) and records
 	}
 	if st.Failed != nil && !again {
 		log.InfoContext(ctx, "operation failed", "code", string(st.Failed.Code), "azure_calls", st.AzureCalls, "error", st.Failed.Message)

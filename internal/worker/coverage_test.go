@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/azbilling/worker/internal/coverage"
@@ -198,4 +200,82 @@ func TestCoverageLateGauge(t *testing.T) {
 	if want := map[string]int64{"partial": 0, "failed": 1, "never_collected": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("billing.coverage.late for %s: %v, want %v", due, got, want)
 	}
+}
+
+// A collection's event is published only once its coverage is stored:
+// whoever reads the grid on the event sees the collection's months. Here
+// the coverage bucket refuses new keys until the test has seen the worker
+// try to write them; no event may exist by then.
+func TestCoverageStoredBeforeEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.emu.SetListing(50, 1)
+	ctx := context.Background()
+	js, err := jetstream.New(b.stack.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := b.stack.Client.Layout().CoverageBucket()
+	testwait.ForNoError(t, eventTimeout, "the coverage bucket", func() error { _, err := js.KeyValue(ctx, bucket); return err })
+	stream, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := func(maxMsgs int64) {
+		t.Helper()
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := info.Config
+		cfg.MaxMsgs, cfg.Discard = maxMsgs, jetstream.DiscardNew
+		if maxMsgs < 0 {
+			cfg.Discard = jetstream.DiscardOld
+		}
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit(max(int64(info.State.Msgs), 1)) // no new key: the collection's scope and records are refused
+	tried := make(chan struct{}, 64)
+	sub, err := b.stack.Conn.Subscribe("$KV."+bucket+".>", func(*nats.Msg) { tried <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	req := collectionRequest(b.id(), "20000041")
+	req.Params.PeriodStartDate, req.Params.PeriodEndDate, req.Params.DocumentKinds = "2026-09-01", "2026-10-31", []string{"Invoice"}
+	b.submit(req)
+	select {
+	case <-tried:
+	case <-time.After(2 * eventTimeout):
+		t.Fatal("the worker never wrote the collection's coverage")
+	}
+	if evs := b.events(req.ID); len(evs) != 0 {
+		t.Fatalf("%d events published before the coverage was stored", len(evs))
+	}
+	limit(-1)
+	if o := b.wait(req.ID, 2*eventTimeout); o.Completed == nil {
+		t.Fatalf("collection: %+v", o.Failed)
+	}
+	g, err := b.stack.Client.Coverage(ctx, "2026-09", "2026-10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range g.Rows {
+		if r.Scope.ID == req.Params.BillingAccountName {
+			for _, c := range r.Cells {
+				if c.Status != client.CoverageComplete || c.Collection != req.ID {
+					t.Errorf("on the event, %s is %s by %q", c.Month, c.Status, c.Collection)
+				}
+			}
+			return
+		}
+	}
+	t.Errorf("on the event, no row for %s in %+v", req.Params.BillingAccountName, g.Rows)
 }
