@@ -158,7 +158,12 @@ func (e *Entry) Reserve(l Limit, now time.Time) time.Time {
 	if e.Learned == nil {
 		switch {
 		case e.ProbeAt.IsZero() || now.Sub(e.ProbeAt) >= probeTimeout:
-			e.ProbeAt = now // this call is the probe
+			// This call is the probe. It goes at once: a slot later would
+			// have it ask again, and find its own probe holding it.
+			e.ProbeAt = now
+			e.TAT = now.Add(e.Effective(l).Rate.Interval())
+			e.Calls++
+			return now
 		default:
 			e.Deferred++
 			if until := now.Add(probePause); until.After(e.PausedUntil) {
