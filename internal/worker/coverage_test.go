@@ -221,28 +221,31 @@ func TestCoverageStoredBeforeEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit := func(maxMsgs int64) {
+	// closed: the bucket takes no new key (it is at its message limit,
+	// discarding new), while the keys it has can still be replaced.
+	closeBucket := func(closed bool) {
 		t.Helper()
 		info, err := stream.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg := info.Config
-		cfg.MaxMsgs, cfg.Discard = maxMsgs, jetstream.DiscardNew
-		if maxMsgs < 0 {
-			cfg.Discard = jetstream.DiscardOld
+		cfg.MaxMsgs, cfg.Discard = -1, jetstream.DiscardOld
+		if closed {
+			cfg.MaxMsgs, cfg.Discard = max(int64(info.State.Msgs), 1), jetstream.DiscardNew
 		}
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	limit(max(int64(info.State.Msgs), 1)) // no new key: the collection's scope and records are refused
-	tried := make(chan struct{}, 64)
-	sub, err := b.stack.Conn.Subscribe("$KV."+bucket+".>", func(*nats.Msg) { tried <- struct{}{} })
+	closeBucket(true) // the collection's scope and records are refused
+	tried := make(chan struct{}, 1)
+	sub, err := b.stack.Conn.Subscribe("$KV."+bucket+".>", func(*nats.Msg) {
+		select {
+		case tried <- struct{}{}:
+		default: // told already
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +262,7 @@ func TestCoverageStoredBeforeEvent(t *testing.T) {
 	if evs := b.events(req.ID); len(evs) != 0 {
 		t.Fatalf("%d events published before the coverage was stored", len(evs))
 	}
-	limit(-1)
+	closeBucket(false)
 	if o := b.wait(req.ID, 2*eventTimeout); o.Completed == nil {
 		t.Fatalf("collection: %+v", o.Failed)
 	}
