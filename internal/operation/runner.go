@@ -135,6 +135,9 @@ type Gate struct {
 	// At is the slot reserved (AskReserve); PausedUntil the end of the
 	// scope's pause (zero: not paused).
 	At, PausedUntil time.Time
+	// NoSlot: At is no slot of the bucket but the time to ask again (the
+	// scope's probe holds the call).
+	NoSlot bool
 }
 
 // Verdict is what a throttle's answer means for the call.
@@ -184,7 +187,7 @@ func (m Machine) Throttle(next State, g Gate, now time.Time) (Verdict, Step) {
 	case !g.At.After(now.Add(m.Runner.SlotTolerance)):
 		return GoOnSlot, call
 	}
-	return HoldBack, m.Defer(next, Hold{Scope: g.Scope, Until: g.At.UTC(), Slot: true, PausedUntil: g.PausedUntil.UTC()}, now)
+	return HoldBack, m.Defer(next, Hold{Scope: g.Scope, Until: g.At.UTC(), Slot: !g.NoSlot, PausedUntil: g.PausedUntil.UTC()}, now)
 }
 
 // Failure describes a delivery the runner could not settle.

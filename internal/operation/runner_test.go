@@ -134,6 +134,8 @@ func TestThrottle(t *testing.T) {
 	})
 	slotAhead := slotCome
 	slotAhead.Throttled = &operation.Hold{Scope: scope, Until: t0.Add(time.Second), Slot: true}
+	heldNoSlot := slotCome
+	heldNoSlot.Throttled = &operation.Hold{Scope: scope, Until: t0.Add(-time.Second)}
 	for _, tc := range []struct {
 		name  string
 		cur   operation.State
@@ -144,6 +146,7 @@ func TestThrottle(t *testing.T) {
 		{"a slot of another scope: reserve", slotCome, "default.billing.reads", operation.AskReserve},
 		{"a slot still ahead: reserve", slotAhead, scope, operation.AskReserve},
 		{"no slot held: reserve", state(waiting("", 3, t0)), scope, operation.AskReserve},
+		{"held by the probe, no slot: reserve", heldNoSlot, scope, operation.AskReserve},
 	} {
 		t.Run("ask: "+tc.name, func(t *testing.T) {
 			if got := m.ThrottleAsk(tc.cur, tc.scope, t0); got != tc.want {
@@ -173,6 +176,8 @@ func TestThrottle(t *testing.T) {
 		{"reserved slot ahead: wait for it", next, operation.Gate{Scope: scope, Ask: operation.AskReserve, At: t0.Add(3 * time.Second)}, operation.HoldBack, operation.Schedule},
 		{"reserved slot after a pause: wait for it", next,
 			operation.Gate{Scope: scope, Ask: operation.AskReserve, At: pause, PausedUntil: pause}, operation.HoldBack, operation.Schedule},
+		{"held by the scope's probe (no slot): wait, then reserve", next,
+			operation.Gate{Scope: scope, Ask: operation.AskReserve, At: t0.Add(500 * time.Millisecond), NoSlot: true}, operation.HoldBack, operation.Schedule},
 		{"reserved slot past the deadline: timeout", nearDeadline,
 			operation.Gate{Scope: scope, Ask: operation.AskReserve, At: t0.Add(3 * time.Second)}, operation.HoldBack, operation.Publish},
 	} {
@@ -188,7 +193,7 @@ func TestThrottle(t *testing.T) {
 				}
 			case operation.Schedule:
 				h := s.Next.Throttled
-				if h == nil || !h.Slot || !h.Until.Equal(tc.g.At) || !h.PausedUntil.Equal(tc.g.PausedUntil) || !s.Next.NextAt.Equal(tc.g.At) || s.Next.Unanswered != 0 {
+				if h == nil || h.Slot == tc.g.NoSlot || !h.Until.Equal(tc.g.At) || !h.PausedUntil.Equal(tc.g.PausedUntil) || !s.Next.NextAt.Equal(tc.g.At) || s.Next.Unanswered != 0 {
 					t.Errorf("hold %+v next %s", h, s.Next.NextAt)
 				}
 			case operation.Publish:

@@ -82,14 +82,18 @@ type Grant struct {
 	// Seq numbers the slot among all the scope's calls (Entry.Calls once
 	// taken); Observe takes it to count the calls let through after it.
 	Seq int64
+	// NoSlot: no slot of the bucket was taken (the scope's probe holds
+	// the call until At); the call asks again then.
+	NoSlot bool
 }
 
 // Reserve takes a slot for one call in scope s.
 func (t *Throttle) Reserve(ctx context.Context, s Scope) (Grant, error) {
 	var g Grant
 	_, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
+		calls := e.Calls
 		g.At = e.Reserve(t.Limit(s), now)
-		g.Seq = e.Calls
+		g.Seq, g.NoSlot = e.Calls, e.Calls == calls
 		if e.Paused(now) {
 			g.PausedUntil = e.PausedUntil
 		}

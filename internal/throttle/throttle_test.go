@@ -85,6 +85,34 @@ func TestReplicasShareOneBucket(t *testing.T) {
 	}
 }
 
+// Before a scope's first answer the probe takes a slot and the calls
+// held while its answer is awaited take none: each asks again when woken
+// (a held call that went on its wake-up would skip the bucket the answer
+// taught). After the answer every call takes a slot.
+func TestProbeHoldsTakeNoSlot(t *testing.T) {
+	t.Parallel()
+	kv, _ := bucket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	th := throttle.New(kv, nil)
+	scope := throttle.ScopeOf("default", messages.KindInvoiceSummary, false)
+	probe, err := th.Reserve(ctx, scope)
+	if err != nil || probe.NoSlot || probe.Seq != 1 {
+		t.Fatalf("probe: %+v %v", probe, err)
+	}
+	held, err := th.Reserve(ctx, scope)
+	if err != nil || !held.NoSlot || !held.At.After(probe.At) || held.Seq != 1 {
+		t.Fatalf("held by the probe: %+v %v", held, err)
+	}
+	if _, err := th.ObserveAnswer(ctx, scope, http.Header{}, probe.Seq, false); err != nil {
+		t.Fatal(err)
+	}
+	after, err := th.Reserve(ctx, scope)
+	if err != nil || after.NoSlot || after.Seq != 2 || !after.PausedUntil.IsZero() {
+		t.Fatalf("after the answer: %+v %v", after, err)
+	}
+}
+
 // A pause set by one replica holds the others' calls until it ends; the
 // scope's other classes are not held.
 func TestPauseIsSharedAndScoped(t *testing.T) {

@@ -94,9 +94,10 @@ func TestPollsHeldUntilDueNeverEarly(t *testing.T) {
 			longest = max(longest, m)
 		}
 	}
-	// 24 wake-ups, each fired 400 ms before its poll was due: the server's
-	// timer (at most 250 ms late on a quiet server) leaves most of them
-	// early, and every early one is held.
+	// 24 wake-ups (and the probe's holds of the first calls), each fired
+	// 400 ms before its poll was due: the server's timer (at most 250 ms
+	// late on a quiet server) leaves most of them early, and every early
+	// one is held.
 	if count == 0 {
 		t.Errorf("no wake-up was held (of %d)", 2*ops)
 	}
@@ -120,8 +121,10 @@ func TestPollsHeldUntilDueNeverEarly(t *testing.T) {
 			t.Logf("calls after a wait: %d, latest %.0f ms after its due time", dp.Count, m*1000)
 		}
 	}
-	if polls != 2*ops {
-		t.Errorf("%d calls after a wait measured, want %d", polls, 2*ops)
+	// Every poll waited; so did the first calls that the scope's probe
+	// held (the throttle's wait before the scope's first answer).
+	if polls < 2*ops {
+		t.Errorf("%d calls after a wait measured, want at least the %d polls", polls, 2*ops)
 	}
 }
 

@@ -140,7 +140,7 @@ func (w *Worker) gate(ctx context.Context, cur *operation.State, step operation.
 			if err != nil {
 				log.WarnContext(ctx, "shared throttle unavailable; calling without it", "scope", string(scope), "error", err)
 			}
-			g.Unavailable, g.At, g.PausedUntil, seq = err != nil, grant.At, grant.PausedUntil, grant.Seq
+			g.Unavailable, g.At, g.PausedUntil, g.NoSlot, seq = err != nil, grant.At, grant.PausedUntil, grant.NoSlot, grant.Seq
 		}
 		// Decided at the time the answer came back, not the time asked:
 		// the reservation (a lock per scope, a read and a write of the

@@ -130,15 +130,16 @@ func (b *fullBundle) fill(sts ...client.Operation) (free func()) {
 	}
 }
 
-// waiting waits for id's operation to wait for a wake-up, and returns its
-// state.
+// waiting waits for id's operation to wait for the wake-up of its first
+// poll (its call answered 202), and returns its state. A wait for the
+// throttle before the call (the scope's probe holds it) does not count.
 func (b *fullBundle) waiting(id string) client.Operation {
 	b.t.Helper()
 	var st client.Operation
 	testwait.For(b.t, eventTimeout, "operation "+id+" waits", func() bool {
 		var err error
 		st, err = b.stack.Client.Status(context.Background(), id)
-		return err == nil && st.Phase == client.PhaseWaiting
+		return err == nil && st.Phase == client.PhaseWaiting && st.AzureCalls > 0
 	})
 	return st
 }

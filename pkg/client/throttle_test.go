@@ -116,9 +116,10 @@ func TestThrottleReadsTheWorkersBucket(t *testing.T) {
 		t.Errorf("paused scope: %+v", got[0])
 	}
 	// Three calls before the first answer: the probe, and two held by the
-	// probe's pause; then a report of 42 left: a bucket of 10 (the
-	// configured burst, the ceiling of the 43 reported) less the probe.
-	if w := got[1]; w.Scope != string(writes) || !w.Paused(now) || w.PauseSource != "probe" || w.ProbeAt.IsZero() || w.Calls != 1 || w.Deferred != 2 || math.Abs(w.Tokens-9) > 0.01 ||
+	// probe's pause; then a report of 42 left, which ends the probe and
+	// its pause: a bucket of 10 (the configured burst, the ceiling of the
+	// 43 reported) less the probe.
+	if w := got[1]; w.Scope != string(writes) || w.Paused(now) || w.PauseSource != "" || !w.ProbeAt.IsZero() || w.Calls != 1 || w.Deferred != 2 || math.Abs(w.Tokens-9) > 0.01 ||
 		w.Remaining == nil || w.Remaining.Value != 42 || w.Learned == nil || w.Learned.Burst != 10 || w.Learned.Source != "remaining" {
 		t.Errorf("writes scope: %+v", w)
 	}
