@@ -282,9 +282,11 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 	testwait.For(t, 3*time.Minute, "every event kept", func() bool { return eventsKept(js) >= uint64(len(reqs)) })
 	elapsed := time.Since(start)
 	throttled, early := 0, 0
+	var at []string
 	for _, c := range e.emu.Calls() {
 		if c.Status == 429 {
 			throttled++
+			at = append(at, c.Time.Sub(start).Round(time.Millisecond).String())
 		}
 		if c.Early {
 			early++
@@ -309,7 +311,7 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 	t.Logf("budget %d/s burst %d, %d requests: %s (lower bound %s), %d calls, %d throttled (bound %d), %d early, learned %s, %d in flight at a pause",
 		rate, burst, n, elapsed.Round(time.Millisecond), lower, len(e.emu.Calls()), throttled, bound, early, learned, entry.InFlightAtPause)
 	if throttled > bound {
-		t.Errorf("%d calls throttled, want at most %d", throttled, bound)
+		t.Errorf("%d calls throttled, want at most %d (at %v after the start)", throttled, bound, at)
 	}
 	if early != 0 {
 		t.Errorf("%d calls before the end of a wait Azure announced", early)

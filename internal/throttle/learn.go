@@ -47,11 +47,14 @@ const (
 	maxSamples  = 32
 	sampleEvery = 100 * time.Millisecond
 	// raiseEvery and raiseFactor: while Azure reports a full bucket and
-	// calls wait for the estimate's, the estimate rises by a quarter a
-	// second (up to the ceiling): Azure has budget the estimate does not
-	// use, and a full bucket hides how much.
+	// calls wait for the estimate's (and go at its rate), the estimate
+	// rises by half each second (up to the ceiling): Azure has budget the
+	// estimate does not use, and a full bucket hides how much.
 	raiseEvery  = time.Second
-	raiseFactor = 1.25
+	raiseFactor = 1.5
+	// raiseUse: the share of the estimate's rate the calls must have
+	// used while Azure reported plenty for the estimate to rise.
+	raiseUse = 0.8
 	// minRate is the lowest rate the estimate goes down to.
 	minRate = 0.01
 	// guessRefill: until the reports allow a fit, the bucket is taken to
@@ -81,8 +84,10 @@ type Learned struct {
 	// had granted by then (remaining + answered).
 	Samples []Sample `json:"samples,omitempty"`
 	// Raised is when the estimate was last raised for a bucket Azure
-	// reported half full or more while calls waited (or when that began).
-	Raised time.Time `json:"raised,omitzero"`
+	// reported three quarters full or more while calls waited (or when
+	// that began); RaisedAnswered is Answered then.
+	Raised         time.Time `json:"raised,omitzero"`
+	RaisedAnswered int64     `json:"raisedAnswered,omitempty"`
 	// Fitted: the rate came from a fit of the reports at least once;
 	// Guessed: it was guessed from the first report's bucket size.
 	Fitted  bool `json:"fitted,omitempty"`
@@ -152,37 +157,48 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 	// starts again too.
 	full := value+1 >= int64(l.Burst)
 	dropped := len(l.Samples) > 0 && s.Granted < l.Samples[len(l.Samples)-1].Granted-max(3, int64(l.Burst)/4)
-	// plenty: Azure has three quarters of its bucket left while calls wait for
-	// the estimate's: the calls are slower than Azure's budget, and its
-	// bucket (full, or near: its size may have shrunk since the largest
-	// report) hides by how much. The fit starts again after it.
-	plenty := demand && value+1 >= max(2, int64(l.Burst)*3/4)
-	if full || dropped || plenty {
+	// plenty: Azure's bucket is full while calls wait for the estimate's:
+	// the calls may be slower than Azure's budget, and the full bucket
+	// hides by how much. A bucket that is only fuller than usual (Azure
+	// refilled it during a lull) is not plenty: while calls go at the
+	// estimate its level stays where it is, and the fit reads the rate.
+	plenty := demand && full
+	if full || dropped {
 		l.Samples = []Sample{s}
 	} else {
 		l.add(s)
 	}
-	next := l.Rate
+	next, kept := l.Rate, l.Rate
 	if r, ok := fitRate(l.Samples); ok {
 		next, l.Fitted = r, true
 	} else if !l.Fitted && !l.Guessed {
 		// The first report, no fit yet: assume the bucket refills in
 		// guessRefill (raised from there while Azure has plenty left).
+		// The ceiling the estimate started at is no rate to keep.
 		next, l.Guessed = float64(l.Burst)/guessRefill.Seconds(), true
+		kept = next
 	}
 	switch {
 	case !plenty:
-		l.Raised = time.Time{}
+		l.Raised, l.RaisedAnswered = time.Time{}, 0
 	case l.Raised.IsZero():
 		// Plenty since now: raised if it lasts (a burst's first answers
 		// report plenty too).
-		l.Raised = now
-		next = math.Max(next, l.Rate)
+		l.Raised, l.RaisedAnswered = now, l.Answered
+		next = math.Max(next, kept)
 	case now.Sub(l.Raised) >= raiseEvery:
-		next = math.Max(next, l.Rate*raiseFactor)
-		l.Raised = now
+		// Raised only if the calls went at the estimate's rate meanwhile:
+		// a bucket Azure refilled during a gap of the calls (the bucket
+		// slowed for calls in flight, a lull of work) says nothing of a
+		// budget larger than the estimate.
+		if sent := float64(l.Answered - l.RaisedAnswered); sent >= raiseUse*kept*now.Sub(l.Raised).Seconds() {
+			next = math.Max(next, kept*raiseFactor)
+		} else {
+			next = math.Max(next, kept)
+		}
+		l.Raised, l.RaisedAnswered = now, l.Answered
 	default:
-		next = math.Max(next, l.Rate)
+		next = math.Max(next, kept)
 	}
 	l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), next))
 	if l.Rate != rate || l.Burst != burst {

@@ -76,6 +76,7 @@ func simulate(t *testing.T, az *azure, ceiling throttle.Limit, replicas int, d, 
 	type pending struct {
 		at, reserved time.Time
 		seq          int64
+		noSlot       bool // held by the probe: it reserves again when woken
 	}
 	type answer struct {
 		at        time.Time
@@ -116,12 +117,13 @@ func simulate(t *testing.T, az *azure, ceiling throttle.Limit, replicas int, d, 
 			if p != nil && p.at.After(now) {
 				continue
 			}
-			if p != nil && e.Paused(now) {
-				p = nil // woken in a pause: it asks again (the worker's AskAgain)
+			if p != nil && (p.noSlot || e.Paused(now)) {
+				p = nil // woken in a pause or from the probe's hold: it asks again (the worker's AskAgain)
 			}
 			if p == nil {
+				calls := e.Calls
 				at := e.Reserve(ceiling, now)
-				p = &pending{at: at, reserved: now, seq: e.Calls}
+				p = &pending{at: at, reserved: now, seq: e.Calls, noSlot: e.Calls == calls}
 				if at.After(now) {
 					held[i] = p
 					continue
@@ -174,18 +176,25 @@ func TestEstimatorLearnsTheBudgetAzureGrants(t *testing.T) {
 		wantRate, tolerance float64
 		maxAfter, maxAll    int
 		settle              time.Duration
-		minUse              float64
+		// minUse: the calls let through, at least this share of what
+		// Azure granted. A budget above the estimate's first guess (its
+		// bucket size over 2 s) is reached by raises of a half each
+		// second Azure's bucket stays full: the first seconds of such a
+		// run use less than Azure grants.
+		minUse float64
 	}{
 		{name: "constant budget", steps: []azureStep{{0, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: true,
+			wantRate: 5, tolerance: 0.1, maxAfter: 1, maxAll: 5, settle: 5 * time.Second, minUse: 0.95},
+		{name: "constant budget, 48 callers", steps: []azureStep{{0, 5, 10}}, ceiling: defaultWrites, replicas: 48, headers: true,
 			wantRate: 5, tolerance: 0.1, maxAfter: 1, maxAll: 5, settle: 5 * time.Second, minUse: 0.95},
 		{name: "budget halved mid-run", steps: []azureStep{{0, 10, 20}, {30 * time.Second, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: true,
 			wantRate: 5, tolerance: 0.1, maxAfter: 3, maxAll: 6, settle: 5 * time.Second, minUse: 0.9},
 		{name: "budget doubled, never above the ceiling", steps: []azureStep{{0, 5, 10}, {30 * time.Second, 10, 20}},
 			ceiling: throttle.Limit{Rate: throttle.Rate{Calls: 8, Per: time.Second}, Burst: 200}, replicas: 3, headers: true,
-			wantRate: 8, tolerance: 0.001, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
+			wantRate: 8, tolerance: 0.001, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.92},
 		{name: "budget equal to the ceiling", steps: []azureStep{{0, 10, 10}},
 			ceiling: throttle.Limit{Rate: throttle.Rate{Calls: 10, Per: time.Second}, Burst: 10}, replicas: 3, headers: true,
-			wantRate: 10, tolerance: 0.05, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.95},
+			wantRate: 10, tolerance: 0.05, maxAfter: 0, maxAll: 3, settle: 5 * time.Second, minUse: 0.92},
 		{name: "headers missing: the spacing of 429s", steps: []azureStep{{0, 5, 10}}, ceiling: defaultWrites, replicas: 3, headers: false,
 			wantRate: 5, tolerance: 0.25, maxAfter: 10, maxAll: 40, settle: 30 * time.Second, minUse: 0.85},
 	} {
