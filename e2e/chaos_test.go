@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/azbilling/worker/internal/throttle"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -105,6 +106,11 @@ func TestChaos(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			if st, err := throttle.List(context.Background(), js, messages.NewLayout("")); err == nil {
+				for _, x := range st {
+					t.Logf("throttle scope at the deadline: %+v, learned %+v", x, x.Learned)
+				}
+			}
 			t.Fatalf("only %d of %d events after %s\n%s", eventsKept(js), n+poison, time.Since(start), workers[0].tail())
 		}
 	}

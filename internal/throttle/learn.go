@@ -21,16 +21,17 @@ import (
 // reports, in any order and with the noise of calls still in flight, fit
 // one line). A report of a full bucket (the refill was lost meanwhile)
 // starts the fit again; the bucket size is the largest remaining budget
-// reported plus the call that read it. Without the header, the spacing of
-// throttled answers gives the rate instead.
+// reported plus the call that read it. Without the header nothing is
+// estimated (Throttle says why): the ceiling stays, and throttled answers
+// pause the scope.
 
 // Source values of Learned.
 const (
 	// LearnedFromRemaining: the estimate comes from remaining-budget
 	// headers.
 	LearnedFromRemaining = "remaining"
-	// LearnedFromThrottled: no header seen; the estimate comes from the
-	// spacing of throttled answers.
+	// LearnedFromThrottled: no header seen, only throttled answers; the
+	// estimate stays at the ceiling.
 	LearnedFromThrottled = "throttled"
 )
 
@@ -138,8 +139,7 @@ func (l *Learned) Limit(ceiling Limit) Limit {
 func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now time.Time) bool {
 	rate, burst := l.Rate, l.Burst
 	if l.Source != LearnedFromRemaining {
-		// The first report: the headers are there; what the spacing of
-		// throttled answers taught is replaced.
+		// The first report: the headers are there.
 		l.Source, l.Burst = LearnedFromRemaining, 1
 		l.Samples = nil
 	}
@@ -210,34 +210,25 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 
 // Throttle takes in a throttled answer at now that paused the scope for
 // pause (0: it was paused already, the call was in flight when the pause
-// began). Without remaining-budget headers the rate comes from the spacing
-// of throttled answers: sending at rate r, Azure's bucket (empty after a
-// pause) runs dry after 1/(r - a) seconds when Azure refills at a, so
-// a = r - 1/(gap - pause), and the bucket size halves. With the headers
-// the reports teach both, and a throttled answer changes nothing but its
-// report. It reports whether the estimate changed.
+// began). With the headers the reports teach the budget, and a throttled
+// answer changes nothing but its report. Without them the estimate keeps
+// the ceiling and the source says so (LearnedFromThrottled): each
+// throttled answer pauses the scope for every replica, and nothing more
+// is guessed from their spacing. A guess from the spacing (sending at r,
+// Azure's bucket refilling at a runs dry after 1/(r - a) s) was tried and
+// measured: throttled answers about single operations, amid many answered
+// calls, drove it to a hundredth of the ceiling and stalled the scope's
+// calls for hours. It reports whether the estimate changed.
 func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bool {
 	if pause <= 0 {
 		return false // in flight when the pause began: it says nothing new
 	}
-	rate, burst := l.Rate, l.Burst
-	if l.Source != LearnedFromRemaining {
-		l.Burst = max(1, l.Burst/2)
-		l.Source = LearnedFromThrottled
-		if !l.Throttled.IsZero() && now.After(l.Throttled) {
-			next := l.Rate / 2
-			if gap := now.Sub(l.Throttled) - pause; gap > 0 {
-				next = math.Max(next, l.Rate-1/gap.Seconds())
-			}
-			l.Rate = math.Max(minRate, math.Min(perSecond(ceiling.Rate), next))
-		}
+	changed := false
+	if l.Source == "" {
+		l.Source, l.At, changed = LearnedFromThrottled, now, true
 	}
 	l.Throttled = now
-	if l.Rate != rate || l.Burst != burst {
-		l.At = now
-		return true
-	}
-	return false
+	return changed
 }
 
 // add puts s among the samples in time order (reports of several replicas
