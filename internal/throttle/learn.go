@@ -54,7 +54,7 @@ const (
 	raiseEvery  = time.Second
 	raiseFactor = 1.5
 	// raiseUse: the share of the estimate's rate the calls must have
-	// used while Azure reported plenty for the estimate to rise.
+	// used while Azure reported a full bucket for the estimate to rise.
 	raiseUse = 0.8
 	// minRate is the lowest rate the estimate goes down to.
 	minRate = 0.01
@@ -85,8 +85,8 @@ type Learned struct {
 	// had granted by then (remaining + answered).
 	Samples []Sample `json:"samples,omitempty"`
 	// Raised is when the estimate was last raised for a bucket Azure
-	// reported three quarters full or more while calls waited (or when
-	// that began); RaisedAnswered is Answered then.
+	// reported full while calls waited (or when that began);
+	// RaisedAnswered is Answered then.
 	Raised         time.Time `json:"raised,omitzero"`
 	RaisedAnswered int64     `json:"raisedAnswered,omitempty"`
 	// Fitted: the rate came from a fit of the reports at least once;
