@@ -82,6 +82,7 @@ type options struct {
 	pollN     int           // operations of the polling path
 	pollWait  time.Duration // their Retry-After
 	pollConc  int           // worker concurrency of the polling path
+	pollLead  time.Duration // the worker's poll-lead on the polling path (0: its default)
 	pollRate  float64       // polling: the paced row's publish rate (0: none)
 	pollBurst bool          // polling: the row published at once
 	waitN     int           // operations of the waiting test
@@ -267,6 +268,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.pollN, "poll-n", 10000, "polling path: operations (0: skip the polling part)")
 	fs.DurationVar(&o.pollWait, "poll-retry-after", 2*time.Second, "polling path: Retry-After of each 202 (whole seconds)")
 	fs.IntVar(&o.pollConc, "poll-concurrency", 64, "polling path: worker concurrency")
+	fs.DurationVar(&o.pollLead, "poll-lead", 0, "polling path: the worker's poll-lead, poll-hold-max raised to match (0: the defaults)")
 	fs.BoolVar(&o.pollBurst, "poll-at-once", true, "polling path: the row with the requests published at once")
 	fs.Float64Var(&o.pollRate, "poll-rate", 2000, "polling path: a second row with the requests published at this rate per second (0: no paced row)")
 	fs.IntVar(&o.waitN, "wait-n", 100000, "waiting: operations waiting at once (0: skip the waiting part)")

@@ -10,6 +10,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/azbilling/worker/internal/config"
 	"github.com/azbilling/worker/internal/emulator"
 	"github.com/azbilling/worker/internal/telemetry"
 	"github.com/azbilling/worker/internal/worker"
@@ -73,7 +74,11 @@ func pollingRow(ctx context.Context, o options, rate float64) (lateness, time.Du
 	reader := sdkmetric.NewManualReader()
 	tel := telemetry.Noop()
 	tel.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	b, err := startBench(ctx, o.dir, "poll", o.pollConc, []emulator.Reply{emulator.OK()}, nil, worker.WithTelemetry(tel))
+	var lead func(*config.Config)
+	if o.pollLead > 0 {
+		lead = func(c *config.Config) { c.PollLead, c.PollHoldMax = o.pollLead, max(c.PollHoldMax, o.pollLead) }
+	}
+	b, err := startBench(ctx, o.dir, "poll", o.pollConc, []emulator.Reply{emulator.OK()}, lead, worker.WithTelemetry(tel))
 	if err != nil {
 		return lateness{}, 0, 0, err
 	}

@@ -24,6 +24,10 @@ type Budget struct {
 	// was set (or the emulator reset). A bucket keeps its tokens across a
 	// step, at most the new burst.
 	Steps []BudgetStep `json:"steps,omitempty"`
+	// NoRemaining leaves the remaining-budget headers out of every
+	// answer (a 429 still carries its retry headers): a budget clients
+	// can learn only from the throttled answers.
+	NoRemaining bool `json:"noRemaining,omitempty"`
 }
 
 // BudgetStep is a scripted change of the budget: from After seconds on,
@@ -209,13 +213,15 @@ func (s *Server) charge(x *exchange) bool {
 		bk.retryUntil = now.Add(wait)
 	}
 	remaining := int64(math.Max(0, math.Floor(bk.tokens)))
+	silent := s.budget.b.NoRemaining
 	s.budget.mu.Unlock()
 
 	h := x.w.Header()
-	switch class {
-	case BudgetWrites:
+	switch {
+	case silent:
+	case class == BudgetWrites:
 		h.Set("x-ms-ratelimit-remaining-tenant-writes", strconv.FormatInt(remaining, 10))
-	case BudgetReads:
+	case class == BudgetReads:
 		h.Set("x-ms-ratelimit-remaining-tenant-reads", strconv.FormatInt(remaining, 10))
 	default:
 		h.Set("x-ms-ratelimit-microsoft.costmanagement-qpu-remaining", "QueriesPerBucket:"+strconv.FormatInt(remaining, 10))

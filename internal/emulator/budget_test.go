@@ -118,3 +118,26 @@ func TestBudgetSteps(t *testing.T) {
 	b.srv.Reset()
 	write(http.StatusAccepted, "1")
 }
+
+// A budget without remaining-budget headers: the same bucket, answers
+// without the header, a 429 with its Retry-After.
+func TestBudgetWithoutRemainingHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{Budget: Budget{Rate: 0.5, Burst: 2, NoRemaining: true}})
+	for i := range 2 {
+		resp, _ := b.call(t, opRequest(OpInvoiceSummary, testInv))
+		if resp.StatusCode >= 300 {
+			t.Fatalf("write %d: %d", i, resp.StatusCode)
+		}
+		for k := range resp.Header {
+			if strings.HasPrefix(strings.ToLower(k), "x-ms-ratelimit") {
+				t.Errorf("write %d: header %s: %q", i, k, resp.Header.Get(k))
+			}
+		}
+	}
+	resp, body := b.call(t, opRequest(OpInvoiceDownload, "INV1"))
+	wantError(t, resp, body, http.StatusTooManyRequests, "TooManyRequests", "")
+	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("x-ms-ratelimit-remaining-tenant-writes") != "" {
+		t.Errorf("429 headers: %v", resp.Header)
+	}
+}

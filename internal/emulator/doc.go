@@ -95,7 +95,8 @@
 //	GET  /_emulator/token?tenant=&audience= -> {"access_token", "token_type", "expires_in"}
 //	PUT  /_emulator/budget                 body: {"rate": 20, "burst": 40} (calls per second; zeros: unlimited),
 //	                                       optional "steps": [{"after": 30, "rate": 10, "burst": 20}] (seconds
-//	                                       from the next call on: the budget changes mid-run)
+//	                                       from the next call on: the budget changes mid-run), "noRemaining":
+//	                                       true (no remaining-budget header in any answer)
 //	GET  /_emulator/budget                 -> []BucketStats
 //
 // # Throttling

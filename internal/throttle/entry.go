@@ -117,6 +117,45 @@ func (e *Entry) Unanswered(now time.Time) bool {
 	return true
 }
 
+// Unreported takes in an answer without a remaining-budget header at now,
+// throttled or not. The scope's first answer starts the estimate (at the
+// ceiling) and ends the probe; in a scope whose estimate comes from
+// throttled answers it counts for the estimate (Learned.Answer). It
+// reports whether the entry changed.
+func (e *Entry) Unreported(l Limit, throttled bool, now time.Time) bool {
+	if e.Learned == nil {
+		e.learned(l, now)
+		e.stamp(l, now)
+		return true
+	}
+	if e.Learned.Source != LearnedFromThrottled {
+		return false
+	}
+	before := e.Effective(l)
+	if e.Learned.Answer(l, throttled, e.TAT.After(now), now) {
+		e.relimit(before, e.Effective(l), now)
+	}
+	e.stamp(l, now)
+	return true
+}
+
+// relimit carries the bucket's level over from limit from to limit to:
+// the calls it allows at once (fewer than none: the calls reserved ahead)
+// stay the same, so that a smaller burst does not put the next slot
+// further off, nor a slower rate the slots already owed.
+func (e *Entry) relimit(from, to Limit, now time.Time) {
+	if from == to || !e.TAT.After(now) {
+		return
+	}
+	ivFrom, ivTo := from.Rate.Interval(), to.Rate.Interval()
+	if ivFrom <= 0 || ivTo <= 0 {
+		return
+	}
+	tokens := float64(from.Burst) - float64(e.TAT.Sub(now))/float64(ivFrom)
+	tokens = min(tokens, float64(to.Burst))
+	e.TAT = now.Add(time.Duration((float64(to.Burst) - tokens) * float64(ivTo)))
+}
+
 // Remaining is a remaining-budget header Azure sent: its name, its value
 // (the smallest count of the windows it names) and when it was read.
 type Remaining struct {
@@ -212,7 +251,10 @@ func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) ti
 	wasPaused := e.Paused(now)
 	added := until.Sub(maxTime(now, e.PausedUntil))
 	if !wasPaused {
-		e.learned(l, now).Throttle(l, added, now)
+		before := e.Effective(l)
+		if e.learned(l, now).Throttle(l, added, now) {
+			e.relimit(before, e.Effective(l), now)
+		}
 	}
 	l = e.Effective(l)
 	e.PausedSeconds += added.Seconds()

@@ -279,3 +279,41 @@ func TestReportCountsCallsInFlight(t *testing.T) {
 		t.Errorf("next slot +%s, want 6 intervals of 2s", at.Sub(t0))
 	}
 }
+
+// Without headers, the estimate the spacing of 429s lowers keeps the
+// bucket's level: the slots the configured burst of 200 put after a pause
+// (an empty bucket of 200, 20 s at 10/s) are not carried over to the
+// smaller bucket, where they would hold the next call for most of them.
+func TestSpacingEstimateKeepsTheBucketLevel(t *testing.T) {
+	t.Parallel()
+	var e throttle.Entry
+	now := t0
+	e.Reserve(defaultWrites, now)
+	e.Unreported(defaultWrites, false, now)
+	// Azure answers 5 a second: ten answers, then a 429 that pauses the
+	// scope for 1 s, and again.
+	for range 10 {
+		for range 10 {
+			now = now.Add(100 * time.Millisecond)
+			e.Reserve(defaultWrites, now)
+			e.Unreported(defaultWrites, false, now)
+		}
+		now = now.Add(100 * time.Millisecond)
+		e.Pause(defaultWrites, now.Add(time.Second), "retry-after", now)
+		e.Unreported(defaultWrites, true, now)
+		if e.Learned.Trial != nil {
+			break
+		}
+		now = now.Add(time.Second)
+	}
+	if e.Learned.Trial == nil {
+		t.Fatalf("no lower estimate tried: %+v", *e.Learned)
+	}
+	got := e.Effective(defaultWrites)
+	if r := got.Rate.Calls / got.Rate.Per.Seconds(); r < 4 || r > 6 {
+		t.Errorf("estimate %.2f/s, want about 5/s", r)
+	}
+	if next := e.Reserve(defaultWrites, now); next.Sub(e.PausedUntil) > time.Second {
+		t.Errorf("next slot %s after the pause's end (estimate %+v)", next.Sub(e.PausedUntil), got)
+	}
+}

@@ -21,28 +21,32 @@ import (
 // reports, in any order and with the noise of calls still in flight, fit
 // one line). A report of a full bucket (the refill was lost meanwhile)
 // starts the fit again; the bucket size is the largest remaining budget
-// reported plus the call that read it. Without the header nothing is
-// estimated (Throttle says why): the ceiling stays, and throttled answers
-// pause the scope.
+// reported plus the call that read it. Without the header the estimate
+// comes from the spacing of throttled answers (spacing.go).
 
 // Source values of Learned.
 const (
 	// LearnedFromRemaining: the estimate comes from remaining-budget
 	// headers.
 	LearnedFromRemaining = "remaining"
-	// LearnedFromThrottled: no header seen, only throttled answers; the
-	// estimate stays at the ceiling.
+	// LearnedFromThrottled: no header seen; the estimate comes from the
+	// spacing of throttled answers (spacing.go).
 	LearnedFromThrottled = "throttled"
 )
 
+// fitting says which samples a fit takes: those of the last window, at
+// least samples of them over span (fewer: the estimate keeps its value).
+type fitting struct {
+	window, span time.Duration
+	samples      int
+}
+
+// reports fits the remaining-budget reports: a window long enough to
+// average the noise of calls in flight, short enough to follow a change
+// of Azure's budget within seconds.
+var reports = fitting{window: 6 * time.Second, span: 2 * time.Second, samples: 5}
+
 const (
-	// fitWindow is how far back the reports fitted go: long enough to
-	// average the noise of calls in flight, short enough to follow a
-	// change of Azure's budget within seconds.
-	fitWindow = 6 * time.Second
-	// fitMinSpan and fitMinSamples: below them the estimate keeps its value.
-	fitMinSpan    = 2 * time.Second
-	fitMinSamples = 5
 	// maxSamples bounds the entry's size; sampleEvery spaces the samples
 	// kept (a closer report replaces the last one).
 	maxSamples  = 32
@@ -95,12 +99,22 @@ type Learned struct {
 	Guessed bool `json:"guessed,omitempty"`
 	// Throttled is when the last throttled answer came.
 	Throttled time.Time `json:"throttled,omitzero"`
+	// Without headers (spacing.go): Refused counts the throttled answers,
+	// Trial is a lowered estimate on trial, and until NotBudgetUntil the
+	// throttled answers are taken as not the budget's. RaisedFrom is the estimate before its last rise after quiet
+	// seconds, until a throttled answer takes it back or the next rise.
+	Refused        int64     `json:"refused,omitempty"`
+	Trial          *Trial    `json:"trial,omitempty"`
+	NotBudgetUntil time.Time `json:"notBudgetUntil,omitzero"`
+	RaisedFrom     float64   `json:"raisedFrom,omitempty"`
 }
 
-// Sample is one report fitted: at At, Azure had granted Granted tokens.
+// Sample is one report fitted: at At, Azure had granted Granted tokens
+// (without headers: answered Granted calls and refused Refused).
 type Sample struct {
 	At      time.Time `json:"t"`
 	Granted int64     `json:"g"`
+	Refused int64     `json:"r,omitempty"`
 }
 
 // perSecond is the rate of l in calls per second.
@@ -166,10 +180,10 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 	if full || dropped {
 		l.Samples = []Sample{s}
 	} else {
-		l.add(s)
+		l.add(s, reports)
 	}
 	next, kept := l.Rate, l.Rate
-	if r, ok := fitRate(l.Samples); ok {
+	if r, ok := fitRate(l.Samples, reports); ok {
 		next, l.Fitted = r, true
 	} else if !l.Fitted && !l.Guessed {
 		// The first report, no fit yet: assume the bucket refills in
@@ -208,32 +222,9 @@ func (l *Learned) Report(ceiling Limit, value int64, throttled, demand bool, now
 	return false
 }
 
-// Throttle takes in a throttled answer at now that paused the scope for
-// pause (0: it was paused already, the call was in flight when the pause
-// began). With the headers the reports teach the budget, and a throttled
-// answer changes nothing but its report. Without them the estimate keeps
-// the ceiling and the source says so (LearnedFromThrottled): each
-// throttled answer pauses the scope for every replica, and nothing more
-// is guessed from their spacing. A guess from the spacing (sending at r,
-// Azure's bucket refilling at a runs dry after 1/(r - a) s) was tried and
-// measured: throttled answers about single operations, amid many answered
-// calls, drove it to a hundredth of the ceiling and stalled the scope's
-// calls for hours. It reports whether the estimate changed.
-func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bool {
-	if pause <= 0 {
-		return false // in flight when the pause began: it says nothing new
-	}
-	changed := false
-	if l.Source == "" {
-		l.Source, l.At, changed = LearnedFromThrottled, now, true
-	}
-	l.Throttled = now
-	return changed
-}
-
 // add puts s among the samples in time order (reports of several replicas
 // come in any order), dropping those older than the window.
-func (l *Learned) add(s Sample) {
+func (l *Learned) add(s Sample, f fitting) {
 	i := sort.Search(len(l.Samples), func(i int) bool { return l.Samples[i].At.After(s.At) })
 	if i > 0 && s.At.Sub(l.Samples[i-1].At) < sampleEvery && i == len(l.Samples) && len(l.Samples) > 1 {
 		// Close to the last: replace it, keep the spacing.
@@ -245,7 +236,7 @@ func (l *Learned) add(s Sample) {
 	}
 	newest := l.Samples[len(l.Samples)-1].At
 	drop := 0
-	for drop < len(l.Samples)-1 && newest.Sub(l.Samples[drop].At) > fitWindow {
+	for drop < len(l.Samples)-1 && newest.Sub(l.Samples[drop].At) > f.window {
 		drop++
 	}
 	if n := len(l.Samples) - drop; n > maxSamples {
@@ -256,8 +247,8 @@ func (l *Learned) add(s Sample) {
 
 // fitRate is the least-squares slope of granted over time, in tokens per
 // second; ok is false with too few samples or too short a span.
-func fitRate(ss []Sample) (float64, bool) {
-	if len(ss) < fitMinSamples || ss[len(ss)-1].At.Sub(ss[0].At) < fitMinSpan {
+func fitRate(ss []Sample, f fitting) (float64, bool) {
+	if len(ss) < f.samples || ss[len(ss)-1].At.Sub(ss[0].At) < f.span {
 		return 0, false
 	}
 	t0 := ss[0].At

@@ -176,19 +176,16 @@ type Observed struct {
 // ObserveAnswer is Observe for an answer that was throttled (429, 503) or
 // not. Every report is written: it feeds the scope's estimate of Azure's
 // budget (Entry.Learned). The first answer of a scope is written even
-// without a header, to end the probe of its budget (Entry.Effective).
+// without a header, to end the probe of its budget (Entry.Effective), and
+// so is every answer without one in a scope whose estimate comes from
+// throttled answers (Entry.Unreported).
 func (t *Throttle) ObserveAnswer(ctx context.Context, s Scope, h http.Header, seq int64, throttled bool) (Observed, error) {
 	var o Observed
 	o.Remaining, o.Reported = RemainingOf(s.Class(), h, t.now())
 	l := t.Limit(s)
 	e, err := t.change(ctx, s, func(e *Entry, now time.Time) bool {
 		if !o.Reported {
-			if e.Learned != nil {
-				return false
-			}
-			e.learned(l, now)
-			e.stamp(l, now)
-			return true
+			return e.Unreported(l, throttled, now)
 		}
 		o.Remaining.At = now
 		var after int64

@@ -69,9 +69,9 @@ type ThrottleRemaining struct {
 // ThrottleLearned is the budget the shared throttle learned Azure grants a
 // scope: its refill in calls per second and its size, each at most the
 // configured one; Source says what it was learned from ("remaining": the
-// remaining-budget headers; "throttled": no header seen, only throttled
-// answers, and the configured limits stay; empty: nothing yet), At when it
-// last changed.
+// remaining-budget headers; "throttled": no header seen, learned from the
+// spacing of throttled answers; empty: nothing yet), At when it last
+// changed.
 type ThrottleLearned struct {
 	Rate   float64   `json:"rate"`
 	Burst  int       `json:"burst"`
