@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -272,10 +273,13 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 // The same run with Azure sending no remaining-budget header: the scope
 // learns the rate from the spacing of the throttled answers. The first
 // answer says nothing of the bucket, so the calls the configured burst
-// lets through before the first 429 comes back (the replicas' handlers,
-// 3 x 16) are throttled once; after that a 429 comes every few seconds
-// until the estimate is tried and kept, then about one each 20 to 30 s
-// (docs/throttle.md, "Without the headers").
+// lets through before the first 429 comes back (the replicas' handlers)
+// are throttled once; after that a 429 comes every couple of seconds
+// until the fit (4 of them over 4 s), then the estimate is tried and kept,
+// and after that about one each 20 to 30 s (docs/throttle.md, "Without
+// the headers"): measured, 44 at the start, 3 more by 6.6 s, none after.
+// The run is slower than the budget by the tried estimate's margin (nine
+// tenths of the fit).
 func TestThrottleLearnsTheBudgetWithoutHeaders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process run")
@@ -285,18 +289,18 @@ func TestThrottleLearnsTheBudgetWithoutHeaders(t *testing.T) {
 		t.Errorf("learned %+v, want about 5/s from the throttled answers", l)
 	}
 	// After the first 10 s (the start's burst and the first fit): at
-	// most one 429 each 5 s of the rest of the run.
+	// most one 429 each 10 s of the rest of the run.
 	late := 0
 	for _, d := range r.times {
 		if d > 10*time.Second {
 			late++
 		}
 	}
-	if most := int((r.elapsed-10*time.Second)/(5*time.Second)) + 1; late > most {
+	if most := int((r.elapsed-10*time.Second)/(10*time.Second)) + 1; late > most {
 		t.Errorf("%d throttled after the first 10 s, want at most %d (at %v)", late, most, r.at)
 	}
-	if r.elapsed > r.lower*15/10 {
-		t.Errorf("took %s, want within 50%% of the budget's lower bound %s", r.elapsed, r.lower)
+	if r.elapsed > r.lower*13/10 {
+		t.Errorf("took %s, want within 30%% of the budget's lower bound %s", r.elapsed, r.lower)
 	}
 }
 
@@ -343,7 +347,11 @@ func learnRun(t *testing.T, budget emulator.Budget, n int) learned {
 	testwait.For(t, 3*time.Minute, "every event kept", func() bool { return eventsKept(js) >= uint64(len(reqs)) })
 	r := learned{elapsed: time.Since(start)}
 	early := 0
+	perSecond := make([]int, int(r.elapsed/time.Second)+1)
 	for _, c := range e.emu.Calls() {
+		if i := int(c.Time.Sub(start) / time.Second); i >= 0 && i < len(perSecond) {
+			perSecond[i]++
+		}
 		if c.Status == 429 {
 			r.throttled++
 			r.times = append(r.times, c.Time.Sub(start))
@@ -370,8 +378,14 @@ func learnRun(t *testing.T, budget emulator.Budget, n int) learned {
 	}
 	t.Logf("budget %g/s burst %d (remaining headers: %t), %d requests: %s (lower bound %s), %d calls, %d throttled at %v, %d early, learned %s, %d in flight at a pause",
 		budget.Rate, budget.Burst, !budget.NoRemaining, n, r.elapsed.Round(time.Millisecond), r.lower, len(e.emu.Calls()), r.throttled, r.at, early, est, r.entry.InFlightAtPause)
-	if early != 0 {
-		t.Errorf("%d calls before the end of a wait Azure announced", early)
+	if b, err := json.Marshal(r.entry.Entry); err == nil {
+		t.Logf("calls in each second of the run: %v; the scope's entry: %s", perSecond, b)
+	}
+	// A call that reaches Azure within the wait its last 429 announced
+	// is early; the only ones allowed are those on their way when that
+	// answer came (in flight at the pause).
+	if int64(early) > r.entry.InFlightAtPause {
+		t.Errorf("%d calls before the end of a wait Azure announced, %d of them in flight at a pause", early, r.entry.InFlightAtPause)
 	}
 	if r.entry.InFlightAtPause > int64(r.throttled) {
 		t.Errorf("%d calls in flight at a pause, more than the %d throttled", r.entry.InFlightAtPause, r.throttled)

@@ -125,6 +125,15 @@ func (m Machine) ThrottleAsk(cur State, scope string, now time.Time) Ask {
 	return AskReserve
 }
 
+// HeldSince is when the slot the call holds was taken (zero: none, or a
+// hold of older code).
+func (s *State) HeldSince() time.Time {
+	if s.Throttled == nil || !s.Throttled.Slot {
+		return time.Time{}
+	}
+	return s.Throttled.Reserved
+}
+
 // Gate is the shared throttle's answer to Ask.
 type Gate struct {
 	Scope string
@@ -138,6 +147,11 @@ type Gate struct {
 	// NoSlot: At is no slot of the bucket but the time to ask again (the
 	// scope's probe holds the call).
 	NoSlot bool
+	// Reserved is when the slot held was taken (AskPause: the hold of the
+	// state the step was decided from), Lowered when the scope's
+	// estimate last went down: a slot taken before at the old rate is
+	// given back, and the call asks for one at the new rate.
+	Reserved, Lowered time.Time
 }
 
 // Verdict is what a throttle's answer means for the call.
@@ -149,8 +163,9 @@ const (
 	GoNow Verdict = iota + 1
 	// GoOnSlot: the call goes now, on the slot reserved.
 	GoOnSlot
-	// AskAgain: the held slot is no use (the scope was paused since): ask
-	// with AskReserve, and decide again.
+	// AskAgain: the held slot is no use (the scope is paused, or its
+	// estimate went down since the slot was taken): ask with AskReserve,
+	// and decide again.
 	AskAgain
 	// HoldBack: the operation waits for the throttle (Step, from Defer).
 	HoldBack
@@ -180,14 +195,18 @@ func (m Machine) Throttle(next State, g Gate, now time.Time) (Verdict, Step) {
 	switch {
 	case g.Unavailable:
 		return GoNow, call
-	case g.Ask == AskPause && g.PausedUntil.IsZero():
+	case g.Ask == AskPause && g.PausedUntil.IsZero() && !g.Reserved.Before(g.Lowered):
 		return GoNow, call
 	case g.Ask == AskPause:
 		return AskAgain, Step{}
 	case !g.At.After(now.Add(m.Runner.SlotTolerance)):
 		return GoOnSlot, call
 	}
-	return HoldBack, m.Defer(next, Hold{Scope: g.Scope, Until: g.At.UTC(), Slot: !g.NoSlot, PausedUntil: g.PausedUntil.UTC()}, now)
+	h := Hold{Scope: g.Scope, Until: g.At.UTC(), Slot: !g.NoSlot, PausedUntil: g.PausedUntil.UTC()}
+	if h.Slot {
+		h.Reserved = now.UTC()
+	}
+	return HoldBack, m.Defer(next, h, now)
 }
 
 // Failure describes a delivery the runner could not settle.

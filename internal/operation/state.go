@@ -254,6 +254,8 @@ type Hold struct {
 	// PausedUntil is the end of the scope's pause (Azure answered 429 or
 	// 503) when the call fell due; zero when the scope was not paused.
 	PausedUntil time.Time `json:"pausedUntil,omitzero"`
+	// Reserved is when the slot was taken (Slot true).
+	Reserved time.Time `json:"reserved,omitzero"`
 }
 
 // SlotDue reports whether the operation holds a slot of the throttle's

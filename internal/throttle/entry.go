@@ -50,6 +50,10 @@ type Entry struct {
 	// ProbeAt is when the scope's first call (the probe) went, before any
 	// answer.
 	ProbeAt time.Time `json:"probeAt,omitzero"`
+	// Lowered is when the estimate last went down without headers
+	// (relimit): the slots taken before it, at the old rate, are given
+	// back when they come, and their calls take slots at the new one.
+	Lowered time.Time `json:"lowered,omitzero"`
 }
 
 // PauseProbe is the PauseSource of the pause that holds a scope's calls
@@ -139,21 +143,36 @@ func (e *Entry) Unreported(l Limit, throttled bool, now time.Time) bool {
 	return true
 }
 
-// relimit carries the bucket's level over from limit from to limit to:
-// the calls it allows at once (fewer than none: the calls reserved ahead)
-// stay the same, so that a smaller burst does not put the next slot
-// further off, nor a slower rate the slots already owed.
+// relimit carries the bucket over from limit from to limit to. A bucket
+// with calls to spare keeps them (at most the new burst). One whose slots
+// are given out ahead: at a lower rate those slots are given back when
+// they come (Lowered), so the bucket is empty from now (or the pause's
+// end) at the new rate; at a higher one the slots given stay, and the
+// next ones follow them at the new rate. So a smaller burst does not put
+// the next slot further off, nor do the slots given at the old rate go
+// on at it, nor are they counted twice.
 func (e *Entry) relimit(from, to Limit, now time.Time) {
-	if from == to || !e.TAT.After(now) {
+	ivFrom, ivTo := from.Rate.Interval(), to.Rate.Interval()
+	if from == to || ivFrom <= 0 || ivTo <= 0 {
 		return
 	}
-	ivFrom, ivTo := from.Rate.Interval(), to.Rate.Interval()
-	if ivFrom <= 0 || ivTo <= 0 {
+	if ivTo > ivFrom {
+		e.Lowered = now
+	}
+	if !e.TAT.After(now) {
 		return
 	}
 	tokens := float64(from.Burst) - float64(e.TAT.Sub(now))/float64(ivFrom)
-	tokens = min(tokens, float64(to.Burst))
-	e.TAT = now.Add(time.Duration((float64(to.Burst) - tokens) * float64(ivTo)))
+	switch {
+	case tokens >= 1:
+		tokens = min(tokens, float64(to.Burst))
+		e.TAT = now.Add(time.Duration((float64(to.Burst) - tokens) * float64(ivTo)))
+	case ivTo > ivFrom:
+		e.TAT = maxTime(now, e.PausedUntil).Add(time.Duration(to.Burst-1) * ivTo)
+	default:
+		next := e.TAT.Add(-time.Duration(from.Burst-1) * ivFrom)
+		e.TAT = next.Add(time.Duration(to.Burst-1) * ivTo)
+	}
 }
 
 // Remaining is a remaining-budget header Azure sent: its name, its value

@@ -99,9 +99,10 @@ type Learned struct {
 	Guessed bool `json:"guessed,omitempty"`
 	// Throttled is when the last throttled answer came.
 	Throttled time.Time `json:"throttled,omitzero"`
-	// Without headers (spacing.go): Refused counts the throttled answers,
-	// Trial is a lowered estimate on trial, and until NotBudgetUntil the
-	// throttled answers are taken as not the budget's. RaisedFrom is the estimate before its last rise after quiet
+	// Without headers (spacing.go): Refused counts the throttled answers
+	// that paused the scope, Trial is a lowered estimate on trial, until
+	// NotBudgetUntil the throttled answers are taken as not the budget's,
+	// and RaisedFrom is the estimate before its last rise after quiet
 	// seconds, until a throttled answer takes it back or the next rise.
 	Refused        int64     `json:"refused,omitempty"`
 	Trial          *Trial    `json:"trial,omitempty"`

@@ -125,8 +125,11 @@ func simulate(t *testing.T, az *azure, ceiling throttle.Limit, replicas int, d, 
 			if p != nil && p.at.After(now) {
 				continue
 			}
-			if p != nil && (p.noSlot || e.Paused(now)) {
-				p = nil // woken in a pause or from the probe's hold: it asks again (the worker's AskAgain)
+			if p != nil && (p.noSlot || e.Paused(now) || p.reserved.Before(e.Lowered)) {
+				// Woken in a pause, from the probe's hold, or on a slot
+				// taken before the estimate went down: it asks again
+				// (the worker's AskAgain).
+				p = nil
 			}
 			if p == nil {
 				calls := e.Calls

@@ -20,11 +20,12 @@ import (
 // a share of the calls, whatever their rate, and the slope of the answers
 // between them is only the pace the calls went at, each pause included:
 // taken as the budget it would fall with every round. So a lower estimate
-// (a little below the fit) is a trial: for trialSpan the calls go at it, and if the share of
-// throttled answers does not fall below trialKeep of what it was, the
-// throttled answers were not the budget's: the estimate goes back to
-// what it was, and for notBudgetFor they teach nothing. Below Azure's
-// budget a budget's throttled answers stop.
+// (a little below the fit) is a trial: for trialSpan the calls go at it,
+// and unless the throttled answers all but stop (at most trialRefused,
+// and a share below trialKeep of what it was), they were not the
+// budget's: the estimate goes back to what it was, and for notBudgetFor
+// they teach nothing. Below Azure's budget a budget's throttled answers
+// stop.
 //
 // With no throttled answer for quietRaise while calls wait, the estimate
 // rises by quietRaiseFactor, up to the ceiling: a budget Azure raised is
@@ -43,8 +44,10 @@ type Trial struct {
 	At       time.Time `json:"at"`
 	Answered int64     `json:"answered"`
 	Refused  int64     `json:"refused"`
-	// Share is the share of answers throttled over the fit that lowered
-	// the estimate.
+	// Share is the throttled answers that paused the scope, per answer,
+	// over the fit that lowered the estimate (those that came while it
+	// was paused already, calls in flight, are left out: a burst of them
+	// at a pause would make any later share look low).
 	Share float64 `json:"share"`
 	// Rate and Burst are the estimate before, restored when the trial
 	// fails.
@@ -63,8 +66,14 @@ const (
 	// its edge.
 	trialMargin = 0.9
 	// trialKeep: the share of throttled answers during the trial, against
-	// the share before, under which the lower estimate is kept.
-	trialKeep = 0.5
+	// the share before, under which the lower estimate is kept, if no
+	// more than trialRefused of them paused the scope meanwhile (at nine
+	// tenths of a real budget none does).
+	trialKeep    = 0.5
+	trialRefused = 1
+	// fitAnswers: a fit over fewer answers is no evidence (a scope's
+	// first seconds, a lull of work).
+	fitAnswers = 10
 	// notBudgetFor: after a failed trial, throttled answers teach nothing
 	// for this long.
 	notBudgetFor = time.Minute
@@ -93,7 +102,11 @@ func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bo
 		l.Source, l.At, changed = LearnedFromThrottled, now, true
 	}
 	l.Throttled = now
-	if l.Source != LearnedFromThrottled || l.Trial != nil || now.Before(l.NotBudgetUntil) {
+	if l.Source != LearnedFromThrottled {
+		return changed
+	}
+	l.Refused++
+	if l.Trial != nil || now.Before(l.NotBudgetUntil) {
 		return changed
 	}
 	if l.RaisedFrom > 0 {
@@ -112,7 +125,7 @@ func (l *Learned) Throttle(ceiling Limit, pause time.Duration, now time.Time) bo
 	first, last := l.Samples[0], l.Samples[len(l.Samples)-1]
 	answered, refused := last.Granted-first.Granted, last.Refused-first.Refused
 	r = math.Max(r*trialMargin, spacingFloor*perSecond(ceiling.Rate))
-	if answered+refused <= 0 || r >= 0.95*l.Rate {
+	if answered < fitAnswers || r >= 0.95*l.Rate {
 		return changed
 	}
 	l.Trial = &Trial{At: now.Add(pause), Answered: l.Answered, Refused: l.Refused,
@@ -132,9 +145,7 @@ func (l *Learned) Answer(ceiling Limit, throttled, demand bool, now time.Time) b
 	if l.Source != LearnedFromThrottled {
 		return false
 	}
-	if throttled {
-		l.Refused++
-	} else {
+	if !throttled {
 		l.Answered++
 	}
 	if t := l.Trial; t != nil {
@@ -153,7 +164,7 @@ func (l *Learned) Answer(ceiling Limit, throttled, demand bool, now time.Time) b
 		if answered+refused > 0 {
 			share = float64(refused) / float64(answered+refused)
 		}
-		if share < trialKeep*t.Share {
+		if refused <= trialRefused && share < trialKeep*t.Share {
 			return false // the budget's: kept
 		}
 		l.Rate, l.Burst = t.Rate, t.Burst

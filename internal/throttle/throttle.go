@@ -105,11 +105,29 @@ func (t *Throttle) Reserve(ctx context.Context, s Scope) (Grant, error) {
 // PausedUntil returns the end of scope s's pause, or zero when it is not
 // paused.
 func (t *Throttle) PausedUntil(ctx context.Context, s Scope) (time.Time, error) {
+	h, err := t.Held(ctx, s)
+	return h.PausedUntil, err
+}
+
+// Held is what a call whose slot has come must know of its scope.
+type Held struct {
+	// PausedUntil is the end of the scope's pause (zero: not paused).
+	PausedUntil time.Time
+	// Lowered is when the scope's estimate last went down (Entry.Lowered).
+	Lowered time.Time
+}
+
+// Held reads scope s's pause and the last fall of its estimate.
+func (t *Throttle) Held(ctx context.Context, s Scope) (Held, error) {
 	e, _, err := t.get(ctx, s)
-	if err != nil || !e.Paused(t.now()) {
-		return time.Time{}, err
+	if err != nil {
+		return Held{}, err
 	}
-	return e.PausedUntil, nil
+	h := Held{Lowered: e.Lowered}
+	if e.Paused(t.now()) {
+		h.PausedUntil = e.PausedUntil
+	}
+	return h, nil
 }
 
 // Pause records a throttled answer (429 or 503) in scope s and pauses the

@@ -121,7 +121,8 @@ func (w *Worker) scopeOf(st *operation.State) throttle.Scope {
 // Next claimed, not stored yet) may go now, and returns the machine's
 // verdict: the call, or the operation's wait for the throttle. cur is the
 // state the step was decided from: a slot it holds that has come is used
-// unless the scope was paused since. Without an answer from the throttle
+// unless the scope is paused or its estimate went down since the slot was
+// taken. Without an answer from the throttle
 // (unreachable) the call goes.
 //
 // A call that goes on a slot reserved carries the slot's number in the
@@ -133,8 +134,8 @@ func (w *Worker) gate(ctx context.Context, cur *operation.State, step operation.
 		var seq int64
 		switch g.Ask {
 		case operation.AskPause:
-			paused, err := w.thr.PausedUntil(ctx, scope)
-			g.PausedUntil, g.Unavailable = paused, err != nil
+			h, err := w.thr.Held(ctx, scope)
+			g.PausedUntil, g.Lowered, g.Reserved, g.Unavailable = h.PausedUntil, h.Lowered, cur.HeldSince(), err != nil
 		case operation.AskReserve:
 			grant, err := w.thr.Reserve(ctx, scope)
 			if err != nil {
