@@ -169,6 +169,10 @@ func TestThrottle(t *testing.T) {
 		{"held slot, scope not paused: go on it", next, operation.Gate{Scope: scope, Ask: operation.AskPause}, operation.GoNow, operation.Call},
 		{"held slot, throttle unreachable: go anyway", next, operation.Gate{Scope: scope, Ask: operation.AskPause, Unavailable: true}, operation.GoNow, operation.Call},
 		{"held slot, scope paused since: reserve another", next, operation.Gate{Scope: scope, Ask: operation.AskPause, PausedUntil: pause}, operation.AskAgain, 0},
+		{"held slot taken before the estimate went down: reserve another at the new rate", next,
+			operation.Gate{Scope: scope, Ask: operation.AskPause, Reserved: t0.Add(-3 * time.Second), Lowered: t0.Add(-2 * time.Second)}, operation.AskAgain, 0},
+		{"held slot taken after the estimate went down: go on it", next,
+			operation.Gate{Scope: scope, Ask: operation.AskPause, Reserved: t0.Add(-time.Second), Lowered: t0.Add(-2 * time.Second)}, operation.GoNow, operation.Call},
 		{"reserve, throttle unreachable: go anyway", next, operation.Gate{Scope: scope, Ask: operation.AskReserve, Unavailable: true}, operation.GoNow, operation.Call},
 		{"reserved slot now: go on it", next, operation.Gate{Scope: scope, Ask: operation.AskReserve, At: t0}, operation.GoOnSlot, operation.Call},
 		{"reserved slot that came while reserving (within the tolerance): go on it", next,
@@ -195,6 +199,11 @@ func TestThrottle(t *testing.T) {
 				h := s.Next.Throttled
 				if h == nil || h.Slot == tc.g.NoSlot || !h.Until.Equal(tc.g.At) || !h.PausedUntil.Equal(tc.g.PausedUntil) || !s.Next.NextAt.Equal(tc.g.At) || s.Next.Unanswered != 0 {
 					t.Errorf("hold %+v next %s", h, s.Next.NextAt)
+				}
+				// A slot records when it was taken (a fall of the
+				// estimate after it gives it back); a probe's hold is none.
+				if h != nil && h.Slot != h.Reserved.Equal(t0) {
+					t.Errorf("hold %+v: taken at %s, want %s for a slot", h, h.Reserved, t0)
 				}
 			case operation.Publish:
 				if s.Next.Failed == nil || s.Next.Failed.Code != messages.CodeTimeout {
