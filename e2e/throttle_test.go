@@ -259,8 +259,8 @@ func TestThrottleLearnsTheBudget(t *testing.T) {
 	}
 	r := learnRun(t, emulator.Budget{Rate: 5, Burst: 10}, 200)
 	const bound = 3
-	if r.throttled > bound {
-		t.Errorf("%d calls throttled, want at most %d (at %v after the start)", r.throttled, bound, r.at)
+	if len(r.times) > bound {
+		t.Errorf("%d calls throttled, want at most %d (at %v after the start)", len(r.times), bound, r.at())
 	}
 	if l := r.entry.Learned; l == nil || l.Source != throttle.LearnedFromRemaining || l.Rate > 1.1*5 || l.Rate < 0.8*5 || l.Burst > 10 {
 		t.Errorf("learned %+v, want about 5/s, burst at most 10, from the headers", l)
@@ -297,7 +297,7 @@ func TestThrottleLearnsTheBudgetWithoutHeaders(t *testing.T) {
 		}
 	}
 	if most := int((r.elapsed-10*time.Second)/(10*time.Second)) + 1; late > most {
-		t.Errorf("%d throttled after the first 10 s, want at most %d (at %v)", late, most, r.at)
+		t.Errorf("%d throttled after the first 10 s, want at most %d (at %v)", late, most, r.at())
 	}
 	if r.elapsed > r.lower*13/10 {
 		t.Errorf("took %s, want within 30%% of the budget's lower bound %s", r.elapsed, r.lower)
@@ -307,10 +307,17 @@ func TestThrottleLearnsTheBudgetWithoutHeaders(t *testing.T) {
 // learned is what a learnRun saw.
 type learned struct {
 	elapsed, lower time.Duration
-	throttled      int
 	times          []time.Duration // of the throttled answers, after the start
-	at             []string
 	entry          throttle.Status
+}
+
+// at lists the throttled answers' times, for messages.
+func (r learned) at() []string {
+	out := make([]string, len(r.times))
+	for i, d := range r.times {
+		out[i] = d.Round(time.Millisecond).String()
+	}
+	return out
 }
 
 // learnRun runs three worker processes with the throttle's default
@@ -367,9 +374,7 @@ func learnRun(t *testing.T, budget emulator.Budget, n int) learned {
 			}
 		}
 		if c.Status == 429 {
-			r.throttled++
 			r.times = append(r.times, c.Time.Sub(start))
-			r.at = append(r.at, c.Time.Sub(start).Round(time.Millisecond).String())
 			last429 = c.Time
 		}
 	}
@@ -389,15 +394,15 @@ func learnRun(t *testing.T, budget emulator.Budget, n int) learned {
 		est = fmt.Sprintf("%.2f/s burst %d (%s)", l.Rate, l.Burst, l.Source)
 	}
 	t.Logf("budget %g/s burst %d (remaining headers: %t), %d requests: %s (lower bound %s), %d calls, %d throttled at %v, %d early, learned %s, %d in flight at a pause",
-		budget.Rate, budget.Burst, !budget.NoRemaining, n, r.elapsed.Round(time.Millisecond), r.lower, len(e.emu.Calls()), r.throttled, r.at, early, est, r.entry.InFlightAtPause)
+		budget.Rate, budget.Burst, !budget.NoRemaining, n, r.elapsed.Round(time.Millisecond), r.lower, len(e.emu.Calls()), len(r.times), r.at(), early, est, r.entry.InFlightAtPause)
 	if b, err := json.Marshal(r.entry.Entry); err == nil {
 		t.Logf("calls in each second of the run: %v; the scope's entry: %s", perSecond, b)
 	}
 	if len(sentInPause) > 0 {
 		t.Errorf("%d of the %d early calls came more than %s after the 429 that opened the wait, at %v", len(sentInPause), early, onItsWay, sentInPause)
 	}
-	if r.entry.InFlightAtPause > int64(r.throttled) {
-		t.Errorf("%d calls in flight at a pause, more than the %d throttled", r.entry.InFlightAtPause, r.throttled)
+	if r.entry.InFlightAtPause > int64(len(r.times)) {
+		t.Errorf("%d calls in flight at a pause, more than the %d throttled", r.entry.InFlightAtPause, len(r.times))
 	}
 	return r
 }

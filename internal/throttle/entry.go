@@ -135,12 +135,20 @@ func (e *Entry) Unreported(l Limit, throttled bool, now time.Time) bool {
 	if e.Learned.Source != LearnedFromThrottled {
 		return false
 	}
-	before := e.Effective(l)
-	if e.Learned.Answer(l, throttled, e.TAT.After(now), now) {
-		e.relimit(before, e.Effective(l), now)
-	}
+	demand := e.TAT.After(now)
+	e.learn(l, now, func(est *Learned) bool { return est.Answer(l, throttled, demand, now) })
 	e.stamp(l, now)
 	return true
+}
+
+// learn applies f to the entry's estimate (started at the ceiling l if
+// none yet) and, when f changed it, carries the bucket over to the new
+// limit (relimit).
+func (e *Entry) learn(l Limit, now time.Time, f func(*Learned) bool) {
+	before := e.Effective(l)
+	if f(e.learned(l, now)) {
+		e.relimit(before, e.Effective(l), now)
+	}
 }
 
 // relimit carries the bucket over from limit from to limit to. A bucket
@@ -270,10 +278,7 @@ func (e *Entry) Pause(l Limit, until time.Time, source string, now time.Time) ti
 	wasPaused := e.Paused(now)
 	added := until.Sub(maxTime(now, e.PausedUntil))
 	if !wasPaused {
-		before := e.Effective(l)
-		if e.learned(l, now).Throttle(l, added, now) {
-			e.relimit(before, e.Effective(l), now)
-		}
+		e.learn(l, now, func(est *Learned) bool { return est.Throttle(l, added, now) })
 	}
 	l = e.Effective(l)
 	e.PausedSeconds += added.Seconds()

@@ -89,7 +89,8 @@ type Learned struct {
 	// had granted by then (remaining + answered).
 	Samples []Sample `json:"samples,omitempty"`
 	// Raised is when the estimate was last raised for a bucket Azure
-	// reported full while calls waited (or when that began);
+	// reported full while calls waited (or when that began); without
+	// headers, when its quiet time last began (a rise, a trial's end).
 	// RaisedAnswered is Answered then.
 	Raised         time.Time `json:"raised,omitzero"`
 	RaisedAnswered int64     `json:"raisedAnswered,omitempty"`

@@ -102,13 +102,6 @@ func (t *Throttle) Reserve(ctx context.Context, s Scope) (Grant, error) {
 	return g, err
 }
 
-// PausedUntil returns the end of scope s's pause, or zero when it is not
-// paused.
-func (t *Throttle) PausedUntil(ctx context.Context, s Scope) (time.Time, error) {
-	h, err := t.Held(ctx, s)
-	return h.PausedUntil, err
-}
-
 // Held is what a call whose slot has come must know of its scope.
 type Held struct {
 	// PausedUntil is the end of the scope's pause (zero: not paused).

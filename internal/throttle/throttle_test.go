@@ -131,8 +131,8 @@ func TestPauseIsSharedAndScoped(t *testing.T) {
 	if err != nil || g.At.Before(until) || !g.PausedUntil.Equal(until) {
 		t.Fatalf("reserve in the paused scope: %v %+v", err, g)
 	}
-	if p, err := b.PausedUntil(ctx, writes); err != nil || !p.Equal(until) {
-		t.Errorf("paused until %v %v", p, err)
+	if h, err := b.Held(ctx, writes); err != nil || !h.PausedUntil.Equal(until) {
+		t.Errorf("paused until %v %v", h.PausedUntil, err)
 	}
 	g, err = b.Reserve(ctx, reads)
 	if err != nil || time.Until(g.At) > 0 || !g.PausedUntil.IsZero() {
